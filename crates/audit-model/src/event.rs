@@ -1,0 +1,332 @@
+//! The unified audit event (ADR-034 fields) and its stored form.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::fields::{FieldErrors, ObjectReader, Reason};
+
+/// Longest value of a `VARCHAR` field of the event.
+const MAX_SHORT: usize = 255;
+/// Longest `error_message` (a `TEXT` field; bounded so one event cannot exhaust memory).
+const MAX_TEXT: usize = 65_536;
+/// Largest serialised `event_data`.
+pub const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
+/// Deepest nesting of `event_data` (the object itself is depth 1).
+pub const MAX_EVENT_DATA_DEPTH: usize = 10;
+/// How far in the future an `event_timestamp` may lie (clock skew between nodes).
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+/// Retention when the event does not say (seven years, the platform's compliance default).
+pub const DEFAULT_RETENTION_DAYS: i32 = 2555;
+const MAX_RETENTION_DAYS: i64 = 36_500;
+
+/// How the audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOutcome {
+    Success,
+    Failure,
+    Pending,
+}
+
+impl EventOutcome {
+    pub const ALL: [&'static str; 3] = ["success", "failure", "pending"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Success => "success",
+            EventOutcome::Failure => "failure",
+            EventOutcome::Pending => "pending",
+        }
+    }
+
+    pub fn from_str_exact(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(EventOutcome::Success),
+            "failure" => Some(EventOutcome::Failure),
+            "pending" => Some(EventOutcome::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// One audit event with every default filled in: exactly the immutable content that is stored
+/// and hashed. Absent optional fields are omitted from the canonical encoding, so adding an
+/// optional field later does not change the hash of older events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    pub event_id: Uuid,
+    pub event_version: String,
+    #[serde(with = "crate::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub event_timestamp: DateTime<Utc>,
+    pub event_type: String,
+    pub event_category: String,
+    pub event_action: String,
+    pub event_outcome: EventOutcome,
+    pub actor_type: String,
+    pub actor_id: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    pub correlation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_event_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[schema(value_type = Object)]
+    pub event_data: Map<String, Value>,
+    pub retention_days: i32,
+}
+
+impl AuditEvent {
+    /// Parses an untrusted JSON event, filling defaults as the platform does: `event_id` (UUIDv7),
+    /// `event_version` `1.0`, `event_timestamp` now, `actor_type` `service`, `actor_id`
+    /// `<category>-service`, `resource_type` the category, `resource_id` the correlation id.
+    /// Every bad field is reported at once.
+    pub fn parse(value: Value, now: DateTime<Utc>) -> Result<AuditEvent, FieldErrors> {
+        let mut r = ObjectReader::new(value)?;
+        let event_id = r.opt_uuid("event_id");
+        let event_version = r.opt_string("event_version", 16);
+        let event_timestamp = r.opt_timestamp("event_timestamp");
+        let event_type = r.string("event_type", MAX_SHORT);
+        let event_category = r.string("event_category", MAX_SHORT);
+        let event_action = r.string("event_action", MAX_SHORT);
+        let event_outcome = r.enumeration("event_outcome", &EventOutcome::ALL, 50);
+        let actor_type = r.opt_string("actor_type", MAX_SHORT);
+        let actor_id = r.opt_string("actor_id", MAX_SHORT);
+        let resource_type = r.opt_string("resource_type", MAX_SHORT);
+        let resource_id = r.opt_string("resource_id", MAX_SHORT);
+        let resource_name = r.opt_string("resource_name", MAX_SHORT);
+        let correlation_id = r.string("correlation_id", MAX_SHORT);
+        let parent_event_id = r.opt_uuid("parent_event_id");
+        let trace_id = r.opt_string("trace_id", MAX_SHORT);
+        let span_id = r.opt_string("span_id", MAX_SHORT);
+        let namespace = r.opt_string("namespace", MAX_SHORT);
+        let cluster_id = r.opt_string("cluster_id", MAX_SHORT);
+        let severity = r.opt_string("severity", 50);
+        let duration_ms = r.opt_int("duration_ms", 0, i64::MAX);
+        let error_code = r.opt_string("error_code", MAX_SHORT);
+        let error_message = r.opt_string("error_message", MAX_TEXT);
+        let retention_days = r.opt_int("retention_days", 1, MAX_RETENTION_DAYS);
+        let event_data = r.object("event_data");
+        if let Some(data) = &event_data {
+            check_event_data(data, r.errors_mut());
+        }
+        if let Some(ts) = event_timestamp {
+            if ts > now + MAX_FUTURE_SKEW {
+                r.errors_mut().add(
+                    "event_timestamp",
+                    Reason::Future,
+                    "must not be more than 5 minutes in the future",
+                );
+            }
+        }
+        let errors = r.finish();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // Every required field is Some when no error was recorded.
+        let (
+            Some(event_type),
+            Some(event_category),
+            Some(event_action),
+            Some(event_outcome),
+            Some(correlation_id),
+            Some(event_data),
+        ) = (
+            event_type,
+            event_category,
+            event_action,
+            event_outcome.as_deref().and_then(EventOutcome::from_str_exact),
+            correlation_id,
+            event_data,
+        )
+        else {
+            unreachable!("required fields are reported as errors when absent")
+        };
+        Ok(AuditEvent {
+            event_id: event_id.unwrap_or_else(Uuid::now_v7),
+            event_version: event_version.unwrap_or_else(|| "1.0".to_string()),
+            event_timestamp: event_timestamp.unwrap_or_else(|| crate::timestamp::truncate(now)),
+            actor_type: actor_type.unwrap_or_else(|| "service".to_string()),
+            actor_id: actor_id.unwrap_or_else(|| format!("{event_category}-service")),
+            resource_type: resource_type.unwrap_or_else(|| event_category.clone()),
+            resource_id: resource_id.unwrap_or_else(|| correlation_id.clone()),
+            event_type,
+            event_category,
+            event_action,
+            event_outcome,
+            resource_name,
+            correlation_id,
+            parent_event_id,
+            trace_id,
+            span_id,
+            namespace,
+            cluster_id,
+            severity,
+            duration_ms,
+            error_code,
+            error_message,
+            event_data,
+            retention_days: retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d as i32),
+        })
+    }
+
+    /// RFC 8785 (JCS) encoding of the event.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Every field serialises infallibly: strings, integers, UUIDs, and a serde_json map whose
+        // numbers are finite (serde_json cannot hold NaN or infinity).
+        serde_json_canonicalizer::to_vec(self).expect("an AuditEvent always has a JCS encoding")
+    }
+
+    /// RFC 9162 leaf hash: `SHA-256(0x00 || canonical_bytes)`.
+    pub fn leaf_hash(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update([0u8]);
+        hasher.update(self.canonical_bytes());
+        hasher.finalize().into()
+    }
+}
+
+fn check_event_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
+    let depth = 1 + data.values().map(depth_of).max().unwrap_or(0);
+    if depth > MAX_EVENT_DATA_DEPTH {
+        errors.add(
+            "event_data",
+            Reason::TooDeep,
+            format!("must not be nested deeper than {MAX_EVENT_DATA_DEPTH} levels"),
+        );
+        return;
+    }
+    // A map of JSON values always serialises.
+    let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_EVENT_DATA_BYTES {
+        errors.add(
+            "event_data",
+            Reason::TooLarge,
+            format!("must be at most {} KiB", MAX_EVENT_DATA_BYTES / 1024),
+        );
+    }
+}
+
+fn depth_of(value: &Value) -> usize {
+    match value {
+        Value::Object(m) => 1 + m.values().map(depth_of).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// An event as stored in the log: its content plus what the server assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StoredEvent {
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// Position in the log: gap-free and strictly increasing in commit order.
+    pub seq: i64,
+    /// Hex of the RFC 9162 leaf hash of the event.
+    pub leaf_hash: String,
+    /// When the server committed the event.
+    #[serde(with = "crate::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        crate::timestamp::parse("2026-11-27T12:00:00Z").unwrap()
+    }
+
+    fn minimal() -> Value {
+        json!({
+            "event_type": "notification.message.sent",
+            "event_category": "notification",
+            "event_action": "sent",
+            "event_outcome": "success",
+            "correlation_id": "rr-1",
+            "event_data": {"channel": "slack"}
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_platform() {
+        let e = AuditEvent::parse(minimal(), now()).unwrap();
+        assert_eq!(e.actor_type, "service");
+        assert_eq!(e.actor_id, "notification-service");
+        assert_eq!(e.resource_type, "notification");
+        assert_eq!(e.resource_id, "rr-1");
+        assert_eq!(e.event_timestamp, now());
+        assert_eq!(e.retention_days, DEFAULT_RETENTION_DAYS);
+        assert_eq!(e.event_id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn future_timestamps_beyond_skew_are_refused() {
+        let mut v = minimal();
+        v["event_timestamp"] = json!("2026-11-27T12:05:01Z");
+        let errors = AuditEvent::parse(v.clone(), now()).unwrap_err();
+        assert_eq!(errors.get("event_timestamp").unwrap().reason, Reason::Future);
+        v["event_timestamp"] = json!("2026-11-27T12:05:00Z");
+        assert!(AuditEvent::parse(v, now()).is_ok());
+    }
+
+    #[test]
+    fn deep_event_data_is_refused() {
+        let nested = |levels: usize| {
+            let mut data = json!(1);
+            for _ in 0..levels {
+                data = json!({ "d": data });
+            }
+            data
+        };
+        let mut v = minimal();
+        v["event_data"] = nested(MAX_EVENT_DATA_DEPTH);
+        assert!(AuditEvent::parse(v.clone(), now()).is_ok());
+        v["event_data"] = nested(MAX_EVENT_DATA_DEPTH + 1);
+        let errors = AuditEvent::parse(v, now()).unwrap_err();
+        assert_eq!(errors.get("event_data").unwrap().reason, Reason::TooDeep);
+    }
+
+    #[test]
+    fn hash_is_stable_across_a_json_round_trip() {
+        let mut v = minimal();
+        v["event_data"] = json!({"b": 1.0, "a": [1e21, 0.1, -0.0, 12345678901234567890u64], "c": "é"});
+        let e = AuditEvent::parse(v, now()).unwrap();
+        let text = serde_json::to_string(&e).unwrap();
+        let back: AuditEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.leaf_hash(), e.leaf_hash());
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_and_omit_absent_fields() {
+        let e = AuditEvent::parse(minimal(), now()).unwrap();
+        let text = String::from_utf8(e.canonical_bytes()).unwrap();
+        assert!(text.starts_with("{\"actor_id\":\"notification-service\""));
+        assert!(!text.contains("resource_name"));
+    }
+}

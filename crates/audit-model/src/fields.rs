@@ -1,0 +1,401 @@
+//! Field-by-field reading of an untrusted JSON object that reports every bad field at once.
+//!
+//! [`ObjectReader`] takes fields out of the object as they are read; whatever is left at
+//! [`ObjectReader::finish`] is an unknown field, which is an error: an audit trail must not
+//! silently drop data it was given.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Why a field was refused. A bounded set, so it can label a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Required,
+    InvalidType,
+    InvalidFormat,
+    InvalidValue,
+    TooLong,
+    Blank,
+    OutOfRange,
+    TooLarge,
+    TooDeep,
+    Future,
+    UnknownField,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Required => "required",
+            Reason::InvalidType => "invalid_type",
+            Reason::InvalidFormat => "invalid_format",
+            Reason::InvalidValue => "invalid_value",
+            Reason::TooLong => "too_long",
+            Reason::Blank => "blank",
+            Reason::OutOfRange => "out_of_range",
+            Reason::TooLarge => "too_large",
+            Reason::TooDeep => "too_deep",
+            Reason::Future => "future",
+            Reason::UnknownField => "unknown_field",
+        }
+    }
+}
+
+/// One refused field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Every refused field of one object, by field name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, FieldError>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, reason: Reason, message: impl Into<String>) {
+        self.0.entry(field.into()).or_insert(FieldError {
+            reason,
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, field: &str) -> Option<&FieldError> {
+        self.0.get(field)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &FieldError)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Field name to message, the shape of a problem's `field_errors` member.
+    pub fn messages(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.message.clone()))
+            .collect()
+    }
+
+    /// `Ok(value)` when nothing was refused.
+    pub fn into_result<T>(self, value: T) -> Result<T, FieldErrors> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for FieldErrors {}
+
+/// Reads typed fields out of a JSON object, collecting errors instead of stopping at the first.
+pub struct ObjectReader {
+    map: Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl ObjectReader {
+    /// Starts reading `value`, which must be a JSON object.
+    pub fn new(value: Value) -> Result<Self, FieldErrors> {
+        match value {
+            Value::Object(map) => Ok(Self {
+                map,
+                errors: FieldErrors::default(),
+            }),
+            _ => {
+                let mut errors = FieldErrors::default();
+                errors.add("$", Reason::InvalidType, "expected a JSON object");
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn errors_mut(&mut self) -> &mut FieldErrors {
+        &mut self.errors
+    }
+
+    /// Takes a field out; JSON `null` counts as absent.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn missing(&mut self, key: &str) {
+        self.errors.add(key, Reason::Required, "is required");
+    }
+
+    /// A string of at most `max` characters that is not blank, or `None` (absent or refused).
+    pub fn opt_string(&mut self, key: &str, max: usize) -> Option<String> {
+        let value = self.take(key)?;
+        let Value::String(s) = value else {
+            self.errors
+                .add(key, Reason::InvalidType, "must be a string");
+            return None;
+        };
+        if s.chars().count() > max {
+            self.errors.add(
+                key,
+                Reason::TooLong,
+                format!("must be at most {max} characters"),
+            );
+            return None;
+        }
+        if s.trim().is_empty() {
+            self.errors.add(key, Reason::Blank, "must not be blank");
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A required non-blank string of at most `max` characters.
+    pub fn string(&mut self, key: &str, max: usize) -> Option<String> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_string(key, max)
+    }
+
+    /// An optional string that is one of `allowed` (compared case-insensitively), returned lower-case.
+    /// The length is checked before the membership, so an overlong value says so.
+    pub fn opt_enum(&mut self, key: &str, allowed: &[&str], max: usize) -> Option<String> {
+        let s = self.opt_string(key, max)?;
+        match allowed.iter().find(|a| a.eq_ignore_ascii_case(&s)) {
+            Some(a) => Some((*a).to_string()),
+            None => {
+                self.errors.add(
+                    key,
+                    Reason::InvalidValue,
+                    format!("must be one of: {}", allowed.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required enum value, see [`ObjectReader::opt_enum`].
+    pub fn enumeration(&mut self, key: &str, allowed: &[&str], max: usize) -> Option<String> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_enum(key, allowed, max)
+    }
+
+    /// An optional RFC 3339 timestamp, truncated to microseconds.
+    pub fn opt_timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        let value = self.take(key)?;
+        let parsed = value
+            .as_str()
+            .and_then(|s| crate::timestamp::parse(s).ok());
+        if parsed.is_none() {
+            self.errors.add(
+                key,
+                Reason::InvalidFormat,
+                "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z",
+            );
+        }
+        parsed
+    }
+
+    /// A required RFC 3339 timestamp.
+    pub fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_timestamp(key)
+    }
+
+    /// An optional UUID.
+    pub fn opt_uuid(&mut self, key: &str) -> Option<Uuid> {
+        let value = self.take(key)?;
+        let parsed = value.as_str().and_then(|s| Uuid::parse_str(s).ok());
+        if parsed.is_none() {
+            self.errors
+                .add(key, Reason::InvalidFormat, "must be a UUID");
+        }
+        parsed
+    }
+
+    /// An optional integer within `min..=max`.
+    pub fn opt_int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        let value = self.take(key)?;
+        let Some(n) = value.as_i64() else {
+            self.errors
+                .add(key, Reason::InvalidType, "must be an integer");
+            return None;
+        };
+        if n < min || n > max {
+            self.errors.add(
+                key,
+                Reason::OutOfRange,
+                format!("must be between {min} and {max}"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A required integer within `min..=max`.
+    pub fn int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_int(key, min, max)
+    }
+
+    /// An optional finite number within `min..=max`.
+    pub fn opt_number(&mut self, key: &str, min: f64, max: f64) -> Option<f64> {
+        let value = self.take(key)?;
+        let Some(n) = value.as_f64().filter(|n| n.is_finite()) else {
+            self.errors
+                .add(key, Reason::InvalidType, "must be a number");
+            return None;
+        };
+        if n < min || n > max {
+            self.errors.add(
+                key,
+                Reason::OutOfRange,
+                format!("must be between {min} and {max}"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A required finite number within `min..=max`.
+    pub fn number(&mut self, key: &str, min: f64, max: f64) -> Option<f64> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_number(key, min, max)
+    }
+
+    /// An optional boolean.
+    pub fn opt_bool(&mut self, key: &str) -> Option<bool> {
+        let value = self.take(key)?;
+        let b = value.as_bool();
+        if b.is_none() {
+            self.errors
+                .add(key, Reason::InvalidType, "must be true or false");
+        }
+        b
+    }
+
+    /// An optional JSON object.
+    pub fn opt_object(&mut self, key: &str) -> Option<Map<String, Value>> {
+        match self.take(key)? {
+            Value::Object(m) => Some(m),
+            _ => {
+                self.errors
+                    .add(key, Reason::InvalidType, "must be a JSON object");
+                None
+            }
+        }
+    }
+
+    /// A required JSON object.
+    pub fn object(&mut self, key: &str) -> Option<Map<String, Value>> {
+        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+            self.missing(key);
+            return None;
+        }
+        self.opt_object(key)
+    }
+
+    /// An optional JSON array.
+    pub fn opt_array(&mut self, key: &str) -> Option<Vec<Value>> {
+        match self.take(key)? {
+            Value::Array(a) => Some(a),
+            _ => {
+                self.errors
+                    .add(key, Reason::InvalidType, "must be a JSON array");
+                None
+            }
+        }
+    }
+
+    /// Ends reading: every field not taken is reported as unknown.
+    pub fn finish(mut self) -> FieldErrors {
+        let unknown: Vec<String> = self.map.keys().cloned().collect();
+        for key in unknown {
+            self.errors
+                .add(key, Reason::UnknownField, "is not a known field");
+        }
+        self.errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn collects_every_error_and_unknown_fields() {
+        let mut r = ObjectReader::new(json!({
+            "a": 5, "b": "  ", "c": "x".repeat(11), "d": "nope", "zzz": 1
+        }))
+        .unwrap();
+        assert_eq!(r.opt_string("a", 10), None);
+        assert_eq!(r.string("b", 10), None);
+        assert_eq!(r.string("c", 10), None);
+        assert_eq!(r.enumeration("d", &["yes"], 50), None);
+        assert_eq!(r.string("missing", 10), None);
+        let errors = r.finish();
+        let reasons: Vec<_> = errors.iter().map(|(k, e)| (k, e.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("a", Reason::InvalidType),
+                ("b", Reason::Blank),
+                ("c", Reason::TooLong),
+                ("d", Reason::InvalidValue),
+                ("missing", Reason::Required),
+                ("zzz", Reason::UnknownField),
+            ]
+        );
+    }
+
+    #[test]
+    fn enums_are_case_insensitive_and_lower_cased() {
+        let mut r = ObjectReader::new(json!({"s": "SeNt"})).unwrap();
+        assert_eq!(r.enumeration("s", &["sent", "failed"], 50).as_deref(), Some("sent"));
+        assert!(r.finish().is_empty());
+    }
+
+    #[test]
+    fn null_counts_as_absent() {
+        let mut r = ObjectReader::new(json!({"s": null})).unwrap();
+        assert_eq!(r.opt_string("s", 10), None);
+        assert!(r.finish().is_empty());
+    }
+}

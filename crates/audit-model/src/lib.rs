@@ -1,0 +1,26 @@
+//! The audit trail's wire types, shared by the Data Storage service and the client library.
+//!
+//! This crate does no I/O. It owns three things that must be identical on both sides of the wire:
+//!
+//! * **Parsing** ([`AuditEvent::parse`]): untrusted JSON becomes an [`AuditEvent`] or a complete
+//!   list of [`FieldErrors`]. A value of type `AuditEvent` is valid by construction, so code past
+//!   the edge never re-checks it.
+//! * **Canonical encoding and leaf hash** ([`AuditEvent::leaf_hash`]): RFC 8785 (JCS) bytes of the
+//!   event's immutable fields, hashed as an RFC 9162 leaf (`SHA-256(0x00 || bytes)`). Timestamps are
+//!   fixed to microsecond precision in UTC before hashing, so the hash survives a database round
+//!   trip.
+//! * **Problems** ([`Problem`]): RFC 7807 error bodies with stable `type` slugs.
+
+mod batch;
+mod event;
+mod fields;
+mod problem;
+pub mod timestamp;
+
+pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
+pub use event::{
+    AuditEvent, EventOutcome, StoredEvent, DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES,
+    MAX_EVENT_DATA_DEPTH, MAX_FUTURE_SKEW,
+};
+pub use fields::{FieldError, FieldErrors, ObjectReader, Reason};
+pub use problem::{Problem, ProblemKind};
