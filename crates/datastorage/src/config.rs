@@ -1,0 +1,397 @@
+//! Layered configuration: command-line flag > environment variable > YAML file > default.
+//!
+//! Every setting has all four forms: `--batch-max-events`, `DATASTORAGE_BATCH_MAX_EVENTS`, the
+//! YAML key `batch_max_events`, and a default (see `config/datastorage.example.yaml`). Invalid
+//! values fail at start with a message naming the key. The database password can come from a
+//! file (`database_password_file`), so it never has to sit in the config file or the URL.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Errors that stop the service before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Settings as given on the command line or in the environment; all optional.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// YAML config file.
+    #[arg(long, env = "DATASTORAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "DATASTORAGE_LISTEN")]
+    pub listen: Option<String>,
+    /// `postgres://…` or `sqlite://…` (default: a SQLite file under the data dir).
+    #[arg(long, env = "DATASTORAGE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File holding the database password (for example a mounted Kubernetes Secret).
+    #[arg(long, env = "DATASTORAGE_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+    /// Largest number of database connections.
+    #[arg(long, env = "DATASTORAGE_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+    /// `redis://…` or `file://DIR` (default: a journal under the data dir).
+    #[arg(long, env = "DATASTORAGE_DLQ_URL")]
+    pub dlq_url: Option<String>,
+    /// Directory for the embedded database and local journals (default ./data).
+    #[arg(long, env = "DATASTORAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most events committed in one transaction.
+    #[arg(long, env = "DATASTORAGE_BATCH_MAX_EVENTS")]
+    pub batch_max_events: Option<usize>,
+    /// How long the writer waits for more events before committing (e.g. `0s`, `500us`, `2ms`).
+    #[arg(long, env = "DATASTORAGE_BATCH_LINGER")]
+    pub batch_linger: Option<String>,
+    /// Most events waiting for the writer before requests wait for room.
+    #[arg(long, env = "DATASTORAGE_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "DATASTORAGE_BODY_LIMIT_BYTES")]
+    pub body_limit_bytes: Option<usize>,
+    /// Most events in one batch request.
+    #[arg(long, env = "DATASTORAGE_BATCH_MAX_ITEMS")]
+    pub batch_max_items: Option<usize>,
+    /// Time between readiness turning 503 and the listener closing (e.g. `5s`).
+    #[arg(long, env = "DATASTORAGE_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Option<String>,
+    /// Longest wait for in-flight requests at shutdown (e.g. `30s`).
+    #[arg(long, env = "DATASTORAGE_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
+    /// `json` or `text`.
+    #[arg(long, env = "DATASTORAGE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The same settings as read from the YAML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    database_password_file: Option<PathBuf>,
+    database_max_connections: Option<u32>,
+    dlq_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    batch_max_events: Option<usize>,
+    batch_linger: Option<String>,
+    queue_capacity: Option<usize>,
+    body_limit_bytes: Option<usize>,
+    batch_max_items: Option<usize>,
+    shutdown_delay: Option<String>,
+    drain_timeout: Option<String>,
+    log_format: Option<String>,
+}
+
+/// Where the log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Postgres { url: String, password: Option<String> },
+    Sqlite { path: PathBuf },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Group-commit settings of the ingest writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub batch_max_events: usize,
+    pub batch_linger: Duration,
+    pub queue_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_events: 500,
+            batch_linger: Duration::ZERO,
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+/// The validated configuration of `datastorage serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: DatabaseTarget,
+    pub database_max_connections: u32,
+    pub dlq_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub ingest: IngestConfig,
+    pub body_limit_bytes: usize,
+    pub batch_max_items: usize,
+    pub shutdown_delay: Duration,
+    pub drain_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Merges flags/environment (already merged by clap) over the file over the defaults.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        let listen_text = pick!(listen).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen = SocketAddr::from_str(&listen_text)
+            .map_err(|e| invalid("listen", format!("{listen_text:?}: {e}")))?;
+        let data_dir = pick!(data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let password = match pick!(database_password_file) {
+            Some(path) => Some(read_secret(&path)?),
+            None => None,
+        };
+        let database = database_target(pick!(database_url), password, &data_dir)?;
+        let database_max_connections = pick!(database_max_connections).unwrap_or(16);
+        if database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        let dlq_url = pick!(dlq_url);
+        if let Some(url) = &dlq_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://")) {
+                return Err(invalid("dlq_url", format!("{url:?}: expected redis://… or file://DIR")));
+            }
+        }
+        let defaults = IngestConfig::default();
+        let ingest = IngestConfig {
+            batch_max_events: pick!(batch_max_events).unwrap_or(defaults.batch_max_events),
+            batch_linger: duration("batch_linger", pick!(batch_linger), defaults.batch_linger)?,
+            queue_capacity: pick!(queue_capacity).unwrap_or(defaults.queue_capacity),
+        };
+        if !(1..=10_000).contains(&ingest.batch_max_events) {
+            return Err(invalid("batch_max_events", "must be between 1 and 10000"));
+        }
+        if ingest.batch_linger > Duration::from_secs(1) {
+            return Err(invalid("batch_linger", "must be at most 1s"));
+        }
+        if ingest.queue_capacity == 0 {
+            return Err(invalid("queue_capacity", "must be at least 1"));
+        }
+        let body_limit_bytes = pick!(body_limit_bytes).unwrap_or(5 * 1024 * 1024);
+        if body_limit_bytes < 1024 {
+            return Err(invalid("body_limit_bytes", "must be at least 1024"));
+        }
+        let batch_max_items = pick!(batch_max_items).unwrap_or(1000);
+        if !(1..=100_000).contains(&batch_max_items) {
+            return Err(invalid("batch_max_items", "must be between 1 and 100000"));
+        }
+        let log_format = match pick!(log_format).as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(invalid("log_format", format!("{other:?}: expected json or text")))
+            }
+        };
+        Ok(Config {
+            listen,
+            database,
+            database_max_connections,
+            dlq_url,
+            ingest,
+            body_limit_bytes,
+            batch_max_items,
+            shutdown_delay: duration("shutdown_delay", pick!(shutdown_delay), Duration::from_secs(5))?,
+            drain_timeout: duration("drain_timeout", pick!(drain_timeout), Duration::from_secs(30))?,
+            log_format,
+            data_dir,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("database_password_file", format!("{}: {e}", path.display())))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn database_target(
+    url: Option<String>,
+    password: Option<String>,
+    data_dir: &Path,
+) -> Result<DatabaseTarget, ConfigError> {
+    match url {
+        None => Ok(DatabaseTarget::Sqlite {
+            path: data_dir.join("audit.db"),
+        }),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(DatabaseTarget::Postgres { url, password })
+        }
+        Some(url) if url.starts_with("sqlite://") || url.starts_with("sqlite:") => {
+            let rest = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid("database_url", "sqlite URL needs a file path"));
+            }
+            Ok(DatabaseTarget::Sqlite {
+                path: PathBuf::from(path),
+            })
+        }
+        Some(url) => Err(invalid(
+            "database_url",
+            format!("{url:?}: expected postgres://… or sqlite://…"),
+        )),
+    }
+}
+
+fn duration(
+    key: &'static str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(t) if t.trim() == "0" => Ok(Duration::ZERO),
+        Some(t) => humantime::parse_duration(t.trim())
+            .map_err(|e| invalid(key, format!("{t:?}: {e} (expected e.g. 500us, 5s, 1m)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_store() {
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.database,
+            DatabaseTarget::Sqlite {
+                path: PathBuf::from("./data/audit.db")
+            }
+        );
+        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let f = file("listen: 127.0.0.1:9000\nbatch_max_events: 64\nbatch_linger: 2ms\n");
+        let args = ServeArgs {
+            config: Some(f.path().to_path_buf()),
+            listen: Some("127.0.0.1:9001".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.ingest.batch_max_events, 64);
+        assert_eq!(c.ingest.batch_linger, Duration::from_millis(2));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let f = file("batch_max_events: 0\n");
+        let args = ServeArgs {
+            config: Some(f.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("batch_max_events"), "{err}");
+
+        let f = file("no_such_key: 1\n");
+        let args = ServeArgs {
+            config: Some(f.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("no_such_key"), "{err}");
+
+        let args = ServeArgs {
+            drain_timeout: Some("soon".into()),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("drain_timeout"), "{err}");
+    }
+
+    #[test]
+    fn password_comes_from_a_file() {
+        let secret = file("s3cret\n");
+        let args = ServeArgs {
+            database_url: Some("postgres://audit@db/audit".into()),
+            database_password_file: Some(secret.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseTarget::Postgres {
+                url: "postgres://audit@db/audit".into(),
+                password: Some("s3cret".into())
+            }
+        );
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/datastorage.example.yaml");
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args).unwrap();
+        let d = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.ingest, d.ingest);
+        assert_eq!(c.body_limit_bytes, d.body_limit_bytes);
+        assert_eq!(c.batch_max_items, d.batch_max_items);
+        assert_eq!(c.shutdown_delay, d.shutdown_delay);
+        assert_eq!(c.drain_timeout, d.drain_timeout);
+        assert_eq!(c.database_max_connections, d.database_max_connections);
+    }
+}

@@ -1,0 +1,95 @@
+//! The HTTP API: router, shared state, middleware (request ids, body limit, tracing).
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use audit_model::ProblemKind;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::ingest::IngestQueue;
+use crate::shutdown::Shutdown;
+use crate::store::LogStore;
+use problem::{ApiError, REQUEST_ID};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: IngestQueue,
+    pub store: Arc<dyn LogStore>,
+    pub shutdown: Shutdown,
+    pub metrics: PrometheusHandle,
+    pub batch_max_items: usize,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router with its middleware.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/audit/events",
+            post(routes::events::create_event).get(routes::events::list_events),
+        )
+        .route("/api/v1/audit/events/batch", post(routes::events::create_batch))
+        .route("/api/v1/audit/events/{event_id}", get(routes::events::get_event))
+        .route("/api/v1/openapi.json", get(routes::health::openapi))
+        .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    api.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(&X_REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            .layer(middleware::from_fn(scope_request_id)),
+    )
+}
+
+/// Makes the request id visible to error responses built anywhere below.
+async fn scope_request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::not_found(format!("no route for {}", req.uri().path())).into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::new(
+        ProblemKind::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}

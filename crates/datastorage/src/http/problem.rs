@@ -1,0 +1,78 @@
+//! Turning errors into RFC 7807 responses, with the request id as the problem's `instance`.
+
+use audit_model::{FieldErrors, Problem, ProblemKind};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::ingest::IngestError;
+
+tokio::task_local! {
+    /// The id of the request being handled (set by the request-id middleware).
+    pub static REQUEST_ID: String;
+}
+
+/// Seconds a client should wait before retrying when the service is unavailable.
+const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+impl ApiError {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        ApiError(Problem::new(kind, detail))
+    }
+
+    /// A 400 listing every refused field.
+    pub fn validation(errors: &FieldErrors) -> Self {
+        crate::metrics::record_validation_failures(errors);
+        ApiError(
+            Problem::new(
+                ProblemKind::ValidationError,
+                format!("{} field(s) failed validation", errors.len()),
+            )
+            .with_field_errors(errors.messages()),
+        )
+    }
+
+    /// A 400 about one field or parameter.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut errors = FieldErrors::default();
+        errors.add(field, audit_model::Reason::InvalidValue, message);
+        Self::validation(&errors)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(ProblemKind::NotFound, detail)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut problem = self.0;
+        if problem.instance.is_none() {
+            problem.instance = REQUEST_ID
+                .try_with(|id| format!("urn:request-id:{id}"))
+                .ok();
+        }
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}

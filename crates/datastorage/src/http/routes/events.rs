@@ -1,0 +1,391 @@
+//! The unified event log: write one, write a batch, read one, query.
+
+use std::collections::HashMap;
+
+use audit_model::{
+    AuditEvent, BatchItemResult, BatchResponse, ItemStatus, Problem, ProblemKind, StoredEvent,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::http::extract::JsonBody;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+use crate::store::{AppendOutcome, Cursor, EventFilter, EventQuery, Order, PreparedEvent};
+
+/// The answer for one stored (or already stored) event.
+pub(crate) fn outcome_response(outcome: AppendOutcome, resource: &str) -> Response {
+    match outcome {
+        AppendOutcome::Created(e) => {
+            let location = format!("/api/v1/audit/events/{}", e.event.event_id);
+            (StatusCode::CREATED, [(header::LOCATION, location)], Json(e)).into_response()
+        }
+        AppendOutcome::Duplicate(e) => (StatusCode::OK, Json(e)).into_response(),
+        AppendOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id.to_string()),
+    }
+}
+
+fn conflict(resource: &str, field: &str, value: &str) -> Response {
+    ApiError(
+        Problem::new(
+            ProblemKind::Conflict,
+            format!("{field} {value} is already stored with different content"),
+        )
+        .with_extension("resource", resource)
+        .with_extension("field", field)
+        .with_extension("value", value),
+    )
+    .into_response()
+}
+
+/// Write one audit event.
+#[utoipa::path(
+    post, path = "/api/v1/audit/events", tag = "events",
+    request_body(content = Object, description = "An audit event (ADR-034 fields); `event_id` is optional"),
+    responses(
+        (status = 201, description = "Stored", body = StoredEvent),
+        (status = 200, description = "The identical event was already stored", body = StoredEvent),
+        (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The event_id holds different content", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body above the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_event(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let event = AuditEvent::parse(body, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
+    let outcome = outcomes
+        .pop()
+        .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
+    Ok(outcome_response(outcome, "audit_events"))
+}
+
+/// Write up to `batch_max_items` events; each item is answered on its own.
+#[utoipa::path(
+    post, path = "/api/v1/audit/events/batch", tag = "events",
+    request_body(content = Vec<Object>, description = "A JSON array of audit events"),
+    responses(
+        (status = 200, description = "Per-item results aligned with the input", body = BatchResponse),
+        (status = 400, description = "Not an array, empty, or too many items", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body above the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let Value::Array(items) = body else {
+        return Err(ApiError::field("body", "must be a JSON array of events"));
+    };
+    if items.is_empty() {
+        return Err(ApiError::field("body", "must hold at least one event"));
+    }
+    if items.len() > state.batch_max_items {
+        return Err(ApiError::field(
+            "body",
+            format!("must hold at most {} events", state.batch_max_items),
+        ));
+    }
+    let now = Utc::now();
+    let mut results: Vec<Option<BatchItemResult>> = vec![None; items.len()];
+    let mut accepted = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let claimed_id = item
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        match AuditEvent::parse(item, now) {
+            Ok(event) => {
+                positions.push(index);
+                accepted.push(PreparedEvent::new(event));
+            }
+            Err(errors) => {
+                crate::metrics::record_validation_failures(&errors);
+                results[index] = Some(BatchItemResult {
+                    index,
+                    event_id: claimed_id,
+                    status: ItemStatus::Rejected,
+                    seq: None,
+                    error: Some(format!("validation error: {errors}")),
+                });
+            }
+        }
+    }
+    if !accepted.is_empty() {
+        let outcomes = state.queue.submit(accepted).await?;
+        for (index, outcome) in positions.into_iter().zip(outcomes) {
+            results[index] = Some(item_result(index, &outcome));
+        }
+    }
+    Ok(Json(BatchResponse::new(results.into_iter().flatten().collect())))
+}
+
+fn item_result(index: usize, outcome: &AppendOutcome) -> BatchItemResult {
+    let stored = outcome.stored();
+    let (status, seq, error) = match outcome {
+        AppendOutcome::Created(_) => (ItemStatus::Created, Some(stored.seq), None),
+        AppendOutcome::Duplicate(_) => (ItemStatus::Duplicate, Some(stored.seq), None),
+        AppendOutcome::Conflict(_) => (
+            ItemStatus::Rejected,
+            None,
+            Some("conflict: event_id is already stored with different content".to_string()),
+        ),
+    };
+    BatchItemResult {
+        index,
+        event_id: Some(stored.event.event_id),
+        status,
+        seq,
+        error,
+    }
+}
+
+/// Read one stored event.
+#[utoipa::path(
+    get, path = "/api/v1/audit/events/{event_id}", tag = "events",
+    params(("event_id" = Uuid, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The stored event", body = StoredEvent),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredEvent>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::field("event_id", "must be a UUID"))?;
+    let event = state
+        .store
+        .get(id)
+        .await
+        .map_err(|e| ApiError::new(ProblemKind::ServiceUnavailable, e.to_string()))?;
+    event
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no audit event with event_id {id}")))
+}
+
+/// Query parameters of the event list (all optional).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct EventListParams {
+    correlation_id: Option<String>,
+    event_type: Option<String>,
+    event_category: Option<String>,
+    event_outcome: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    actor_id: Option<String>,
+    namespace: Option<String>,
+    /// RFC 3339 time, or a duration back from now such as `30m`, `24h`, `7d`.
+    since: Option<String>,
+    /// RFC 3339 time, or a duration back from now.
+    until: Option<String>,
+    /// `asc` (default) or `desc`, by event_timestamp then seq.
+    order: Option<String>,
+    /// 1..1000, default 100.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub data: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query the log.
+#[utoipa::path(
+    get, path = "/api/v1/audit/events", tag = "events",
+    params(EventListParams),
+    responses(
+        (status = 200, description = "One page of events", body = EventPage),
+        (status = 400, description = "A bad parameter, named in `field_errors`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<EventPage>, ApiError> {
+    let query = parse_list_params(params, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    let limit = query.limit as usize;
+    let mut fetch = query.clone();
+    fetch.limit += 1;
+    let mut data = state
+        .store
+        .query(&fetch)
+        .await
+        .map_err(|e| ApiError::new(ProblemKind::ServiceUnavailable, e.to_string()))?;
+    let next_cursor = if data.len() > limit {
+        data.truncate(limit);
+        data.last().map(|last| {
+            encode_cursor(
+                Cursor {
+                    event_timestamp: last.event.event_timestamp,
+                    seq: last.seq,
+                },
+                query.order,
+            )
+        })
+    } else {
+        None
+    };
+    Ok(Json(EventPage { data, next_cursor }))
+}
+
+/// Parses the list parameters; unknown parameters are errors too.
+pub(crate) fn parse_list_params(
+    mut params: HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<EventQuery, audit_model::FieldErrors> {
+    use audit_model::Reason;
+    let mut errors = audit_model::FieldErrors::default();
+    let mut query = EventQuery {
+        limit: 100,
+        ..EventQuery::default()
+    };
+    for filter in EventFilter::ALL {
+        if let Some(value) = params.remove(filter.column()) {
+            query.filters.push((filter, value));
+        }
+    }
+    for (key, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
+        if let Some(text) = params.remove(key) {
+            match parse_time(&text, now) {
+                Some(t) => *slot = Some(t),
+                None => errors.add(
+                    key,
+                    Reason::InvalidFormat,
+                    "must be an RFC 3339 time or a duration such as 30m, 24h, 7d",
+                ),
+            }
+        }
+    }
+    if let Some(order) = params.remove("order") {
+        match order.as_str() {
+            "asc" => query.order = Order::Asc,
+            "desc" => query.order = Order::Desc,
+            _ => errors.add("order", Reason::InvalidValue, "must be asc or desc"),
+        }
+    }
+    if let Some(limit) = params.remove("limit") {
+        match limit.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => query.limit = n,
+            _ => errors.add("limit", Reason::OutOfRange, "must be an integer from 1 to 1000"),
+        }
+    }
+    if let Some(cursor) = params.remove("cursor") {
+        match decode_cursor(&cursor) {
+            Some((c, order)) if order == query.order => query.after = Some(c),
+            Some(_) => errors.add("cursor", Reason::InvalidValue, "was made for the other order"),
+            None => errors.add("cursor", Reason::InvalidFormat, "is not a cursor of this API"),
+        }
+    }
+    for key in params.into_keys() {
+        errors.add(key, Reason::UnknownField, "is not a known parameter");
+    }
+    errors.into_result(query)
+}
+
+fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if let Ok(t) = audit_model::timestamp::parse(text) {
+        return Some(t);
+    }
+    let d = humantime::parse_duration(text).ok()?;
+    let d = chrono::Duration::from_std(d).ok()?;
+    now.checked_sub_signed(d)
+}
+
+fn encode_cursor(c: Cursor, order: Order) -> String {
+    let dir = match order {
+        Order::Asc => 'a',
+        Order::Desc => 'd',
+    };
+    let raw = format!("{}:{}:{dir}", c.event_timestamp.timestamp_micros(), c.seq);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(text: &str) -> Option<(Cursor, Order)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let mut parts = raw.split(':');
+    let micros: i64 = parts.next()?.parse().ok()?;
+    let seq: i64 = parts.next()?.parse().ok()?;
+    let order = match parts.next()? {
+        "a" => Order::Asc,
+        "d" => Order::Desc,
+        _ => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    let event_timestamp = DateTime::from_timestamp_micros(micros)?;
+    Some((
+        Cursor {
+            event_timestamp,
+            seq,
+        },
+        order,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = Cursor {
+            event_timestamp: audit_model::timestamp::parse("2026-01-01T00:00:00.123456Z").unwrap(),
+            seq: 42,
+        };
+        assert_eq!(decode_cursor(&encode_cursor(c, Order::Desc)), Some((c, Order::Desc)));
+        assert_eq!(decode_cursor("garbage!"), None);
+    }
+
+    #[test]
+    fn relative_durations_count_back_from_now() {
+        let now = audit_model::timestamp::parse("2026-01-08T00:00:00Z").unwrap();
+        let q = parse_list_params(params(&[("since", "7d"), ("until", "30m")]), now).unwrap();
+        assert_eq!(q.since.unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(q.until.unwrap().to_rfc3339(), "2026-01-07T23:30:00+00:00");
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named() {
+        let now = Utc::now();
+        let errors = parse_list_params(
+            params(&[("since", "yesterday"), ("limit", "0"), ("order", "up"), ("cursor", "x"), ("colour", "red")]),
+            now,
+        )
+        .unwrap_err();
+        let names: Vec<_> = errors.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(names, ["colour", "cursor", "limit", "order", "since"]);
+    }
+}

@@ -1,0 +1,122 @@
+//! Metric names (the platform's), bounded label values, and the Prometheus recorder.
+//!
+//! Label values come from fixed sets: an event category outside the platform's known services
+//! is reported as `other`, and validation failures are labelled by a fixed reason, with unknown
+//! field names folded into `unknown`, so a client cannot grow the number of series.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const AUDIT_TRACES: &str = "datastorage_audit_traces_total";
+pub const WRITE_DURATION: &str = "datastorage_write_duration_seconds";
+pub const AUDIT_LAG: &str = "datastorage_audit_lag_seconds";
+pub const VALIDATION_FAILURES: &str = "datastorage_validation_failures_total";
+pub const INGEST_BATCH_SIZE: &str = "datastorage_ingest_batch_size";
+pub const INGEST_QUEUE_DEPTH: &str = "datastorage_ingest_queue_depth";
+pub const HTTP_REQUESTS: &str = "datastorage_http_requests_total";
+
+/// Event categories that get their own label value.
+const KNOWN_SERVICES: [&str; 10] = [
+    "notification",
+    "signalprocessing",
+    "orchestration",
+    "analysis",
+    "workflowexecution",
+    "effectiveness",
+    "gateway",
+    "datastorage",
+    "workflow",
+    "remediationorchestrator",
+];
+
+/// The `service` label for an event category.
+pub fn service_label(category: &str) -> &'static str {
+    KNOWN_SERVICES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(category))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Fields of the unified event that may appear as a `field` label value.
+const KNOWN_FIELDS: [&str; 27] = [
+    "$",
+    "event_id",
+    "event_version",
+    "event_timestamp",
+    "event_type",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "correlation_id",
+    "parent_event_id",
+    "trace_id",
+    "span_id",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "event_data",
+    "retention_days",
+    "body",
+    "items",
+];
+
+/// Counts every refused field of one request.
+pub fn record_validation_failures(errors: &audit_model::FieldErrors) {
+    for (field, error) in errors.iter() {
+        let field = KNOWN_FIELDS
+            .iter()
+            .find(|f| **f == field)
+            .copied()
+            .unwrap_or("unknown");
+        metrics::counter!(VALIDATION_FAILURES, "field" => field, "reason" => error.reason.as_str())
+            .increment(1);
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; every app in the process shares it).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let lag = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(WRITE_DURATION.into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(AUDIT_LAG.into()), &lag))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(INGEST_BATCH_SIZE.into()), &sizes)
+                });
+            // The bucket lists above are non-empty constants, so the builder cannot refuse them.
+            let recorder = builder.expect("constant buckets are valid").build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_categories_fold_into_other() {
+        assert_eq!(service_label("Notification"), "notification");
+        assert_eq!(service_label("made-up"), "other");
+    }
+}

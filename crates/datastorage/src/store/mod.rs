@@ -1,0 +1,141 @@
+//! The audit log's storage: one trait, two real implementations (PostgreSQL and SQLite).
+//!
+//! Invariants every store keeps, checked by the shared conformance tests:
+//! * `append` runs in one transaction: all of a batch is stored, or none of it.
+//! * `seq` is assigned inside that transaction from the log head, so it is gap-free and strictly
+//!   increasing in commit order, also with several writers (PostgreSQL takes a transaction-scoped
+//!   advisory lock on the log head; SQLite has one writer by nature).
+//! * An `event_id` already stored answers `Duplicate` when the leaf hash matches, `Conflict`
+//!   otherwise; nothing is overwritten. Triggers refuse UPDATE and DELETE of stored events.
+
+mod postgres;
+mod query;
+mod sqlite;
+
+use async_trait::async_trait;
+use audit_model::{AuditEvent, StoredEvent};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use query::{Cursor, EventFilter, EventQuery, Order};
+pub use sqlite::SqliteStore;
+
+use crate::config::DatabaseTarget;
+
+/// An event ready to append: parsed, with its leaf hash computed outside the writer.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub event: AuditEvent,
+    pub leaf_hash: [u8; 32],
+}
+
+impl PreparedEvent {
+    pub fn new(event: AuditEvent) -> Self {
+        let leaf_hash = event.leaf_hash();
+        Self { event, leaf_hash }
+    }
+
+    /// The stored form this event takes at `seq`.
+    pub fn stored(&self, seq: i64, received_at: DateTime<Utc>) -> StoredEvent {
+        StoredEvent {
+            event: self.event.clone(),
+            seq,
+            leaf_hash: hex::encode(self.leaf_hash),
+            received_at,
+        }
+    }
+}
+
+/// What appending one event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    /// Stored now, at this seq.
+    Created(StoredEvent),
+    /// The identical event was already stored.
+    Duplicate(StoredEvent),
+    /// The `event_id` is stored with different content (the stored event is given).
+    Conflict(StoredEvent),
+}
+
+impl AppendOutcome {
+    pub fn stored(&self) -> &StoredEvent {
+        match self {
+            AppendOutcome::Created(e) | AppendOutcome::Duplicate(e) | AppendOutcome::Conflict(e) => e,
+        }
+    }
+}
+
+/// Store failures. None of them is the data's fault: validation happens before the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is unreadable: {0}")]
+    Corrupt(String),
+    #[error("cannot prepare the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The audit log.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    /// Appends events with distinct `event_id`s in one transaction, answering in input order.
+    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// The stored event with this id.
+    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+    /// Events matching the query, at most `limit` of them, in the query's order.
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Number of stored events.
+    async fn count(&self) -> Result<i64, StoreError>;
+    /// Answers when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connections.
+    async fn close(&self);
+}
+
+/// Connects to the configured store and applies its migrations.
+pub async fn connect(
+    target: &DatabaseTarget,
+    max_connections: u32,
+) -> Result<std::sync::Arc<dyn LogStore>, StoreError> {
+    Ok(match target {
+        DatabaseTarget::Postgres { url, password } => std::sync::Arc::new(
+            PostgresStore::connect(url, password.as_deref(), max_connections).await?,
+        ),
+        DatabaseTarget::Sqlite { path } => {
+            std::sync::Arc::new(SqliteStore::open(path, max_connections).await?)
+        }
+    })
+}
+
+/// Splits a batch into the events that are new and those whose ids are already stored.
+/// Returns, per input, either the existing stored event or `None` (new).
+fn classify<'a>(
+    events: &'a [PreparedEvent],
+    existing: &[StoredEvent],
+) -> Vec<(&'a PreparedEvent, Option<StoredEvent>)> {
+    events
+        .iter()
+        .map(|e| {
+            let found = existing
+                .iter()
+                .find(|s| s.event.event_id == e.event.event_id)
+                .cloned();
+            (e, found)
+        })
+        .collect()
+}
+
+/// Outcome of an input whose id was already stored.
+fn existing_outcome(event: &PreparedEvent, stored: StoredEvent) -> AppendOutcome {
+    if stored.leaf_hash == hex::encode(event.leaf_hash) {
+        AppendOutcome::Duplicate(stored)
+    } else {
+        AppendOutcome::Conflict(stored)
+    }
+}

@@ -1,0 +1,249 @@
+//! PostgreSQL store: the production log.
+//!
+//! A batch is appended in one transaction: take the log-head advisory lock (transaction scoped,
+//! so a crashed writer cannot hold it), read the stored events among the batch's ids, read the
+//! head, insert the new events with one `INSERT … SELECT FROM UNNEST(…)` and move the head. The
+//! lock makes replicas take turns, which keeps `seq` gap-free.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use audit_model::{AuditEvent, EventOutcome, StoredEvent};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use super::query::{Bind, COLUMNS};
+use super::{classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError};
+
+/// Key of the advisory lock that guards the log head ("audithead" in ASCII, as an i64).
+pub const LOG_HEAD_LOCK: i64 = 0x6175_6469_7468_6561;
+
+/// The PostgreSQL audit log.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies the embedded migrations.
+    pub async fn connect(
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?.application_name("datastorage");
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The connection pool, for tests and tools that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl LogStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_HEAD_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event.event_id).collect();
+        let existing = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE event_id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+        let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+
+        let received_at = audit_model::timestamp::truncate(Utc::now());
+        let mut next_seq = head;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        for (event, found) in classify(events, &existing) {
+            match found {
+                Some(stored) => outcomes.push(existing_outcome(event, stored)),
+                None => {
+                    next_seq += 1;
+                    fresh.push((next_seq, event));
+                    outcomes.push(AppendOutcome::Created(event.stored(next_seq, received_at)));
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            insert(&mut tx, &fresh, received_at).await?;
+            sqlx::query("UPDATE log_head SET last_seq = $1 WHERE id = 1")
+                .bind(next_seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"
+        ))
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (sql, binds) = query.to_sql('$');
+        let mut q = sqlx::query::<Postgres>(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Time(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(&self.pool).await?.iter().map(decode).collect()
+    }
+
+    async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    fresh: &[(i64, &PreparedEvent)],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    macro_rules! col {
+        ($f:expr) => {
+            fresh.iter().map(|(_, p)| $f(&p.event)).collect::<Vec<_>>()
+        };
+    }
+    let seqs: Vec<i64> = fresh.iter().map(|(s, _)| *s).collect();
+    let hashes: Vec<Vec<u8>> = fresh.iter().map(|(_, p)| p.leaf_hash.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, event_type, \
+         event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
+         resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
+         cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
+         leaf_hash, received_at) \
+         SELECT *, $27::timestamptz FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::timestamptz[], \
+         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::text[], $14::text[], $15::uuid[], $16::text[], $17::text[], $18::text[], \
+         $19::text[], $20::text[], $21::int8[], $22::text[], $23::text[], $24::jsonb[], \
+         $25::int4[], $26::bytea[])",
+    )
+    .bind(&seqs)
+    .bind(col!(|e: &AuditEvent| e.event_id))
+    .bind(col!(|e: &AuditEvent| e.event_version.clone()))
+    .bind(col!(|e: &AuditEvent| e.event_timestamp))
+    .bind(col!(|e: &AuditEvent| e.event_type.clone()))
+    .bind(col!(|e: &AuditEvent| e.event_category.clone()))
+    .bind(col!(|e: &AuditEvent| e.event_action.clone()))
+    .bind(col!(|e: &AuditEvent| e.event_outcome.as_str()))
+    .bind(col!(|e: &AuditEvent| e.actor_type.clone()))
+    .bind(col!(|e: &AuditEvent| e.actor_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.resource_type.clone()))
+    .bind(col!(|e: &AuditEvent| e.resource_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.resource_name.clone()))
+    .bind(col!(|e: &AuditEvent| e.correlation_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.parent_event_id))
+    .bind(col!(|e: &AuditEvent| e.trace_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.span_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.namespace.clone()))
+    .bind(col!(|e: &AuditEvent| e.cluster_id.clone()))
+    .bind(col!(|e: &AuditEvent| e.severity.clone()))
+    .bind(col!(|e: &AuditEvent| e.duration_ms))
+    .bind(col!(|e: &AuditEvent| e.error_code.clone()))
+    .bind(col!(|e: &AuditEvent| e.error_message.clone()))
+    .bind(col!(|e: &AuditEvent| Json(e.event_data.clone())))
+    .bind(col!(|e: &AuditEvent| e.retention_days))
+    .bind(&hashes)
+    .bind(received_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let outcome: String = row.try_get("event_outcome")?;
+    let data: Value = row.try_get("event_data")?;
+    let hash: Vec<u8> = row.try_get("leaf_hash")?;
+    let Value::Object(event_data) = data else {
+        return Err(StoreError::Corrupt("event_data is not an object".into()));
+    };
+    Ok(StoredEvent {
+        event: AuditEvent {
+            event_id: row.try_get("event_id")?,
+            event_version: row.try_get("event_version")?,
+            event_timestamp: row.try_get("event_timestamp")?,
+            event_type: row.try_get("event_type")?,
+            event_category: row.try_get("event_category")?,
+            event_action: row.try_get("event_action")?,
+            event_outcome: EventOutcome::from_str_exact(&outcome)
+                .ok_or_else(|| StoreError::Corrupt(format!("event_outcome {outcome:?}")))?,
+            actor_type: row.try_get("actor_type")?,
+            actor_id: row.try_get("actor_id")?,
+            resource_type: row.try_get("resource_type")?,
+            resource_id: row.try_get("resource_id")?,
+            resource_name: row.try_get("resource_name")?,
+            correlation_id: row.try_get("correlation_id")?,
+            parent_event_id: row.try_get("parent_event_id")?,
+            trace_id: row.try_get("trace_id")?,
+            span_id: row.try_get("span_id")?,
+            namespace: row.try_get("namespace")?,
+            cluster_id: row.try_get("cluster_id")?,
+            severity: row.try_get("severity")?,
+            duration_ms: row.try_get("duration_ms")?,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            event_data,
+            retention_days: row.try_get("retention_days")?,
+        },
+        seq: row.try_get("seq")?,
+        leaf_hash: hex::encode(hash),
+        received_at: row.try_get("received_at")?,
+    })
+}

@@ -1,0 +1,159 @@
+//! The event query: filters, time range, keyset pagination; rendered to SQL for either store.
+
+use chrono::{DateTime, Utc};
+
+/// Columns that can be filtered by equality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFilter {
+    CorrelationId,
+    EventType,
+    EventCategory,
+    EventOutcome,
+    ResourceType,
+    ResourceId,
+    ActorId,
+    Namespace,
+}
+
+impl EventFilter {
+    pub const ALL: [EventFilter; 8] = [
+        EventFilter::CorrelationId,
+        EventFilter::EventType,
+        EventFilter::EventCategory,
+        EventFilter::EventOutcome,
+        EventFilter::ResourceType,
+        EventFilter::ResourceId,
+        EventFilter::ActorId,
+        EventFilter::Namespace,
+    ];
+
+    /// The column name, which is also the query parameter name.
+    pub fn column(self) -> &'static str {
+        match self {
+            EventFilter::CorrelationId => "correlation_id",
+            EventFilter::EventType => "event_type",
+            EventFilter::EventCategory => "event_category",
+            EventFilter::EventOutcome => "event_outcome",
+            EventFilter::ResourceType => "resource_type",
+            EventFilter::ResourceId => "resource_id",
+            EventFilter::ActorId => "actor_id",
+            EventFilter::Namespace => "namespace",
+        }
+    }
+}
+
+/// Sort order: by `event_timestamp`, then `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// The position after which the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub event_timestamp: DateTime<Utc>,
+    pub seq: i64,
+}
+
+/// A query over the log.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub filters: Vec<(EventFilter, String)>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub order: Order,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Time(DateTime<Utc>),
+    Int(i64),
+}
+
+/// The columns every read selects, in the order the row decoders expect.
+pub(crate) const COLUMNS: &str = "seq, event_id, event_version, event_timestamp, event_type, \
+    event_category, event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, \
+    resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, \
+    severity, duration_ms, error_code, error_message, event_data, retention_days, leaf_hash, \
+    received_at";
+
+impl EventQuery {
+    /// Renders the query; `mark` is the placeholder prefix (`$` for PostgreSQL, `?` for SQLite).
+    pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
+        let mut binds = Vec::new();
+        let mut clauses = Vec::new();
+        let next = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("{mark}{}", binds.len())
+        };
+        for (filter, value) in &self.filters {
+            let p = next(Bind::Text(value.clone()), &mut binds);
+            clauses.push(format!("{} = {p}", filter.column()));
+        }
+        if let Some(since) = self.since {
+            let p = next(Bind::Time(since), &mut binds);
+            clauses.push(format!("event_timestamp >= {p}"));
+        }
+        if let Some(until) = self.until {
+            let p = next(Bind::Time(until), &mut binds);
+            clauses.push(format!("event_timestamp <= {p}"));
+        }
+        let (cmp, dir) = match self.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        if let Some(c) = self.after {
+            let t = next(Bind::Time(c.event_timestamp), &mut binds);
+            let s = next(Bind::Int(c.seq), &mut binds);
+            clauses.push(format!("(event_timestamp, seq) {cmp} ({t}, {s})"));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let limit = next(Bind::Int(i64::from(self.limit)), &mut binds);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events{filter} \
+             ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}"
+        );
+        (sql, binds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_filters_range_and_cursor_in_order() {
+        let t = crate::store::query::tests::ts();
+        let q = EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-1".into())],
+            since: Some(t),
+            until: None,
+            order: Order::Desc,
+            limit: 10,
+            after: Some(Cursor {
+                event_timestamp: t,
+                seq: 7,
+            }),
+        };
+        let (sql, binds) = q.to_sql('$');
+        assert!(sql.ends_with(
+            "WHERE correlation_id = $1 AND event_timestamp >= $2 AND (event_timestamp, seq) < ($3, $4) \
+             ORDER BY event_timestamp DESC, seq DESC LIMIT $5"
+        ), "{sql}");
+        assert_eq!(binds.len(), 5);
+    }
+
+    pub(crate) fn ts() -> DateTime<Utc> {
+        audit_model::timestamp::parse("2026-01-01T00:00:00Z").unwrap()
+    }
+}
