@@ -1,0 +1,257 @@
+//! One harness for every API test: start the app on port 0 against its own database.
+//!
+//! PostgreSQL tests each get a fresh database (created here, dropped when the test ends); SQLite
+//! tests each get a fresh file in a temporary directory. With `CI=true` a PostgreSQL that does not
+//! answer fails the test; elsewhere the test says so loudly and skips.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datastorage::config::{Config, ServeArgs};
+use datastorage::shutdown::Shutdown;
+use datastorage::Application;
+use serde_json::{json, Value};
+use sqlx::{PgPool, SqlitePool};
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database owned by one test.
+pub enum TestDb {
+    Postgres { name: String, url: String, pool: PgPool },
+    Sqlite { _dir: tempfile::TempDir, path: PathBuf, pool: SqlitePool },
+}
+
+impl TestDb {
+    /// A fresh, empty database, or `None` when PostgreSQL is unreachable outside CI.
+    pub async fn create(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Postgres => {
+                let admin = match PgPool::connect(PG_ADMIN_URL).await {
+                    Ok(p) => p,
+                    Err(e) => return service_missing("PostgreSQL", &e.to_string()),
+                };
+                let name = format!("ds_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+                let pool = PgPool::connect(&url).await.expect("connect to test database");
+                Some(TestDb::Postgres { name, url, pool })
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("audit.db");
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let pool = SqlitePool::connect(&url).await.expect("open sqlite");
+                Some(TestDb::Sqlite { _dir: dir, path, pool })
+            }
+        }
+    }
+
+    /// The `--database-url` for this database.
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Postgres { url, .. } => url.clone(),
+            TestDb::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+        }
+    }
+
+    /// Runs a query that returns one integer (the SQL must suit both stores).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement; the error text when it fails.
+    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+            TestDb::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Runs a query that returns one text value.
+    pub async fn text(&self, sql: &str) -> String {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Number of stored events.
+    pub async fn count(&self) -> i64 {
+        self.scalar("SELECT count(*) FROM audit_events").await
+    }
+
+    /// Checks that `seq` runs 1..=count with no gap and no repeat; returns the count.
+    pub async fn assert_seq_gap_free(&self) -> i64 {
+        let count = self.count().await;
+        let distinct = self.scalar("SELECT count(DISTINCT seq) FROM audit_events").await;
+        let min = self.scalar("SELECT coalesce(min(seq), 0) FROM audit_events").await;
+        let max = self.scalar("SELECT coalesce(max(seq), 0) FROM audit_events").await;
+        let head = self.scalar("SELECT last_seq FROM log_head").await;
+        assert_eq!(distinct, count, "seq repeats");
+        if count > 0 {
+            assert_eq!((min, max), (1, count), "seq has gaps");
+        }
+        assert_eq!(head, count, "log head disagrees with the log");
+        count
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { name, .. } = self {
+            let name = name.clone();
+            // Drop runs inside the test's runtime; use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    let admin = PgPool::connect(PG_ADMIN_URL).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// In CI a missing service is a failure; elsewhere a loud skip.
+pub fn service_missing<T>(service: &str, error: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{service} is required under CI but is not reachable: {error}");
+    }
+    eprintln!("\n*** SKIPPED: {service} is not reachable ({error}); start it to run this test ***\n");
+    None
+}
+
+/// A running app and its database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: Arc<TestDb>,
+    pub backend: Backend,
+    pub shutdown: Shutdown,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Options a test may change.
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    pub body_limit_bytes: Option<usize>,
+    pub batch_max_items: Option<usize>,
+    pub batch_max_events: Option<usize>,
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<TestApp> {
+    let db = Arc::new(TestDb::create(backend).await?);
+    Some(start_on(db, backend, options).await)
+}
+
+/// Starts an app on an existing test database.
+pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) -> TestApp {
+    let args = ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(db.url()),
+        shutdown_delay: Some("0s".into()),
+        body_limit_bytes: options.body_limit_bytes,
+        batch_max_items: options.batch_max_items,
+        batch_max_events: options.batch_max_events,
+        ..ServeArgs::default()
+    };
+    let config = Config::load(&args).expect("test config is valid");
+    let app = Application::build(config).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = app.shutdown();
+    let handle = tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        db,
+        backend,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A valid event; tests change what they need.
+pub fn event(correlation_id: &str) -> Value {
+    json!({
+        "event_type": "notification.message.sent",
+        "event_category": "notification",
+        "event_action": "sent",
+        "event_outcome": "success",
+        "correlation_id": correlation_id,
+        "event_data": {"channel": "slack", "attempt": 1}
+    })
+}
+
+/// Generates `#[tokio::test]`s that run `$test(app)` against PostgreSQL and SQLite.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                use $crate::helpers::{spawn_app, Backend};
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = spawn_app(Backend::Postgres).await {
+                        super::$test(app).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(app) = spawn_app(Backend::Sqlite).await {
+                        super::$test(app).await;
+                    }
+                }
+            }
+        )*
+    };
+}
