@@ -92,6 +92,7 @@ impl Application {
             batch_max_items: config.batch_max_items,
         };
         let app = http::router(state, config.body_limit_bytes);
+        let addr = listener.local_addr()?;
 
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -108,7 +109,7 @@ impl Application {
             tokio::time::sleep(delay).await;
             tracing::info!("listener closing; draining in-flight requests");
         });
-        tracing::info!(addr = %config.listen, store = store.backend(), "datastorage serving");
+        tracing::info!(addr = %addr, store = store.backend(), "datastorage serving");
         let mut server = tokio::spawn(async move { server.await });
         let drain = config.drain_timeout;
         let served = tokio::select! {

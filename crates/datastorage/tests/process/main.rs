@@ -1,0 +1,12 @@
+//! Tests that run the real `datastorage` binary: graceful shutdown under load, two processes
+//! on one PostgreSQL, the `migrate` subcommand, the embedded default, fail-fast configuration.
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod child;
+
+mod cli;
+mod shutdown;
+mod two_writers;
