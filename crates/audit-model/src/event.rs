@@ -158,7 +158,9 @@ impl AuditEvent {
             event_type,
             event_category,
             event_action,
-            event_outcome.as_deref().and_then(EventOutcome::from_str_exact),
+            event_outcome
+                .as_deref()
+                .and_then(EventOutcome::from_str_exact),
             correlation_id,
             event_data,
         )
@@ -220,7 +222,9 @@ fn check_event_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
         return;
     }
     // A map of JSON values always serialises.
-    let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(data)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_EVENT_DATA_BYTES {
         errors.add(
             "event_data",
@@ -290,7 +294,10 @@ mod tests {
         let mut v = minimal();
         v["event_timestamp"] = json!("2026-11-27T12:05:01Z");
         let errors = AuditEvent::parse(v.clone(), now()).unwrap_err();
-        assert_eq!(errors.get("event_timestamp").unwrap().reason, Reason::Future);
+        assert_eq!(
+            errors.get("event_timestamp").unwrap().reason,
+            Reason::Future
+        );
         v["event_timestamp"] = json!("2026-11-27T12:05:00Z");
         assert!(AuditEvent::parse(v, now()).is_ok());
     }
@@ -315,7 +322,8 @@ mod tests {
     #[test]
     fn hash_is_stable_across_a_json_round_trip() {
         let mut v = minimal();
-        v["event_data"] = json!({"b": 1.0, "a": [1e21, 0.1, -0.0, 12345678901234567890u64], "c": "é"});
+        v["event_data"] =
+            json!({"b": 1.0, "a": [1e21, 0.1, -0.0, 12345678901234567890u64], "c": "é"});
         let e = AuditEvent::parse(v, now()).unwrap();
         let text = serde_json::to_string(&e).unwrap();
         let back: AuditEvent = serde_json::from_str(&text).unwrap();

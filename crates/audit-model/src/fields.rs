@@ -145,8 +145,13 @@ impl ObjectReader {
         }
     }
 
-    fn missing(&mut self, key: &str) {
-        self.errors.add(key, Reason::Required, "is required");
+    /// Whether `key` holds a non-null value; records "is required" when it does not.
+    fn require(&mut self, key: &str) -> bool {
+        let present = self.map.get(key).is_some_and(|v| !v.is_null());
+        if !present {
+            self.errors.add(key, Reason::Required, "is required");
+        }
+        present
     }
 
     /// A string of at most `max` characters that is not blank, or `None` (absent or refused).
@@ -174,8 +179,7 @@ impl ObjectReader {
 
     /// A required non-blank string of at most `max` characters.
     pub fn string(&mut self, key: &str, max: usize) -> Option<String> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_string(key, max)
@@ -200,8 +204,7 @@ impl ObjectReader {
 
     /// A required enum value, see [`ObjectReader::opt_enum`].
     pub fn enumeration(&mut self, key: &str, allowed: &[&str], max: usize) -> Option<String> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_enum(key, allowed, max)
@@ -210,9 +213,7 @@ impl ObjectReader {
     /// An optional RFC 3339 timestamp, truncated to microseconds.
     pub fn opt_timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
         let value = self.take(key)?;
-        let parsed = value
-            .as_str()
-            .and_then(|s| crate::timestamp::parse(s).ok());
+        let parsed = value.as_str().and_then(|s| crate::timestamp::parse(s).ok());
         if parsed.is_none() {
             self.errors.add(
                 key,
@@ -225,8 +226,7 @@ impl ObjectReader {
 
     /// A required RFC 3339 timestamp.
     pub fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_timestamp(key)
@@ -264,8 +264,7 @@ impl ObjectReader {
 
     /// A required integer within `min..=max`.
     pub fn int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_int(key, min, max)
@@ -292,8 +291,7 @@ impl ObjectReader {
 
     /// A required finite number within `min..=max`.
     pub fn number(&mut self, key: &str, min: f64, max: f64) -> Option<f64> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_number(key, min, max)
@@ -324,8 +322,7 @@ impl ObjectReader {
 
     /// A required JSON object.
     pub fn object(&mut self, key: &str) -> Option<Map<String, Value>> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
-            self.missing(key);
+        if !self.require(key) {
             return None;
         }
         self.opt_object(key)
@@ -388,7 +385,10 @@ mod tests {
     #[test]
     fn enums_are_case_insensitive_and_lower_cased() {
         let mut r = ObjectReader::new(json!({"s": "SeNt"})).unwrap();
-        assert_eq!(r.enumeration("s", &["sent", "failed"], 50).as_deref(), Some("sent"));
+        assert_eq!(
+            r.enumeration("s", &["sent", "failed"], 50).as_deref(),
+            Some("sent")
+        );
         assert!(r.finish().is_empty());
     }
 

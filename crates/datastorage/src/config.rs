@@ -107,8 +107,13 @@ struct FileConfig {
 /// Where the log lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
-    Postgres { url: String, password: Option<String> },
-    Sqlite { path: PathBuf },
+    Postgres {
+        url: String,
+        password: Option<String>,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
 }
 
 /// Log line format.
@@ -179,8 +184,14 @@ impl Config {
         }
         let dlq_url = pick!(dlq_url);
         if let Some(url) = &dlq_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://")) {
-                return Err(invalid("dlq_url", format!("{url:?}: expected redis://… or file://DIR")));
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("file://"))
+            {
+                return Err(invalid(
+                    "dlq_url",
+                    format!("{url:?}: expected redis://… or file://DIR"),
+                ));
             }
         }
         let defaults = IngestConfig::default();
@@ -210,7 +221,10 @@ impl Config {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(other) => {
-                return Err(invalid("log_format", format!("{other:?}: expected json or text")))
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?}: expected json or text"),
+                ))
             }
         };
         Ok(Config {
@@ -221,8 +235,16 @@ impl Config {
             ingest,
             body_limit_bytes,
             batch_max_items,
-            shutdown_delay: duration("shutdown_delay", pick!(shutdown_delay), Duration::from_secs(5))?,
-            drain_timeout: duration("drain_timeout", pick!(drain_timeout), Duration::from_secs(30))?,
+            shutdown_delay: duration(
+                "shutdown_delay",
+                pick!(shutdown_delay),
+                Duration::from_secs(5),
+            )?,
+            drain_timeout: duration(
+                "drain_timeout",
+                pick!(drain_timeout),
+                Duration::from_secs(30),
+            )?,
             log_format,
             data_dir,
         })
@@ -379,7 +401,8 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/datastorage.example.yaml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/datastorage.example.yaml");
         let args = ServeArgs {
             config: Some(path),
             ..ServeArgs::default()

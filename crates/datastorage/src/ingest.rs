@@ -218,7 +218,10 @@ fn record_outcomes(events: &[PreparedEvent], outcomes: &[AppendOutcome]) {
         };
         metrics::counter!(m::AUDIT_TRACES, "service" => service, "status" => status).increment(1);
         if let AppendOutcome::Created(_) = outcome {
-            let lag = (now - event.event.event_timestamp).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            let lag = (now - event.event.event_timestamp)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1e6;
             metrics::histogram!(m::AUDIT_LAG, "service" => service).record(lag.max(0.0));
         }
     }

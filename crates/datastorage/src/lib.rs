@@ -75,7 +75,10 @@ impl Application {
 
     /// Serves until `stop` resolves (or [`Shutdown::begin`] is called), then shuts down
     /// gracefully: readiness 503, propagation delay, drain, flush the ingest queue, close pools.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Application {
             listener,
             config,

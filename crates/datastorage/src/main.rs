@@ -7,7 +7,11 @@ use datastorage::config::{Config, ServeArgs};
 use datastorage::{shutdown, store, telemetry, Application};
 
 #[derive(Parser)]
-#[command(name = "datastorage", version, about = "The audit trail service of the remediation platform")]
+#[command(
+    name = "datastorage",
+    version,
+    about = "The audit trail service of the remediation platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let config = Config::load(&args).context("invalid configuration")?;
             telemetry::init(config.log_format);
-            let store = store::connect(&config.database, 1).await.context("migration failed")?;
+            let store = store::connect(&config.database, 1)
+                .await
+                .context("migration failed")?;
             tracing::info!(store = store.backend(), "migrations applied");
             store.close().await;
             Ok(())

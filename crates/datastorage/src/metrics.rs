@@ -100,7 +100,9 @@ pub fn prometheus() -> PrometheusHandle {
                     b.set_buckets_for_metric(Matcher::Full(INGEST_BATCH_SIZE.into()), &sizes)
                 });
             // The bucket lists above are non-empty constants, so the builder cannot refuse them.
-            let recorder = builder.expect("constant buckets are valid").build_recorder();
+            let recorder = builder
+                .expect("constant buckets are valid")
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");

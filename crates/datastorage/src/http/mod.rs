@@ -43,8 +43,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/api/v1/audit/events",
             post(routes::events::create_event).get(routes::events::list_events),
         )
-        .route("/api/v1/audit/events/batch", post(routes::events::create_batch))
-        .route("/api/v1/audit/events/{event_id}", get(routes::events::get_event))
+        .route(
+            "/api/v1/audit/events/batch",
+            post(routes::events::create_batch),
+        )
+        .route(
+            "/api/v1/audit/events/{event_id}",
+            get(routes::events::get_event),
+        )
         .route("/api/v1/openapi.json", get(routes::health::openapi))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))

@@ -61,7 +61,9 @@ pub enum AppendOutcome {
 impl AppendOutcome {
     pub fn stored(&self) -> &StoredEvent {
         match self {
-            AppendOutcome::Created(e) | AppendOutcome::Duplicate(e) | AppendOutcome::Conflict(e) => e,
+            AppendOutcome::Created(e)
+            | AppendOutcome::Duplicate(e)
+            | AppendOutcome::Conflict(e) => e,
         }
     }
 }

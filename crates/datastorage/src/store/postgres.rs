@@ -17,7 +17,9 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
-use super::{classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError};
+use super::{
+    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError,
+};
 
 /// Key of the advisory lock that guards the log head ("audithead" in ASCII, as an i64).
 pub const LOG_HEAD_LOCK: i64 = 0x6175_6469_7468_6561;
@@ -51,7 +53,9 @@ impl PostgresStore {
 
     /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -20,7 +20,9 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
-use super::{classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError};
+use super::{
+    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError,
+};
 use audit_model::timestamp;
 
 /// Rows per INSERT statement (27 placeholders each stays below SQLite's variable limit).
@@ -214,7 +216,9 @@ fn decode(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
     let event_id: String = row.try_get("event_id")?;
     let parent: Option<String> = row.try_get("parent_event_id")?;
     let Ok(Value::Object(event_data)) = serde_json::from_str::<Value>(&data) else {
-        return Err(StoreError::Corrupt("event_data is not a JSON object".into()));
+        return Err(StoreError::Corrupt(
+            "event_data is not a JSON object".into(),
+        ));
     };
     Ok(StoredEvent {
         event: AuditEvent {

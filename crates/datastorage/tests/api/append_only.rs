@@ -6,11 +6,15 @@ use crate::on_both_stores;
 on_both_stores!(stored_events_cannot_be_updated_or_deleted);
 
 async fn stored_events_cannot_be_updated_or_deleted(app: TestApp) {
-    let (_, stored) = app.post("/api/v1/audit/events", &event("rr-immutable")).await;
+    let (_, stored) = app
+        .post("/api/v1/audit/events", &event("rr-immutable"))
+        .await;
     let id = stored["event_id"].as_str().unwrap();
     let update = app
         .db
-        .execute(&format!("UPDATE audit_events SET correlation_id = 'forged' WHERE event_id = '{id}'"))
+        .execute(&format!(
+            "UPDATE audit_events SET correlation_id = 'forged' WHERE event_id = '{id}'"
+        ))
         .await;
     let err = update.expect_err("UPDATE must be refused");
     assert!(err.contains("append-only"), "{err}");
@@ -20,16 +24,25 @@ async fn stored_events_cannot_be_updated_or_deleted(app: TestApp) {
     assert_eq!(app.db.count().await, 1);
     let correlation = app
         .db
-        .text(&format!("SELECT correlation_id FROM audit_events WHERE event_id = '{id}'"))
+        .text(&format!(
+            "SELECT correlation_id FROM audit_events WHERE event_id = '{id}'"
+        ))
         .await;
     assert_eq!(correlation, "rr-immutable");
 }
 
 #[tokio::test]
 async fn truncate_is_refused_on_postgres() {
-    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
-    app.post("/api/v1/audit/events", &event("rr-truncate")).await;
-    let err = app.db.execute("TRUNCATE audit_events").await.expect_err("TRUNCATE must be refused");
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    app.post("/api/v1/audit/events", &event("rr-truncate"))
+        .await;
+    let err = app
+        .db
+        .execute("TRUNCATE audit_events")
+        .await
+        .expect_err("TRUNCATE must be refused");
     assert!(err.contains("append-only"), "{err}");
     assert_eq!(app.db.count().await, 1);
 }

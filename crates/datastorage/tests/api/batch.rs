@@ -5,7 +5,10 @@ use serde_json::{json, Value};
 use crate::helpers::{event, spawn_app_with, AppOptions, Backend, TestApp};
 use crate::on_both_stores;
 
-on_both_stores!(mixed_batch_stores_the_valid_items_only, malformed_batches_are_refused_whole);
+on_both_stores!(
+    mixed_batch_stores_the_valid_items_only,
+    malformed_batches_are_refused_whole
+);
 
 async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
     let mut existing = event("rr-batch");
@@ -20,7 +23,15 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
     let mut twice = event("rr-batch");
     twice["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-000000000002");
     twice["event_timestamp"] = json!("2026-01-02T03:04:06Z");
-    let batch = json!([event("rr-batch"), invalid, existing, conflicting, twice, twice, event("rr-batch")]);
+    let batch = json!([
+        event("rr-batch"),
+        invalid,
+        existing,
+        conflicting,
+        twice,
+        twice,
+        event("rr-batch")
+    ]);
 
     let (status, answer) = app.post("/api/v1/audit/events/batch", &batch).await;
     assert_eq!(status, 200, "{answer}");
@@ -32,7 +43,15 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         .collect();
     assert_eq!(
         statuses,
-        ["created", "rejected", "duplicate", "rejected", "created", "duplicate", "created"]
+        [
+            "created",
+            "rejected",
+            "duplicate",
+            "rejected",
+            "created",
+            "duplicate",
+            "created"
+        ]
     );
     let indexes: Vec<u64> = answer["results"]
         .as_array()
@@ -41,8 +60,14 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
     assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
-    assert!(answer["results"][1]["error"].as_str().unwrap().contains("event_outcome"));
-    assert!(answer["results"][3]["error"].as_str().unwrap().contains("conflict"));
+    assert!(answer["results"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("event_outcome"));
+    assert!(answer["results"][3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("conflict"));
     assert_eq!(answer["results"][4]["seq"], answer["results"][5]["seq"]);
     assert_eq!(
         answer["summary"],
@@ -53,7 +78,11 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
 }
 
 async fn malformed_batches_are_refused_whole(app: TestApp) {
-    for body in [json!({"not": "an array"}), json!([]), Value::Array(vec![event("x"); 1001])] {
+    for body in [
+        json!({"not": "an array"}),
+        json!([]),
+        Value::Array(vec![event("x"); 1001]),
+    ] {
         let (status, problem) = app.post("/api/v1/audit/events/batch", &body).await;
         assert_eq!(status, 400, "{problem}");
         assert!(problem["field_errors"]["body"].is_string(), "{problem}");
@@ -67,10 +96,22 @@ async fn the_batch_limit_is_configurable() {
         batch_max_items: Some(3),
         ..AppOptions::default()
     };
-    let Some(app) = spawn_app_with(Backend::Sqlite, options).await else { return };
-    let (status, _) = app.post("/api/v1/audit/events/batch", &json!([event("a"), event("a"), event("a"), event("a")])).await;
+    let Some(app) = spawn_app_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (status, _) = app
+        .post(
+            "/api/v1/audit/events/batch",
+            &json!([event("a"), event("a"), event("a"), event("a")]),
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, answer) = app.post("/api/v1/audit/events/batch", &json!([event("a"), event("a"), event("a")])).await;
+    let (status, answer) = app
+        .post(
+            "/api/v1/audit/events/batch",
+            &json!([event("a"), event("a"), event("a")]),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(answer["summary"]["created"], 3);
     assert_eq!(app.db.count().await, 3);

@@ -14,16 +14,31 @@ async fn fifty_writers_store_ten_thousand_events_gap_free(app: TestApp) {
         tokio::spawn(async move {
             let mut ids = Vec::with_capacity(200);
             for i in 0..200 {
-                let (status, stored) = app.post("/api/v1/audit/events", &event(&format!("rr-{t}-{i}"))).await;
+                let (status, stored) = app
+                    .post("/api/v1/audit/events", &event(&format!("rr-{t}-{i}")))
+                    .await;
                 assert_eq!(status, 201, "{stored}");
                 ids.push(stored["seq"].as_i64().unwrap());
             }
             ids
         })
     });
-    let mut seqs: Vec<i64> = join_all(tasks).await.into_iter().flat_map(|r| r.unwrap()).collect();
+    let mut seqs: Vec<i64> = join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=10_000).collect::<Vec<_>>(), "answered seqs are not 1..=10000");
+    assert_eq!(
+        seqs,
+        (1..=10_000).collect::<Vec<_>>(),
+        "answered seqs are not 1..=10000"
+    );
     assert_eq!(app.db.assert_seq_gap_free().await, 10_000);
-    assert_eq!(app.db.scalar("SELECT count(DISTINCT correlation_id) FROM audit_events").await, 10_000);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(DISTINCT correlation_id) FROM audit_events")
+            .await,
+        10_000
+    );
 }

@@ -21,17 +21,30 @@ async fn ready_reports_the_store_and_turns_503_when_draining(app: TestApp) {
     if let Ok(r) = app.client.get(app.url("/health/ready")).send().await {
         assert_eq!(r.status(), 503);
     }
-    app.handle.await.expect("server task").expect("clean shutdown");
+    app.handle
+        .await
+        .expect("server task")
+        .expect("clean shutdown");
 }
 
 #[tokio::test]
 async fn metrics_use_the_platform_names() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
     app.post("/api/v1/audit/events", &event("rr-metrics")).await;
     let mut bad = event("rr-metrics");
     bad["event_outcome"] = serde_json::json!("maybe");
     app.post("/api/v1/audit/events", &bad).await;
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "datastorage_audit_traces_total{service=\"notification\",status=\"success\"}",
         "datastorage_write_duration_seconds_bucket{table=\"audit_events\"",
@@ -46,30 +59,55 @@ async fn metrics_use_the_platform_names() {
 
 #[tokio::test]
 async fn served_openapi_matches_the_committed_copy() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../api/openapi.json"))
-        .expect("api/openapi.json is committed");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../api/openapi.json"
+    ))
+    .expect("api/openapi.json is committed");
     let generated = datastorage::http::openapi::document();
     assert!(
         committed == generated,
         "api/openapi.json is stale: run `cargo run -p datastorage -- openapi > api/openapi.json`"
     );
-    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
     let (status, served) = app.get("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
-    assert_eq!(served, serde_json::from_str::<serde_json::Value>(&committed).unwrap());
+    assert_eq!(
+        served,
+        serde_json::from_str::<serde_json::Value>(&committed).unwrap()
+    );
     assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/api/v1/audit/events", "/api/v1/audit/events/batch", "/api/v1/audit/events/{event_id}", "/health/ready"] {
+    for path in [
+        "/api/v1/audit/events",
+        "/api/v1/audit/events/batch",
+        "/api/v1/audit/events/{event_id}",
+        "/health/ready",
+    ] {
         assert!(served["paths"][path].is_object(), "{path} not documented");
     }
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
-    let r = app.client.get(app.url("/api/v1/nothing")).send().await.unwrap();
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let r = app
+        .client
+        .get(app.url("/api/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = app.client.delete(app.url("/api/v1/audit/events")).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url("/api/v1/audit/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }

@@ -23,8 +23,16 @@ pub enum Backend {
 
 /// A database owned by one test.
 pub enum TestDb {
-    Postgres { name: String, url: String, pool: PgPool },
-    Sqlite { _dir: tempfile::TempDir, path: PathBuf, pool: SqlitePool },
+    Postgres {
+        name: String,
+        url: String,
+        pool: PgPool,
+    },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        pool: SqlitePool,
+    },
 }
 
 impl TestDb {
@@ -43,7 +51,9 @@ impl TestDb {
                     .expect("create test database");
                 admin.close().await;
                 let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-                let pool = PgPool::connect(&url).await.expect("connect to test database");
+                let pool = PgPool::connect(&url)
+                    .await
+                    .expect("connect to test database");
                 Some(TestDb::Postgres { name, url, pool })
             }
             Backend::Sqlite => {
@@ -51,7 +61,11 @@ impl TestDb {
                 let path = dir.path().join("audit.db");
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let pool = SqlitePool::connect(&url).await.expect("open sqlite");
-                Some(TestDb::Sqlite { _dir: dir, path, pool })
+                Some(TestDb::Sqlite {
+                    _dir: dir,
+                    path,
+                    pool,
+                })
             }
         }
     }
@@ -67,7 +81,9 @@ impl TestDb {
     /// Runs a query that returns one integer (the SQL must suit both stores).
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self {
-            TestDb::Postgres { pool, .. } => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await
+            }
             TestDb::Sqlite { pool, .. } => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -76,8 +92,14 @@ impl TestDb {
     /// Runs a statement; the error text when it fails.
     pub async fn execute(&self, sql: &str) -> Result<u64, String> {
         match self {
-            TestDb::Postgres { pool, .. } => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
-            TestDb::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+            TestDb::Postgres { pool, .. } => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            TestDb::Sqlite { pool, .. } => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
         }
         .map_err(|e| e.to_string())
     }
@@ -85,8 +107,12 @@ impl TestDb {
     /// Runs a query that returns one text value.
     pub async fn text(&self, sql: &str) -> String {
         match self {
-            TestDb::Postgres { pool, .. } => sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await,
-            TestDb::Sqlite { pool, .. } => sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await,
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await
+            }
+            TestDb::Sqlite { pool, .. } => {
+                sqlx::query_scalar::<_, String>(sql).fetch_one(pool).await
+            }
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
@@ -99,9 +125,15 @@ impl TestDb {
     /// Checks that `seq` runs 1..=count with no gap and no repeat; returns the count.
     pub async fn assert_seq_gap_free(&self) -> i64 {
         let count = self.count().await;
-        let distinct = self.scalar("SELECT count(DISTINCT seq) FROM audit_events").await;
-        let min = self.scalar("SELECT coalesce(min(seq), 0) FROM audit_events").await;
-        let max = self.scalar("SELECT coalesce(max(seq), 0) FROM audit_events").await;
+        let distinct = self
+            .scalar("SELECT count(DISTINCT seq) FROM audit_events")
+            .await;
+        let min = self
+            .scalar("SELECT coalesce(min(seq), 0) FROM audit_events")
+            .await;
+        let max = self
+            .scalar("SELECT coalesce(max(seq), 0) FROM audit_events")
+            .await;
         let head = self.scalar("SELECT last_seq FROM log_head").await;
         assert_eq!(distinct, count, "seq repeats");
         if count > 0 {
@@ -118,7 +150,10 @@ impl Drop for TestDb {
             let name = name.clone();
             // Drop runs inside the test's runtime; use a thread with its own runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
                 rt.block_on(async {
                     let admin = PgPool::connect(PG_ADMIN_URL).await.ok()?;
                     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -137,7 +172,9 @@ pub fn service_missing<T>(service: &str, error: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{service} is required under CI but is not reachable: {error}");
     }
-    eprintln!("\n*** SKIPPED: {service} is not reachable ({error}); start it to run this test ***\n");
+    eprintln!(
+        "\n*** SKIPPED: {service} is not reachable ({error}); start it to run this test ***\n"
+    );
     None
 }
 
@@ -212,7 +249,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(self.url(path)).send().await.expect("request sent");
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }

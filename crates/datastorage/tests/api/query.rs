@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 use crate::helpers::{event, TestApp};
 use crate::on_both_stores;
 
-on_both_stores!(each_filter_selects_exactly_its_events, time_range_and_relative_since, pagination_walks_every_event_once, bad_parameters_are_named);
+on_both_stores!(
+    each_filter_selects_exactly_its_events,
+    time_range_and_relative_since,
+    pagination_walks_every_event_once,
+    bad_parameters_are_named
+);
 
 /// Stores a small, varied log: 12 events, each field cycling through a few values.
 async fn seed(app: &TestApp) -> Vec<Value> {
@@ -24,7 +29,9 @@ async fn seed(app: &TestApp) -> Vec<Value> {
         e["event_timestamp"] = json!(format!("2026-03-01T00:00:{:02}Z", i));
         batch.push(e);
     }
-    let (status, answer) = app.post("/api/v1/audit/events/batch", &Value::Array(batch.clone())).await;
+    let (status, answer) = app
+        .post("/api/v1/audit/events/batch", &Value::Array(batch.clone()))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(answer["summary"]["created"], 12);
     batch
@@ -32,25 +39,56 @@ async fn seed(app: &TestApp) -> Vec<Value> {
 
 async fn each_filter_selects_exactly_its_events(app: TestApp) {
     let seeded = seed(&app).await;
-    for param in ["correlation_id", "event_type", "event_category", "event_outcome", "resource_type", "resource_id", "actor_id", "namespace"] {
+    for param in [
+        "correlation_id",
+        "event_type",
+        "event_category",
+        "event_outcome",
+        "resource_type",
+        "resource_id",
+        "actor_id",
+        "namespace",
+    ] {
         let values: HashSet<&str> = seeded.iter().map(|e| e[param].as_str().unwrap()).collect();
         for value in values {
-            let (status, page) = app.get(&format!("/api/v1/audit/events?{param}={value}&limit=1000")).await;
+            let (status, page) = app
+                .get(&format!("/api/v1/audit/events?{param}={value}&limit=1000"))
+                .await;
             assert_eq!(status, 200);
-            let got: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["event_timestamp"].as_str().unwrap()).collect();
+            let got: Vec<&str> = page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event_timestamp"].as_str().unwrap())
+                .collect();
             let mut want: Vec<String> = seeded
                 .iter()
                 .filter(|e| e[param] == value)
-                .map(|e| audit_model::timestamp::format(&audit_model::timestamp::parse(e["event_timestamp"].as_str().unwrap()).unwrap()))
+                .map(|e| {
+                    audit_model::timestamp::format(
+                        &audit_model::timestamp::parse(e["event_timestamp"].as_str().unwrap())
+                            .unwrap(),
+                    )
+                })
                 .collect();
             want.sort();
             assert_eq!(got, want, "filter {param}={value}");
         }
     }
-    let (_, page) = app.get("/api/v1/audit/events?correlation_id=rr-1&event_outcome=failure").await;
+    let (_, page) = app
+        .get("/api/v1/audit/events?correlation_id=rr-1&event_outcome=failure")
+        .await;
     let got: Vec<&Value> = page["data"].as_array().unwrap().iter().collect();
-    assert!(got.iter().all(|e| e["correlation_id"] == "rr-1" && e["event_outcome"] == "failure"));
-    assert_eq!(got.len(), seeded.iter().filter(|e| e["correlation_id"] == "rr-1" && e["event_outcome"] == "failure").count());
+    assert!(got
+        .iter()
+        .all(|e| e["correlation_id"] == "rr-1" && e["event_outcome"] == "failure"));
+    assert_eq!(
+        got.len(),
+        seeded
+            .iter()
+            .filter(|e| e["correlation_id"] == "rr-1" && e["event_outcome"] == "failure")
+            .count()
+    );
 }
 
 async fn time_range_and_relative_since(app: TestApp) {
@@ -58,12 +96,25 @@ async fn time_range_and_relative_since(app: TestApp) {
     let (_, page) = app
         .get("/api/v1/audit/events?since=2026-03-01T00:00:03Z&until=2026-03-01T00:00:05Z")
         .await;
-    let seconds: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| &e["event_timestamp"].as_str().unwrap()[17..19]).collect();
+    let seconds: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event_timestamp"].as_str().unwrap()[17..19])
+        .collect();
     assert_eq!(seconds, ["03", "04", "05"]);
     // Relative: the seeded events are months old, a fresh one is not.
-    assert_eq!(app.post("/api/v1/audit/events", &event("rr-now")).await.0, 201);
+    assert_eq!(
+        app.post("/api/v1/audit/events", &event("rr-now")).await.0,
+        201
+    );
     let (_, page) = app.get("/api/v1/audit/events?since=1h").await;
-    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["correlation_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["correlation_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["rr-now"]);
 }
 
@@ -75,20 +126,32 @@ async fn pagination_walks_every_event_once(app: TestApp) {
         e["event_timestamp"] = json!(format!("2026-03-01T00:01:{:02}Z", i / 2));
         batch.push(e);
     }
-    assert_eq!(app.post("/api/v1/audit/events/batch", &Value::Array(batch)).await.0, 200);
+    assert_eq!(
+        app.post("/api/v1/audit/events/batch", &Value::Array(batch))
+            .await
+            .0,
+        200
+    );
     for order in ["asc", "desc"] {
         let mut seen: Vec<i64> = Vec::new();
         let mut cursor: Option<String> = None;
         let mut pages = 0;
         loop {
-            let mut path = format!("/api/v1/audit/events?correlation_id=rr-page&limit=7&order={order}");
+            let mut path =
+                format!("/api/v1/audit/events?correlation_id=rr-page&limit=7&order={order}");
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
             let (status, page) = app.get(&path).await;
             assert_eq!(status, 200, "{page}");
             pages += 1;
-            seen.extend(page["data"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()));
+            seen.extend(
+                page["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["seq"].as_i64().unwrap()),
+            );
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => break,
@@ -104,9 +167,21 @@ async fn pagination_walks_every_event_once(app: TestApp) {
 }
 
 async fn bad_parameters_are_named(app: TestApp) {
-    for (query, param) in [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=ten", "limit"), ("order=sideways", "order"), ("since=last-week", "since"), ("until=soon", "until"), ("cursor=!!", "cursor"), ("colour=red", "colour")] {
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("order=sideways", "order"),
+        ("since=last-week", "since"),
+        ("until=soon", "until"),
+        ("cursor=!!", "cursor"),
+        ("colour=red", "colour"),
+    ] {
         let (status, problem) = app.get(&format!("/api/v1/audit/events?{query}")).await;
         assert_eq!(status, 400, "{query}");
-        assert!(problem["field_errors"][param].is_string(), "{query}: {problem}");
+        assert!(
+            problem["field_errors"][param].is_string(),
+            "{query}: {problem}"
+        );
     }
 }

@@ -73,39 +73,128 @@ async fn same_id_with_other_content_is_a_conflict(app: TestApp) {
 }
 
 /// (description, change to a valid event, the field that must be named)
-fn rules() -> Vec<(&'static str, Box<dyn Fn(&mut Value)>, &'static str)> {
+type Rule = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
+
+fn rules() -> Vec<Rule> {
     let long = "x".repeat(256);
     let mut deep = json!(1);
     for _ in 0..11 {
         deep = json!({ "d": deep });
     }
     let big = json!({ "blob": "x".repeat(256 * 1024) });
-    let mut rules: Vec<(&'static str, Box<dyn Fn(&mut Value)>, &'static str)> = Vec::new();
-    for field in ["event_type", "event_category", "event_action", "event_outcome", "correlation_id", "event_data"] {
-        rules.push(("missing required field", Box::new(move |v: &mut Value| {
-            v.as_object_mut().unwrap().remove(field);
-        }), field));
+    let mut rules: Vec<Rule> = Vec::new();
+    for field in [
+        "event_type",
+        "event_category",
+        "event_action",
+        "event_outcome",
+        "correlation_id",
+        "event_data",
+    ] {
+        rules.push((
+            "missing required field",
+            Box::new(move |v: &mut Value| {
+                v.as_object_mut().unwrap().remove(field);
+            }),
+            field,
+        ));
     }
-    for field in ["event_type", "event_category", "event_action", "correlation_id", "actor_id", "actor_type", "resource_type", "resource_id", "resource_name", "namespace", "cluster_id", "trace_id", "span_id", "error_code"] {
+    for field in [
+        "event_type",
+        "event_category",
+        "event_action",
+        "correlation_id",
+        "actor_id",
+        "actor_type",
+        "resource_type",
+        "resource_id",
+        "resource_name",
+        "namespace",
+        "cluster_id",
+        "trace_id",
+        "span_id",
+        "error_code",
+    ] {
         let long = long.clone();
-        rules.push(("string over 255 characters", Box::new(move |v: &mut Value| v[field] = json!(long)), field));
+        rules.push((
+            "string over 255 characters",
+            Box::new(move |v: &mut Value| v[field] = json!(long)),
+            field,
+        ));
     }
-    rules.push(("blank string", Box::new(|v| v["correlation_id"] = json!("   ")), "correlation_id"));
-    rules.push(("string of the wrong type", Box::new(|v| v["event_type"] = json!(5)), "event_type"));
-    rules.push(("outcome outside the enum", Box::new(|v| v["event_outcome"] = json!("maybe")), "event_outcome"));
-    rules.push(("event_id not a UUID", Box::new(|v| v["event_id"] = json!("abc")), "event_id"));
-    rules.push(("parent_event_id not a UUID", Box::new(|v| v["parent_event_id"] = json!("abc")), "parent_event_id"));
-    rules.push(("timestamp not RFC 3339", Box::new(|v| v["event_timestamp"] = json!("yesterday")), "event_timestamp"));
-    rules.push(("timestamp too far in the future", Box::new(|v| {
-        v["event_timestamp"] = json!((chrono::Utc::now() + chrono::Duration::minutes(6)).to_rfc3339())
-    }), "event_timestamp"));
-    rules.push(("event_data not an object", Box::new(|v| v["event_data"] = json!([1, 2])), "event_data"));
-    rules.push(("event_data nested too deep", Box::new(move |v| v["event_data"] = deep.clone()), "event_data"));
-    rules.push(("event_data over 256 KiB", Box::new(move |v| v["event_data"] = big.clone()), "event_data"));
-    rules.push(("negative duration", Box::new(|v| v["duration_ms"] = json!(-1)), "duration_ms"));
-    rules.push(("retention of zero days", Box::new(|v| v["retention_days"] = json!(0)), "retention_days"));
-    rules.push(("unknown top-level field", Box::new(|v| v["colour"] = json!("red")), "colour"));
-    rules.push(("severity over 50 characters", Box::new(|v| v["severity"] = json!("s".repeat(51))), "severity"));
+    rules.push((
+        "blank string",
+        Box::new(|v| v["correlation_id"] = json!("   ")),
+        "correlation_id",
+    ));
+    rules.push((
+        "string of the wrong type",
+        Box::new(|v| v["event_type"] = json!(5)),
+        "event_type",
+    ));
+    rules.push((
+        "outcome outside the enum",
+        Box::new(|v| v["event_outcome"] = json!("maybe")),
+        "event_outcome",
+    ));
+    rules.push((
+        "event_id not a UUID",
+        Box::new(|v| v["event_id"] = json!("abc")),
+        "event_id",
+    ));
+    rules.push((
+        "parent_event_id not a UUID",
+        Box::new(|v| v["parent_event_id"] = json!("abc")),
+        "parent_event_id",
+    ));
+    rules.push((
+        "timestamp not RFC 3339",
+        Box::new(|v| v["event_timestamp"] = json!("yesterday")),
+        "event_timestamp",
+    ));
+    rules.push((
+        "timestamp too far in the future",
+        Box::new(|v| {
+            v["event_timestamp"] =
+                json!((chrono::Utc::now() + chrono::Duration::minutes(6)).to_rfc3339())
+        }),
+        "event_timestamp",
+    ));
+    rules.push((
+        "event_data not an object",
+        Box::new(|v| v["event_data"] = json!([1, 2])),
+        "event_data",
+    ));
+    rules.push((
+        "event_data nested too deep",
+        Box::new(move |v| v["event_data"] = deep.clone()),
+        "event_data",
+    ));
+    rules.push((
+        "event_data over 256 KiB",
+        Box::new(move |v| v["event_data"] = big.clone()),
+        "event_data",
+    ));
+    rules.push((
+        "negative duration",
+        Box::new(|v| v["duration_ms"] = json!(-1)),
+        "duration_ms",
+    ));
+    rules.push((
+        "retention of zero days",
+        Box::new(|v| v["retention_days"] = json!(0)),
+        "retention_days",
+    ));
+    rules.push((
+        "unknown top-level field",
+        Box::new(|v| v["colour"] = json!("red")),
+        "colour",
+    ));
+    rules.push((
+        "severity over 50 characters",
+        Box::new(|v| v["severity"] = json!("s".repeat(51))),
+        "severity",
+    ));
     rules
 }
 
@@ -115,10 +204,20 @@ async fn every_validation_rule_answers_400_and_stores_nothing(app: TestApp) {
         change(&mut body);
         let (status, problem) = app.post("/api/v1/audit/events", &body).await;
         assert_eq!(status, 400, "{what}: {problem}");
-        assert!(problem["type"].as_str().unwrap().ends_with("/validation-error"));
+        assert!(problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/validation-error"));
         let errors = problem["field_errors"].as_object().unwrap();
-        assert!(errors.contains_key(field), "{what}: {field} not named in {problem}");
-        assert_eq!(errors.len(), 1, "{what}: only {field} is wrong, got {problem}");
+        assert!(
+            errors.contains_key(field),
+            "{what}: {field} not named in {problem}"
+        );
+        assert_eq!(
+            errors.len(),
+            1,
+            "{what}: only {field} is wrong, got {problem}"
+        );
     }
     for (what, raw) in [("not JSON", "{\"event_type\":"), ("not an object", "[1]")] {
         let r = app
@@ -142,10 +241,23 @@ async fn all_errors_are_reported_at_once(app: TestApp) {
     });
     let (status, problem) = app.post("/api/v1/audit/events", &body).await;
     assert_eq!(status, 400);
-    let fields: Vec<&String> = problem["field_errors"].as_object().unwrap().keys().collect();
+    let fields: Vec<&String> = problem["field_errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
     assert_eq!(
         fields,
-        ["correlation_id", "duration_ms", "event_action", "event_category", "event_data", "event_outcome", "event_type", "surprise"]
+        [
+            "correlation_id",
+            "duration_ms",
+            "event_action",
+            "event_category",
+            "event_data",
+            "event_outcome",
+            "event_type",
+            "surprise"
+        ]
     );
     assert_eq!(app.db.count().await, 0);
 }
@@ -172,18 +284,25 @@ async fn bodies_above_the_limit_answer_413_and_store_nothing() {
         body_limit_bytes: Some(4096),
         ..AppOptions::default()
     };
-    let Some(app) = spawn_app_with(Backend::Sqlite, options).await else { return };
+    let Some(app) = spawn_app_with(Backend::Sqlite, options).await else {
+        return;
+    };
     let mut body = event("rr-big");
     body["event_data"] = json!({"blob": "x".repeat(8192)});
     let (status, problem) = app.post("/api/v1/audit/events", &body).await;
     assert_eq!(status, 413);
-    assert!(problem["type"].as_str().unwrap().ends_with("/payload-too-large"));
+    assert!(problem["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("/payload-too-large"));
     assert_eq!(app.db.count().await, 0);
 }
 
 #[tokio::test]
 async fn problems_carry_the_request_id() {
-    let Some(app) = crate::helpers::spawn_app(Backend::Sqlite).await else { return };
+    let Some(app) = crate::helpers::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
     let r = app
         .client
         .post(app.url("/api/v1/audit/events"))
@@ -197,5 +316,8 @@ async fn problems_carry_the_request_id() {
     assert_eq!(problem["instance"], "urn:request-id:req-12345");
     let r = app.client.get(app.url("/nowhere")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert!(r.headers().contains_key("x-request-id"), "a request id is generated when absent");
+    assert!(
+        r.headers().contains_key("x-request-id"),
+        "a request id is generated when absent"
+    );
 }

@@ -27,7 +27,9 @@ impl ServerProcess {
         let mut lines = BufReader::new(stderr).lines();
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("read stderr") {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if v["message"] == "datastorage serving" {
                     return format!("http://{}", v["addr"].as_str().expect("addr logged"));
                 }
@@ -46,6 +48,7 @@ impl ServerProcess {
     }
 
     pub fn terminate(&self) {
-        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM sent");
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM)
+            .expect("SIGTERM sent");
     }
 }

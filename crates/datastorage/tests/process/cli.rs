@@ -13,10 +13,18 @@ async fn serve_with_no_database_url_runs_on_an_embedded_sqlite_file() {
     let data_dir = dir.path().join("data");
     let server = ServerProcess::start(&["--data-dir", data_dir.to_str().unwrap()]).await;
     let client = reqwest::Client::new();
-    let r = client.post(format!("{}/api/v1/audit/events", server.base)).json(&event("rr-default")).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/audit/events", server.base))
+        .json(&event("rr-default"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let page: Value = client
-        .get(format!("{}/api/v1/audit/events?correlation_id=rr-default", server.base))
+        .get(format!(
+            "{}/api/v1/audit/events?correlation_id=rr-default",
+            server.base
+        ))
         .send()
         .await
         .unwrap()
@@ -25,28 +33,49 @@ async fn serve_with_no_database_url_runs_on_an_embedded_sqlite_file() {
         .unwrap();
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
     let file = data_dir.join("audit.db");
-    assert!(file.exists(), "the embedded database lives under the data dir");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+    assert!(
+        file.exists(),
+        "the embedded database lives under the data dir"
+    );
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
     let (count, mode): (i64, String) = (
-        sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(&pool).await.unwrap(),
-        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap(),
+        sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
     );
     assert_eq!((count, mode.as_str()), (1, "wal"));
 }
 
 #[tokio::test]
 async fn migrate_creates_the_schema_and_is_idempotent() {
-    let Some(db) = TestDb::create(Backend::Postgres).await else { return };
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
     for _ in 0..2 {
         let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
             .args(["migrate", "--database-url", &db.url()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(db.count().await, 0);
     assert_eq!(db.scalar("SELECT last_seq FROM log_head").await, 0);
-    assert_eq!(db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").await, 1);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .await,
+        1
+    );
 }
 
 #[test]
@@ -57,7 +86,11 @@ fn invalid_configuration_fails_fast_naming_the_key() {
         (vec!["--database-url", "mysql://x"], "database_url"),
         (vec!["--shutdown-delay", "soon"], "shutdown_delay"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_datastorage")).arg("serve").args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+            .arg("serve")
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{args:?}: {stderr}");

@@ -9,9 +9,19 @@ use crate::helpers::{event, Backend, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_acknowledged_event() {
-    let Some(db) = TestDb::create(Backend::Postgres).await else { return };
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
     let url = db.url();
-    let server = ServerProcess::start(&["--database-url", &url, "--shutdown-delay", "1s", "--drain-timeout", "10s"]).await;
+    let server = ServerProcess::start(&[
+        "--database-url",
+        &url,
+        "--shutdown-delay",
+        "1s",
+        "--drain-timeout",
+        "10s",
+    ])
+    .await;
     let base = server.base.clone();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -19,7 +29,12 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
 
     let writers: Vec<_> = (0..16)
         .map(|w| {
-            let (client, base, acked, attempts) = (client.clone(), base.clone(), acked.clone(), attempts.clone());
+            let (client, base, acked, attempts) = (
+                client.clone(),
+                base.clone(),
+                acked.clone(),
+                attempts.clone(),
+            );
             tokio::spawn(async move {
                 // Write until the server stops answering; bounded so the test always ends.
                 for i in 0..100_000 {
@@ -32,7 +47,10 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
                     let Ok(r) = sent else { break };
                     if r.status() == 201 {
                         let v: serde_json::Value = r.json().await.expect("json answer");
-                        acked.lock().unwrap().push(v["event_id"].as_str().unwrap().to_string());
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["event_id"].as_str().unwrap().to_string());
                     }
                 }
             })
@@ -52,7 +70,11 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     server.terminate();
 
     // Readiness turns 503 at once while the listener is still open (propagation delay).
-    let probe = client.get(format!("{base}/health/ready")).send().await.expect("listener still open");
+    let probe = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("listener still open");
     assert_eq!(probe.status(), 503);
 
     let mut server = server;
@@ -66,12 +88,17 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     }
 
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > before, "writes were acknowledged during the propagation delay");
+    assert!(
+        acked.len() > before,
+        "writes were acknowledged during the propagation delay"
+    );
     let stored = db.count().await;
     assert!(stored as usize >= acked.len());
     for id in &acked {
         let n = db
-            .scalar(&format!("SELECT count(*) FROM audit_events WHERE event_id = '{id}'"))
+            .scalar(&format!(
+                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
+            ))
             .await;
         assert_eq!(n, 1, "acknowledged event {id} is not stored exactly once");
     }

@@ -7,7 +7,9 @@ use crate::helpers::{event, Backend, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_gap_free_log() {
-    let Some(db) = TestDb::create(Backend::Postgres).await else { return };
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
     let url = db.url();
     let args = ["--database-url", url.as_str()];
     let (a, b) = tokio::join!(ServerProcess::start(&args), ServerProcess::start(&args));
@@ -24,11 +26,27 @@ async fn two_processes_share_one_gap_free_log() {
                     for j in 0..10 {
                         batch.push(event(&format!("rr-{t}-{i}-{j}")));
                     }
-                    let r = client.post(format!("{base}/api/v1/audit/events/batch")).json(&batch).send().await.unwrap();
+                    let r = client
+                        .post(format!("{base}/api/v1/audit/events/batch"))
+                        .json(&batch)
+                        .send()
+                        .await
+                        .unwrap();
                     let v: serde_json::Value = r.json().await.unwrap();
-                    seqs.extend(v["results"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()));
+                    seqs.extend(
+                        v["results"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|r| r["seq"].as_i64().unwrap()),
+                    );
                 } else {
-                    let r = client.post(format!("{base}/api/v1/audit/events")).json(&event(&format!("rr-{t}-{i}"))).send().await.unwrap();
+                    let r = client
+                        .post(format!("{base}/api/v1/audit/events"))
+                        .json(&event(&format!("rr-{t}-{i}")))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 201);
                     let v: serde_json::Value = r.json().await.unwrap();
                     seqs.push(v["seq"].as_i64().unwrap());
@@ -37,7 +55,11 @@ async fn two_processes_share_one_gap_free_log() {
             seqs
         })
     });
-    let mut seqs: Vec<i64> = join_all(tasks).await.into_iter().flat_map(|r| r.unwrap()).collect();
+    let mut seqs: Vec<i64> = join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
     seqs.sort_unstable();
     let total = 20 * (90 + 10 * 10);
     assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());

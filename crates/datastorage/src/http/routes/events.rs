@@ -130,7 +130,9 @@ pub async fn create_batch(
             results[index] = Some(item_result(index, &outcome));
         }
     }
-    Ok(Json(BatchResponse::new(results.into_iter().flatten().collect())))
+    Ok(Json(BatchResponse::new(
+        results.into_iter().flatten().collect(),
+    )))
 }
 
 fn item_result(index: usize, outcome: &AppendOutcome) -> BatchItemResult {
@@ -288,14 +290,26 @@ pub(crate) fn parse_list_params(
     if let Some(limit) = params.remove("limit") {
         match limit.parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => query.limit = n,
-            _ => errors.add("limit", Reason::OutOfRange, "must be an integer from 1 to 1000"),
+            _ => errors.add(
+                "limit",
+                Reason::OutOfRange,
+                "must be an integer from 1 to 1000",
+            ),
         }
     }
     if let Some(cursor) = params.remove("cursor") {
         match decode_cursor(&cursor) {
             Some((c, order)) if order == query.order => query.after = Some(c),
-            Some(_) => errors.add("cursor", Reason::InvalidValue, "was made for the other order"),
-            None => errors.add("cursor", Reason::InvalidFormat, "is not a cursor of this API"),
+            Some(_) => errors.add(
+                "cursor",
+                Reason::InvalidValue,
+                "was made for the other order",
+            ),
+            None => errors.add(
+                "cursor",
+                Reason::InvalidFormat,
+                "is not a cursor of this API",
+            ),
         }
     }
     for key in params.into_keys() {
@@ -365,7 +379,10 @@ mod tests {
             event_timestamp: audit_model::timestamp::parse("2026-01-01T00:00:00.123456Z").unwrap(),
             seq: 42,
         };
-        assert_eq!(decode_cursor(&encode_cursor(c, Order::Desc)), Some((c, Order::Desc)));
+        assert_eq!(
+            decode_cursor(&encode_cursor(c, Order::Desc)),
+            Some((c, Order::Desc))
+        );
         assert_eq!(decode_cursor("garbage!"), None);
     }
 
@@ -381,7 +398,13 @@ mod tests {
     fn every_bad_parameter_is_named() {
         let now = Utc::now();
         let errors = parse_list_params(
-            params(&[("since", "yesterday"), ("limit", "0"), ("order", "up"), ("cursor", "x"), ("colour", "red")]),
+            params(&[
+                ("since", "yesterday"),
+                ("limit", "0"),
+                ("order", "up"),
+                ("cursor", "x"),
+                ("colour", "red"),
+            ]),
             now,
         )
         .unwrap_err();

@@ -58,7 +58,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, 
         )),
         Err(_) => Err(ApiError::new(
             ProblemKind::ServiceUnavailable,
-            format!("store {} did not answer within {READY_TIMEOUT:?}", state.store.backend()),
+            format!(
+                "store {} did not answer within {READY_TIMEOUT:?}",
+                state.store.backend()
+            ),
         )),
     }
 }
