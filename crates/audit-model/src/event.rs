@@ -221,6 +221,10 @@ fn check_event_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
         );
         return;
     }
+    if data.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) {
+        errors.add("event_data", Reason::InvalidValue, crate::fields::NUL_MESSAGE);
+        return;
+    }
     // A map of JSON values always serialises.
     let size = serde_json::to_vec(data)
         .map(|v| v.len())
@@ -231,6 +235,15 @@ fn check_event_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
             Reason::TooLarge,
             format!("must be at most {} KiB", MAX_EVENT_DATA_BYTES / 1024),
         );
+    }
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// PostgreSQL cannot store U+0000 in text or JSONB, so no field may hold it.
+pub(crate) const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
 /// Why a field was refused. A bounded set, so it can label a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -172,6 +175,10 @@ impl ObjectReader {
         }
         if s.trim().is_empty() {
             self.errors.add(key, Reason::Blank, "must not be blank");
+            return None;
+        }
+        if s.contains('\0') {
+            self.errors.add(key, Reason::InvalidValue, NUL_MESSAGE);
             return None;
         }
         Some(s)

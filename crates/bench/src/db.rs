@@ -1,0 +1,53 @@
+//! Fresh PostgreSQL databases with the `audit_events` schema, one per scenario.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use sqlx::PgPool;
+
+/// A database created for one scenario and dropped afterwards.
+pub struct BenchDb {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl BenchDb {
+    /// Creates a database and applies the service's migrations with `datastorage migrate`.
+    pub async fn create(server_url: &str, bin: &Path) -> anyhow::Result<BenchDb> {
+        let admin_url = format!("{server_url}/postgres");
+        let admin = PgPool::connect(&admin_url)
+            .await
+            .with_context(|| format!("PostgreSQL at {server_url} does not answer"))?;
+        let name = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        admin.close().await;
+        let url = format!("{server_url}/{name}");
+        let out = tokio::process::Command::new(bin)
+            .args(["migrate", "--database-url", &url, "--log-format", "text"])
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        if !out.status.success() {
+            bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(BenchDb { admin_url, name, url })
+    }
+
+    /// Rows in `audit_events`.
+    pub async fn count(&self) -> anyhow::Result<i64> {
+        let pool = PgPool::connect(&self.url).await?;
+        let n = sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(&pool).await?;
+        pool.close().await;
+        Ok(n)
+    }
+
+    pub async fn drop_db(self) -> anyhow::Result<()> {
+        let admin = PgPool::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
