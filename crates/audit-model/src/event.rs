@@ -222,7 +222,11 @@ fn check_event_data(data: &Map<String, Value>, errors: &mut FieldErrors) {
         return;
     }
     if data.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) {
-        errors.add("event_data", Reason::InvalidValue, crate::fields::NUL_MESSAGE);
+        errors.add(
+            "event_data",
+            Reason::InvalidValue,
+            crate::fields::NUL_MESSAGE,
+        );
         return;
     }
     // A map of JSON values always serialises.

@@ -10,7 +10,8 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::load::{event, LoadResult};
 
-const INSERT_ONE: &str = "INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, \
+const INSERT_ONE: &str =
+    "INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, \
     event_type, event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
     resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
     cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
@@ -25,8 +26,15 @@ fn row(client: usize, i: u64) -> (AuditEvent, Vec<u8>) {
 }
 
 /// (a) One INSERT per transaction (autocommit) from `clients` connections.
-pub async fn single_row_inserts(url: &str, clients: usize, duration: Duration) -> anyhow::Result<LoadResult> {
-    let pool = PgPoolOptions::new().max_connections(clients as u32).connect(url).await?;
+pub async fn single_row_inserts(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadResult> {
+    let pool = PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .connect(url)
+        .await?;
     let seq = Arc::new(AtomicI64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

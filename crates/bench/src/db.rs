@@ -20,7 +20,9 @@ impl BenchDb {
             .await
             .with_context(|| format!("PostgreSQL at {server_url} does not answer"))?;
         let name = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
         admin.close().await;
         let url = format!("{server_url}/{name}");
         let out = tokio::process::Command::new(bin)
@@ -31,22 +33,31 @@ impl BenchDb {
         if !out.status.success() {
             bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        Ok(BenchDb { admin_url, name, url })
+        Ok(BenchDb {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     /// Rows in `audit_events`.
     pub async fn count(&self) -> anyhow::Result<i64> {
         let pool = PgPool::connect(&self.url).await?;
-        let n = sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(&pool).await?;
+        let n = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&pool)
+            .await?;
         pool.close().await;
         Ok(n)
     }
 
     pub async fn drop_db(self) -> anyhow::Result<()> {
         let admin = PgPool::connect(&self.admin_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&admin)
-            .await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await?;
         admin.close().await;
         Ok(())
     }

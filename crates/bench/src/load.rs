@@ -39,7 +39,12 @@ pub fn event(client: usize, i: u64) -> Value {
 
 /// Runs `clients` closed loops for `duration` against `path`, `batch` events per request
 /// (1: single-event endpoint; more: the batch endpoint).
-pub async fn closed_loop(base: &str, clients: usize, duration: Duration, batch: usize) -> LoadResult {
+pub async fn closed_loop(
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    batch: usize,
+) -> LoadResult {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -62,7 +67,14 @@ pub async fn closed_loop(base: &str, clients: usize, duration: Duration, batch: 
                         i += 1;
                         event(c, i)
                     } else {
-                        Value::Array((0..batch).map(|_| { i += 1; event(c, i) }).collect())
+                        Value::Array(
+                            (0..batch)
+                                .map(|_| {
+                                    i += 1;
+                                    event(c, i)
+                                })
+                                .collect(),
+                        )
                     };
                     match http.post(&url).json(&body).send().await {
                         Ok(resp) if resp.status() == 201 => r.events += 1,

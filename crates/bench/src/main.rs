@@ -20,7 +20,10 @@ use load::LoadResult;
 use server::Server;
 
 #[derive(Parser, Debug)]
-#[command(name = "audit-bench", about = "Benchmark Data Storage against raw PostgreSQL in one run")]
+#[command(
+    name = "audit-bench",
+    about = "Benchmark Data Storage against raw PostgreSQL in one run"
+)]
 struct Args {
     /// PostgreSQL server (no database part; a fresh database is made per scenario).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
@@ -57,14 +60,29 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(base) = &args.against {
         let r = load::closed_loop(base, args.clients, args.duration.into(), 1).await;
-        println!("{:.0} events/s ({} events, {} errors)", r.rate(), r.events, r.errors);
+        println!(
+            "{:.0} events/s ({} events, {} errors)",
+            r.rate(),
+            r.events,
+            r.errors
+        );
         return Ok(());
     }
-    let bin = args.datastorage.clone().unwrap_or_else(server::default_binary);
-    ensure!(bin.exists(), "{} not found: run `cargo build --release` first", bin.display());
+    let bin = args
+        .datastorage
+        .clone()
+        .unwrap_or_else(server::default_binary);
+    ensure!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
     let d: Duration = args.duration.into();
     let c = args.clients;
-    println!("audit-bench: C={c} D={d:?} (datastorage: {})", bin.display());
+    println!(
+        "audit-bench: C={c} D={d:?} (datastorage: {})",
+        bin.display()
+    );
 
     let mut rows = Vec::new();
     let mut peak_rss: f64 = 0.0;
@@ -74,12 +92,19 @@ async fn main() -> anyhow::Result<()> {
     let a = baseline::single_row_inserts(&db.url, c, d).await?;
     check_stored(&db, a.events).await?;
     db.drop_db().await?;
-    rows.push(Row { name: "(a) PostgreSQL, 1 INSERT per txn", result: a, server_cpu: None });
+    rows.push(Row {
+        name: "(a) PostgreSQL, 1 INSERT per txn",
+        result: a,
+        server_cpu: None,
+    });
 
     // (d) and (e): single-event POSTs with group commit, then with batches of one.
     for (name, extra) in [
         ("(d) POST /events, group commit", vec![]),
-        ("(e) POST /events, batch size 1", vec!["--batch-max-events".to_string(), "1".to_string()]),
+        (
+            "(e) POST /events, batch size 1",
+            vec!["--batch-max-events".to_string(), "1".to_string()],
+        ),
     ] {
         let db = BenchDb::create(&args.pg, &bin).await?;
         let mut server_args = vec!["--database-url".to_string(), db.url.clone()];
@@ -92,7 +117,11 @@ async fn main() -> anyhow::Result<()> {
         server.stop().await?;
         check_stored(&db, r.events).await?;
         db.drop_db().await?;
-        rows.push(Row { name, result: r, server_cpu: Some(cpu) });
+        rows.push(Row {
+            name,
+            result: r,
+            server_cpu: Some(cpu),
+        });
     }
 
     println!();

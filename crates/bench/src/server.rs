@@ -19,7 +19,14 @@ impl Server {
     pub async fn start(bin: &Path, args: &[String]) -> anyhow::Result<Server> {
         let mut child = Command::new(bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-delay", "0s"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--shutdown-delay",
+                "0s",
+            ])
             .args(args)
             .env("RUST_LOG", "warn,datastorage=info")
             .stdout(Stdio::null())
@@ -31,7 +38,9 @@ impl Server {
         let mut lines = BufReader::new(stderr).lines();
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await? {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if v["message"] == "datastorage serving" {
                     return Ok(format!("http://{}", v["addr"].as_str().unwrap_or_default()));
                 }

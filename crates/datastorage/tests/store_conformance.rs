@@ -10,13 +10,18 @@ use std::sync::Arc;
 use audit_model::AuditEvent;
 use chrono::Utc;
 use datastorage::config::DatabaseTarget;
-use datastorage::store::{self, AppendOutcome, EventFilter, EventQuery, LogStore, Order, PreparedEvent};
+use datastorage::store::{
+    self, AppendOutcome, EventFilter, EventQuery, LogStore, Order, PreparedEvent,
+};
 use helpers::{Backend, TestDb};
 use serde_json::json;
 
 async fn open(db: &TestDb) -> Arc<dyn LogStore> {
     let target = match db {
-        TestDb::Postgres { url, .. } => DatabaseTarget::Postgres { url: url.clone(), password: None },
+        TestDb::Postgres { url, .. } => DatabaseTarget::Postgres {
+            url: url.clone(),
+            password: None,
+        },
         TestDb::Sqlite { path, .. } => DatabaseTarget::Sqlite { path: path.clone() },
     };
     store::connect(&target, 4).await.expect("store opens")
@@ -29,7 +34,9 @@ fn prepared(correlation: &str, data: serde_json::Value) -> PreparedEvent {
 }
 
 async fn conformance(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let store = open(&db).await;
     assert_eq!(store.count().await.unwrap(), 0);
 
@@ -51,7 +58,9 @@ async fn conformance(backend: Backend) {
     let changed = PreparedEvent::new(changed.event);
     let outcomes = store.append(&[batch[0].clone(), changed]).await.unwrap();
     assert!(matches!(&outcomes[0], AppendOutcome::Duplicate(s) if s.seq == 1));
-    assert!(matches!(&outcomes[1], AppendOutcome::Conflict(s) if s.seq == 2 && s.event.event_data["i"] == 1));
+    assert!(
+        matches!(&outcomes[1], AppendOutcome::Conflict(s) if s.seq == 2 && s.event.event_data["i"] == 1)
+    );
     assert_eq!(store.count().await.unwrap(), 5);
 
     // New events continue the sequence after reopening the store.
@@ -64,7 +73,11 @@ async fn conformance(backend: Backend) {
     let got = store.get(batch[3].event.event_id).await.unwrap().unwrap();
     assert_eq!(got.event, batch[3].event);
     assert_eq!(got.leaf_hash, hex::encode(batch[3].leaf_hash));
-    assert_eq!(hex::encode(got.event.leaf_hash()), got.leaf_hash, "hash survives the round trip");
+    assert_eq!(
+        hex::encode(got.event.leaf_hash()),
+        got.leaf_hash,
+        "hash survives the round trip"
+    );
     assert!(store.get(uuid::Uuid::new_v4()).await.unwrap().is_none());
 
     let q = EventQuery {
@@ -73,11 +86,23 @@ async fn conformance(backend: Backend) {
         limit: 3,
         ..EventQuery::default()
     };
-    let page: Vec<i64> = store.query(&q).await.unwrap().iter().map(|e| e.seq).collect();
+    let page: Vec<i64> = store
+        .query(&q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(page, [5, 4, 3]);
     db.assert_seq_gap_free().await;
     store.ping().await.unwrap();
-    assert_eq!(store.backend(), match backend { Backend::Postgres => "postgres", Backend::Sqlite => "sqlite" });
+    assert_eq!(
+        store.backend(),
+        match backend {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    );
 }
 
 #[tokio::test]
@@ -92,7 +117,9 @@ async fn sqlite_store_conforms() {
 
 /// Numbers and strings that a naive round trip could alter keep their hash in both stores.
 async fn awkward_values_round_trip(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let store = open(&db).await;
     let e = prepared(
         "rr-awkward",
