@@ -55,6 +55,31 @@ pub struct ServeArgs {
     /// `redis://…` or `file://DIR` (default: a journal under the data dir).
     #[arg(long, env = "DATASTORAGE_DLQ_URL")]
     pub dlq_url: Option<String>,
+    /// Most events the DLQ holds; beyond it writes are refused (503), never evicted.
+    #[arg(long, env = "DATASTORAGE_DLQ_CAPACITY")]
+    pub dlq_capacity: Option<u64>,
+    /// Key prefix of the Redis DLQ streams.
+    #[arg(long, env = "DATASTORAGE_DLQ_REDIS_PREFIX")]
+    pub dlq_redis_prefix: Option<String>,
+    /// Redis DLQ entries held this long by a silent replica are taken over (e.g. `60s`).
+    #[arg(long, env = "DATASTORAGE_DLQ_CLAIM_IDLE")]
+    pub dlq_claim_idle: Option<String>,
+    /// Backoff between failed replays of one entry (e.g. `1m,5m,15m,1h,4h,24h`).
+    #[arg(long, env = "DATASTORAGE_REPLAY_SCHEDULE")]
+    pub replay_schedule: Option<String>,
+    /// Entries replayed per transaction.
+    #[arg(long, env = "DATASTORAGE_REPLAY_BATCH")]
+    pub replay_batch: Option<usize>,
+    /// How often the replay worker checks whether the store answers (e.g. `1s`).
+    #[arg(long, env = "DATASTORAGE_REPLAY_POLL_INTERVAL")]
+    pub replay_poll_interval: Option<String>,
+    /// How long the replay worker keeps draining at shutdown (e.g. `5s`).
+    #[arg(long, env = "DATASTORAGE_REPLAY_SHUTDOWN_DRAIN")]
+    pub replay_shutdown_drain: Option<String>,
+    /// After the store fails, writes go straight to the DLQ for this long before the store is
+    /// tried again (e.g. `1s`).
+    #[arg(long, env = "DATASTORAGE_STORE_RETRY_INTERVAL")]
+    pub store_retry_interval: Option<String>,
     /// Directory for the embedded database and local journals (default ./data).
     #[arg(long, env = "DATASTORAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -93,6 +118,14 @@ struct FileConfig {
     database_password_file: Option<PathBuf>,
     database_max_connections: Option<u32>,
     dlq_url: Option<String>,
+    dlq_capacity: Option<u64>,
+    dlq_redis_prefix: Option<String>,
+    dlq_claim_idle: Option<String>,
+    replay_schedule: Option<String>,
+    replay_batch: Option<usize>,
+    replay_poll_interval: Option<String>,
+    replay_shutdown_drain: Option<String>,
+    store_retry_interval: Option<String>,
     data_dir: Option<PathBuf>,
     batch_max_events: Option<usize>,
     batch_linger: Option<String>,
@@ -141,13 +174,24 @@ impl Default for IngestConfig {
     }
 }
 
+/// The replay worker's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayConfig {
+    pub schedule: Vec<Duration>,
+    pub batch: usize,
+    pub poll_interval: Duration,
+    pub shutdown_drain: Duration,
+}
+
 /// The validated configuration of `datastorage serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseTarget,
     pub database_max_connections: u32,
-    pub dlq_url: Option<String>,
+    pub dlq: crate::dlq::DlqConfig,
+    pub replay: ReplayConfig,
+    pub store_retry_interval: Duration,
     pub data_dir: PathBuf,
     pub ingest: IngestConfig,
     pub body_limit_bytes: usize,
@@ -182,18 +226,24 @@ impl Config {
         if database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
-        let dlq_url = pick!(dlq_url);
-        if let Some(url) = &dlq_url {
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("file://"))
-            {
-                return Err(invalid(
-                    "dlq_url",
-                    format!("{url:?}: expected redis://… or file://DIR"),
-                ));
-            }
-        }
+        let dlq = dlq_config(
+            pick!(dlq_url),
+            &data_dir,
+            pick!(dlq_capacity),
+            pick!(dlq_redis_prefix),
+            pick!(dlq_claim_idle),
+        )?;
+        let replay = replay_config(
+            pick!(replay_schedule),
+            pick!(replay_batch),
+            pick!(replay_poll_interval),
+            pick!(replay_shutdown_drain),
+        )?;
+        let store_retry_interval = duration(
+            "store_retry_interval",
+            pick!(store_retry_interval),
+            Duration::from_secs(1),
+        )?;
         let defaults = IngestConfig::default();
         let ingest = IngestConfig {
             batch_max_events: pick!(batch_max_events).unwrap_or(defaults.batch_max_events),
@@ -231,7 +281,9 @@ impl Config {
             listen,
             database,
             database_max_connections,
-            dlq_url,
+            dlq,
+            replay,
+            store_retry_interval,
             ingest,
             body_limit_bytes,
             batch_max_items,
@@ -249,6 +301,58 @@ impl Config {
             data_dir,
         })
     }
+}
+
+fn dlq_config(
+    url: Option<String>,
+    data_dir: &Path,
+    capacity: Option<u64>,
+    redis_prefix: Option<String>,
+    claim_idle: Option<String>,
+) -> Result<crate::dlq::DlqConfig, ConfigError> {
+    let url = url.unwrap_or_else(|| format!("file://{}", data_dir.join("dlq").display()));
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://")) {
+        return Err(invalid(
+            "dlq_url",
+            format!("{url:?}: expected redis://… or file://DIR"),
+        ));
+    }
+    let capacity = capacity.unwrap_or(1_000_000);
+    if capacity == 0 {
+        return Err(invalid("dlq_capacity", "must be at least 1"));
+    }
+    Ok(crate::dlq::DlqConfig {
+        url,
+        capacity,
+        redis_prefix: redis_prefix.unwrap_or_else(|| "audit:dlq".to_string()),
+        claim_idle: duration("dlq_claim_idle", claim_idle, Duration::from_secs(60))?,
+    })
+}
+
+fn replay_config(
+    schedule: Option<String>,
+    batch: Option<usize>,
+    poll_interval: Option<String>,
+    shutdown_drain: Option<String>,
+) -> Result<ReplayConfig, ConfigError> {
+    let schedule = schedule
+        .unwrap_or_else(|| "1m,5m,15m,1h,4h,24h".to_string())
+        .split(',')
+        .map(|part| duration("replay_schedule", Some(part.to_string()), Duration::ZERO))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replay = ReplayConfig {
+        schedule,
+        batch: batch.unwrap_or(500),
+        poll_interval: duration("replay_poll_interval", poll_interval, Duration::from_secs(1))?,
+        shutdown_drain: duration("replay_shutdown_drain", shutdown_drain, Duration::from_secs(5))?,
+    };
+    if !(1..=10_000).contains(&replay.batch) {
+        return Err(invalid("replay_batch", "must be between 1 and 10000"));
+    }
+    if replay.poll_interval.is_zero() {
+        return Err(invalid("replay_poll_interval", "must be above 0"));
+    }
+    Ok(replay)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -416,5 +520,23 @@ mod tests {
         assert_eq!(c.shutdown_delay, d.shutdown_delay);
         assert_eq!(c.drain_timeout, d.drain_timeout);
         assert_eq!(c.database_max_connections, d.database_max_connections);
+        assert_eq!(c.replay, d.replay);
+        assert_eq!(c.dlq.capacity, d.dlq.capacity);
+        assert_eq!(c.dlq.redis_prefix, d.dlq.redis_prefix);
+        assert_eq!(c.dlq.claim_idle, d.dlq.claim_idle);
+        assert_eq!(c.dlq.url, d.dlq.url);
+        assert_eq!(c.store_retry_interval, d.store_retry_interval);
+    }
+
+    #[test]
+    fn the_dlq_defaults_to_a_journal_under_the_data_dir() {
+        let args = ServeArgs {
+            data_dir: Some("/var/lib/audit".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.dlq.url, "file:///var/lib/audit/dlq");
+        assert_eq!(c.replay.schedule.len(), 6);
+        assert_eq!(c.replay.schedule[5], Duration::from_secs(86_400));
     }
 }

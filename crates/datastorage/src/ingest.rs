@@ -4,37 +4,83 @@
 //! A handler never holds a database connection. Under load, requests that arrive while a commit
 //! is in flight are committed together in the next transaction, so batches grow with load and
 //! one durable commit per request stops being the ceiling. A submission is never split across
-//! transactions, so a batch request is stored all at once or not at all.
+//! transactions (unless the database refuses a batch's data, see below).
 //!
-//! Invariants: an event is answered `Created` only after its transaction committed; every
-//! submission gets exactly one answer (its reply channel is consumed once), also when the store
-//! fails; when all queue handles are dropped the writer commits what is queued, then stops.
+//! When a commit fails for a reason that is not the data's fault, the live events of the batch
+//! go to the dead-letter queue and are answered `Queued`; for the next `store_retry_interval`
+//! live batches go straight to the DLQ. Replayed events (from the DLQ) are never parked again:
+//! their submission fails and the replay worker keeps them. When the database refuses the data
+//! itself, the batch is committed event by event so one bad event cannot fail the others.
+//!
+//! Invariants: an event is answered `Created` only after its transaction committed and `Queued`
+//! only after the DLQ holds it durably; every submission gets exactly one answer; when all queue
+//! handles are dropped the writer commits what is queued, then stops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use audit_model::StoredEvent;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::IngestConfig;
+use crate::dlq::{DlqBackend, DlqEntry, DlqError};
 use crate::metrics as m;
-use crate::store::{AppendOutcome, LogStore, PreparedEvent, StoreError};
+use crate::store::{AppendOutcome, LogStore, PreparedEvent};
 
-/// Why a submission was not stored.
+/// What became of one submitted event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// Stored now.
+    Created(StoredEvent),
+    /// The identical event was already stored.
+    Duplicate(StoredEvent),
+    /// Its `event_id` is stored with different content (the stored event is given).
+    Conflict(StoredEvent),
+    /// Parked durably in the DLQ; it will be stored when the database returns.
+    Queued(Uuid),
+    /// The database refused this event's data (it passed validation); it is not stored.
+    Refused { event_id: Uuid, reason: String },
+}
+
+impl From<AppendOutcome> for IngestOutcome {
+    fn from(o: AppendOutcome) -> Self {
+        match o {
+            AppendOutcome::Created(s) => IngestOutcome::Created(s),
+            AppendOutcome::Duplicate(s) => IngestOutcome::Duplicate(s),
+            AppendOutcome::Conflict(s) => IngestOutcome::Conflict(s),
+        }
+    }
+}
+
+/// Why a submission was not answered per event.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngestError {
-    #[error("the audit store is unavailable: {0}")]
-    Store(Arc<StoreError>),
+    /// Neither the store nor (for live writes) the DLQ could take the events.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the ingest pipeline is shut down")]
     Closed,
 }
 
+/// Where a submission comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// An API request: may be parked in the DLQ.
+    Live,
+    /// The replay worker: must not be parked again.
+    Replay,
+}
+
+type Answer = Result<Vec<IngestOutcome>, IngestError>;
+
 struct Submission {
     events: Vec<PreparedEvent>,
-    reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
+    source: Source,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// The handlers' side of the pipeline. Cheap to clone.
@@ -45,8 +91,13 @@ pub struct IngestQueue {
 }
 
 impl IngestQueue {
-    /// Creates the queue and the writer that drains it into `store`.
-    pub fn new(store: Arc<dyn LogStore>, config: IngestConfig) -> (IngestQueue, LogWriter) {
+    /// Creates the queue and the writer that drains it into `store` (or `dlq`).
+    pub fn new(
+        store: Arc<dyn LogStore>,
+        dlq: Arc<dyn DlqBackend>,
+        config: IngestConfig,
+        store_retry_interval: Duration,
+    ) -> (IngestQueue, LogWriter) {
         // Capacity counts submissions; a submission holds at least one event.
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let depth = Arc::new(AtomicUsize::new(0));
@@ -57,22 +108,35 @@ impl IngestQueue {
         let writer = LogWriter {
             rx,
             store,
+            dlq,
             config,
             depth,
+            store_retry_interval,
+            store_down_until: None,
         };
         (queue, writer)
     }
 
-    /// Submits events (distinct or not) and waits until they are committed, answering per event
-    /// in input order.
-    pub async fn submit(
-        &self,
-        events: Vec<PreparedEvent>,
-    ) -> Result<Vec<AppendOutcome>, IngestError> {
+    /// Submits events from an API request and waits for their outcomes, in input order.
+    pub async fn submit(&self, events: Vec<PreparedEvent>) -> Answer {
+        self.send(events, Source::Live).await
+    }
+
+    /// Submits events replayed from the DLQ; fails instead of parking them again.
+    pub async fn submit_replay(&self, events: Vec<PreparedEvent>) -> Answer {
+        self.send(events, Source::Replay).await
+    }
+
+    async fn send(&self, events: Vec<PreparedEvent>, source: Source) -> Answer {
         let n = events.len();
         let (reply, answer) = oneshot::channel();
         self.depth.fetch_add(n, Ordering::Relaxed);
-        if self.tx.send(Submission { events, reply }).await.is_err() {
+        let sent = self.tx.send(Submission {
+            events,
+            source,
+            reply,
+        });
+        if sent.await.is_err() {
             self.depth.fetch_sub(n, Ordering::Relaxed);
             return Err(IngestError::Closed);
         }
@@ -90,16 +154,87 @@ impl IngestQueue {
 pub struct LogWriter {
     rx: mpsc::Receiver<Submission>,
     store: Arc<dyn LogStore>,
+    dlq: Arc<dyn DlqBackend>,
     config: IngestConfig,
     depth: Arc<AtomicUsize>,
+    store_retry_interval: Duration,
+    /// Set after a failed commit: until then, live writes go straight to the DLQ.
+    store_down_until: Option<Instant>,
+}
+
+/// One batch, de-duplicated by `event_id`.
+struct Batch {
+    unique: Vec<PreparedEvent>,
+    /// Whether a live submission holds the unique event at this index.
+    live: Vec<bool>,
+    /// Per submission: for each event, the index of its first occurrence and, for a repeat, its
+    /// own hash.
+    refs: Vec<Vec<(usize, Option<[u8; 32]>)>>,
+    sources: Vec<Source>,
+    replies: Vec<oneshot::Sender<Answer>>,
+}
+
+impl Batch {
+    fn new(submissions: Vec<Submission>) -> Self {
+        let total: usize = submissions.iter().map(|s| s.events.len()).sum();
+        let mut batch = Batch {
+            unique: Vec::with_capacity(total),
+            live: Vec::with_capacity(total),
+            refs: Vec::with_capacity(submissions.len()),
+            sources: Vec::with_capacity(submissions.len()),
+            replies: Vec::with_capacity(submissions.len()),
+        };
+        let mut first_index: HashMap<Uuid, usize> = HashMap::with_capacity(total);
+        for sub in submissions {
+            let live = sub.source == Source::Live;
+            let mut sub_refs = Vec::with_capacity(sub.events.len());
+            for event in sub.events {
+                match first_index.get(&event.event.event_id) {
+                    Some(&i) => {
+                        batch.live[i] |= live;
+                        sub_refs.push((i, Some(event.leaf_hash)));
+                    }
+                    None => {
+                        first_index.insert(event.event.event_id, batch.unique.len());
+                        sub_refs.push((batch.unique.len(), None));
+                        batch.unique.push(event);
+                        batch.live.push(live);
+                    }
+                }
+            }
+            batch.refs.push(sub_refs);
+            batch.sources.push(sub.source);
+            batch.replies.push(sub.reply);
+        }
+        batch
+    }
+
+    /// Answers every submission: live ones from `live`, replayed ones from `replay`.
+    fn answer(self, live: &Answer, replay: &Answer) {
+        let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
+        for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies) {
+            let answer = match source {
+                Source::Live => live,
+                Source::Replay => replay,
+            };
+            let answer = answer.as_ref().map_err(Clone::clone).map(|outcomes| {
+                sub_refs
+                    .iter()
+                    .map(|&(i, repeat)| occurrence(&outcomes[i], hashes[i], repeat))
+                    .collect()
+            });
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = reply.send(answer);
+        }
+    }
 }
 
 impl LogWriter {
     /// Runs until every [`IngestQueue`] handle is dropped and the queue is empty.
     pub async fn run(mut self) {
         while let Some(first) = self.rx.recv().await {
-            let batch = self.collect(first).await;
-            self.commit(batch).await;
+            let submissions = self.collect(first).await;
+            self.commit(Batch::new(submissions)).await;
         }
         tracing::info!("ingest queue drained; writer stopped");
     }
@@ -133,91 +268,156 @@ impl LogWriter {
         batch
     }
 
-    async fn commit(&mut self, batch: Vec<Submission>) {
-        let total: usize = batch.iter().map(|s| s.events.len()).sum();
-        // De-duplicate by event_id: the first occurrence goes to the store, later ones refer to it.
-        let mut unique: Vec<PreparedEvent> = Vec::with_capacity(total);
-        let mut first_index: HashMap<Uuid, usize> = HashMap::with_capacity(total);
-        // Per submission, per event: the index of its first occurrence, and its own hash when it
-        // is a repeat.
-        let mut refs: Vec<Vec<(usize, Option<[u8; 32]>)>> = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for sub in batch {
-            let mut sub_refs = Vec::with_capacity(sub.events.len());
-            for event in sub.events {
-                match first_index.get(&event.event.event_id) {
-                    Some(&i) => sub_refs.push((i, Some(event.leaf_hash))),
-                    None => {
-                        first_index.insert(event.event.event_id, unique.len());
-                        sub_refs.push((unique.len(), None));
-                        unique.push(event);
-                    }
-                }
-            }
-            refs.push(sub_refs);
-            replies.push(sub.reply);
-        }
-
-        let started = Instant::now();
-        let result = self.store.append(&unique).await;
-        let elapsed = started.elapsed().as_secs_f64();
+    async fn commit(&mut self, batch: Batch) {
+        let total: usize = batch.refs.iter().map(Vec::len).sum();
+        // Replays always try the store: the worker only replays once the store answers.
+        let circuit_open = self.store_down_until.is_some_and(|t| Instant::now() < t)
+            && !batch.sources.contains(&Source::Replay);
+        let result = if circuit_open {
+            Err(None)
+        } else {
+            let started = Instant::now();
+            let r = self.store.append(&batch.unique).await;
+            metrics::histogram!(m::WRITE_DURATION, "table" => "audit_events")
+                .record(started.elapsed().as_secs_f64());
+            r.map_err(Some)
+        };
         self.depth.fetch_sub(total, Ordering::Relaxed);
         metrics::gauge!(m::INGEST_QUEUE_DEPTH).set(self.depth.load(Ordering::Relaxed) as f64);
         metrics::histogram!(m::INGEST_BATCH_SIZE).record(total as f64);
-        metrics::histogram!(m::WRITE_DURATION, "table" => "audit_events").record(elapsed);
 
         match result {
             Ok(outcomes) => {
-                record_outcomes(&unique, &outcomes);
-                for (sub_refs, reply) in refs.into_iter().zip(replies) {
-                    let answer = sub_refs
-                        .iter()
-                        .map(|&(i, repeat)| occurrence_outcome(&outcomes[i], repeat))
-                        .collect();
-                    // A waiter that went away (client disconnected) needs no answer.
-                    let _ = reply.send(Ok(answer));
-                }
+                self.store_down_until = None;
+                let outcomes: Vec<IngestOutcome> = outcomes.into_iter().map(Into::into).collect();
+                record_outcomes(&batch.unique, &outcomes);
+                let answer = Ok(outcomes);
+                batch.answer(&answer, &answer);
+            }
+            Err(Some(e)) if e.is_data_error() => {
+                tracing::warn!(error = %e, events = batch.unique.len(), "the database refused a batch; committing its events one by one");
+                let answer = Ok(self.commit_one_by_one(&batch.unique).await);
+                batch.answer(&answer, &answer);
             }
             Err(e) => {
-                tracing::error!(error = %e, events = total, "batch commit failed");
-                for event in &unique {
-                    metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(&event.event.event_category), "status" => "error").increment(1);
-                }
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(IngestError::Store(e.clone())));
-                }
+                let reason = match &e {
+                    Some(e) => {
+                        tracing::error!(error = %e, events = total, "batch commit failed; parking live events in the DLQ");
+                        self.store_down_until = Some(Instant::now() + self.store_retry_interval);
+                        e.label()
+                    }
+                    None => "store_down",
+                };
+                let detail = e.map_or_else(
+                    || "the audit store failed recently".to_string(),
+                    |e| format!("the audit store is unavailable: {e}"),
+                );
+                let live = self.park(&batch, reason, &detail).await;
+                let replay = Err(IngestError::Unavailable(detail));
+                batch.answer(&live, &replay);
             }
         }
     }
-}
 
-/// The answer for one occurrence of an event: the store's outcome for the first occurrence; for
-/// a repeat inside the same batch, a duplicate of the stored event when its hash matches, else a
-/// conflict.
-fn occurrence_outcome(outcome: &AppendOutcome, repeat: Option<[u8; 32]>) -> AppendOutcome {
-    let Some(hash) = repeat else {
-        return outcome.clone();
-    };
-    let stored = outcome.stored().clone();
-    if stored.leaf_hash == hex::encode(hash) {
-        AppendOutcome::Duplicate(stored)
-    } else {
-        AppendOutcome::Conflict(stored)
+    /// Puts the live events of a failed batch into the DLQ.
+    async fn park(&self, batch: &Batch, reason: &'static str, detail: &str) -> Answer {
+        let entries: Vec<DlqEntry> = batch
+            .unique
+            .iter()
+            .zip(&batch.live)
+            .filter(|(_, live)| **live)
+            .map(|(e, _)| DlqEntry::new(e.event.clone(), detail))
+            .collect();
+        let n = entries.len() as u64;
+        match self.dlq.enqueue(entries).await {
+            Ok(()) => {
+                metrics::counter!(m::DLQ_ENQUEUED, "reason" => reason).increment(n);
+                for (event, live) in batch.unique.iter().zip(&batch.live) {
+                    if *live {
+                        metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(&event.event.event_category), "status" => "dlq_fallback").increment(1);
+                    }
+                }
+                Ok(batch
+                    .unique
+                    .iter()
+                    .map(|e| IngestOutcome::Queued(e.event.event_id))
+                    .collect())
+            }
+            Err(dlq_error) => {
+                tracing::error!(error = %dlq_error, "the DLQ refused the events too; answering 503");
+                for event in batch.unique.iter().zip(&batch.live).filter(|(_, l)| **l) {
+                    metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(&event.0.event.event_category), "status" => "error").increment(1);
+                }
+                let why = match dlq_error {
+                    DlqError::Full { .. } => format!("{detail}; {dlq_error}"),
+                    other => format!("{detail}; the dead-letter queue is unavailable too: {other}"),
+                };
+                Err(IngestError::Unavailable(why))
+            }
+        }
+    }
+
+    /// Commits each event in its own transaction, so only the refused ones fail.
+    async fn commit_one_by_one(&mut self, events: &[PreparedEvent]) -> Vec<IngestOutcome> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let outcome = match self.store.append(std::slice::from_ref(event)).await {
+                Ok(mut o) => match o.pop() {
+                    Some(o) => o.into(),
+                    None => refused(event, "the store gave no answer".into()),
+                },
+                Err(e) => refused(event, e.to_string()),
+            };
+            outcomes.push(outcome);
+        }
+        record_outcomes(events, &outcomes);
+        outcomes
     }
 }
 
-fn record_outcomes(events: &[PreparedEvent], outcomes: &[AppendOutcome]) {
+fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
+    IngestOutcome::Refused {
+        event_id: event.event.event_id,
+        reason,
+    }
+}
+
+/// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
+/// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
+/// conflict.
+fn occurrence(outcome: &IngestOutcome, first_hash: [u8; 32], repeat: Option<[u8; 32]>) -> IngestOutcome {
+    let Some(hash) = repeat else {
+        return outcome.clone();
+    };
+    match outcome {
+        IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
+            if s.leaf_hash == hex::encode(hash) {
+                IngestOutcome::Duplicate(s.clone())
+            } else {
+                IngestOutcome::Conflict(s.clone())
+            }
+        }
+        IngestOutcome::Queued(id) if hash == first_hash => IngestOutcome::Queued(*id),
+        IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => IngestOutcome::Refused {
+            event_id: *id,
+            reason: "another event with this event_id and different content is in the same batch".into(),
+        },
+    }
+}
+
+fn record_outcomes(events: &[PreparedEvent], outcomes: &[IngestOutcome]) {
     let now = Utc::now();
     for (event, outcome) in events.iter().zip(outcomes) {
         let service = m::service_label(&event.event.event_category);
         let status = match outcome {
-            AppendOutcome::Created(_) => "success",
-            AppendOutcome::Duplicate(_) => "duplicate",
-            AppendOutcome::Conflict(_) => "conflict",
+            IngestOutcome::Created(_) => "success",
+            IngestOutcome::Duplicate(_) => "duplicate",
+            IngestOutcome::Conflict(_) => "conflict",
+            IngestOutcome::Queued(_) => "dlq_fallback",
+            IngestOutcome::Refused { .. } => "refused",
         };
         metrics::counter!(m::AUDIT_TRACES, "service" => service, "status" => status).increment(1);
-        if let AppendOutcome::Created(_) = outcome {
+        if let IngestOutcome::Created(_) = outcome {
             let lag = (now - event.event.event_timestamp)
                 .num_microseconds()
                 .unwrap_or(0) as f64

@@ -6,9 +6,11 @@
 //! [`Application`] wires them together; `main.rs` is the CLI around it.
 
 pub mod config;
+pub mod dlq;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod replay;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
@@ -17,10 +19,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use config::Config;
+use dlq::DlqBackend;
+use replay::Replayer;
 use http::AppState;
 use ingest::IngestQueue;
 use shutdown::Shutdown;
@@ -31,28 +36,34 @@ pub struct Application {
     listener: TcpListener,
     config: Config,
     store: Arc<dyn LogStore>,
+    dlq: Arc<dyn DlqBackend>,
     shutdown: Shutdown,
 }
 
 impl Application {
     /// Connects the store (applying migrations) and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let store = store::connect(&config.database, config.database_max_connections).await?;
-        Self::with_store(config, store).await
-    }
-
-    /// Builds around an already connected store.
-    pub async fn with_store(
-        config: Config,
-        store: Arc<dyn LogStore>,
-    ) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let store = store::connect(&config.database, config.database_max_connections)
+            .await
+            .context("cannot open the audit store")?;
+        let dlq = dlq::connect(&config.dlq)
+            .await
+            .with_context(|| format!("cannot open the dead-letter queue {}", config.dlq.url))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Application {
             listener,
             config,
             store,
+            dlq,
             shutdown: Shutdown::new(),
         })
+    }
+
+    /// The dead-letter queue this application parks events in.
+    pub fn dlq(&self) -> Arc<dyn DlqBackend> {
+        self.dlq.clone()
     }
 
     /// The bound address.
@@ -83,13 +94,28 @@ impl Application {
             listener,
             config,
             store,
+            dlq,
             shutdown,
         } = self;
-        let (queue, writer) = IngestQueue::new(store.clone(), config.ingest);
+        let (queue, writer) = IngestQueue::new(
+            store.clone(),
+            dlq.clone(),
+            config.ingest,
+            config.store_retry_interval,
+        );
         let writer: JoinHandle<()> = tokio::spawn(writer.run());
+        let replayer = Arc::new(Replayer::new(
+            dlq.clone(),
+            queue.clone(),
+            store.clone(),
+            config.replay.clone(),
+        ));
+        let replay_task = tokio::spawn(replayer.clone().run(shutdown.clone()));
         let state = AppState {
             queue,
             store: store.clone(),
+            dlq,
+            replayer,
             shutdown: shutdown.clone(),
             metrics: metrics::prometheus(),
             batch_max_items: config.batch_max_items,
@@ -131,8 +157,9 @@ impl Application {
             Err(e) if e.is_cancelled() => {}
             Err(e) => return Err(e.into()),
         }
-        // The router (and with it every queue handle) is gone: the writer commits what is queued
-        // and stops.
+        // The replay worker drains for a bounded time, then drops its queue handle; the router
+        // (with every other handle) is gone, so the writer commits what is queued and stops.
+        replay_task.await?;
         writer.await?;
         store.close().await;
         tracing::info!("datastorage stopped");

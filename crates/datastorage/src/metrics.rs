@@ -14,7 +14,11 @@ pub const AUDIT_LAG: &str = "datastorage_audit_lag_seconds";
 pub const VALIDATION_FAILURES: &str = "datastorage_validation_failures_total";
 pub const INGEST_BATCH_SIZE: &str = "datastorage_ingest_batch_size";
 pub const INGEST_QUEUE_DEPTH: &str = "datastorage_ingest_queue_depth";
-pub const HTTP_REQUESTS: &str = "datastorage_http_requests_total";
+pub const DLQ_DEPTH: &str = "datastorage_dlq_depth";
+pub const DLQ_OLDEST_AGE: &str = "datastorage_dlq_oldest_age_seconds";
+pub const DLQ_ENQUEUED: &str = "datastorage_dlq_enqueued_total";
+pub const DLQ_REPLAYED: &str = "datastorage_dlq_replayed_total";
+pub const DLQ_DEAD_LETTERS: &str = "datastorage_dlq_dead_letters_total";
 
 /// Event categories that get their own label value.
 const KNOWN_SERVICES: [&str; 10] = [

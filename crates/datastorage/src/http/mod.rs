@@ -19,7 +19,9 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::dlq::DlqBackend;
 use crate::ingest::IngestQueue;
+use crate::replay::Replayer;
 use crate::shutdown::Shutdown;
 use crate::store::LogStore;
 use problem::{ApiError, REQUEST_ID};
@@ -29,6 +31,8 @@ use problem::{ApiError, REQUEST_ID};
 pub struct AppState {
     pub queue: IngestQueue,
     pub store: Arc<dyn LogStore>,
+    pub dlq: Arc<dyn DlqBackend>,
+    pub replayer: Arc<Replayer>,
     pub shutdown: Shutdown,
     pub metrics: PrometheusHandle,
     pub batch_max_items: usize,
@@ -50,6 +54,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route(
             "/api/v1/audit/events/{event_id}",
             get(routes::events::get_event),
+        )
+        .route("/api/v1/admin/dlq", get(routes::admin::stats))
+        .route("/api/v1/admin/dlq/dead-letters", get(routes::admin::dead_letters))
+        .route("/api/v1/admin/dlq/replay", post(routes::admin::replay))
+        .route(
+            "/api/v1/admin/dlq/dead-letters/{id}/retry",
+            post(routes::admin::retry_dead_letter),
         )
         .route("/api/v1/openapi.json", get(routes::health::openapi))
         .route("/health/live", get(routes::health::live))

@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::routes::{events, health};
+use super::routes::{admin, events, health};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,10 @@ use super::routes::{events, health};
         events::create_batch,
         events::get_event,
         events::list_events,
+        admin::stats,
+        admin::dead_letters,
+        admin::replay,
+        admin::retry_dead_letter,
         health::live,
         health::ready,
         health::metrics,
@@ -34,10 +38,19 @@ use super::routes::{events, health};
         audit_model::ItemStatus,
         audit_model::Problem,
         events::EventPage,
+        events::QueuedAnswer,
+        admin::DeadLetterPage,
+        admin::DeadLetterItem,
+        admin::RetryAnswer,
+        crate::dlq::DlqStats,
+        crate::dlq::DeadLetter,
+        crate::replay::ReplayReport,
         health::HealthStatus,
+        health::ComponentStatus,
     )),
     tags(
         (name = "events", description = "The unified audit event log"),
+        (name = "admin", description = "Operating the dead-letter queue"),
         (name = "health", description = "Probes, metrics and this document"),
     )
 )]

@@ -14,7 +14,10 @@ async fn ready_reports_the_store_and_turns_503_when_draining(app: TestApp) {
         Backend::Postgres => "postgres",
         Backend::Sqlite => "sqlite",
     };
-    assert_eq!(ready["store"], want);
+    assert_eq!(ready["store"]["backend"], want);
+    assert_eq!(ready["store"]["ok"], true);
+    assert_eq!(ready["dlq"]["backend"], "journal");
+    assert_eq!(ready["dlq"]["ok"], true);
     app.shutdown.begin();
     // The test app has no propagation delay, so the listener may already be closing; if the
     // probe is answered, it must be a 503.

@@ -186,6 +186,9 @@ pub struct TestApp {
     pub backend: Backend,
     pub shutdown: Shutdown,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dlq: Arc<dyn datastorage::dlq::DlqBackend>,
+    /// The app's data directory (its journal DLQ lives here unless a DLQ URL is given).
+    pub data_dir: Arc<tempfile::TempDir>,
 }
 
 /// Options a test may change.
@@ -194,6 +197,15 @@ pub struct AppOptions {
     pub body_limit_bytes: Option<usize>,
     pub batch_max_items: Option<usize>,
     pub batch_max_events: Option<usize>,
+    /// Overrides the database URL (for example a proxy in front of the test database).
+    pub database_url: Option<String>,
+    pub dlq_url: Option<String>,
+    pub dlq_capacity: Option<u64>,
+    pub dlq_redis_prefix: Option<String>,
+    /// Reuse this data directory (a restart of the same app).
+    pub data_dir: Option<Arc<tempfile::TempDir>>,
+    pub replay_poll_interval: Option<String>,
+    pub replay_schedule: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -207,19 +219,31 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> Option<Tes
 
 /// Starts an app on an existing test database.
 pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) -> TestApp {
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
-        database_url: Some(db.url()),
+        database_url: Some(options.database_url.clone().unwrap_or_else(|| db.url())),
+        data_dir: Some(data_dir.path().to_path_buf()),
         shutdown_delay: Some("0s".into()),
         body_limit_bytes: options.body_limit_bytes,
         batch_max_items: options.batch_max_items,
         batch_max_events: options.batch_max_events,
+        dlq_url: options.dlq_url.clone(),
+        dlq_capacity: options.dlq_capacity,
+        dlq_redis_prefix: options.dlq_redis_prefix.clone(),
+        replay_poll_interval: Some(options.replay_poll_interval.clone().unwrap_or_else(|| "100ms".into())),
+        replay_schedule: options.replay_schedule.clone(),
+        store_retry_interval: Some("200ms".into()),
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let shutdown = app.shutdown();
+    let dlq = app.dlq();
     let handle = tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base,
@@ -228,6 +252,8 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         backend,
         shutdown,
         handle,
+        dlq,
+        data_dir,
     }
 }
 

@@ -19,17 +19,39 @@ use uuid::Uuid;
 use crate::http::extract::JsonBody;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-use crate::store::{AppendOutcome, Cursor, EventFilter, EventQuery, Order, PreparedEvent};
+use crate::ingest::IngestOutcome;
+use crate::store::{Cursor, EventFilter, EventQuery, Order, PreparedEvent};
 
-/// The answer for one stored (or already stored) event.
-pub(crate) fn outcome_response(outcome: AppendOutcome, resource: &str) -> Response {
+/// The answer of a write that was parked in the DLQ.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedAnswer {
+    /// Always `queued`.
+    pub status: &'static str,
+    pub event_id: Uuid,
+    pub detail: &'static str,
+}
+
+/// The answer for one written event.
+pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Response {
     match outcome {
-        AppendOutcome::Created(e) => {
+        IngestOutcome::Created(e) => {
             let location = format!("/api/v1/audit/events/{}", e.event.event_id);
             (StatusCode::CREATED, [(header::LOCATION, location)], Json(e)).into_response()
         }
-        AppendOutcome::Duplicate(e) => (StatusCode::OK, Json(e)).into_response(),
-        AppendOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id.to_string()),
+        IngestOutcome::Duplicate(e) => (StatusCode::OK, Json(e)).into_response(),
+        IngestOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id.to_string()),
+        IngestOutcome::Queued(event_id) => (
+            StatusCode::ACCEPTED,
+            Json(QueuedAnswer {
+                status: "queued",
+                event_id,
+                detail: "the database is unavailable; the event is held durably and will be stored when it returns",
+            }),
+        )
+            .into_response(),
+        IngestOutcome::Refused { reason, .. } => {
+            ApiError::field("$", format!("the database refused the event: {reason}")).into_response()
+        }
     }
 }
 
@@ -54,9 +76,10 @@ fn conflict(resource: &str, field: &str, value: &str) -> Response {
         (status = 201, description = "Stored", body = StoredEvent),
         (status = 200, description = "The identical event was already stored", body = StoredEvent),
         (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "The database is unavailable; held in the dead-letter queue", body = QueuedAnswer),
         (status = 409, description = "The event_id holds different content", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body above the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Neither the database nor the dead-letter queue can take the event", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_event(
@@ -135,20 +158,27 @@ pub async fn create_batch(
     )))
 }
 
-fn item_result(index: usize, outcome: &AppendOutcome) -> BatchItemResult {
-    let stored = outcome.stored();
-    let (status, seq, error) = match outcome {
-        AppendOutcome::Created(_) => (ItemStatus::Created, Some(stored.seq), None),
-        AppendOutcome::Duplicate(_) => (ItemStatus::Duplicate, Some(stored.seq), None),
-        AppendOutcome::Conflict(_) => (
+fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
+    let (event_id, status, seq, error) = match outcome {
+        IngestOutcome::Created(s) => (s.event.event_id, ItemStatus::Created, Some(s.seq), None),
+        IngestOutcome::Duplicate(s) => (s.event.event_id, ItemStatus::Duplicate, Some(s.seq), None),
+        IngestOutcome::Conflict(s) => (
+            s.event.event_id,
             ItemStatus::Rejected,
             None,
             Some("conflict: event_id is already stored with different content".to_string()),
         ),
+        IngestOutcome::Queued(id) => (*id, ItemStatus::Queued, None, None),
+        IngestOutcome::Refused { event_id, reason } => (
+            *event_id,
+            ItemStatus::Rejected,
+            None,
+            Some(format!("refused by the database: {reason}")),
+        ),
     };
     BatchItemResult {
         index,
-        event_id: Some(stored.event.event_id),
+        event_id: Some(event_id),
         status,
         seq,
         error,

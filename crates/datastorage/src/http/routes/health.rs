@@ -21,7 +21,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthStatus {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub store: Option<&'static str>,
+    pub store: Option<ComponentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq: Option<ComponentStatus>,
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentStatus {
+    pub backend: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Liveness: 200 while the process runs.
@@ -31,38 +42,49 @@ pub async fn live() -> Json<HealthStatus> {
     Json(HealthStatus {
         status: "alive",
         store: None,
+        dlq: None,
     })
 }
 
-/// Readiness: 200 when the store answers and the service is not shutting down.
+/// Readiness: 200 while writes can be taken durably (by the store, or by the DLQ while the
+/// store is down) and the service is not shutting down; else 503 with the reason.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, description = "Ready", body = HealthStatus),
+        (status = 200, description = "Ready; the state of the store and the DLQ", body = HealthStatus),
         (status = 503, description = "Not ready; `detail` says why", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     if state.shutdown.is_draining() {
+        return Err(ApiError::new(ProblemKind::ServiceUnavailable, "shutting down"));
+    }
+    let (store, dlq) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, state.store.ping()),
+        tokio::time::timeout(READY_TIMEOUT, state.dlq.ping()),
+    );
+    let store = component(state.store.backend(), store.map_err(|_| "timeout".to_string()).and_then(|r| r.map_err(|e| e.to_string())));
+    let dlq = component(state.dlq.name(), dlq.map_err(|_| "timeout".to_string()).and_then(|r| r.map_err(|e| e.to_string())));
+    if !store.ok && !dlq.ok {
         return Err(ApiError::new(
             ProblemKind::ServiceUnavailable,
-            "shutting down",
+            format!(
+                "neither the store ({}) nor the dead-letter queue ({}) answers",
+                store.error.unwrap_or_default(),
+                dlq.error.unwrap_or_default()
+            ),
         ));
     }
-    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(HealthStatus {
-            status: "ready",
-            store: Some(state.store.backend()),
-        })),
-        Ok(Err(e)) => Err(ApiError::new(
-            ProblemKind::ServiceUnavailable,
-            format!("store {} does not answer: {e}", state.store.backend()),
-        )),
-        Err(_) => Err(ApiError::new(
-            ProblemKind::ServiceUnavailable,
-            format!(
-                "store {} did not answer within {READY_TIMEOUT:?}",
-                state.store.backend()
-            ),
-        )),
+    Ok(Json(HealthStatus {
+        status: "ready",
+        store: Some(store),
+        dlq: Some(dlq),
+    }))
+}
+
+fn component(backend: &'static str, result: Result<(), String>) -> ComponentStatus {
+    ComponentStatus {
+        backend,
+        ok: result.is_ok(),
+        error: result.err(),
     }
 }
 

@@ -1,4 +1,5 @@
 //! One module per group of routes.
 
+pub mod admin;
 pub mod events;
 pub mod health;

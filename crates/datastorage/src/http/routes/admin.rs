@@ -1,0 +1,127 @@
+//! Operating the dead-letter queue.
+
+use std::collections::HashMap;
+
+use audit_model::{Problem, ProblemKind};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::dlq::{DeadLetter, DlqError, DlqStats};
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+use crate::replay::ReplayReport;
+
+fn unavailable(e: DlqError) -> ApiError {
+    ApiError::new(ProblemKind::ServiceUnavailable, format!("dead-letter queue: {e}"))
+}
+
+/// DLQ figures.
+#[utoipa::path(get, path = "/api/v1/admin/dlq", tag = "admin",
+    responses(
+        (status = 200, description = "Depth, oldest entry age, dead letters, backend", body = DlqStats),
+        (status = 503, description = "The DLQ does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<DlqStats>, ApiError> {
+    state.dlq.stats().await.map(Json).map_err(unavailable)
+}
+
+/// One dead letter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterItem {
+    pub id: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub data: Vec<DeadLetterItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// Dead letters, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/dlq/dead-letters", tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DeadLetterPage),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let limit = match params.remove("limit") {
+        None => 100,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(ApiError::field("limit", "must be an integer from 1 to 1000")),
+        },
+    };
+    let cursor = params.remove("cursor");
+    if let Some(key) = params.into_keys().next() {
+        return Err(ApiError::field(&key, "is not a known parameter"));
+    }
+    let mut letters = state
+        .dlq
+        .dead_letters(limit + 1, cursor)
+        .await
+        .map_err(unavailable)?;
+    let next_cursor = if letters.len() > limit {
+        letters.truncate(limit);
+        letters.last().map(|(id, _)| id.clone())
+    } else {
+        None
+    };
+    Ok(Json(DeadLetterPage {
+        data: letters
+            .into_iter()
+            .map(|(id, letter)| DeadLetterItem { id, letter })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// Drain the DLQ now (every entry, also those waiting for their backoff).
+#[utoipa::path(post, path = "/api/v1/admin/dlq/replay", tag = "admin",
+    responses(
+        (status = 200, description = "What the drain did", body = ReplayReport),
+        (status = 503, description = "The store or the DLQ does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn replay(State(state): State<AppState>) -> Result<Json<ReplayReport>, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        ApiError::new(ProblemKind::ServiceUnavailable, format!("the store does not answer: {e}"))
+    })?;
+    state.replayer.drain(true, None).await.map(Json).map_err(unavailable)
+}
+
+/// The answer of a dead-letter retry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryAnswer {
+    /// Always `requeued`.
+    pub status: &'static str,
+    pub id: String,
+}
+
+/// Put a dead letter back in the queue (attempts reset).
+#[utoipa::path(post, path = "/api/v1/admin/dlq/dead-letters/{id}/retry", tag = "admin",
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "Back in the queue", body = RetryAnswer),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retry_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RetryAnswer>, ApiError> {
+    if state.dlq.retry_dead_letter(&id).await.map_err(unavailable)? {
+        Ok(Json(RetryAnswer { status: "requeued", id }))
+    } else {
+        Err(ApiError::not_found(format!("no dead letter with id {id}")))
+    }
+}
