@@ -311,7 +311,8 @@ fn dlq_config(
     claim_idle: Option<String>,
 ) -> Result<crate::dlq::DlqConfig, ConfigError> {
     let url = url.unwrap_or_else(|| format!("file://{}", data_dir.join("dlq").display()));
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://")) {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://"))
+    {
         return Err(invalid(
             "dlq_url",
             format!("{url:?}: expected redis://… or file://DIR"),
@@ -343,8 +344,16 @@ fn replay_config(
     let replay = ReplayConfig {
         schedule,
         batch: batch.unwrap_or(500),
-        poll_interval: duration("replay_poll_interval", poll_interval, Duration::from_secs(1))?,
-        shutdown_drain: duration("replay_shutdown_drain", shutdown_drain, Duration::from_secs(5))?,
+        poll_interval: duration(
+            "replay_poll_interval",
+            poll_interval,
+            Duration::from_secs(1),
+        )?,
+        shutdown_drain: duration(
+            "replay_shutdown_drain",
+            shutdown_drain,
+            Duration::from_secs(5),
+        )?,
     };
     if !(1..=10_000).contains(&replay.batch) {
         return Err(invalid("replay_batch", "must be between 1 and 10000"));

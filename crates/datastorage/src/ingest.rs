@@ -212,7 +212,8 @@ impl Batch {
     /// Answers every submission: live ones from `live`, replayed ones from `replay`.
     fn answer(self, live: &Answer, replay: &Answer) {
         let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
-        for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies) {
+        for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies)
+        {
             let answer = match source {
                 Source::Live => live,
                 Source::Replay => replay,
@@ -385,7 +386,11 @@ fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
 /// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
 /// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
 /// conflict.
-fn occurrence(outcome: &IngestOutcome, first_hash: [u8; 32], repeat: Option<[u8; 32]>) -> IngestOutcome {
+fn occurrence(
+    outcome: &IngestOutcome,
+    first_hash: [u8; 32],
+    repeat: Option<[u8; 32]>,
+) -> IngestOutcome {
     let Some(hash) = repeat else {
         return outcome.clone();
     };
@@ -398,10 +403,14 @@ fn occurrence(outcome: &IngestOutcome, first_hash: [u8; 32], repeat: Option<[u8;
             }
         }
         IngestOutcome::Queued(id) if hash == first_hash => IngestOutcome::Queued(*id),
-        IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => IngestOutcome::Refused {
-            event_id: *id,
-            reason: "another event with this event_id and different content is in the same batch".into(),
-        },
+        IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => {
+            IngestOutcome::Refused {
+                event_id: *id,
+                reason:
+                    "another event with this event_id and different content is in the same batch"
+                        .into(),
+            }
+        }
     }
 }
 

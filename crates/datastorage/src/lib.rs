@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 
 use config::Config;
 use dlq::DlqBackend;
-use replay::Replayer;
 use http::AppState;
 use ingest::IngestQueue;
+use replay::Replayer;
 use shutdown::Shutdown;
 use store::LogStore;
 

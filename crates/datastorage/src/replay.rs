@@ -81,7 +81,11 @@ impl Replayer {
         if self.store.ping().await.is_ok() {
             let deadline = Instant::now() + self.config.shutdown_drain;
             match self.drain(false, Some(deadline)).await {
-                Ok(r) => tracing::info!(replayed = r.replayed, remaining = r.remaining, "DLQ drained at shutdown"),
+                Ok(r) => tracing::info!(
+                    replayed = r.replayed,
+                    remaining = r.remaining,
+                    "DLQ drained at shutdown"
+                ),
                 Err(e) => tracing::warn!(error = %e, "DLQ drain at shutdown failed"),
             }
         }
@@ -97,12 +101,19 @@ impl Replayer {
 
     /// Replays every entry that is due (`force`: every entry), until the queue is empty, the
     /// store fails, or the deadline passes.
-    pub async fn drain(&self, force: bool, deadline: Option<Instant>) -> Result<ReplayReport, DlqError> {
+    pub async fn drain(
+        &self,
+        force: bool,
+        deadline: Option<Instant>,
+    ) -> Result<ReplayReport, DlqError> {
         let mut idle = self.pass.lock().await;
         let start_depth = self.dlq.stats().await?.depth;
         if let Some((until, depth)) = *idle {
             if !force && Utc::now() < until && depth == start_depth {
-                return Ok(ReplayReport { remaining: start_depth, ..ReplayReport::default() });
+                return Ok(ReplayReport {
+                    remaining: start_depth,
+                    ..ReplayReport::default()
+                });
             }
         }
         *idle = None;
@@ -121,7 +132,9 @@ impl Replayer {
                 .into_iter()
                 .partition(|c| force || c.entry.not_before.is_none_or(|t| t <= now));
             for c in &later {
-                earliest_delayed = earliest_delayed.min(c.entry.not_before).or(c.entry.not_before);
+                earliest_delayed = earliest_delayed
+                    .min(c.entry.not_before)
+                    .or(c.entry.not_before);
             }
             self.dlq
                 .requeue(later.into_iter().map(|c| (c.id, c.entry)).collect())
@@ -169,11 +182,21 @@ impl Replayer {
                             done.push(c.id);
                         }
                         IngestOutcome::Conflict(stored) => {
-                            let why = format!("conflict: event_id is stored with different content (seq {})", stored.seq);
+                            let why = format!(
+                                "conflict: event_id is stored with different content (seq {})",
+                                stored.seq
+                            );
                             dead.push((c.id, bury(c.entry, why, "conflict")));
                         }
                         IngestOutcome::Refused { reason, .. } => {
-                            dead.push((c.id, bury(c.entry, format!("refused by the database: {reason}"), "refused")));
+                            dead.push((
+                                c.id,
+                                bury(
+                                    c.entry,
+                                    format!("refused by the database: {reason}"),
+                                    "refused",
+                                ),
+                            ));
                         }
                         IngestOutcome::Queued(_) => keep.push(c.id),
                     }
@@ -200,11 +223,13 @@ impl Replayer {
                     entry.reason = reason.clone();
                     match self.config.schedule.get(entry.attempts as usize - 1) {
                         Some(wait) => {
-                            entry.not_before = chrono::Duration::from_std(*wait).ok().map(|w| now + w);
+                            entry.not_before =
+                                chrono::Duration::from_std(*wait).ok().map(|w| now + w);
                             again.push((c.id, entry));
                         }
                         None => {
-                            let why = format!("exhausted {} replay attempts: {reason}", entry.attempts);
+                            let why =
+                                format!("exhausted {} replay attempts: {reason}", entry.attempts);
                             dead.push((c.id, bury(entry, why, "exhausted")));
                         }
                     }

@@ -217,9 +217,8 @@ impl DlqBackend for JournalDlq {
         Ok(DlqStats {
             backend: "journal",
             depth: self.depth().await,
-            oldest_age_seconds: oldest.map(|e| {
-                (Utc::now() - e.enqueued_at).num_milliseconds().max(0) as f64 / 1000.0
-            }),
+            oldest_age_seconds: oldest
+                .map(|e| (Utc::now() - e.enqueued_at).num_milliseconds().max(0) as f64 / 1000.0),
             dead_letters: self.dead_ids()?.len() as u64,
             capacity: self.capacity,
         })
@@ -239,7 +238,8 @@ impl DlqBackend for JournalDlq {
                 break;
             }
             let bytes = fs::read(self.dead_dir.join(format!("{id}.json")))?;
-            let letter = serde_json::from_slice(&bytes).map_err(|e| DlqError::Corrupt(e.to_string()))?;
+            let letter =
+                serde_json::from_slice(&bytes).map_err(|e| DlqError::Corrupt(e.to_string()))?;
             out.push((id, letter));
         }
         Ok(out)
@@ -256,7 +256,10 @@ impl DlqBackend for JournalDlq {
         };
         let letter: DeadLetter =
             serde_json::from_slice(&bytes).map_err(|e| DlqError::Corrupt(e.to_string()))?;
-        let entry = DlqEntry::new(letter.event, format!("retried by an operator after: {}", letter.reason));
+        let entry = DlqEntry::new(
+            letter.event,
+            format!("retried by an operator after: {}", letter.reason),
+        );
         self.append(&[entry], true).await?;
         fs::remove_file(&path)?;
         fs::File::open(&self.dead_dir)?.sync_all()?;

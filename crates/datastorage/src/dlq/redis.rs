@@ -42,6 +42,8 @@ pub struct RedisDlq {
     capacity: u64,
     claim_idle: Duration,
     enqueue: Script,
+    /// Entries this replica has claimed and not yet settled or released.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Risks of data loss in a Redis configuration (empty when it keeps what it is given).
@@ -49,7 +51,8 @@ pub fn persistence_risks(appendonly: &str, maxmemory_policy: &str) -> Vec<String
     let mut risks = Vec::new();
     if appendonly != "yes" {
         risks.push(
-            "appendonly is off: queued audit events are lost if Redis restarts (enable AOF)".to_string(),
+            "appendonly is off: queued audit events are lost if Redis restarts (enable AOF)"
+                .to_string(),
         );
     }
     if maxmemory_policy != "noeviction" {
@@ -102,6 +105,7 @@ impl RedisDlq {
             capacity,
             claim_idle,
             enqueue: Script::new(ENQUEUE),
+            in_flight: std::sync::Mutex::default(),
         };
         dlq.warn_about_persistence().await;
         Ok(dlq)
@@ -110,9 +114,20 @@ impl RedisDlq {
     async fn warn_about_persistence(&self) {
         let mut con = self.con.clone();
         let read = async {
-            let aof: Vec<String> = ::redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(&mut con).await?;
-            let policy: Vec<String> = ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut con).await?;
-            Ok::<_, ::redis::RedisError>((aof.get(1).cloned().unwrap_or_default(), policy.get(1).cloned().unwrap_or_default()))
+            let aof: Vec<String> = ::redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("appendonly")
+                .query_async(&mut con)
+                .await?;
+            let policy: Vec<String> = ::redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async(&mut con)
+                .await?;
+            Ok::<_, ::redis::RedisError>((
+                aof.get(1).cloned().unwrap_or_default(),
+                policy.get(1).cloned().unwrap_or_default(),
+            ))
         };
         match read.await {
             Ok((aof, policy)) => {
@@ -120,16 +135,18 @@ impl RedisDlq {
                     tracing::warn!(risk = %risk, "Redis DLQ can lose data");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the Redis persistence settings; make sure AOF is on and maxmemory-policy is noeviction"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Redis persistence settings; make sure AOF is on and maxmemory-policy is noeviction")
+            }
         }
     }
 
     fn decode(ids: Vec<StreamId>) -> Result<Vec<Claimed>, DlqError> {
         ids.into_iter()
             .map(|s| {
-                let raw: Vec<u8> = s
-                    .get(FIELD)
-                    .ok_or_else(|| DlqError::Corrupt(format!("entry {} has no `{FIELD}` field", s.id)))?;
+                let raw: Vec<u8> = s.get(FIELD).ok_or_else(|| {
+                    DlqError::Corrupt(format!("entry {} has no `{FIELD}` field", s.id))
+                })?;
                 Ok(Claimed {
                     entry: DlqEntry::from_bytes(&raw)?,
                     id: s.id,
@@ -162,18 +179,15 @@ impl RedisDlq {
         if ids.is_empty() {
             return;
         }
-        pipe.cmd("XACK").arg(&self.events).arg(GROUP).arg(ids).ignore();
+        pipe.cmd("XACK")
+            .arg(&self.events)
+            .arg(GROUP)
+            .arg(ids)
+            .ignore();
         pipe.cmd("XDEL").arg(&self.events).arg(ids).ignore();
     }
-}
 
-#[async_trait]
-impl DlqBackend for RedisDlq {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn enqueue(&self, entries: Vec<DlqEntry>) -> Result<(), DlqError> {
+    async fn enqueue_entries(&self, entries: Vec<DlqEntry>) -> Result<(), DlqError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -192,9 +206,39 @@ impl DlqBackend for RedisDlq {
         Ok(())
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn settled(&self, ids: &[String]) {
+        let mut in_flight = self.in_flight();
+        for id in ids {
+            in_flight.remove(id);
+        }
+    }
+}
+
+#[async_trait]
+impl DlqBackend for RedisDlq {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, entries: Vec<DlqEntry>) -> Result<(), DlqError> {
+        self.enqueue_entries(entries).await
+    }
+
     async fn claim(&self, max: usize) -> Result<Vec<Claimed>, DlqError> {
-        // Our own unsettled entries first (released earlier), then stuck ones, then new ones.
-        let mut claimed = self.read_group("0", max).await?;
+        // This replica's unsettled entries first (released earlier, or left by a crash of a pass),
+        // then entries stuck with an idle replica, then new ones.
+        let held: std::collections::HashSet<String> = self.in_flight().clone();
+        let mut claimed: Vec<Claimed> = self
+            .read_group("0", max + held.len())
+            .await?
+            .into_iter()
+            .filter(|c| !held.contains(&c.id))
+            .take(max)
+            .collect();
         if claimed.len() < max {
             let mut con = self.con.clone();
             let reply: StreamAutoClaimReply = ::redis::cmd("XAUTOCLAIM")
@@ -209,13 +253,18 @@ impl DlqBackend for RedisDlq {
                 .await?;
             let taken = Self::decode(reply.claimed)?;
             if !taken.is_empty() {
-                tracing::info!(entries = taken.len(), "took over DLQ entries of an idle replica");
+                tracing::info!(
+                    entries = taken.len(),
+                    "took over DLQ entries of an idle replica"
+                );
             }
             claimed.extend(taken);
         }
         if claimed.len() < max {
             claimed.extend(self.read_group(">", max - claimed.len()).await?);
         }
+        self.in_flight()
+            .extend(claimed.iter().map(|c| c.id.clone()));
         Ok(claimed)
     }
 
@@ -228,11 +277,13 @@ impl DlqBackend for RedisDlq {
         self.remove(&mut pipe, ids);
         let mut con = self.con.clone();
         pipe.query_async::<()>(&mut con).await?;
+        self.settled(ids);
         Ok(())
     }
 
-    async fn release(&self, _ids: &[String]) -> Result<(), DlqError> {
+    async fn release(&self, ids: &[String]) -> Result<(), DlqError> {
         // They stay pending with this consumer; the next claim reads them first.
+        self.settled(ids);
         Ok(())
     }
 
@@ -243,12 +294,18 @@ impl DlqBackend for RedisDlq {
         let mut pipe = ::redis::pipe();
         pipe.atomic();
         for (_, entry) in &items {
-            pipe.cmd("XADD").arg(&self.events).arg("*").arg(FIELD).arg(entry.to_bytes()).ignore();
+            pipe.cmd("XADD")
+                .arg(&self.events)
+                .arg("*")
+                .arg(FIELD)
+                .arg(entry.to_bytes())
+                .ignore();
         }
         let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
         self.remove(&mut pipe, &ids);
         let mut con = self.con.clone();
         pipe.query_async::<()>(&mut con).await?;
+        self.settled(&ids);
         Ok(())
     }
 
@@ -260,12 +317,18 @@ impl DlqBackend for RedisDlq {
         pipe.atomic();
         for (_, letter) in &items {
             let bytes = serde_json::to_vec(letter).map_err(|e| DlqError::Corrupt(e.to_string()))?;
-            pipe.cmd("XADD").arg(&self.dead).arg("*").arg(FIELD).arg(bytes).ignore();
+            pipe.cmd("XADD")
+                .arg(&self.dead)
+                .arg("*")
+                .arg(FIELD)
+                .arg(bytes)
+                .ignore();
         }
         let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
         self.remove(&mut pipe, &ids);
         let mut con = self.con.clone();
         pipe.query_async::<()>(&mut con).await?;
+        self.settled(&ids);
         Ok(())
     }
 
@@ -322,7 +385,8 @@ impl DlqBackend for RedisDlq {
             .into_iter()
             .map(|s| {
                 let raw: Vec<u8> = s.get(FIELD).unwrap_or_default();
-                let letter = serde_json::from_slice(&raw).map_err(|e| DlqError::Corrupt(e.to_string()))?;
+                let letter =
+                    serde_json::from_slice(&raw).map_err(|e| DlqError::Corrupt(e.to_string()))?;
                 Ok((s.id, letter))
             })
             .collect()
@@ -342,10 +406,18 @@ impl DlqBackend for RedisDlq {
             return Ok(false);
         };
         let raw: Vec<u8> = stream_id.get(FIELD).unwrap_or_default();
-        let letter: DeadLetter = serde_json::from_slice(&raw).map_err(|e| DlqError::Corrupt(e.to_string()))?;
-        let entry = DlqEntry::new(letter.event, format!("retried by an operator after: {}", letter.reason));
-        self.enqueue(vec![entry]).await?;
-        ::redis::cmd("XDEL").arg(&self.dead).arg(id).query_async::<()>(&mut con).await?;
+        let letter: DeadLetter =
+            serde_json::from_slice(&raw).map_err(|e| DlqError::Corrupt(e.to_string()))?;
+        let entry = DlqEntry::new(
+            letter.event,
+            format!("retried by an operator after: {}", letter.reason),
+        );
+        self.enqueue_entries(vec![entry]).await?;
+        ::redis::cmd("XDEL")
+            .arg(&self.dead)
+            .arg(id)
+            .query_async::<()>(&mut con)
+            .await?;
         Ok(true)
     }
 

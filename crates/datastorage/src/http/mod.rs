@@ -56,7 +56,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(routes::events::get_event),
         )
         .route("/api/v1/admin/dlq", get(routes::admin::stats))
-        .route("/api/v1/admin/dlq/dead-letters", get(routes::admin::dead_letters))
+        .route(
+            "/api/v1/admin/dlq/dead-letters",
+            get(routes::admin::dead_letters),
+        )
         .route("/api/v1/admin/dlq/replay", post(routes::admin::replay))
         .route(
             "/api/v1/admin/dlq/dead-letters/{id}/retry",

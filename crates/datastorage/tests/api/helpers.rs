@@ -234,7 +234,12 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         dlq_url: options.dlq_url.clone(),
         dlq_capacity: options.dlq_capacity,
         dlq_redis_prefix: options.dlq_redis_prefix.clone(),
-        replay_poll_interval: Some(options.replay_poll_interval.clone().unwrap_or_else(|| "100ms".into())),
+        replay_poll_interval: Some(
+            options
+                .replay_poll_interval
+                .clone()
+                .unwrap_or_else(|| "100ms".into()),
+        ),
         replay_schedule: options.replay_schedule.clone(),
         store_retry_interval: Some("200ms".into()),
         ..ServeArgs::default()

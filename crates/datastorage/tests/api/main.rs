@@ -1,5 +1,6 @@
 //! Black-box tests of the HTTP API against real PostgreSQL and SQLite.
 
+#[allow(dead_code)] // shared by several test binaries; each uses a part
 mod helpers;
 
 mod append_only;

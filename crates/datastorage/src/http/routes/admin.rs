@@ -14,7 +14,10 @@ use crate::http::AppState;
 use crate::replay::ReplayReport;
 
 fn unavailable(e: DlqError) -> ApiError {
-    ApiError::new(ProblemKind::ServiceUnavailable, format!("dead-letter queue: {e}"))
+    ApiError::new(
+        ProblemKind::ServiceUnavailable,
+        format!("dead-letter queue: {e}"),
+    )
 }
 
 /// DLQ figures.
@@ -60,7 +63,12 @@ pub async fn dead_letters(
         None => 100,
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return Err(ApiError::field("limit", "must be an integer from 1 to 1000")),
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    "must be an integer from 1 to 1000",
+                ))
+            }
         },
     };
     let cursor = params.remove("cursor");
@@ -95,9 +103,17 @@ pub async fn dead_letters(
     ))]
 pub async fn replay(State(state): State<AppState>) -> Result<Json<ReplayReport>, ApiError> {
     state.store.ping().await.map_err(|e| {
-        ApiError::new(ProblemKind::ServiceUnavailable, format!("the store does not answer: {e}"))
+        ApiError::new(
+            ProblemKind::ServiceUnavailable,
+            format!("the store does not answer: {e}"),
+        )
     })?;
-    state.replayer.drain(true, None).await.map(Json).map_err(unavailable)
+    state
+        .replayer
+        .drain(true, None)
+        .await
+        .map(Json)
+        .map_err(unavailable)
 }
 
 /// The answer of a dead-letter retry.
@@ -119,8 +135,16 @@ pub async fn retry_dead_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RetryAnswer>, ApiError> {
-    if state.dlq.retry_dead_letter(&id).await.map_err(unavailable)? {
-        Ok(Json(RetryAnswer { status: "requeued", id }))
+    if state
+        .dlq
+        .retry_dead_letter(&id)
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(Json(RetryAnswer {
+            status: "requeued",
+            id,
+        }))
     } else {
         Err(ApiError::not_found(format!("no dead letter with id {id}")))
     }

@@ -55,14 +55,26 @@ pub async fn live() -> Json<HealthStatus> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     if state.shutdown.is_draining() {
-        return Err(ApiError::new(ProblemKind::ServiceUnavailable, "shutting down"));
+        return Err(ApiError::new(
+            ProblemKind::ServiceUnavailable,
+            "shutting down",
+        ));
     }
     let (store, dlq) = tokio::join!(
         tokio::time::timeout(READY_TIMEOUT, state.store.ping()),
         tokio::time::timeout(READY_TIMEOUT, state.dlq.ping()),
     );
-    let store = component(state.store.backend(), store.map_err(|_| "timeout".to_string()).and_then(|r| r.map_err(|e| e.to_string())));
-    let dlq = component(state.dlq.name(), dlq.map_err(|_| "timeout".to_string()).and_then(|r| r.map_err(|e| e.to_string())));
+    let store = component(
+        state.store.backend(),
+        store
+            .map_err(|_| "timeout".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+    );
+    let dlq = component(
+        state.dlq.name(),
+        dlq.map_err(|_| "timeout".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+    );
     if !store.ok && !dlq.ok {
         return Err(ApiError::new(
             ProblemKind::ServiceUnavailable,
