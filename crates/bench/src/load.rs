@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 /// What a load run achieved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadResult {
-    /// Events acknowledged as stored (201, or `created` items of a batch).
+    /// Events acknowledged (201 or 202, or `created`/`queued` items of a batch).
     pub events: u64,
     /// Requests answered with anything other than success.
     pub errors: u64,
@@ -77,10 +77,11 @@ pub async fn closed_loop(
                         )
                     };
                     match http.post(&url).json(&body).send().await {
-                        Ok(resp) if resp.status() == 201 => r.events += 1,
+                        Ok(resp) if batch == 1 && matches!(resp.status().as_u16(), 201 | 202) => r.events += 1,
                         Ok(resp) if resp.status() == 200 && batch > 1 => {
                             let v: Value = resp.json().await.unwrap_or(Value::Null);
-                            r.events += v["summary"]["created"].as_u64().unwrap_or(0);
+                            r.events += v["summary"]["created"].as_u64().unwrap_or(0)
+                                + v["summary"]["queued"].as_u64().unwrap_or(0);
                         }
                         _ => r.errors += 1,
                     }

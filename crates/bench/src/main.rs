@@ -6,6 +6,7 @@
 
 mod baseline;
 mod db;
+mod dlq;
 mod load;
 mod server;
 
@@ -40,6 +41,9 @@ struct Args {
     /// A few seconds with tiny sizes: checks that every figure is produced, not how fast.
     #[arg(long)]
     smoke: bool,
+    /// Events queued in the DLQ before the drain is timed.
+    #[arg(long, default_value_t = 100_000)]
+    drain_events: u64,
     /// Only load an already running Data Storage at this URL (for profiling), then exit.
     #[arg(long)]
     against: Option<String>,
@@ -57,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     if args.smoke {
         args.clients = 4;
         args.duration = Duration::from_millis(500).into();
+        args.drain_events = 2_000;
     }
     if let Some(base) = &args.against {
         let r = load::closed_loop(base, args.clients, args.duration.into(), 1).await;
@@ -124,6 +129,11 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    let mut dlq_figures = Vec::new();
+    for backend in ["journal", "redis"] {
+        dlq_figures.push(dlq::run(&args.pg, &bin, backend, c, d, args.drain_events).await?);
+    }
+
     println!();
     println!("| scenario | events/s | events | errors | server CPU s per 10k events |");
     println!("|---|---:|---:|---:|---:|");
@@ -139,6 +149,12 @@ async fn main() -> anyhow::Result<()> {
             r.result.errors,
             cpu
         );
+    }
+    println!();
+    println!("| DLQ backend | writes/s while PostgreSQL is down | drain of {} events into PostgreSQL |", args.drain_events);
+    println!("|---|---:|---:|");
+    for f in &dlq_figures {
+        println!("| {} | {:.0} | {:.0} events/s ({:.1} s) |", f.backend, f.down.rate(), f.drain_rate(), f.drain_time.as_secs_f64());
     }
     let rate = |i: usize| rows[i].result.rate();
     println!();
