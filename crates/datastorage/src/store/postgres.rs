@@ -1,10 +1,12 @@
 //! PostgreSQL store: the production log.
 //!
 //! A batch is appended in one transaction: take the log-head advisory lock (transaction scoped,
-//! so a crashed writer cannot hold it), read the stored events among the batch's ids, read the
-//! head, insert the new events with one `INSERT … SELECT FROM UNNEST(…)` and move the head. The
-//! lock makes replicas take turns, which keeps `seq` gap-free.
+//! so a crashed writer cannot hold it), then one statement inserts the events whose ids are not
+//! stored yet (`UNNEST` of column arrays), numbers them from the log head in input order, and
+//! moves the head. Only when some ids were already stored are those rows read back, to tell a
+//! duplicate from a conflict. The lock makes replicas take turns, which keeps `seq` gap-free.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -77,43 +79,39 @@ impl LogStore for PostgresStore {
             .bind(LOG_HEAD_LOCK)
             .execute(&mut *tx)
             .await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.event.event_id).collect();
-        let existing = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE event_id = ANY($1)"
-        ))
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(decode)
-        .collect::<Result<Vec<_>, _>>()?;
-        let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-
         let received_at = audit_model::timestamp::truncate(Utc::now());
-        let mut next_seq = head;
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut fresh = Vec::new();
-        for (event, found) in classify(events, &existing) {
-            match found {
-                Some(stored) => outcomes.push(existing_outcome(event, stored)),
-                None => {
-                    next_seq += 1;
-                    fresh.push((next_seq, event));
-                    outcomes.push(AppendOutcome::Created(event.stored(next_seq, received_at)));
-                }
-            }
-        }
-        if !fresh.is_empty() {
-            insert(&mut tx, &fresh, received_at).await?;
-            sqlx::query("UPDATE log_head SET last_seq = $1 WHERE id = 1")
-                .bind(next_seq)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let assigned: HashMap<Uuid, i64> = insert_new(&mut tx, events, received_at)
+            .await?
+            .into_iter()
+            .collect();
+        let missing: Vec<Uuid> = events
+            .iter()
+            .map(|e| e.event.event_id)
+            .filter(|id| !assigned.contains_key(id))
+            .collect();
+        let existing = if missing.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE event_id IN (SELECT unnest($1::uuid[]))"
+            ))
+            .bind(&missing)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?
+        };
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(classify(events, &existing)
+            .into_iter()
+            .map(|(event, found)| match (found, assigned.get(&event.event.event_id)) {
+                (_, Some(&seq)) => AppendOutcome::Created(event.stored(seq, received_at)),
+                (Some(stored), None) => existing_outcome(event, stored),
+                // Neither inserted nor found: impossible under the log-head lock.
+                (None, None) => unreachable!("event neither inserted nor stored"),
+            })
+            .collect())
     }
 
     async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
@@ -155,31 +153,51 @@ impl LogStore for PostgresStore {
     }
 }
 
-async fn insert(
+/// Inserts the events whose ids are not stored yet, numbering them from the log head in input
+/// order, and moves the head; one statement. Returns the `(event_id, seq)` of each inserted event.
+async fn insert_new(
     tx: &mut sqlx::Transaction<'_, Postgres>,
-    fresh: &[(i64, &PreparedEvent)],
+    events: &[PreparedEvent],
     received_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
     macro_rules! col {
         ($f:expr) => {
-            fresh.iter().map(|(_, p)| $f(&p.event)).collect::<Vec<_>>()
+            events.iter().map(|p| $f(&p.event)).collect::<Vec<_>>()
         };
     }
-    let seqs: Vec<i64> = fresh.iter().map(|(s, _)| *s).collect();
-    let hashes: Vec<Vec<u8>> = fresh.iter().map(|(_, p)| p.leaf_hash.to_vec()).collect();
-    sqlx::query(
-        "INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, event_type, \
-         event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
-         resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
-         cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
-         leaf_hash, received_at) \
-         SELECT *, $27::timestamptz FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::timestamptz[], \
-         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::text[], $14::text[], $15::uuid[], $16::text[], $17::text[], $18::text[], \
-         $19::text[], $20::text[], $21::int8[], $22::text[], $23::text[], $24::jsonb[], \
-         $25::int4[], $26::bytea[])",
+    let hashes: Vec<Vec<u8>> = events.iter().map(|p| p.leaf_hash.to_vec()).collect();
+    sqlx::query_as(
+        "WITH input AS ( \
+           SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+             $13::text[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], \
+             $19::text[], $20::int8[], $21::text[], $22::text[], $23::jsonb[], $24::int4[], \
+             $25::bytea[]) WITH ORDINALITY AS t(event_id, event_version, event_timestamp, \
+             event_type, event_category, event_action, event_outcome, actor_type, actor_id, \
+             resource_type, resource_id, resource_name, correlation_id, parent_event_id, trace_id, \
+             span_id, namespace, cluster_id, severity, duration_ms, error_code, error_message, \
+             event_data, retention_days, leaf_hash, ord)), \
+         fresh AS ( \
+           SELECT i.*, (SELECT last_seq FROM log_head WHERE id = 1) \
+                       + row_number() OVER (ORDER BY i.ord) AS seq \
+           FROM input i \
+           WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.event_id = i.event_id)), \
+         inserted AS ( \
+           INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, event_type, \
+             event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
+             resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, \
+             namespace, cluster_id, severity, duration_ms, error_code, error_message, event_data, \
+             retention_days, leaf_hash, received_at) \
+           SELECT seq, event_id, event_version, event_timestamp, event_type, event_category, \
+             event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, \
+             resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
+             cluster_id, severity, duration_ms, error_code, error_message, event_data, \
+             retention_days, leaf_hash, $26 FROM fresh \
+           RETURNING event_id, seq), \
+         head AS ( \
+           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM inserted) WHERE id = 1) \
+         SELECT event_id, seq FROM inserted",
     )
-    .bind(&seqs)
     .bind(col!(|e: &AuditEvent| e.event_id))
     .bind(col!(|e: &AuditEvent| e.event_version.clone()))
     .bind(col!(|e: &AuditEvent| e.event_timestamp))
@@ -206,9 +224,8 @@ async fn insert(
     .bind(col!(|e: &AuditEvent| e.retention_days))
     .bind(&hashes)
     .bind(received_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await
 }
 
 fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {

@@ -104,6 +104,8 @@ fn component(backend: &'static str, result: Result<(), String>) -> ComponentStat
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // DLQ gauges are read at scrape time, so they are current whatever the worker is doing.
+    state.replayer.refresh_metrics().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
