@@ -27,7 +27,12 @@ impl DlqFigures {
 }
 
 async fn depth(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
-    let v: Value = http.get(format!("{base}/api/v1/admin/dlq")).send().await?.json().await?;
+    let v: Value = http
+        .get(format!("{base}/api/v1/admin/dlq"))
+        .send()
+        .await?
+        .json()
+        .await?;
     v["depth"].as_u64().context("DLQ stats without depth")
 }
 
@@ -41,7 +46,12 @@ pub async fn run(
     drain_events: u64,
 ) -> anyhow::Result<DlqFigures> {
     let db = BenchDb::create(pg, bin).await?;
-    let target = pg.trim_start_matches("postgres://").rsplit('@').next().unwrap_or("127.0.0.1:5432").to_string();
+    let target = pg
+        .trim_start_matches("postgres://")
+        .rsplit('@')
+        .next()
+        .unwrap_or("127.0.0.1:5432")
+        .to_string();
     let proxy = fault_proxy::Proxy::start(target.parse().context("PostgreSQL address")?).await?;
     let data = tempfile::tempdir()?;
     let mut args = vec![
@@ -66,26 +76,48 @@ pub async fn run(
     let http = reqwest::Client::new();
     proxy.cut();
     let down = load::closed_loop(&server.base, clients, duration, 1).await;
-    ensure!(down.events > 0, "no write was queued while the database was down");
+    ensure!(
+        down.events > 0,
+        "no write was queued while the database was down"
+    );
     // Fill the queue to the drain size with batch writes.
     let mut queued = depth(&http, &server.base).await?;
     let mut i = 0u64;
     while queued < drain_events {
         let n = (drain_events - queued).min(500) as usize;
-        let batch: Vec<Value> = (0..n).map(|_| { i += 1; load::event(9999, i) }).collect();
-        http.post(format!("{}/api/v1/audit/events/batch", server.base)).json(&batch).send().await?;
+        let batch: Vec<Value> = (0..n)
+            .map(|_| {
+                i += 1;
+                load::event(9999, i)
+            })
+            .collect();
+        http.post(format!("{}/api/v1/audit/events/batch", server.base))
+            .json(&batch)
+            .send()
+            .await?;
         queued = depth(&http, &server.base).await?;
     }
     let started = Instant::now();
     proxy.restore();
     while depth(&http, &server.base).await? > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        ensure!(started.elapsed() < Duration::from_secs(600), "the DLQ did not drain in 10 minutes");
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the DLQ did not drain in 10 minutes"
+        );
     }
     let drain_time = started.elapsed();
     server.stop().await?;
     let stored = db.count().await? as u64;
-    ensure!(stored == queued, "{queued} events queued but {stored} stored after the drain");
+    ensure!(
+        stored == queued,
+        "{queued} events queued but {stored} stored after the drain"
+    );
     db.drop_db().await?;
-    Ok(DlqFigures { backend, down, drained: queued, drain_time })
+    Ok(DlqFigures {
+        backend,
+        down,
+        drained: queued,
+        drain_time,
+    })
 }

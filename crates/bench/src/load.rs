@@ -77,7 +77,9 @@ pub async fn closed_loop(
                         )
                     };
                     match http.post(&url).json(&body).send().await {
-                        Ok(resp) if batch == 1 && matches!(resp.status().as_u16(), 201 | 202) => r.events += 1,
+                        Ok(resp) if batch == 1 && matches!(resp.status().as_u16(), 201 | 202) => {
+                            r.events += 1
+                        }
                         Ok(resp) if resp.status() == 200 && batch > 1 => {
                             let v: Value = resp.json().await.unwrap_or(Value::Null);
                             r.events += v["summary"]["created"].as_u64().unwrap_or(0)

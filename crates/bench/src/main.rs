@@ -151,10 +151,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("| DLQ backend | writes/s while PostgreSQL is down | drain of {} events into PostgreSQL |", args.drain_events);
+    println!(
+        "| DLQ backend | writes/s while PostgreSQL is down | drain of {} events into PostgreSQL |",
+        args.drain_events
+    );
     println!("|---|---:|---:|");
     for f in &dlq_figures {
-        println!("| {} | {:.0} | {:.0} events/s ({:.1} s) |", f.backend, f.down.rate(), f.drain_rate(), f.drain_time.as_secs_f64());
+        println!(
+            "| {} | {:.0} | {:.0} events/s ({:.1} s) |",
+            f.backend,
+            f.down.rate(),
+            f.drain_rate(),
+            f.drain_time.as_secs_f64()
+        );
     }
     let rate = |i: usize| rows[i].result.rate();
     println!();

@@ -32,7 +32,9 @@ impl Proxy {
                 }
                 let mut cut_rx = accept_cut.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}
@@ -40,7 +42,12 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { addr, up, cut, task })
+        Ok(Proxy {
+            addr,
+            up,
+            cut,
+            task,
+        })
     }
 
     /// Closes every connection and refuses new ones until [`Proxy::restore`].

@@ -105,12 +105,14 @@ impl LogStore for PostgresStore {
         tx.commit().await?;
         Ok(classify(events, &existing)
             .into_iter()
-            .map(|(event, found)| match (found, assigned.get(&event.event.event_id)) {
-                (_, Some(&seq)) => AppendOutcome::Created(event.stored(seq, received_at)),
-                (Some(stored), None) => existing_outcome(event, stored),
-                // Neither inserted nor found: impossible under the log-head lock.
-                (None, None) => unreachable!("event neither inserted nor stored"),
-            })
+            .map(
+                |(event, found)| match (found, assigned.get(&event.event.event_id)) {
+                    (_, Some(&seq)) => AppendOutcome::Created(event.stored(seq, received_at)),
+                    (Some(stored), None) => existing_outcome(event, stored),
+                    // Neither inserted nor found: impossible under the log-head lock.
+                    (None, None) => unreachable!("event neither inserted nor stored"),
+                },
+            )
             .collect())
     }
 

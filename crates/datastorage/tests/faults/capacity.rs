@@ -67,7 +67,15 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
         "nothing evicted"
     );
 
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "datastorage_dlq_enqueued_total{reason=",
         "datastorage_audit_traces_total{service=\"notification\",status=\"dlq_fallback\"}",
@@ -80,8 +88,19 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
     proxy.restore();
     wait_for_drain(&app).await;
     assert_eq!(db.count().await, 10);
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("datastorage_dlq_replayed_total"), "replays are counted");
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("datastorage_dlq_replayed_total"),
+        "replays are counted"
+    );
     for id in &queued {
         assert_eq!(
             db.scalar(&format!(

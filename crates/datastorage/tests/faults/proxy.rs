@@ -18,5 +18,9 @@ impl PgProxy {
 }
 
 pub async fn postgres_proxy() -> PgProxy {
-    PgProxy(fault_proxy::Proxy::start("127.0.0.1:5432".parse().unwrap()).await.expect("proxy starts"))
+    PgProxy(
+        fault_proxy::Proxy::start("127.0.0.1:5432".parse().unwrap())
+            .await
+            .expect("proxy starts"),
+    )
 }
