@@ -133,6 +133,20 @@ impl AuditEvent {
         if let Some(data) = &event_data {
             check_event_data(data, r.errors_mut());
         }
+        if let Some(kind) = event_type
+            .as_deref()
+            .and_then(crate::records::reserved_kind)
+        {
+            r.errors_mut().add(
+                "event_type",
+                Reason::InvalidValue,
+                format!(
+                    "the prefix {} is reserved for records written through POST /api/v1/audit/{}",
+                    kind.event_type_prefix(),
+                    kind.path
+                ),
+            );
+        }
         if let Some(ts) = event_timestamp {
             if ts > now + MAX_FUTURE_SKEW {
                 r.errors_mut().add(

@@ -15,6 +15,7 @@ mod batch;
 mod event;
 mod fields;
 mod problem;
+pub mod records;
 pub mod timestamp;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
@@ -24,3 +25,7 @@ pub use event::{
 };
 pub use fields::{FieldError, FieldErrors, ObjectReader, Reason};
 pub use problem::{Problem, ProblemKind};
+pub use records::{
+    AiAnalysisAudit, EffectivenessAudit, NotificationAudit, OrchestrationAudit, RecordKind,
+    RecordRules, SeedRecord, SignalProcessingAudit, WorkflowExecutionAudit,
+};

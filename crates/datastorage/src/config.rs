@@ -107,6 +107,9 @@ pub struct ServeArgs {
     /// `json` or `text`.
     #[arg(long, env = "DATASTORAGE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Required length of an AI decision's embedding.
+    #[arg(long, env = "DATASTORAGE_EMBEDDING_DIMENSION")]
+    pub embedding_dimension: Option<usize>,
 }
 
 /// The same settings as read from the YAML file.
@@ -135,6 +138,7 @@ struct FileConfig {
     shutdown_delay: Option<String>,
     drain_timeout: Option<String>,
     log_format: Option<String>,
+    embedding_dimension: Option<usize>,
 }
 
 /// Where the log lives.
@@ -199,6 +203,7 @@ pub struct Config {
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
+    pub embedding_dimension: usize,
 }
 
 impl Config {
@@ -277,7 +282,15 @@ impl Config {
                 ))
             }
         };
+        let embedding_dimension = pick!(embedding_dimension).unwrap_or(1536);
+        if !(1..=65_536).contains(&embedding_dimension) {
+            return Err(invalid(
+                "embedding_dimension",
+                "must be between 1 and 65536",
+            ));
+        }
         Ok(Config {
+            embedding_dimension,
             listen,
             database,
             database_max_connections,

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod replay;
 pub mod shutdown;
+pub mod similarity;
 pub mod store;
 pub mod telemetry;
 
@@ -119,6 +120,7 @@ impl Application {
             shutdown: shutdown.clone(),
             metrics: metrics::prometheus(),
             batch_max_items: config.batch_max_items,
+            embedding_dimension: config.embedding_dimension,
         };
         let app = http::router(state, config.body_limit_bytes);
         let addr = listener.local_addr()?;

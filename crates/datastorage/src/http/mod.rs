@@ -25,6 +25,7 @@ use crate::replay::Replayer;
 use crate::shutdown::Shutdown;
 use crate::store::LogStore;
 use problem::{ApiError, REQUEST_ID};
+use routes::records;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     pub metrics: PrometheusHandle,
     pub batch_max_items: usize,
+    /// Required length of an AI decision's embedding.
+    pub embedding_dimension: usize,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,6 +57,55 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route(
             "/api/v1/audit/events/{event_id}",
             get(routes::events::get_event),
+        )
+        .route(
+            "/api/v1/audit/notifications",
+            post(records::create_notification).get(records::list_notifications),
+        )
+        .route(
+            "/api/v1/audit/notifications/{id}",
+            get(records::get_notification),
+        )
+        .route(
+            "/api/v1/audit/signal-processing",
+            post(records::create_signal_processing).get(records::list_signal_processing),
+        )
+        .route(
+            "/api/v1/audit/signal-processing/{id}",
+            get(records::get_signal_processing),
+        )
+        .route(
+            "/api/v1/audit/orchestration",
+            post(records::create_orchestration).get(records::list_orchestration),
+        )
+        .route(
+            "/api/v1/audit/orchestration/{id}",
+            get(records::get_orchestration),
+        )
+        .route(
+            "/api/v1/audit/ai-decisions",
+            post(records::create_ai_decision).get(records::list_ai_decisions),
+        )
+        .route(
+            "/api/v1/audit/ai-decisions/similar",
+            post(routes::similar::similar),
+        )
+        .route(
+            "/api/v1/audit/ai-decisions/{id}",
+            get(records::get_ai_decision),
+        )
+        .route(
+            "/api/v1/audit/executions",
+            post(records::create_execution).get(records::list_executions),
+        )
+        .route("/api/v1/audit/executions/{id}", get(records::get_execution))
+        .route(
+            "/api/v1/audit/effectiveness",
+            post(records::create_effectiveness).get(records::list_effectiveness),
+        )
+        .route(
+            "/api/v1/audit/effectiveness/{id}",
+            get(records::get_effectiveness),
         )
         .route("/api/v1/admin/dlq", get(routes::admin::stats))
         .route(

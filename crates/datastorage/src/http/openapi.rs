@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::routes::{admin, events, health};
+use super::routes::{admin, events, health, records, similar};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,25 @@ use super::routes::{admin, events, health};
         events::create_batch,
         events::get_event,
         events::list_events,
+        records::create_notification,
+        records::list_notifications,
+        records::get_notification,
+        records::create_signal_processing,
+        records::list_signal_processing,
+        records::get_signal_processing,
+        records::create_orchestration,
+        records::list_orchestration,
+        records::get_orchestration,
+        records::create_ai_decision,
+        records::list_ai_decisions,
+        records::get_ai_decision,
+        similar::similar,
+        records::create_execution,
+        records::list_executions,
+        records::get_execution,
+        records::create_effectiveness,
+        records::list_effectiveness,
+        records::get_effectiveness,
         admin::stats,
         admin::dead_letters,
         admin::replay,
@@ -38,6 +57,15 @@ use super::routes::{admin, events, health};
         audit_model::ItemStatus,
         audit_model::Problem,
         events::EventPage,
+        audit_model::NotificationAudit,
+        audit_model::SignalProcessingAudit,
+        audit_model::OrchestrationAudit,
+        audit_model::AiAnalysisAudit,
+        audit_model::WorkflowExecutionAudit,
+        audit_model::EffectivenessAudit,
+        records::RecordPage,
+        similar::SimilarDecision,
+        similar::SimilarDecisions,
         events::QueuedAnswer,
         admin::DeadLetterPage,
         admin::DeadLetterItem,
@@ -50,17 +78,29 @@ use super::routes::{admin, events, health};
     )),
     tags(
         (name = "events", description = "The unified audit event log"),
+        (name = "records", description = "The six typed seed audit records, stored as events of the log"),
         (name = "admin", description = "Operating the dead-letter queue"),
         (name = "health", description = "Probes, metrics and this document"),
     )
 )]
 pub struct ApiDoc;
 
+/// The document as JSON: the generated one, with the allowed values of the records' enumerated
+/// string fields added (they are checked by the records' parsers, from the same constants).
+pub fn value() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    for (schema, field, values) in audit_model::records::enum_fields() {
+        let property = &mut doc["components"]["schemas"][schema]["properties"][field];
+        if property.is_object() {
+            property["enum"] = serde_json::json!(values);
+        }
+    }
+    doc
+}
+
 /// The document as pretty JSON with a trailing newline (the committed form).
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut text = serde_json::to_string_pretty(&value()).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
-pub use query::{Cursor, EventFilter, EventQuery, Order};
+pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseTarget;
@@ -66,6 +66,15 @@ impl AppendOutcome {
             | AppendOutcome::Conflict(e) => e,
         }
     }
+}
+
+/// A typed record as stored: the record (`event_data`) and what the log assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub record: serde_json::Map<String, serde_json::Value>,
+    pub received_at: DateTime<Utc>,
 }
 
 /// Store failures. None of them is the data's fault: validation happens before the store.
@@ -128,6 +137,8 @@ pub trait LogStore: Send + Sync + 'static {
     async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
     /// Events matching the query, at most `limit` of them, in the query's order.
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Typed records matching the query, in `id` order.
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError>;
     /// Number of stored events.
     async fn count(&self) -> Result<i64, StoreError>;
     /// Answers when the database answers.

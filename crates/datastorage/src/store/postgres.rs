@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError,
+    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, RecordQuery,
+    StoreError, StoredRecord,
 };
 
 /// Key of the advisory lock that guards the log head ("audithead" in ASCII, as an i64).
@@ -137,6 +138,23 @@ impl LogStore for PostgresStore {
             };
         }
         q.fetch_all(&self.pool).await?.iter().map(decode).collect()
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        let (sql, binds) = query.to_sql('$');
+        let mut q = sqlx::query::<Postgres>(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Time(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode_record)
+            .collect()
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
@@ -267,6 +285,19 @@ fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {
         },
         seq: row.try_get("seq")?,
         leaf_hash: hex::encode(hash),
+        received_at: row.try_get("received_at")?,
+    })
+}
+
+fn decode_record(row: &PgRow) -> Result<StoredRecord, StoreError> {
+    let data: Value = row.try_get("event_data")?;
+    let Value::Object(record) = data else {
+        return Err(StoreError::Corrupt("event_data is not an object".into()));
+    };
+    Ok(StoredRecord {
+        seq: row.try_get("seq")?,
+        event_id: row.try_get("event_id")?,
+        record,
         received_at: row.try_get("received_at")?,
     })
 }

@@ -157,3 +157,64 @@ mod tests {
         audit_model::timestamp::parse("2026-01-01T00:00:00Z").unwrap()
     }
 }
+
+/// A query over one kind of typed record, through its SQL view.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// The view (the seed table name).
+    pub view: &'static str,
+    /// Equality filters on view columns.
+    pub filters: Vec<(&'static str, String)>,
+    /// The view column `since`/`until` apply to.
+    pub time_column: &'static str,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows whose column is not null.
+    pub present: Option<&'static str>,
+    /// Rows after this `id` (the log seq), in `id` order.
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+impl RecordQuery {
+    /// Renders the query; `mark` is the placeholder prefix.
+    pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
+        let mut binds = Vec::new();
+        let mut clauses = Vec::new();
+        let next = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("{mark}{}", binds.len())
+        };
+        for (column, value) in &self.filters {
+            let p = next(Bind::Text(value.clone()), &mut binds);
+            clauses.push(format!("v.{column} = {p}"));
+        }
+        if let Some(since) = self.since {
+            let p = next(Bind::Time(since), &mut binds);
+            clauses.push(format!("v.{} >= {p}", self.time_column));
+        }
+        if let Some(until) = self.until {
+            let p = next(Bind::Time(until), &mut binds);
+            clauses.push(format!("v.{} <= {p}", self.time_column));
+        }
+        if let Some(column) = self.present {
+            clauses.push(format!("v.{column} IS NOT NULL"));
+        }
+        if let Some(after) = self.after {
+            let p = next(Bind::Int(after), &mut binds);
+            clauses.push(format!("v.id > {p}"));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let limit = next(Bind::Int(i64::from(self.limit)), &mut binds);
+        let sql = format!(
+            "SELECT e.seq, e.event_id, e.event_data, e.received_at FROM {} v \
+             JOIN audit_events e ON e.seq = v.id{filter} ORDER BY v.id LIMIT {limit}",
+            self.view
+        );
+        (sql, binds)
+    }
+}

@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, StoreError,
+    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, RecordQuery,
+    StoreError, StoredRecord,
 };
 use audit_model::timestamp;
 
@@ -137,6 +138,23 @@ impl LogStore for SqliteStore {
         q.fetch_all(&self.pool).await?.iter().map(decode).collect()
     }
 
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        let (sql, binds) = query.to_sql('?');
+        let mut q = sqlx::query::<Sqlite>(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Time(t) => q.bind(timestamp::format(&t)),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode_record)
+            .collect()
+    }
+
     async fn count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
             .fetch_one(&self.pool)
@@ -250,6 +268,22 @@ fn decode(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         },
         seq: row.try_get("seq")?,
         leaf_hash: hex::encode(hash),
+        received_at: text_time(row, "received_at")?,
+    })
+}
+
+fn decode_record(row: &SqliteRow) -> Result<StoredRecord, StoreError> {
+    let data: String = row.try_get("event_data")?;
+    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(&data) else {
+        return Err(StoreError::Corrupt(
+            "event_data is not a JSON object".into(),
+        ));
+    };
+    let event_id: String = row.try_get("event_id")?;
+    Ok(StoredRecord {
+        seq: row.try_get("seq")?,
+        event_id: text_uuid(&event_id)?,
+        record,
         received_at: text_time(row, "received_at")?,
     })
 }

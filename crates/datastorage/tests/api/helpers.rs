@@ -206,6 +206,7 @@ pub struct AppOptions {
     pub data_dir: Option<Arc<tempfile::TempDir>>,
     pub replay_poll_interval: Option<String>,
     pub replay_schedule: Option<String>,
+    pub embedding_dimension: Option<usize>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -242,6 +243,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         ),
         replay_schedule: options.replay_schedule.clone(),
         store_retry_interval: Some("200ms".into()),
+        embedding_dimension: options.embedding_dimension,
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");

@@ -8,4 +8,5 @@ mod batch;
 mod concurrency;
 mod health;
 mod query;
+mod records;
 mod write;

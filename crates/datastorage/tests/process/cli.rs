@@ -71,10 +71,18 @@ async fn migrate_creates_the_schema_and_is_idempotent() {
     }
     assert_eq!(db.count().await, 0);
     assert_eq!(db.scalar("SELECT last_seq FROM log_head").await, 0);
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
     assert_eq!(
         db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
             .await,
-        1
+        files
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM notification_audit").await,
+        0,
+        "the seed views exist"
     );
 }
 

@@ -70,12 +70,22 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     server.terminate();
 
     // Readiness turns 503 at once while the listener is still open (propagation delay).
-    let probe = client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .expect("listener still open");
-    assert_eq!(probe.status(), 503);
+    // The signal is handled asynchronously: poll until the probe says so. The listener stays
+    // open for the 1 s propagation delay, so the probe must see the 503 before it closes.
+    let mut turned = false;
+    for _ in 0..200 {
+        let probe = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .expect("listener still open during the propagation delay");
+        if probe.status() == 503 {
+            turned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(turned, "readiness did not turn 503 after SIGTERM");
 
     let mut server = server;
     let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())

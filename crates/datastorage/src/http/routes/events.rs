@@ -348,7 +348,7 @@ pub(crate) fn parse_list_params(
     errors.into_result(query)
 }
 
-fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(t) = audit_model::timestamp::parse(text) {
         return Some(t);
     }

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -116,5 +116,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
 pub async fn openapi() -> impl IntoResponse {
-    Json(crate::http::openapi::ApiDoc::openapi())
+    Json(crate::http::openapi::value())
 }

@@ -3,3 +3,5 @@
 pub mod admin;
 pub mod events;
 pub mod health;
+pub mod records;
+pub mod similar;

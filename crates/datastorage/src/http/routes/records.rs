@@ -1,0 +1,342 @@
+//! The six typed seed record endpoints: write, list, and read one subject's records.
+//!
+//! Each record is written as an event of the unified log (see `audit_model::records`), so these
+//! handlers are thin: parse the record, submit its event, answer with the record as stored
+//! (`event_data` plus `id`, `event_id`, `created_at`).
+
+use std::collections::HashMap;
+
+use audit_model::{Problem, ProblemKind, RecordRules, SeedRecord, StoredEvent};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::http::extract::JsonBody;
+use crate::http::problem::ApiError;
+use crate::http::routes::events::outcome_response;
+use crate::http::AppState;
+use crate::ingest::IngestOutcome;
+use crate::store::{PreparedEvent, RecordQuery, StoredRecord};
+
+/// Most records `GET /api/v1/audit/<kind>/{id}` answers with.
+const MAX_SUBJECT_RECORDS: u32 = 1000;
+
+/// A page of typed records.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordPage {
+    /// Records in `id` order: the seed's columns plus `id`, `event_id`, `created_at`.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<Map<String, Value>>,
+    pub next_cursor: Option<String>,
+}
+
+/// A record as answered: the record's fields plus `id` (the log seq), `event_id`, `created_at`.
+pub(crate) fn record_json(
+    seq: i64,
+    event_id: uuid::Uuid,
+    record: &Map<String, Value>,
+    created_at: chrono::DateTime<Utc>,
+) -> Map<String, Value> {
+    let mut out = record.clone();
+    out.insert("id".into(), seq.into());
+    out.insert("event_id".into(), event_id.to_string().into());
+    out.insert(
+        "created_at".into(),
+        audit_model::timestamp::format(&created_at).into(),
+    );
+    out
+}
+
+fn stored_json(s: &StoredEvent) -> Map<String, Value> {
+    record_json(s.seq, s.event.event_id, &s.event.event_data, s.received_at)
+}
+
+/// `POST /api/v1/audit/<kind>`.
+pub(crate) async fn create<R: SeedRecord>(
+    state: AppState,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let rules = RecordRules {
+        now: Utc::now(),
+        embedding_dimension: state.embedding_dimension,
+    };
+    let record = R::parse(body, &rules).map_err(|e| ApiError::validation(&e))?;
+    let mut outcomes = state
+        .queue
+        .submit(vec![PreparedEvent::new(record.to_event())])
+        .await?;
+    let outcome = outcomes
+        .pop()
+        .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
+    Ok(match outcome {
+        IngestOutcome::Created(s) => {
+            let location = format!("/api/v1/audit/{}/{}", R::KIND.path, record.subject_id());
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(stored_json(&s)),
+            )
+                .into_response()
+        }
+        IngestOutcome::Duplicate(s) => (StatusCode::OK, Json(stored_json(&s))).into_response(),
+        IngestOutcome::Conflict(s) if record.same_record(&s.event.event_data) => {
+            (StatusCode::OK, Json(stored_json(&s))).into_response()
+        }
+        IngestOutcome::Conflict(_) => {
+            let (field, value) = record.natural_key().swap_remove(0);
+            ApiError(
+                Problem::new(
+                    ProblemKind::Conflict,
+                    format!(
+                        "a {} record with this natural key ({}) is already stored with different content",
+                        R::KIND.view,
+                        record.natural_key().iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .with_extension("resource", R::KIND.view)
+                .with_extension("field", field)
+                .with_extension("value", value),
+            )
+            .into_response()
+        }
+        other => outcome_response(other, R::KIND.view),
+    })
+}
+
+/// `GET /api/v1/audit/<kind>?…`.
+pub(crate) async fn list<R: SeedRecord>(
+    state: AppState,
+    mut params: HashMap<String, String>,
+) -> Result<Json<RecordPage>, ApiError> {
+    use audit_model::Reason;
+    let kind = R::KIND;
+    let mut errors = audit_model::FieldErrors::default();
+    let mut query = RecordQuery {
+        view: kind.view,
+        time_column: time_column(kind.view),
+        limit: 100,
+        ..RecordQuery::default()
+    };
+    for filter in kind.filters.iter().chain(std::iter::once(&kind.id_field)) {
+        if let Some(value) = params.remove(*filter) {
+            query.filters.push((filter, value));
+        }
+    }
+    let now = Utc::now();
+    for (key, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
+        if let Some(text) = params.remove(key) {
+            match crate::http::routes::events::parse_time(&text, now) {
+                Some(t) => *slot = Some(t),
+                None => errors.add(
+                    key,
+                    Reason::InvalidFormat,
+                    "must be an RFC 3339 time or a duration such as 30m, 24h, 7d",
+                ),
+            }
+        }
+    }
+    if let Some(limit) = params.remove("limit") {
+        match limit.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => query.limit = n,
+            _ => errors.add(
+                "limit",
+                Reason::OutOfRange,
+                "must be an integer from 1 to 1000",
+            ),
+        }
+    }
+    if let Some(cursor) = params.remove("cursor") {
+        match decode_cursor(&cursor) {
+            Some(seq) => query.after = Some(seq),
+            None => errors.add(
+                "cursor",
+                Reason::InvalidFormat,
+                "is not a cursor of this API",
+            ),
+        }
+    }
+    for key in params.into_keys() {
+        errors.add(key, Reason::UnknownField, "is not a known parameter");
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let limit = query.limit as usize;
+    query.limit += 1;
+    let mut rows = state.store.records(&query).await.map_err(unavailable)?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| encode_cursor(r.seq))
+    } else {
+        None
+    };
+    Ok(Json(RecordPage {
+        data: rows.iter().map(row_json).collect(),
+        next_cursor,
+    }))
+}
+
+/// `GET /api/v1/audit/<kind>/{id}`: every record of one subject, in order.
+pub(crate) async fn subject<R: SeedRecord>(
+    state: AppState,
+    id: String,
+) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
+    let kind = R::KIND;
+    let query = RecordQuery {
+        view: kind.view,
+        filters: vec![(kind.id_field, id.clone())],
+        time_column: time_column(kind.view),
+        limit: MAX_SUBJECT_RECORDS,
+        ..RecordQuery::default()
+    };
+    let rows = state.store.records(&query).await.map_err(unavailable)?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no {} record with {} {id}",
+            kind.view, kind.id_field
+        )));
+    }
+    Ok(Json(rows.iter().map(row_json).collect()))
+}
+
+pub(crate) fn row_json(r: &StoredRecord) -> Map<String, Value> {
+    record_json(r.seq, r.event_id, &r.record, r.received_at)
+}
+
+pub(crate) fn unavailable(e: crate::store::StoreError) -> ApiError {
+    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+}
+
+/// The view column of each kind's main time.
+fn time_column(view: &str) -> &'static str {
+    match view {
+        "notification_audit" => "sent_at",
+        "signal_processing_audit" => "processing_start_time",
+        "orchestration_audit" => "start_time",
+        "ai_analysis_audit" => "investigation_start_time",
+        _ => "completed_at",
+    }
+}
+
+fn encode_cursor(seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("r:{seq}"))
+}
+
+fn decode_cursor(text: &str) -> Option<i64> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("r:")?
+        .parse()
+        .ok()
+}
+
+/// Declares the three annotated routes of one kind.
+macro_rules! record_routes {
+    ($record:ty, $create:ident, $list:ident, $subject:ident, $path:literal, $id:literal, $tag:literal) => {
+        #[doc = concat!("Write one record (`", $path, "`).")]
+        #[utoipa::path(post, path = $path, tag = $tag,
+            request_body = $record,
+            responses(
+                (status = 201, description = "Stored; the record with `id`, `event_id`, `created_at`", body = Object),
+                (status = 200, description = "The identical record was already stored", body = Object),
+                (status = 202, description = "The database is unavailable; held in the dead-letter queue", body = crate::http::routes::events::QueuedAnswer),
+                (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The natural key is stored with different content; `resource`, `field`, `value` name it", body = Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Neither the database nor the dead-letter queue can take it", body = Problem, content_type = "application/problem+json"),
+            ))]
+        pub async fn $create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+            create::<$record>(state, body).await
+        }
+
+        #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]
+        #[utoipa::path(get, path = $path, tag = $tag,
+            params(
+                ("since" = Option<String>, Query, description = "RFC 3339 time or a duration back from now (30m, 24h, 7d), on the record's main time"),
+                ("until" = Option<String>, Query, description = "RFC 3339 time or a duration back from now"),
+                ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+                ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+            ),
+            responses(
+                (status = 200, description = "A page of records; filter by the kind's fields as query parameters", body = RecordPage),
+                (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+            ))]
+        pub async fn $list(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<RecordPage>, ApiError> {
+            list::<$record>(state, params).await
+        }
+
+        #[doc = "Every record of one subject, in order."]
+        #[utoipa::path(get, path = $id, tag = $tag,
+            params(("id" = String, Path, description = "The subject's id")),
+            responses(
+                (status = 200, description = "The subject's records in `id` order", body = Vec<Object>),
+                (status = 404, description = "No record for this id", body = Problem, content_type = "application/problem+json"),
+            ))]
+        pub async fn $subject(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
+            subject::<$record>(state, id).await
+        }
+    };
+}
+
+record_routes!(
+    audit_model::NotificationAudit,
+    create_notification,
+    list_notifications,
+    get_notification,
+    "/api/v1/audit/notifications",
+    "/api/v1/audit/notifications/{id}",
+    "records"
+);
+record_routes!(
+    audit_model::SignalProcessingAudit,
+    create_signal_processing,
+    list_signal_processing,
+    get_signal_processing,
+    "/api/v1/audit/signal-processing",
+    "/api/v1/audit/signal-processing/{id}",
+    "records"
+);
+record_routes!(
+    audit_model::OrchestrationAudit,
+    create_orchestration,
+    list_orchestration,
+    get_orchestration,
+    "/api/v1/audit/orchestration",
+    "/api/v1/audit/orchestration/{id}",
+    "records"
+);
+record_routes!(
+    audit_model::AiAnalysisAudit,
+    create_ai_decision,
+    list_ai_decisions,
+    get_ai_decision,
+    "/api/v1/audit/ai-decisions",
+    "/api/v1/audit/ai-decisions/{id}",
+    "records"
+);
+record_routes!(
+    audit_model::WorkflowExecutionAudit,
+    create_execution,
+    list_executions,
+    get_execution,
+    "/api/v1/audit/executions",
+    "/api/v1/audit/executions/{id}",
+    "records"
+);
+record_routes!(
+    audit_model::EffectivenessAudit,
+    create_effectiveness,
+    list_effectiveness,
+    get_effectiveness,
+    "/api/v1/audit/effectiveness",
+    "/api/v1/audit/effectiveness/{id}",
+    "records"
+);
