@@ -207,6 +207,8 @@ pub struct AppOptions {
     pub replay_poll_interval: Option<String>,
     pub replay_schedule: Option<String>,
     pub embedding_dimension: Option<usize>,
+    /// Listen on this address instead of a free port (a restart on the same port).
+    pub listen: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -225,7 +227,12 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         .clone()
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
     let args = ServeArgs {
-        listen: Some("127.0.0.1:0".into()),
+        listen: Some(
+            options
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".into()),
+        ),
         database_url: Some(options.database_url.clone().unwrap_or_else(|| db.url())),
         data_dir: Some(data_dir.path().to_path_buf()),
         shutdown_delay: Some("0s".into()),

@@ -1,0 +1,39 @@
+//! The audit client: what a controller links to write its audit trail to Data Storage.
+//!
+//! [`AuditClient::record`] never blocks and never awaits: it validates the event with
+//! `audit-model` (so an invalid event is the caller's error, at once), gives it an `event_id`
+//! and a timestamp, and puts it in a bounded in-memory buffer. A background task sends the buffer
+//! in batches (`POST /api/v1/audit/events/batch`; typed records to their own endpoints), retrying
+//! with exponential backoff and jitter. Events are never silently lost:
+//!
+//! * when the buffer is full, or a batch has exhausted its retries, and a spill directory is
+//!   configured, events go to a local [`audit_journal`] and are re-sent, in order, when Data
+//!   Storage answers again — with their original `event_id`s, so a resend after a lost answer is
+//!   a duplicate on the server, not a second record;
+//! * without a spill directory, a full buffer makes `record` return [`RecordError::BufferFull`],
+//!   and every event given up is counted (`audit_client_events_dropped_total{reason}` and the
+//!   [`CloseReport`]).
+
+mod builder;
+mod client;
+mod pending;
+mod sender;
+mod token;
+mod transport;
+
+pub use builder::AuditClientBuilder;
+pub use client::{AuditClient, CloseReport, RecordError};
+pub use token::TokenSource;
+
+/// The most events the server takes in one batch request (its default `batch_max_items`).
+pub const SERVER_BATCH_LIMIT: usize = 1000;
+
+/// Metric names (through the `metrics` facade; the host process picks the exporter).
+pub mod metric_names {
+    pub const RECORDED: &str = "audit_client_events_recorded_total";
+    pub const SENT: &str = "audit_client_events_sent_total";
+    pub const DROPPED: &str = "audit_client_events_dropped_total";
+    pub const SPILLED: &str = "audit_client_events_spilled_total";
+    pub const BUFFER_LEN: &str = "audit_client_buffer_len";
+    pub const BATCH_DURATION: &str = "audit_client_batch_duration_seconds";
+}

@@ -1,0 +1,37 @@
+//! What waits to be sent: a unified event or a typed record; the same form is spilled to disk.
+
+use audit_model::AuditEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Pending {
+    /// For `POST /api/v1/audit/events/batch`.
+    Event { event: Box<AuditEvent> },
+    /// For `POST /api/v1/audit/<path>` (a typed seed record).
+    Record {
+        path: String,
+        event_id: Uuid,
+        body: Value,
+    },
+}
+
+impl Pending {
+    pub(crate) fn event_id(&self) -> Uuid {
+        match self {
+            Pending::Event { event } => event.event_id,
+            Pending::Record { event_id, .. } => *event_id,
+        }
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        // Plain data always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}

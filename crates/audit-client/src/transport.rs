@@ -1,0 +1,151 @@
+//! HTTP to Data Storage: one batch of events, or one typed record, and what each answer means.
+
+use std::time::Duration;
+
+use audit_model::{AuditEvent, BatchResponse, ItemStatus};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::token::Token;
+
+/// The server's answer for one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ItemResult {
+    /// Stored (201/`created`) or durably queued by the server (202/`queued`).
+    Sent,
+    /// Already stored (200/`duplicate`).
+    Duplicate,
+    /// Refused; never retried unchanged.
+    Rejected(String),
+}
+
+/// Why a request did not produce per-item answers.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// Try again later: network error, 5xx, 408, 429, 401/403 (tokens rotate).
+    Retryable {
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+    /// Another 4xx: the request itself is refused.
+    Permanent(String),
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Token>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        base: String,
+        timeout: Duration,
+        token: Option<Token>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self { http, base, token })
+    }
+
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<reqwest::Response, Failure> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = self.token.as_ref().and_then(Token::current) {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| Failure::Retryable {
+            retry_after: None,
+            reason: format!("request failed: {e}"),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            if let Some(token) = &self.token {
+                token.invalidate();
+            }
+        }
+        let retry_after = retry_after(response.headers());
+        let detail = problem_detail(response).await;
+        let reason = format!("{status}: {detail}");
+        if status.is_server_error()
+            || matches!(
+                status,
+                StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::TOO_MANY_REQUESTS
+                    | StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+            )
+        {
+            Err(Failure::Retryable {
+                retry_after,
+                reason,
+            })
+        } else {
+            Err(Failure::Permanent(reason))
+        }
+    }
+
+    /// `POST /api/v1/audit/events/batch`; answers per event, in order.
+    pub(crate) async fn send_events(
+        &self,
+        events: &[&AuditEvent],
+    ) -> Result<Vec<ItemResult>, Failure> {
+        let response = self.post("/api/v1/audit/events/batch", &events).await?;
+        let answer: BatchResponse = response.json().await.map_err(|e| Failure::Retryable {
+            retry_after: None,
+            reason: format!("unreadable batch answer: {e}"),
+        })?;
+        if answer.results.len() != events.len() {
+            return Err(Failure::Permanent(format!(
+                "the server answered {} results for {} events",
+                answer.results.len(),
+                events.len()
+            )));
+        }
+        let mut results = answer.results;
+        results.sort_by_key(|r| r.index);
+        Ok(results
+            .into_iter()
+            .map(|r| match r.status {
+                ItemStatus::Created | ItemStatus::Queued => ItemResult::Sent,
+                ItemStatus::Duplicate => ItemResult::Duplicate,
+                ItemStatus::Rejected => ItemResult::Rejected(r.error.unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    /// `POST /api/v1/audit/<path>` with one typed record.
+    pub(crate) async fn send_record(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<ItemResult, Failure> {
+        match self.post(&format!("/api/v1/audit/{path}"), body).await {
+            Ok(r) if r.status() == StatusCode::OK => Ok(ItemResult::Duplicate),
+            Ok(_) => Ok(ItemResult::Sent),
+            Err(Failure::Permanent(reason)) => Ok(ItemResult::Rejected(reason)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+async fn problem_detail(response: reqwest::Response) -> String {
+    match response.json::<Value>().await {
+        Ok(v) => v["detail"].as_str().unwrap_or_default().to_string(),
+        Err(_) => String::new(),
+    }
+}
