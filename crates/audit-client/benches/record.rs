@@ -42,7 +42,11 @@ fn record(c: &mut Criterion) {
 
     let roomy = client(&base, 50_000_000);
     c.bench_function("record, buffer with room", |b| {
-        b.iter_batched(event, |e| roomy.record(e).expect("room in the buffer"), BatchSize::SmallInput)
+        b.iter_batched(
+            event,
+            |e| roomy.record(e).expect("room in the buffer"),
+            BatchSize::SmallInput,
+        )
     });
 
     let full = client(&base, 1000);
@@ -51,7 +55,11 @@ fn record(c: &mut Criterion) {
         std::thread::sleep(Duration::from_micros(50));
     }
     c.bench_function("record, buffer full (refused and counted)", |b| {
-        b.iter_batched(event, |e| full.record(e).expect_err("buffer is full"), BatchSize::SmallInput)
+        b.iter_batched(
+            event,
+            |e| full.record(e).expect_err("buffer is full"),
+            BatchSize::SmallInput,
+        )
     });
 }
 
