@@ -174,6 +174,29 @@ impl RedisDlq {
         Self::decode(ids)
     }
 
+    /// Adds new entries to `stream` and removes the claimed ones they replace, in one MULTI.
+    async fn move_to(&self, stream: &str, items: Vec<(String, Vec<u8>)>) -> Result<(), DlqError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for (_, bytes) in &items {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg(FIELD)
+                .arg(bytes)
+                .ignore();
+        }
+        let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
+        self.remove(&mut pipe, &ids);
+        let mut con = self.con.clone();
+        pipe.query_async::<()>(&mut con).await?;
+        self.settled(&ids);
+        Ok(())
+    }
+
     /// ACK and DEL of `ids` added to a pipeline (inside its MULTI).
     fn remove(&self, pipe: &mut ::redis::Pipeline, ids: &[String]) {
         if ids.is_empty() {
@@ -288,48 +311,21 @@ impl DlqBackend for RedisDlq {
     }
 
     async fn requeue(&self, items: Vec<(String, DlqEntry)>) -> Result<(), DlqError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        for (_, entry) in &items {
-            pipe.cmd("XADD")
-                .arg(&self.events)
-                .arg("*")
-                .arg(FIELD)
-                .arg(entry.to_bytes())
-                .ignore();
-        }
-        let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
-        self.remove(&mut pipe, &ids);
-        let mut con = self.con.clone();
-        pipe.query_async::<()>(&mut con).await?;
-        self.settled(&ids);
-        Ok(())
+        let moved = items
+            .into_iter()
+            .map(|(id, e)| (id, e.to_bytes()))
+            .collect();
+        self.move_to(&self.events, moved).await
     }
 
     async fn bury(&self, items: Vec<(String, DeadLetter)>) -> Result<(), DlqError> {
-        if items.is_empty() {
-            return Ok(());
+        let mut moved = Vec::with_capacity(items.len());
+        for (id, letter) in items {
+            let bytes =
+                serde_json::to_vec(&letter).map_err(|e| DlqError::Corrupt(e.to_string()))?;
+            moved.push((id, bytes));
         }
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        for (_, letter) in &items {
-            let bytes = serde_json::to_vec(letter).map_err(|e| DlqError::Corrupt(e.to_string()))?;
-            pipe.cmd("XADD")
-                .arg(&self.dead)
-                .arg("*")
-                .arg(FIELD)
-                .arg(bytes)
-                .ignore();
-        }
-        let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
-        self.remove(&mut pipe, &ids);
-        let mut con = self.con.clone();
-        pipe.query_async::<()>(&mut con).await?;
-        self.settled(&ids);
-        Ok(())
+        self.move_to(&self.dead, moved).await
     }
 
     async fn stats(&self) -> Result<DlqStats, DlqError> {

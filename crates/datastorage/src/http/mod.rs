@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod openapi;
+mod params;
 pub mod problem;
 pub mod routes;
 

@@ -129,27 +129,13 @@ impl LogStore for PostgresStore {
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let (sql, binds) = query.to_sql('$');
-        let mut q = sqlx::query::<Postgres>(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Time(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
+        let q = bound(&sql, binds);
         q.fetch_all(&self.pool).await?.iter().map(decode).collect()
     }
 
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let (sql, binds) = query.to_sql('$');
-        let mut q = sqlx::query::<Postgres>(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Time(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
+        let q = bound(&sql, binds);
         q.fetch_all(&self.pool)
             .await?
             .iter()
@@ -300,4 +286,20 @@ fn decode_record(row: &PgRow) -> Result<StoredRecord, StoreError> {
         record,
         received_at: row.try_get("received_at")?,
     })
+}
+
+/// The query with its placeholders bound.
+fn bound<'q>(
+    sql: &'q str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query::<Postgres>(sql);
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Time(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    q
 }

@@ -127,27 +127,13 @@ impl LogStore for SqliteStore {
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let (sql, binds) = query.to_sql('?');
-        let mut q = sqlx::query::<Sqlite>(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Time(t) => q.bind(timestamp::format(&t)),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
+        let q = bound(&sql, binds);
         q.fetch_all(&self.pool).await?.iter().map(decode).collect()
     }
 
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let (sql, binds) = query.to_sql('?');
-        let mut q = sqlx::query::<Sqlite>(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Time(t) => q.bind(timestamp::format(&t)),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
+        let q = bound(&sql, binds);
         q.fetch_all(&self.pool)
             .await?
             .iter()
@@ -286,4 +272,20 @@ fn decode_record(row: &SqliteRow) -> Result<StoredRecord, StoreError> {
         record,
         received_at: text_time(row, "received_at")?,
     })
+}
+
+/// The query with its placeholders bound.
+fn bound<'q>(
+    sql: &'q str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let mut q = sqlx::query::<Sqlite>(sql);
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Time(t) => q.bind(timestamp::format(&t)),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    q
 }

@@ -122,6 +122,24 @@ impl TestDb {
         self.scalar("SELECT count(*) FROM audit_events").await
     }
 
+    /// Checks that each of these event ids is stored exactly once.
+    pub async fn assert_each_stored_once<S: std::fmt::Display>(
+        &self,
+        ids: impl IntoIterator<Item = S>,
+    ) {
+        for id in ids {
+            let n = self
+                .scalar(&format!(
+                    "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
+                ))
+                .await;
+            assert_eq!(
+                n, 1,
+                "acknowledged event {id} is stored {n} times, not once"
+            );
+        }
+    }
+
     /// Checks that `seq` runs 1..=count with no gap and no repeat; returns the count.
     pub async fn assert_seq_gap_free(&self) -> i64 {
         let count = self.count().await;

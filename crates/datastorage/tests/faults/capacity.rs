@@ -101,15 +101,7 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
         text.contains("datastorage_dlq_replayed_total"),
         "replays are counted"
     );
-    for id in &queued {
-        assert_eq!(
-            db.scalar(&format!(
-                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
-            ))
-            .await,
-            1
-        );
-    }
+    db.assert_each_stored_once(&queued).await;
     let (_, e) = identified_event("rr-full");
     assert_eq!(
         app.post("/api/v1/audit/events", &e).await.0,

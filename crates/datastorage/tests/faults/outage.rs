@@ -46,14 +46,7 @@ pub async fn assert_exactly_once(db: &TestDb, answers: &HashMap<String, u16>) ->
         .map(|(id, _)| id)
         .collect();
     let queued = answers.values().filter(|s| **s == 202).count();
-    for id in &acked {
-        let n = db
-            .scalar(&format!(
-                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
-            ))
-            .await;
-        assert_eq!(n, 1, "acknowledged event {id} stored {n} times");
-    }
+    db.assert_each_stored_once(&acked).await;
     let stored = db.count().await as usize;
     let refused = answers.values().filter(|s| **s == 503).count();
     assert!(

@@ -79,15 +79,7 @@ async fn sigkill_with_a_full_journal_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(stats["depth"], 0);
-    for id in &ids {
-        assert_eq!(
-            db.scalar(&format!(
-                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
-            ))
-            .await,
-            1
-        );
-    }
+    db.assert_each_stored_once(&ids).await;
     assert_eq!(db.assert_seq_gap_free().await, 200);
 }
 
@@ -119,14 +111,6 @@ async fn redis_restart_with_queued_entries_loses_nothing() {
     proxy.restore();
     wait_for_count(&db, 200).await;
     wait_for_drain(&app).await;
-    for id in &ids {
-        assert_eq!(
-            db.scalar(&format!(
-                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
-            ))
-            .await,
-            1
-        );
-    }
+    db.assert_each_stored_once(&ids).await;
     assert_eq!(db.assert_seq_gap_free().await, 200);
 }

@@ -104,13 +104,6 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     );
     let stored = db.count().await;
     assert!(stored as usize >= acked.len());
-    for id in &acked {
-        let n = db
-            .scalar(&format!(
-                "SELECT count(*) FROM audit_events WHERE event_id = '{id}'"
-            ))
-            .await;
-        assert_eq!(n, 1, "acknowledged event {id} is not stored exactly once");
-    }
+    db.assert_each_stored_once(&acked).await;
     db.assert_seq_gap_free().await;
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::dlq::{DeadLetter, DlqError, DlqStats};
+use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::replay::ReplayReport;
@@ -59,21 +60,12 @@ pub async fn dead_letters(
     State(state): State<AppState>,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let limit = match params.remove("limit") {
-        None => 100,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    "must be an integer from 1 to 1000",
-                ))
-            }
-        },
-    };
+    let mut errors = audit_model::FieldErrors::default();
+    let limit = params::limit(&mut params, &mut errors).unwrap_or(100) as usize;
     let cursor = params.remove("cursor");
-    if let Some(key) = params.into_keys().next() {
-        return Err(ApiError::field(&key, "is not a known parameter"));
+    params::reject_unknown(params, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
     }
     let mut letters = state
         .dlq

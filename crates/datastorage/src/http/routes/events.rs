@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::extract::JsonBody;
+use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::ingest::IngestOutcome;
@@ -298,18 +299,7 @@ pub(crate) fn parse_list_params(
             query.filters.push((filter, value));
         }
     }
-    for (key, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
-        if let Some(text) = params.remove(key) {
-            match parse_time(&text, now) {
-                Some(t) => *slot = Some(t),
-                None => errors.add(
-                    key,
-                    Reason::InvalidFormat,
-                    "must be an RFC 3339 time or a duration such as 30m, 24h, 7d",
-                ),
-            }
-        }
-    }
+    (query.since, query.until) = params::time_range(&mut params, &mut errors, now);
     if let Some(order) = params.remove("order") {
         match order.as_str() {
             "asc" => query.order = Order::Asc,
@@ -317,15 +307,8 @@ pub(crate) fn parse_list_params(
             _ => errors.add("order", Reason::InvalidValue, "must be asc or desc"),
         }
     }
-    if let Some(limit) = params.remove("limit") {
-        match limit.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => query.limit = n,
-            _ => errors.add(
-                "limit",
-                Reason::OutOfRange,
-                "must be an integer from 1 to 1000",
-            ),
-        }
+    if let Some(limit) = params::limit(&mut params, &mut errors) {
+        query.limit = limit;
     }
     if let Some(cursor) = params.remove("cursor") {
         match decode_cursor(&cursor) {
@@ -342,19 +325,8 @@ pub(crate) fn parse_list_params(
             ),
         }
     }
-    for key in params.into_keys() {
-        errors.add(key, Reason::UnknownField, "is not a known parameter");
-    }
+    params::reject_unknown(params, &mut errors);
     errors.into_result(query)
-}
-
-pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if let Ok(t) = audit_model::timestamp::parse(text) {
-        return Some(t);
-    }
-    let d = humantime::parse_duration(text).ok()?;
-    let d = chrono::Duration::from_std(d).ok()?;
-    now.checked_sub_signed(d)
 }
 
 fn encode_cursor(c: Cursor, order: Order) -> String {

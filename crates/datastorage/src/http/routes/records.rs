@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::http::extract::JsonBody;
+use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::routes::events::outcome_response;
 use crate::http::AppState;
@@ -128,28 +129,9 @@ pub(crate) async fn list<R: SeedRecord>(
             query.filters.push((filter, value));
         }
     }
-    let now = Utc::now();
-    for (key, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
-        if let Some(text) = params.remove(key) {
-            match crate::http::routes::events::parse_time(&text, now) {
-                Some(t) => *slot = Some(t),
-                None => errors.add(
-                    key,
-                    Reason::InvalidFormat,
-                    "must be an RFC 3339 time or a duration such as 30m, 24h, 7d",
-                ),
-            }
-        }
-    }
-    if let Some(limit) = params.remove("limit") {
-        match limit.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => query.limit = n,
-            _ => errors.add(
-                "limit",
-                Reason::OutOfRange,
-                "must be an integer from 1 to 1000",
-            ),
-        }
+    (query.since, query.until) = params::time_range(&mut params, &mut errors, Utc::now());
+    if let Some(limit) = params::limit(&mut params, &mut errors) {
+        query.limit = limit;
     }
     if let Some(cursor) = params.remove("cursor") {
         match decode_cursor(&cursor) {
@@ -161,9 +143,7 @@ pub(crate) async fn list<R: SeedRecord>(
             ),
         }
     }
-    for key in params.into_keys() {
-        errors.add(key, Reason::UnknownField, "is not a known parameter");
-    }
+    params::reject_unknown(params, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }
