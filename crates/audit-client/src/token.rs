@@ -51,3 +51,33 @@ impl Token {
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_re_read_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let token = Token::new(TokenSource::File(path.clone()));
+        assert_eq!(token.current().as_deref(), Some("first"));
+        // Rotate in place with a later modification time, as the kubelet does.
+        std::fs::write(&path, "second\n").unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(2);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(token.current().as_deref(), Some("second"));
+        assert_eq!(
+            Token::new(TokenSource::Static("s".into()))
+                .current()
+                .as_deref(),
+            Some("s")
+        );
+    }
+}

@@ -236,7 +236,7 @@ async fn a_killed_client_spill_is_resent_by_the_next_client() {
 
 /// A stand-in that answers 503 (Retry-After: 0) to the first requests, then forwards to the real
 /// Data Storage; it counts the requests it saw.
-async fn flaky_front(target: String, failures: usize) -> (String, Arc<AtomicUsize>) {
+async fn flaky_front(target: String, failures: usize, status: u16) -> (String, Arc<AtomicUsize>) {
     use axum::body::Bytes;
     use axum::extract::{OriginalUri, State};
     use axum::http::{HeaderMap, StatusCode};
@@ -249,14 +249,11 @@ async fn flaky_front(target: String, failures: usize) -> (String, Arc<AtomicUsiz
         headers: HeaderMap,
         body: Bytes,
         failures: usize,
+        status: u16,
     ) -> axum::response::Response {
         if seen.fetch_add(1, Ordering::SeqCst) < failures {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "0")],
-                "busy",
-            )
-                .into_response();
+            let status = StatusCode::from_u16(status).unwrap();
+            return (status, [("retry-after", "0")], "not now").into_response();
         }
         let r = http
             .post(format!("{target}{}", uri.path()))
@@ -275,7 +272,7 @@ async fn flaky_front(target: String, failures: usize) -> (String, Arc<AtomicUsiz
         (status, r.bytes().await.unwrap()).into_response()
     }
     let router = axum::Router::new()
-        .fallback(move |s, u, h, b| handle(s, u, h, b, failures))
+        .fallback(move |s, u, h, b| handle(s, u, h, b, failures, status))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -293,7 +290,7 @@ async fn a_503_is_retried_and_stored_once_and_a_refused_item_is_not_retried() {
     original["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-00000000abcd");
     original["event_timestamp"] = json!("2026-01-01T00:00:00Z");
     assert_eq!(app.post("/api/v1/audit/events", &original).await.0, 201);
-    let (front, seen) = flaky_front(app.base.clone(), 2).await;
+    let (front, seen) = flaky_front(app.base.clone(), 2, 503).await;
     let client = fast(AuditClient::builder(&front))
         .retry(5, Duration::from_millis(10), Duration::from_millis(50))
         .build()
@@ -455,4 +452,36 @@ async fn every_typed_helper_is_accepted_by_the_real_server() {
     let report = again.close(Duration::from_secs(30)).await;
     assert_eq!((report.sent, report.duplicates), (0, 1));
     assert_eq!(app.db.count().await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_tokens_are_retried_with_the_rotated_token() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "sa-token").unwrap();
+    for status in [401, 403, 429, 408] {
+        let (front, seen) = flaky_front(app.base.clone(), 1, status).await;
+        let client = fast(AuditClient::builder(&front))
+            .token(audit_client::TokenSource::File(dir.path().join("token")))
+            .build()
+            .unwrap();
+        let id = client.record(event("rr-token")).unwrap();
+        let report = client.close(Duration::from_secs(30)).await;
+        assert_eq!(
+            (report.sent, report.dropped),
+            (1, 0),
+            "{status}: {report:?}"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "{status}: retried once");
+        assert!(stored_ids(&app.db).await.contains(&id));
+    }
+    // Other 4xx answers are not retried.
+    let (front, seen) = flaky_front(app.base.clone(), 1, 404).await;
+    let client = fast(AuditClient::builder(&front)).build().unwrap();
+    client.record(event("rr-token")).unwrap();
+    let report = client.close(Duration::from_secs(30)).await;
+    assert_eq!((report.sent, report.rejected), (0, 1), "{report:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
