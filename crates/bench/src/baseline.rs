@@ -1,4 +1,5 @@
-//! Baselines straight to PostgreSQL, with the row shape and indexes of `audit_events`.
+//! Baselines straight to PostgreSQL, with the row shape and indexes of `audit_events` (the
+//! database is migrated by `datastorage migrate`, so the schema is the service's own).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -7,30 +8,140 @@ use std::time::{Duration, Instant};
 use audit_model::AuditEvent;
 use chrono::Utc;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use crate::load::{event, LoadResult};
 
-const INSERT_ONE: &str =
-    "INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, \
-    event_type, event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
-    resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
-    cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
-    leaf_hash, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-    $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
+const COLUMNS: &str = "seq, event_id, event_version, event_timestamp, event_type, event_category, \
+    event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, \
+    namespace, event_data, retention_days, leaf_hash, received_at";
 
-/// A parsed event and its hash, made before the clock starts.
+/// A parsed event and its hash, as the service would store it.
 fn row(client: usize, i: u64) -> (AuditEvent, Vec<u8>) {
     let e = AuditEvent::parse(event(client, i), Utc::now()).expect("bench events are valid");
     let h = e.leaf_hash().to_vec();
     (e, h)
 }
 
-/// (a) One INSERT per transaction (autocommit) from `clients` connections.
-pub async fn single_row_inserts(
+/// How a baseline writes `n` rows starting at `seq` on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// (a) one INSERT per transaction (autocommit).
+    SingleInsert,
+    /// (b) one multi-row INSERT of the batch per transaction.
+    MultiRow,
+    /// (c) one COPY of the batch.
+    Copy,
+}
+
+async fn write(
+    conn: &mut PgConnection,
+    method: Method,
+    client: usize,
+    first: u64,
+    seq: i64,
+    n: usize,
+) -> sqlx::Result<()> {
+    let rows: Vec<(AuditEvent, Vec<u8>)> = (0..n as u64).map(|k| row(client, first + k)).collect();
+    match method {
+        Method::SingleInsert | Method::MultiRow => {
+            let mut q =
+                QueryBuilder::<Postgres>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+            q.push_values(rows.iter().enumerate(), |mut b, (k, (e, h))| {
+                b.push_bind(seq + k as i64)
+                    .push_bind(e.event_id)
+                    .push_bind(&e.event_version)
+                    .push_bind(e.event_timestamp)
+                    .push_bind(&e.event_type)
+                    .push_bind(&e.event_category)
+                    .push_bind(&e.event_action)
+                    .push_bind(e.event_outcome.as_str())
+                    .push_bind(&e.actor_type)
+                    .push_bind(&e.actor_id)
+                    .push_bind(&e.resource_type)
+                    .push_bind(&e.resource_id)
+                    .push_bind(&e.correlation_id)
+                    .push_bind(&e.namespace)
+                    .push_bind(sqlx::types::Json(&e.event_data))
+                    .push_bind(e.retention_days)
+                    .push_bind(h)
+                    .push_bind(Utc::now());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        Method::Copy => {
+            let mut text = String::with_capacity(n * 700);
+            for (k, (e, h)) in rows.iter().enumerate() {
+                copy_line(&mut text, seq + k as i64, e, h);
+            }
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN"))
+                .await?;
+            copy.send(text.into_bytes()).await?;
+            copy.finish().await?;
+        }
+    }
+    Ok(())
+}
+
+/// One row in COPY text format.
+pub fn copy_line(out: &mut String, seq: i64, e: &AuditEvent, hash: &[u8]) {
+    let ts = audit_model::timestamp::format(&e.event_timestamp);
+    let data = serde_json::Value::Object(e.event_data.clone()).to_string();
+    let fields = [
+        seq.to_string(),
+        e.event_id.to_string(),
+        e.event_version.clone(),
+        ts,
+        e.event_type.clone(),
+        e.event_category.clone(),
+        e.event_action.clone(),
+        e.event_outcome.as_str().to_string(),
+        e.actor_type.clone(),
+        e.actor_id.clone(),
+        e.resource_type.clone(),
+        e.resource_id.clone(),
+        e.correlation_id.clone(),
+        e.namespace.clone().unwrap_or_default(),
+        data,
+        e.retention_days.to_string(),
+        format!("\\x{}", hex(hash)),
+        audit_model::timestamp::format(&Utc::now()),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        for ch in f.chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `clients` connections writing batches of `batch` rows with `method` for `duration`.
+pub async fn run(
     url: &str,
+    method: Method,
     clients: usize,
+    batch: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadResult> {
+    let batch = if method == Method::SingleInsert {
+        1
+    } else {
+        batch
+    };
     let pool = PgPoolOptions::new()
         .max_connections(clients as u32)
         .connect(url)
@@ -46,43 +157,12 @@ pub async fn single_row_inserts(
                 let mut i = 0u64;
                 let mut conn = pool.acquire().await?;
                 while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let (e, hash) = row(c, i);
-                    let s = seq.fetch_add(1, Ordering::Relaxed) + 1;
-                    let done = sqlx::query(INSERT_ONE)
-                        .bind(s)
-                        .bind(e.event_id)
-                        .bind(&e.event_version)
-                        .bind(e.event_timestamp)
-                        .bind(&e.event_type)
-                        .bind(&e.event_category)
-                        .bind(&e.event_action)
-                        .bind(e.event_outcome.as_str())
-                        .bind(&e.actor_type)
-                        .bind(&e.actor_id)
-                        .bind(&e.resource_type)
-                        .bind(&e.resource_id)
-                        .bind(&e.resource_name)
-                        .bind(&e.correlation_id)
-                        .bind(e.parent_event_id)
-                        .bind(&e.trace_id)
-                        .bind(&e.span_id)
-                        .bind(&e.namespace)
-                        .bind(&e.cluster_id)
-                        .bind(&e.severity)
-                        .bind(e.duration_ms)
-                        .bind(&e.error_code)
-                        .bind(&e.error_message)
-                        .bind(sqlx::types::Json(&e.event_data))
-                        .bind(e.retention_days)
-                        .bind(hash)
-                        .bind(Utc::now())
-                        .execute(&mut *conn)
-                        .await;
-                    match done {
-                        Ok(_) => r.events += 1,
+                    let first = seq.fetch_add(batch as i64, Ordering::Relaxed) + 1;
+                    match write(&mut conn, method, c, i, first, batch).await {
+                        Ok(()) => r.events += batch as u64,
                         Err(_) => r.errors += 1,
                     }
+                    i += batch as u64;
                 }
                 anyhow::Ok(r)
             })
@@ -97,6 +177,42 @@ pub async fn single_row_inserts(
         total.errors += r.errors;
     }
     total.elapsed = started.elapsed();
+    let written = seq.load(Ordering::Relaxed);
+    sqlx::query("UPDATE log_head SET last_seq = $1")
+        .bind(written)
+        .execute(&pool)
+        .await?;
     pool.close().await;
     Ok(total)
+}
+
+/// Fills a log with `n` events over `correlations` correlation ids (`rr-log-<k>`), by COPY.
+pub async fn fill_log(url: &str, n: u64, correlations: u64) -> anyhow::Result<()> {
+    let mut conn = <PgConnection as sqlx::Connection>::connect(url).await?;
+    let chunk = 20_000u64;
+    let mut seq = 0i64;
+    while (seq as u64) < n {
+        let mut text = String::with_capacity(chunk as usize * 700);
+        for _ in 0..chunk.min(n - seq as u64) {
+            seq += 1;
+            let mut v = event(0, seq as u64);
+            v["correlation_id"] =
+                serde_json::json!(format!("rr-log-{}", seq as u64 % correlations));
+            let e = AuditEvent::parse(v, Utc::now()).expect("bench events are valid");
+            copy_line(&mut text, seq, &e, &e.leaf_hash());
+        }
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN"))
+            .await?;
+        copy.send(text.into_bytes()).await?;
+        copy.finish().await?;
+    }
+    sqlx::query("UPDATE log_head SET last_seq = $1")
+        .bind(seq)
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("ANALYZE audit_events")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
 }

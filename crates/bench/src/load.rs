@@ -1,17 +1,23 @@
-//! Closed-loop load: C clients, each sending its next request as soon as the last is answered.
+//! HTTP load: closed loops (C clients, each sending its next request as soon as the last is
+//! answered) and an open loop (requests at a fixed rate, latency measured from the scheduled
+//! start, so a slow server cannot hide its queueing: no coordinated omission).
+//!
+//! Bodies are formatted as strings, not built as JSON values, to keep the generator's own CPU
+//! use low on a machine it shares with the server and the database.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use hdrhistogram::Histogram;
+use serde_json::Value;
 
 /// What a load run achieved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadResult {
     /// Events acknowledged (201 or 202, or `created`/`queued` items of a batch).
     pub events: u64,
-    /// Requests answered with anything other than success.
+    /// Requests answered with anything else.
     pub errors: u64,
     pub elapsed: Duration,
 }
@@ -22,70 +28,114 @@ impl LoadResult {
     }
 }
 
-/// A unique, realistic event.
-pub fn event(client: usize, i: u64) -> Value {
-    json!({
-        "event_type": "notification.message.sent",
-        "event_category": "notification",
-        "event_action": "sent",
-        "event_outcome": "success",
-        "correlation_id": format!("rr-bench-{client}-{}", i / 10),
-        "resource_type": "NotificationRequest",
-        "resource_id": format!("notif-{client}-{i}"),
-        "namespace": "remediation",
-        "event_data": {"channel": "slack", "recipient": "#ops", "attempt": 1, "duration_ms": 42}
-    })
+/// What to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `POST /api/v1/audit/events`, one event.
+    Single,
+    /// `POST /api/v1/audit/events/batch` with this many events.
+    Batch(usize),
+    /// `POST /api/v1/audit/notifications`, one typed record.
+    Notification,
 }
 
-/// Runs `clients` closed loops for `duration` against `path`, `batch` events per request
-/// (1: single-event endpoint; more: the batch endpoint).
+impl Shape {
+    fn path(self) -> &'static str {
+        match self {
+            Shape::Single => "/api/v1/audit/events",
+            Shape::Batch(_) => "/api/v1/audit/events/batch",
+            Shape::Notification => "/api/v1/audit/notifications",
+        }
+    }
+
+    /// The body of request `i` of client `c` and the events it holds.
+    fn body(self, c: usize, i: u64) -> (String, u64) {
+        match self {
+            Shape::Single => (event_json(c, i), 1),
+            Shape::Batch(n) => {
+                let items: Vec<String> = (0..n as u64)
+                    .map(|k| event_json(c, i * n as u64 + k))
+                    .collect();
+                (format!("[{}]", items.join(",")), n as u64)
+            }
+            Shape::Notification => (notification_json(c, i), 1),
+        }
+    }
+}
+
+/// A unique, realistic event.
+pub fn event_json(client: usize, i: u64) -> String {
+    format!(
+        r##"{{"event_type":"notification.message.sent","event_category":"notification","event_action":"sent","event_outcome":"success","correlation_id":"rr-bench-{client}-{}","resource_type":"NotificationRequest","resource_id":"notif-{client}-{i}","namespace":"remediation","event_data":{{"channel":"slack","recipient":"#ops","attempt":1,"duration_ms":42}}}}"##,
+        i / 10
+    )
+}
+
+/// The same event as a JSON value.
+pub fn event(client: usize, i: u64) -> Value {
+    serde_json::from_str(&event_json(client, i)).unwrap_or(Value::Null)
+}
+
+fn notification_json(client: usize, i: u64) -> String {
+    format!(
+        r##"{{"remediation_id":"rr-bench-{client}-{}","notification_id":"notif-{client}-{i}","recipient":"#ops","channel":"slack","message_summary":"Pod restarted","status":"sent","sent_at":"{}","delivery_status":"200 OK"}}"##,
+        i / 10,
+        audit_model::timestamp::format(&chrono::Utc::now())
+    )
+}
+
+fn http(clients: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(clients.max(1))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Counts the acknowledged events of one answer.
+async fn acknowledged(shape: Shape, response: reqwest::Result<reqwest::Response>) -> Option<u64> {
+    let response = response.ok()?;
+    match (shape, response.status().as_u16()) {
+        (Shape::Batch(_), 200) => {
+            let v: Value = response.json().await.ok()?;
+            Some(
+                v["summary"]["created"].as_u64().unwrap_or(0)
+                    + v["summary"]["queued"].as_u64().unwrap_or(0),
+            )
+        }
+        (Shape::Single | Shape::Notification, 201 | 202) => Some(1),
+        _ => None,
+    }
+}
+
+/// Runs `clients` closed loops for `duration`.
 pub async fn closed_loop(
     base: &str,
     clients: usize,
     duration: Duration,
-    batch: usize,
+    shape: Shape,
 ) -> LoadResult {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap_or_default();
+    let http = http(clients);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let url = format!("{base}{}", shape.path());
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (http, stop) = (http.clone(), stop.clone());
-            let url = if batch == 1 {
-                format!("{base}/api/v1/audit/events")
-            } else {
-                format!("{base}/api/v1/audit/events/batch")
-            };
+            let (http, stop, url) = (http.clone(), stop.clone(), url.clone());
             tokio::spawn(async move {
                 let mut r = LoadResult::default();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let body = if batch == 1 {
-                        i += 1;
-                        event(c, i)
-                    } else {
-                        Value::Array(
-                            (0..batch)
-                                .map(|_| {
-                                    i += 1;
-                                    event(c, i)
-                                })
-                                .collect(),
-                        )
-                    };
-                    match http.post(&url).json(&body).send().await {
-                        Ok(resp) if batch == 1 && matches!(resp.status().as_u16(), 201 | 202) => {
-                            r.events += 1
-                        }
-                        Ok(resp) if resp.status() == 200 && batch > 1 => {
-                            let v: Value = resp.json().await.unwrap_or(Value::Null);
-                            r.events += v["summary"]["created"].as_u64().unwrap_or(0)
-                                + v["summary"]["queued"].as_u64().unwrap_or(0);
-                        }
-                        _ => r.errors += 1,
+                    i += 1;
+                    let (body, _) = shape.body(c, i);
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match acknowledged(shape, sent).await {
+                        Some(n) => r.events += n,
+                        None => r.errors += 1,
                     }
                 }
                 r
@@ -103,4 +153,134 @@ pub async fn closed_loop(
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+fn histogram() -> Arc<Mutex<Histogram<u64>>> {
+    // 1 µs to 60 s, 3 significant digits: the bounds are constants that the crate accepts.
+    Arc::new(Mutex::new(
+        Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+    ))
+}
+
+/// Sends single events at `rate` per second for `duration`; each latency counts from the moment
+/// the request was due, not from when it was sent.
+pub async fn open_loop(base: &str, rate: u64, duration: Duration) -> (LoadResult, Latency) {
+    let http = http(256);
+    let url = format!("{base}/api/v1/audit/events");
+    let hist = histogram();
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let (http, url, hist) = (http.clone(), url.clone(), hist.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(event_json(usize::MAX, i))
+                .send()
+                .await;
+            let ok = acknowledged(Shape::Single, sent).await.is_some();
+            let us = due.elapsed().as_micros().max(1) as u64;
+            if let Ok(mut h) = hist.lock() {
+                let _ = h.record(us.min(60_000_000));
+            }
+            ok
+        }));
+    }
+    let mut r = LoadResult::default();
+    for t in tasks {
+        match t.await {
+            Ok(true) => r.events += 1,
+            _ => r.errors += 1,
+        }
+    }
+    r.elapsed = t0.elapsed();
+    let latency = hist.lock().map(|h| Latency::of(&h)).unwrap_or_default();
+    (r, latency)
+}
+
+/// Queries `GET /api/v1/audit/events?correlation_id=…` from `clients` closed loops over
+/// `correlations` ids for `duration`.
+pub async fn query_loop(
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    correlations: u64,
+) -> (LoadResult, Latency) {
+    let http = http(clients);
+    let hist = histogram();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, stop, hist, base) =
+                (http.clone(), stop.clone(), hist.clone(), base.to_string());
+            tokio::spawn(async move {
+                let mut r = LoadResult::default();
+                let mut k = c as u64 * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    k = (k + 104_729) % correlations.max(1);
+                    let t = Instant::now();
+                    let answer = http
+                        .get(format!(
+                            "{base}/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"
+                        ))
+                        .send()
+                        .await;
+                    let rows = match answer {
+                        Ok(a) if a.status() == 200 => a
+                            .json::<Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["data"].as_array().map(Vec::len)),
+                        _ => None,
+                    };
+                    if let Ok(mut h) = hist.lock() {
+                        let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
+                    }
+                    match rows {
+                        Some(n) if n > 0 => r.events += 1,
+                        _ => r.errors += 1,
+                    }
+                }
+                r
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = LoadResult::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.events += r.events;
+            total.errors += r.errors;
+        }
+    }
+    total.elapsed = started.elapsed();
+    let latency = hist.lock().map(|h| Latency::of(&h)).unwrap_or_default();
+    (total, latency)
 }

@@ -1,8 +1,8 @@
 //! `audit-bench`: Data Storage against raw PostgreSQL, measured in one run on this machine.
 //!
 //! Every figure is a ratio against a baseline taken in the same run, because the machines are
-//! shared and noisy. Each scenario gets a fresh database, and every scenario checks that the
-//! events it counted as written are in the database.
+//! shared and noisy. Each scenario gets a fresh database, and each checks afterwards that every
+//! event it counted as written is in the database.
 
 mod baseline;
 mod db;
@@ -10,14 +10,15 @@ mod dlq;
 mod load;
 mod server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use clap::Parser;
 
+use baseline::Method;
 use db::BenchDb;
-use load::LoadResult;
+use load::{Latency, LoadResult, Shape};
 use server::Server;
 
 #[derive(Parser, Debug)]
@@ -35,24 +36,46 @@ struct Args {
     /// Concurrent clients / connections (C).
     #[arg(long, default_value_t = 50)]
     clients: usize,
+    /// Events per batch (B).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
     /// Duration of each timed scenario (D).
     #[arg(long, default_value = "10s")]
     duration: humantime::Duration,
-    /// A few seconds with tiny sizes: checks that every figure is produced, not how fast.
+    /// Rate of the open-loop scenario, single events per second (R).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Events in the log of the query scenario (j).
+    #[arg(long, default_value_t = 1_000_000)]
+    log_events: u64,
+    /// Also run the DLQ scenarios (writes while PostgreSQL is down, and a drain).
     #[arg(long)]
-    smoke: bool,
+    dlq: bool,
     /// Events queued in the DLQ before the drain is timed.
     #[arg(long, default_value_t = 100_000)]
     drain_events: u64,
+    /// A few seconds with tiny sizes: checks that every figure is produced, not how fast.
+    #[arg(long)]
+    smoke: bool,
     /// Only load an already running Data Storage at this URL (for profiling), then exit.
     #[arg(long)]
     against: Option<String>,
 }
 
+/// One line of the table.
 struct Row {
     name: &'static str,
     result: LoadResult,
     server_cpu: Option<f64>,
+    latency: Option<Latency>,
+}
+
+struct Bench {
+    args: Args,
+    bin: PathBuf,
+    rows: Vec<Row>,
+    dlq: Vec<dlq::DlqFigures>,
+    peak_rss: f64,
 }
 
 #[tokio::main]
@@ -60,11 +83,14 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.smoke {
         args.clients = 4;
+        args.batch = 20;
         args.duration = Duration::from_millis(500).into();
+        args.rate = 50;
+        args.log_events = 2_000;
         args.drain_events = 2_000;
     }
     if let Some(base) = &args.against {
-        let r = load::closed_loop(base, args.clients, args.duration.into(), 1).await;
+        let r = load::closed_loop(base, args.clients, args.duration.into(), Shape::Single).await;
         println!(
             "{:.0} events/s ({} events, {} errors)",
             r.rate(),
@@ -82,102 +108,263 @@ async fn main() -> anyhow::Result<()> {
         "{} not found: run `cargo build --release` first",
         bin.display()
     );
-    let d: Duration = args.duration.into();
-    let c = args.clients;
     println!(
-        "audit-bench: C={c} D={d:?} (datastorage: {})",
+        "audit-bench: C={} B={} D={:?} R={}/s log={} (datastorage: {})",
+        args.clients,
+        args.batch,
+        Duration::from(args.duration),
+        args.rate,
+        args.log_events,
         bin.display()
     );
+    let mut bench = Bench {
+        args,
+        bin,
+        rows: Vec::new(),
+        dlq: Vec::new(),
+        peak_rss: 0.0,
+    };
+    bench.run().await?;
+    bench.print()
+}
 
-    let mut rows = Vec::new();
-    let mut peak_rss: f64 = 0.0;
+impl Bench {
+    fn d(&self) -> Duration {
+        self.args.duration.into()
+    }
 
-    // (a) one INSERT per transaction, straight to PostgreSQL.
-    let db = BenchDb::create(&args.pg, &bin).await?;
-    let a = baseline::single_row_inserts(&db.url, c, d).await?;
-    check_stored(&db, a.events).await?;
-    db.drop_db().await?;
-    rows.push(Row {
-        name: "(a) PostgreSQL, 1 INSERT per txn",
-        result: a,
-        server_cpu: None,
-    });
-
-    // (d) and (e): single-event POSTs with group commit, then with batches of one.
-    for (name, extra) in [
-        ("(d) POST /events, group commit", vec![]),
-        (
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let (c, b, d) = (self.args.clients, self.args.batch, self.d());
+        for (name, method) in [
+            ("(a) PostgreSQL, 1 INSERT per txn", Method::SingleInsert),
+            ("(b) PostgreSQL, multi-row INSERT of B", Method::MultiRow),
+            ("(c) PostgreSQL, COPY of B", Method::Copy),
+        ] {
+            let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+            let r = baseline::run(&db.url, method, c, b, d).await?;
+            check_stored(&db, r.events).await?;
+            db.drop_db().await?;
+            self.rows.push(Row {
+                name,
+                result: r,
+                server_cpu: None,
+                latency: None,
+            });
+        }
+        self.service("(d) POST /events, group commit", &[], Shape::Single, false)
+            .await?;
+        self.service(
             "(e) POST /events, batch size 1",
-            vec!["--batch-max-events".to_string(), "1".to_string()],
-        ),
-    ] {
-        let db = BenchDb::create(&args.pg, &bin).await?;
-        let mut server_args = vec!["--database-url".to_string(), db.url.clone()];
-        server_args.extend(extra);
-        let server = Server::start(&bin, &server_args).await?;
-        let cpu_before = server.cpu_seconds();
-        let r = load::closed_loop(&server.base, c, d, 1).await;
-        let cpu = server.cpu_seconds() - cpu_before;
-        peak_rss = peak_rss.max(server.peak_rss_mib());
+            &["--batch-max-events", "1"],
+            Shape::Single,
+            false,
+        )
+        .await?;
+        self.service(
+            "(f) POST /events/batch, B per request",
+            &[],
+            Shape::Batch(b),
+            false,
+        )
+        .await?;
+        self.open_loop().await?;
+        self.service(
+            "(h) POST /notifications (typed)",
+            &[],
+            Shape::Notification,
+            false,
+        )
+        .await?;
+        self.service("(i) SQLite: POST /events", &[], Shape::Single, true)
+            .await?;
+        self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
+            .await?;
+        self.query().await?;
+        if self.args.dlq {
+            for backend in ["journal", "redis"] {
+                let f = dlq::run(
+                    &self.args.pg,
+                    &self.bin,
+                    backend,
+                    c,
+                    d,
+                    self.args.drain_events,
+                )
+                .await?;
+                self.dlq.push(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// A Data Storage scenario on a fresh PostgreSQL database (or SQLite file).
+    async fn service(
+        &mut self,
+        name: &'static str,
+        extra: &[&str],
+        shape: Shape,
+        sqlite: bool,
+    ) -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = if sqlite {
+            None
+        } else {
+            Some(BenchDb::create(&self.args.pg, &self.bin).await?)
+        };
+        let url = match &db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("audit.db").display()),
+        };
+        let mut args = vec![
+            "--database-url".to_string(),
+            url.clone(),
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let server = Server::start(&self.bin, &args).await?;
+        let cpu = server.cpu_seconds();
+        let r = load::closed_loop(&server.base, self.args.clients, self.d(), shape).await;
+        let cpu = server.cpu_seconds() - cpu;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
         server.stop().await?;
-        check_stored(&db, r.events).await?;
-        db.drop_db().await?;
-        rows.push(Row {
+        match db {
+            Some(db) => {
+                check_stored(&db, r.events).await?;
+                db.drop_db().await?;
+            }
+            None => check_stored_sqlite(&dir.path().join("audit.db"), r.events).await?,
+        }
+        self.rows.push(Row {
             name,
             result: r,
             server_cpu: Some(cpu),
+            latency: None,
         });
+        Ok(())
     }
 
-    let mut dlq_figures = Vec::new();
-    for backend in ["journal", "redis"] {
-        dlq_figures.push(dlq::run(&args.pg, &bin, backend, c, d, args.drain_events).await?);
+    /// (g) Open loop at R/s.
+    async fn open_loop(&mut self) -> anyhow::Result<()> {
+        let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+        let dir = tempfile::tempdir()?;
+        let args = vec![
+            "--database-url".to_string(),
+            db.url.clone(),
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+        ];
+        let server = Server::start(&self.bin, &args).await?;
+        let cpu = server.cpu_seconds();
+        let (r, latency) = load::open_loop(&server.base, self.args.rate, self.d()).await;
+        let cpu = server.cpu_seconds() - cpu;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        server.stop().await?;
+        check_stored(&db, r.events).await?;
+        db.drop_db().await?;
+        self.rows.push(Row {
+            name: "(g) open loop at R/s, single events",
+            result: r,
+            server_cpu: Some(cpu),
+            latency: Some(latency),
+        });
+        Ok(())
     }
 
-    println!();
-    println!("| scenario | events/s | events | errors | server CPU s per 10k events |");
-    println!("|---|---:|---:|---:|---:|");
-    for r in &rows {
-        let cpu = r.server_cpu.map_or("-".to_string(), |s| {
-            format!("{:.2}", s / (r.result.events.max(1) as f64) * 10_000.0)
+    /// (j) Queries by correlation id on a large log.
+    async fn query(&mut self) -> anyhow::Result<()> {
+        let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+        let correlations = (self.args.log_events / 100).max(1);
+        baseline::fill_log(&db.url, self.args.log_events, correlations).await?;
+        let dir = tempfile::tempdir()?;
+        let args = vec![
+            "--database-url".to_string(),
+            db.url.clone(),
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+        ];
+        let server = Server::start(&self.bin, &args).await?;
+        let cpu = server.cpu_seconds();
+        let (r, latency) = load::query_loop(&server.base, 4, self.d() / 2, correlations).await;
+        let cpu = server.cpu_seconds() - cpu;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        server.stop().await?;
+        ensure!(
+            r.errors == 0 && r.events > 0,
+            "queries failed: {} of {}",
+            r.errors,
+            r.events + r.errors
+        );
+        ensure!(
+            db.count().await? as u64 == self.args.log_events,
+            "the log does not hold {} events",
+            self.args.log_events
+        );
+        db.drop_db().await?;
+        self.rows.push(Row {
+            name: "(j) GET /events?correlation_id= on the log",
+            result: r,
+            server_cpu: Some(cpu),
+            latency: Some(latency),
         });
-        println!(
-            "| {} | {:.0} | {} | {} | {} |",
-            r.name,
-            r.result.rate(),
-            r.result.events,
-            r.result.errors,
-            cpu
-        );
+        Ok(())
     }
-    println!();
-    println!(
-        "| DLQ backend | writes/s while PostgreSQL is down | drain of {} events into PostgreSQL |",
-        args.drain_events
-    );
-    println!("|---|---:|---:|");
-    for f in &dlq_figures {
+
+    fn print(&self) -> anyhow::Result<()> {
+        println!();
+        println!("| scenario | per s | count | errors | server CPU s per 10k | p50 ms | p95 ms | p99 ms | max ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.rows {
+            let cpu = r.server_cpu.map_or("-".to_string(), |s| {
+                format!("{:.2}", s / (r.result.events.max(1) as f64) * 10_000.0)
+            });
+            let lat = r.latency.map_or("- | - | - | -".to_string(), |l| {
+                format!("{:.1} | {:.1} | {:.1} | {:.1}", l.p50, l.p95, l.p99, l.max)
+            });
+            println!(
+                "| {} | {:.0} | {} | {} | {} | {} |",
+                r.name,
+                r.result.rate(),
+                r.result.events,
+                r.result.errors,
+                cpu,
+                lat
+            );
+        }
+        if !self.dlq.is_empty() {
+            println!();
+            println!("| DLQ backend | writes/s while PostgreSQL is down | drain of {} events into PostgreSQL |", self.args.drain_events);
+            println!("|---|---:|---:|");
+            for f in &self.dlq {
+                println!(
+                    "| {} | {:.0} | {:.0} events/s ({:.1} s) |",
+                    f.backend,
+                    f.down.rate(),
+                    f.drain_rate(),
+                    f.drain_time.as_secs_f64()
+                );
+            }
+        }
+        let rate = |prefix: &str| {
+            self.rows
+                .iter()
+                .find(|r| r.name.starts_with(prefix))
+                .map_or(0.0, |r| r.result.rate())
+        };
+        println!();
+        println!("(d)/(a) = {:.2}", rate("(d)") / rate("(a)"));
+        println!("(d)/(e) = {:.2}", rate("(d)") / rate("(e)"));
+        println!("(f)/(c) = {:.2}", rate("(f)") / rate("(c)"));
+        println!("peak RSS of datastorage: {:.1} MiB", self.peak_rss);
+        let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .context("getrusage")?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
         println!(
-            "| {} | {:.0} | {:.0} events/s ({:.1} s) |",
-            f.backend,
-            f.down.rate(),
-            f.drain_rate(),
-            f.drain_time.as_secs_f64()
+            "load generator CPU: {:.1} s",
+            secs(own.user_time()) + secs(own.system_time())
         );
+        Ok(())
     }
-    let rate = |i: usize| rows[i].result.rate();
-    println!();
-    println!("(d)/(a) = {:.2}", rate(1) / rate(0));
-    println!("(d)/(e) = {:.2}", rate(1) / rate(2));
-    println!("peak RSS of datastorage: {peak_rss:.1} MiB");
-    let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .context("getrusage")?;
-    let own_cpu = own.user_time().tv_sec() as f64
-        + own.user_time().tv_usec() as f64 / 1e6
-        + own.system_time().tv_sec() as f64
-        + own.system_time().tv_usec() as f64 / 1e6;
-    println!("load generator CPU: {own_cpu:.1} s");
-    Ok(())
 }
 
 /// Every event counted as written is in the database.
@@ -186,6 +373,20 @@ async fn check_stored(db: &BenchDb, acknowledged: u64) -> anyhow::Result<()> {
     ensure!(
         stored as u64 == acknowledged,
         "{acknowledged} events acknowledged but {stored} stored"
+    );
+    ensure!(acknowledged > 0, "no event was written");
+    Ok(())
+}
+
+async fn check_stored_sqlite(path: &Path, acknowledged: u64) -> anyhow::Result<()> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    ensure!(
+        stored as u64 == acknowledged,
+        "{acknowledged} events acknowledged but {stored} stored in SQLite"
     );
     ensure!(acknowledged > 0, "no event was written");
     Ok(())
