@@ -415,6 +415,8 @@ fn occurrence(
 }
 
 fn record_outcomes(events: &[PreparedEvent], outcomes: &[IngestOutcome]) {
+    // Counted per (service, status) for the whole batch: one metric update per pair, not per event.
+    let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
     let now = Utc::now();
     for (event, outcome) in events.iter().zip(outcomes) {
         let service = m::service_label(&event.event.event_category);
@@ -425,7 +427,7 @@ fn record_outcomes(events: &[PreparedEvent], outcomes: &[IngestOutcome]) {
             IngestOutcome::Queued(_) => "dlq_fallback",
             IngestOutcome::Refused { .. } => "refused",
         };
-        metrics::counter!(m::AUDIT_TRACES, "service" => service, "status" => status).increment(1);
+        *counts.entry((service, status)).or_default() += 1;
         if let IngestOutcome::Created(_) = outcome {
             let lag = (now - event.event.event_timestamp)
                 .num_microseconds()
@@ -433,5 +435,8 @@ fn record_outcomes(events: &[PreparedEvent], outcomes: &[IngestOutcome]) {
                 / 1e6;
             metrics::histogram!(m::AUDIT_LAG, "service" => service).record(lag.max(0.0));
         }
+    }
+    for ((service, status), n) in counts {
+        metrics::counter!(m::AUDIT_TRACES, "service" => service, "status" => status).increment(n);
     }
 }

@@ -167,8 +167,14 @@ async fn insert_new(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
     macro_rules! col {
-        ($f:expr) => {
-            events.iter().map(|p| $f(&p.event)).collect::<Vec<_>>()
+        ($e:ident => $value:expr) => {
+            events
+                .iter()
+                .map(|p| {
+                    let $e = &p.event;
+                    $value
+                })
+                .collect::<Vec<_>>()
         };
     }
     let hashes: Vec<Vec<u8>> = events.iter().map(|p| p.leaf_hash.to_vec()).collect();
@@ -204,30 +210,30 @@ async fn insert_new(
            UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM inserted) WHERE id = 1) \
          SELECT event_id, seq FROM inserted",
     )
-    .bind(col!(|e: &AuditEvent| e.event_id))
-    .bind(col!(|e: &AuditEvent| e.event_version.clone()))
-    .bind(col!(|e: &AuditEvent| e.event_timestamp))
-    .bind(col!(|e: &AuditEvent| e.event_type.clone()))
-    .bind(col!(|e: &AuditEvent| e.event_category.clone()))
-    .bind(col!(|e: &AuditEvent| e.event_action.clone()))
-    .bind(col!(|e: &AuditEvent| e.event_outcome.as_str()))
-    .bind(col!(|e: &AuditEvent| e.actor_type.clone()))
-    .bind(col!(|e: &AuditEvent| e.actor_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.resource_type.clone()))
-    .bind(col!(|e: &AuditEvent| e.resource_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.resource_name.clone()))
-    .bind(col!(|e: &AuditEvent| e.correlation_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.parent_event_id))
-    .bind(col!(|e: &AuditEvent| e.trace_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.span_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.namespace.clone()))
-    .bind(col!(|e: &AuditEvent| e.cluster_id.clone()))
-    .bind(col!(|e: &AuditEvent| e.severity.clone()))
-    .bind(col!(|e: &AuditEvent| e.duration_ms))
-    .bind(col!(|e: &AuditEvent| e.error_code.clone()))
-    .bind(col!(|e: &AuditEvent| e.error_message.clone()))
-    .bind(col!(|e: &AuditEvent| Json(e.event_data.clone())))
-    .bind(col!(|e: &AuditEvent| e.retention_days))
+    .bind(col!(e => e.event_id))
+    .bind(col!(e => e.event_version.as_str()))
+    .bind(col!(e => e.event_timestamp))
+    .bind(col!(e => e.event_type.as_str()))
+    .bind(col!(e => e.event_category.as_str()))
+    .bind(col!(e => e.event_action.as_str()))
+    .bind(col!(e => e.event_outcome.as_str()))
+    .bind(col!(e => e.actor_type.as_str()))
+    .bind(col!(e => e.actor_id.as_str()))
+    .bind(col!(e => e.resource_type.as_str()))
+    .bind(col!(e => e.resource_id.as_str()))
+    .bind(col!(e => e.resource_name.as_deref()))
+    .bind(col!(e => e.correlation_id.as_str()))
+    .bind(col!(e => e.parent_event_id))
+    .bind(col!(e => e.trace_id.as_deref()))
+    .bind(col!(e => e.span_id.as_deref()))
+    .bind(col!(e => e.namespace.as_deref()))
+    .bind(col!(e => e.cluster_id.as_deref()))
+    .bind(col!(e => e.severity.as_deref()))
+    .bind(col!(e => e.duration_ms))
+    .bind(col!(e => e.error_code.as_deref()))
+    .bind(col!(e => e.error_message.as_deref()))
+    .bind(col!(e => Json(&e.event_data)))
+    .bind(col!(e => e.retention_days))
     .bind(&hashes)
     .bind(received_at)
     .fetch_all(&mut **tx)
