@@ -4,7 +4,13 @@
 //! so a crashed writer cannot hold it), then one statement inserts the events whose ids are not
 //! stored yet (`UNNEST` of column arrays), numbers them from the log head in input order, and
 //! moves the head. Only when some ids were already stored are those rows read back, to tell a
-//! duplicate from a conflict. The lock makes replicas take turns, which keeps `seq` gap-free.
+//! duplicate from a conflict.
+//!
+//! Both statements are prepared, and PostgreSQL soon runs them with a generic plan, made once
+//! (possibly while the table was nearly empty) and kept. A plain `NOT EXISTS` or `IN` then became a
+//! hash anti-join over a sequential scan of the whole log, on every batch. The id lookups are
+//! therefore `LATERAL` subqueries with `LIMIT 1`, which the planner cannot flatten into a join:
+//! they stay one index lookup per event, whatever the plan. The lock makes replicas take turns, which keeps `seq` gap-free.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -94,7 +100,8 @@ impl LogStore for PostgresStore {
             Vec::new()
         } else {
             sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM audit_events WHERE event_id IN (SELECT unnest($1::uuid[]))"
+                "SELECT e.* FROM unnest($1::uuid[]) AS ids(id) CROSS JOIN LATERAL \
+                 (SELECT {COLUMNS} FROM audit_events WHERE event_id = ids.id LIMIT 1) e"
             ))
             .bind(&missing)
             .fetch_all(&mut *tx)
@@ -193,7 +200,9 @@ async fn insert_new(
            SELECT i.*, (SELECT last_seq FROM log_head WHERE id = 1) \
                        + row_number() OVER (ORDER BY i.ord) AS seq \
            FROM input i \
-           WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.event_id = i.event_id)), \
+           LEFT JOIN LATERAL (SELECT e.seq FROM audit_events e \
+                              WHERE e.event_id = i.event_id LIMIT 1) stored ON true \
+           WHERE stored.seq IS NULL), \
          inserted AS ( \
            INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, event_type, \
              event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
