@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Directory for the embedded database and local journals (default ./data).
     #[arg(long, env = "DATASTORAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Concurrent ingest writers (PostgreSQL; SQLite always uses one).
+    #[arg(long, env = "DATASTORAGE_INGEST_WRITERS")]
+    pub ingest_writers: Option<usize>,
     /// Most events committed in one transaction.
     #[arg(long, env = "DATASTORAGE_BATCH_MAX_EVENTS")]
     pub batch_max_events: Option<usize>,
@@ -130,6 +133,7 @@ struct FileConfig {
     replay_shutdown_drain: Option<String>,
     store_retry_interval: Option<String>,
     data_dir: Option<PathBuf>,
+    ingest_writers: Option<usize>,
     batch_max_events: Option<usize>,
     batch_linger: Option<String>,
     queue_capacity: Option<usize>,
@@ -163,6 +167,8 @@ pub enum LogFormat {
 /// Group-commit settings of the ingest writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestConfig {
+    /// Concurrent writer tasks (each commits its own batches; one collects while another commits).
+    pub writers: usize,
     pub batch_max_events: usize,
     pub batch_linger: Duration,
     pub queue_capacity: usize,
@@ -171,6 +177,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
+            writers: 1,
             batch_max_events: 500,
             batch_linger: Duration::ZERO,
             queue_capacity: 10_000,
@@ -250,7 +257,13 @@ impl Config {
             Duration::from_secs(1),
         )?;
         let defaults = IngestConfig::default();
+        let sqlite = matches!(database, DatabaseTarget::Sqlite { .. });
         let ingest = IngestConfig {
+            writers: if sqlite {
+                1
+            } else {
+                pick!(ingest_writers).unwrap_or(defaults.writers)
+            },
             batch_max_events: pick!(batch_max_events).unwrap_or(defaults.batch_max_events),
             batch_linger: duration("batch_linger", pick!(batch_linger), defaults.batch_linger)?,
             queue_capacity: pick!(queue_capacity).unwrap_or(defaults.queue_capacity),
@@ -260,6 +273,9 @@ impl Config {
         }
         if ingest.batch_linger > Duration::from_secs(1) {
             return Err(invalid("batch_linger", "must be at most 1s"));
+        }
+        if !(1..=16).contains(&ingest.writers) {
+            return Err(invalid("ingest_writers", "must be between 1 and 16"));
         }
         if ingest.queue_capacity == 0 {
             return Err(invalid("queue_capacity", "must be at least 1"));
@@ -462,7 +478,14 @@ mod tests {
                 path: PathBuf::from("./data/audit.db")
             }
         );
-        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(
+            c.ingest,
+            IngestConfig {
+                writers: 1,
+                ..IngestConfig::default()
+            },
+            "SQLite has one writer"
+        );
         assert_eq!(c.shutdown_delay, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
     }

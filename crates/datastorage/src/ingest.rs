@@ -106,7 +106,7 @@ impl IngestQueue {
             depth: depth.clone(),
         };
         let writer = LogWriter {
-            rx,
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
             store,
             dlq,
             config,
@@ -152,7 +152,7 @@ impl IngestQueue {
 
 /// The single task that commits queued events.
 pub struct LogWriter {
-    rx: mpsc::Receiver<Submission>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
     store: Arc<dyn LogStore>,
     dlq: Arc<dyn DlqBackend>,
     config: IngestConfig,
@@ -232,21 +232,46 @@ impl Batch {
 
 impl LogWriter {
     /// Runs until every [`IngestQueue`] handle is dropped and the queue is empty.
+    ///
+    /// Several writers may share one queue: each takes the receiver only while it collects a
+    /// batch, so one writer collects the next batch while another commits. The store keeps `seq`
+    /// gap-free across concurrent appends (the same mechanism as several replicas).
     pub async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
-            let submissions = self.collect(first).await;
+        loop {
+            let submissions = {
+                let mut rx = self.rx.lock().await;
+                let Some(first) = rx.recv().await else { break };
+                Self::collect(&mut rx, first, &self.config).await
+            };
             self.commit(Batch::new(submissions)).await;
         }
         tracing::info!("ingest queue drained; writer stopped");
     }
 
+    /// A second writer on the same queue and store.
+    pub fn another(&self) -> LogWriter {
+        LogWriter {
+            rx: self.rx.clone(),
+            store: self.store.clone(),
+            dlq: self.dlq.clone(),
+            config: self.config,
+            depth: self.depth.clone(),
+            store_retry_interval: self.store_retry_interval,
+            store_down_until: None,
+        }
+    }
+
     /// Takes whatever is waiting behind `first`, up to the batch size, lingering if configured.
-    async fn collect(&mut self, first: Submission) -> Vec<Submission> {
-        let max = self.config.batch_max_events;
+    async fn collect(
+        rx: &mut mpsc::Receiver<Submission>,
+        first: Submission,
+        config: &IngestConfig,
+    ) -> Vec<Submission> {
+        let max = config.batch_max_events;
         let mut count = first.events.len();
         let mut batch = vec![first];
         while count < max {
-            match self.rx.try_recv() {
+            match rx.try_recv() {
                 Ok(s) => {
                     count += s.events.len();
                     batch.push(s);
@@ -254,10 +279,10 @@ impl LogWriter {
                 Err(_) => break,
             }
         }
-        if !self.config.batch_linger.is_zero() && count < max {
-            let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+        if !config.batch_linger.is_zero() && count < max {
+            let deadline = tokio::time::Instant::now() + config.batch_linger;
             while count < max {
-                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(s)) => {
                         count += s.events.len();
                         batch.push(s);

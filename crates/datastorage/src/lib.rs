@@ -104,7 +104,10 @@ impl Application {
             config.ingest,
             config.store_retry_interval,
         );
-        let writer: JoinHandle<()> = tokio::spawn(writer.run());
+        let mut writers: Vec<JoinHandle<()>> = (1..config.ingest.writers.max(1))
+            .map(|_| tokio::spawn(writer.another().run()))
+            .collect();
+        writers.push(tokio::spawn(writer.run()));
         let replayer = Arc::new(Replayer::new(
             dlq.clone(),
             queue.clone(),
@@ -162,7 +165,9 @@ impl Application {
         // The replay worker drains for a bounded time, then drops its queue handle; the router
         // (with every other handle) is gone, so the writer commits what is queued and stops.
         replay_task.await?;
-        writer.await?;
+        for writer in writers {
+            writer.await?;
+        }
         store.close().await;
         tracing::info!("datastorage stopped");
         Ok(())

@@ -6,6 +6,11 @@ use clap::{Parser, Subcommand};
 use datastorage::config::{Config, ServeArgs};
 use datastorage::{shutdown, store, telemetry, Application};
 
+/// Request handling allocates many small, short-lived objects; mimalloc serves them with less
+/// contention between threads than the system allocator (measured with `audit-bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "datastorage",
