@@ -42,3 +42,34 @@ async fn fifty_writers_store_ten_thousand_events_gap_free(app: TestApp) {
         10_000
     );
 }
+
+/// Several ingest writers in one process commit concurrently and still keep `seq` gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_seq_gap_free() {
+    let options = crate::helpers::AppOptions {
+        ingest_writers: Some(4),
+        batch_max_events: Some(16),
+        ..crate::helpers::AppOptions::default()
+    };
+    let Some(app) =
+        crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, options).await
+    else {
+        return;
+    };
+    let app = std::sync::Arc::new(app);
+    let tasks = (0..40).map(|t| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let (status, stored) = app
+                    .post("/api/v1/audit/events", &event(&format!("rr-w-{t}-{i}")))
+                    .await;
+                assert_eq!(status, 201, "{stored}");
+            }
+        })
+    });
+    for t in join_all(tasks).await {
+        t.unwrap();
+    }
+    assert_eq!(app.db.assert_seq_gap_free().await, 2000);
+}

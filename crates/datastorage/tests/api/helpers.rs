@@ -227,6 +227,7 @@ pub struct AppOptions {
     pub embedding_dimension: Option<usize>,
     /// Listen on this address instead of a free port (a restart on the same port).
     pub listen: Option<String>,
+    pub ingest_writers: Option<usize>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -269,6 +270,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         replay_schedule: options.replay_schedule.clone(),
         store_retry_interval: Some("200ms".into()),
         embedding_dimension: options.embedding_dimension,
+        ingest_writers: options.ingest_writers,
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");
