@@ -14,6 +14,7 @@
 mod batch;
 mod event;
 mod fields;
+pub mod merkle;
 mod problem;
 pub mod records;
 pub mod timestamp;
