@@ -60,6 +60,9 @@ struct Args {
     /// Only load an already running Data Storage at this URL (for profiling), then exit.
     #[arg(long)]
     against: Option<String>,
+    /// With --against: send batches of B events instead of single events.
+    #[arg(long)]
+    batches: bool,
 }
 
 /// One line of the table.
@@ -90,7 +93,8 @@ async fn main() -> anyhow::Result<()> {
         args.drain_events = 2_000;
     }
     if let Some(base) = &args.against {
-        let r = load::closed_loop(base, args.clients, args.duration.into(), Shape::Single).await;
+        let shape = if args.batches { Shape::Batch(args.batch) } else { Shape::Single };
+        let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await;
         println!(
             "{:.0} events/s ({} events, {} errors)",
             r.rate(),
