@@ -51,6 +51,9 @@ struct Args {
     /// Also run the DLQ scenarios (writes while PostgreSQL is down, and a drain).
     #[arg(long)]
     dlq: bool,
+    /// Run only the DLQ scenarios.
+    #[arg(long)]
+    dlq_only: bool,
     /// Events queued in the DLQ before the drain is timed.
     #[arg(long, default_value_t = 100_000)]
     drain_events: u64,
@@ -93,7 +96,11 @@ async fn main() -> anyhow::Result<()> {
         args.drain_events = 2_000;
     }
     if let Some(base) = &args.against {
-        let shape = if args.batches { Shape::Batch(args.batch) } else { Shape::Single };
+        let shape = if args.batches {
+            Shape::Batch(args.batch)
+        } else {
+            Shape::Single
+        };
         let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await;
         println!(
             "{:.0} events/s ({} events, {} errors)",
@@ -138,6 +145,28 @@ impl Bench {
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
+        if !self.args.dlq_only {
+            self.run_main().await?;
+        }
+        if self.args.dlq || self.args.dlq_only {
+            for backend in ["journal", "redis"] {
+                let (c, d) = (self.args.clients, self.d());
+                let f = dlq::run(
+                    &self.args.pg,
+                    &self.bin,
+                    backend,
+                    c,
+                    d,
+                    self.args.drain_events,
+                )
+                .await?;
+                self.dlq.push(f);
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_main(&mut self) -> anyhow::Result<()> {
         let (c, b, d) = (self.args.clients, self.args.batch, self.d());
         for (name, method) in [
             ("(a) PostgreSQL, 1 INSERT per txn", Method::SingleInsert),
@@ -356,9 +385,11 @@ impl Bench {
                 .map_or(0.0, |r| r.result.rate())
         };
         println!();
-        println!("(d)/(a) = {:.2}", rate("(d)") / rate("(a)"));
-        println!("(d)/(e) = {:.2}", rate("(d)") / rate("(e)"));
-        println!("(f)/(c) = {:.2}", rate("(f)") / rate("(c)"));
+        if !self.rows.is_empty() {
+            println!("(d)/(a) = {:.2}", rate("(d)") / rate("(a)"));
+            println!("(d)/(e) = {:.2}", rate("(d)") / rate("(e)"));
+            println!("(f)/(c) = {:.2}", rate("(f)") / rate("(c)"));
+        }
         println!("peak RSS of datastorage: {:.1} MiB", self.peak_rss);
         let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
             .context("getrusage")?;
