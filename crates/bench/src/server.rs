@@ -28,7 +28,11 @@ impl Server {
                 "0s",
             ])
             .args(args)
-            .env("RUST_LOG", "warn,datastorage=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("AUDIT_BENCH_SERVER_LOG")
+                    .unwrap_or_else(|_| "warn,datastorage=info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -49,7 +53,15 @@ impl Server {
         })
         .await
         .context("datastorage did not start within 60 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stderr; with AUDIT_BENCH_SERVER_LOG set, pass it through for profiling.
+        let echo = std::env::var("AUDIT_BENCH_SERVER_LOG").is_ok();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if echo {
+                    eprintln!("{line}");
+                }
+            }
+        });
         Ok(Server { child, base })
     }
 

@@ -304,8 +304,10 @@ impl LogWriter {
         } else {
             let started = Instant::now();
             let r = self.store.append(&batch.unique).await;
+            let took = started.elapsed();
             metrics::histogram!(m::WRITE_DURATION, "table" => "audit_events")
-                .record(started.elapsed().as_secs_f64());
+                .record(took.as_secs_f64());
+            tracing::debug!(events = batch.unique.len(), ?took, "batch appended");
             r.map_err(Some)
         };
         self.depth.fetch_sub(total, Ordering::Relaxed);

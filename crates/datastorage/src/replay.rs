@@ -122,7 +122,9 @@ impl Replayer {
         let mut earliest_delayed: Option<DateTime<Utc>> = None;
         let mut any_due = false;
         while seen < start_depth && deadline.is_none_or(|d| Instant::now() < d) {
+            let started = Instant::now();
             let claimed = self.dlq.claim(self.config.batch).await?;
+            tracing::debug!(entries = claimed.len(), took = ?started.elapsed(), "DLQ claim");
             if claimed.is_empty() {
                 break;
             }
@@ -162,11 +164,14 @@ impl Replayer {
 
     /// Replays one claimed batch; `false` when the store failed (stop this pass).
     async fn replay(&self, due: Vec<Claimed>, report: &mut ReplayReport) -> Result<bool, DlqError> {
+        let started = Instant::now();
         let events = due
             .iter()
             .map(|c| PreparedEvent::new(c.entry.event.clone()))
             .collect();
-        match self.queue.submit_replay(events).await {
+        let submitted = self.queue.submit_replay(events).await;
+        tracing::debug!(entries = due.len(), took = ?started.elapsed(), "DLQ replay submitted");
+        match submitted {
             Ok(outcomes) => {
                 let mut done = Vec::new();
                 let mut dead = Vec::new();
@@ -202,9 +207,11 @@ impl Replayer {
                     }
                 }
                 report.dead_lettered += dead.len() as u64;
+                let started = Instant::now();
                 self.dlq.ack(&done).await?;
                 self.dlq.bury(dead).await?;
                 self.dlq.release(&keep).await?;
+                tracing::debug!(took = ?started.elapsed(), "DLQ entries settled");
                 Ok(true)
             }
             Err(IngestError::Closed) => {
