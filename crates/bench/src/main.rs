@@ -213,20 +213,6 @@ impl Bench {
         self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
             .await?;
         self.query().await?;
-        if self.args.dlq {
-            for backend in ["journal", "redis"] {
-                let f = dlq::run(
-                    &self.args.pg,
-                    &self.bin,
-                    backend,
-                    c,
-                    d,
-                    self.args.drain_events,
-                )
-                .await?;
-                self.dlq.push(f);
-            }
-        }
         Ok(())
     }
 
