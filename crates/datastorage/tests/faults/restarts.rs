@@ -70,15 +70,23 @@ async fn sigkill_with_a_full_journal_loses_nothing() {
     proxy.restore();
     let server = ServerProcess::start(&args).await;
     wait_for_count(&db, 200).await;
-    let stats: serde_json::Value = client
-        .get(format!("{}/api/v1/admin/dlq", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stats["depth"], 0);
+    // Entries are acknowledged just after their commit: wait until the queue says it is empty.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: serde_json::Value = client
+            .get(format!("{}/api/v1/admin/dlq", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["depth"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "DLQ not drained: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     db.assert_each_stored_once(&ids).await;
     assert_eq!(db.assert_seq_gap_free().await, 200);
 }
