@@ -4,6 +4,7 @@
 //! decisions that carry an embedding, page by page, and keeps the best `k`: exact, and linear in
 //! the number of decisions. It is the one function an indexed implementation would replace.
 
+use audit_model::{AiAnalysisAudit, SeedRecord};
 use serde_json::Value;
 
 use crate::store::{LogStore, RecordQuery, StoreError, StoredRecord};
@@ -30,8 +31,8 @@ pub async fn nearest(
     loop {
         let page = store
             .records(&RecordQuery {
-                view: "ai_analysis_audit",
-                time_column: "investigation_start_time",
+                view: AiAnalysisAudit::KIND.view,
+                time_column: AiAnalysisAudit::KIND.time_field,
                 present: Some("embedding"),
                 after,
                 limit: PAGE,

@@ -109,6 +109,7 @@ impl SeedRecord for AiAnalysisAudit {
         resource_type: "AIAnalysis",
         actor_id: "aianalysis-controller",
         id_field: "ai_analysis_id",
+        time_field: "investigation_start_time",
         filters: &[
             "remediation_id",
             "completion_status",

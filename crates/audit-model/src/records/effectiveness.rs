@@ -65,6 +65,7 @@ impl SeedRecord for EffectivenessAudit {
         resource_type: "EffectivenessAssessment",
         actor_id: "effectivenessmonitor-service",
         id_field: "assessment_id",
+        time_field: "completed_at",
         filters: &[
             "remediation_id",
             "action_type",

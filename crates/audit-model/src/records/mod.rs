@@ -55,6 +55,8 @@ pub struct RecordKind {
     pub actor_id: &'static str,
     /// The field that identifies the subject (`GET /api/v1/audit/<path>/{id}`).
     pub id_field: &'static str,
+    /// The view column of the record's main time (what `since`/`until` filter on).
+    pub time_field: &'static str,
     /// Fields a list can be filtered by (besides `since`/`until`).
     pub filters: &'static [&'static str],
 }

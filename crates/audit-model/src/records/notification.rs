@@ -54,6 +54,7 @@ impl SeedRecord for NotificationAudit {
         resource_type: "NotificationRequest",
         actor_id: "notification-controller",
         id_field: "notification_id",
+        time_field: "sent_at",
         filters: &["remediation_id", "status", "channel"],
     };
 

@@ -66,6 +66,7 @@ impl SeedRecord for OrchestrationAudit {
         resource_type: "RemediationRequest",
         actor_id: "remediationorchestrator-controller",
         id_field: "remediation_id",
+        time_field: "start_time",
         filters: &["overall_phase", "remediation_name", "alert_fingerprint"],
     };
 

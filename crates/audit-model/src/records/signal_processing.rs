@@ -70,6 +70,7 @@ impl SeedRecord for SignalProcessingAudit {
         resource_type: "SignalProcessing",
         actor_id: "signalprocessing-controller",
         id_field: "signal_id",
+        time_field: "processing_start_time",
         filters: &[
             "remediation_id",
             "status",

@@ -71,6 +71,7 @@ impl SeedRecord for WorkflowExecutionAudit {
         resource_type: "WorkflowExecution",
         actor_id: "workflowexecution-controller",
         id_field: "workflow_execution_id",
+        time_field: "completed_at",
         filters: &["remediation_id", "status", "outcome", "workflow_name"],
     };
 

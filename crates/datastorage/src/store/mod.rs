@@ -58,16 +58,6 @@ pub enum AppendOutcome {
     Conflict(StoredEvent),
 }
 
-impl AppendOutcome {
-    pub fn stored(&self) -> &StoredEvent {
-        match self {
-            AppendOutcome::Created(e)
-            | AppendOutcome::Duplicate(e)
-            | AppendOutcome::Conflict(e) => e,
-        }
-    }
-}
-
 /// A typed record as stored: the record (`event_data`) and what the log assigned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecord {

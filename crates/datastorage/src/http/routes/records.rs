@@ -120,7 +120,7 @@ pub(crate) async fn list<R: SeedRecord>(
     let mut errors = audit_model::FieldErrors::default();
     let mut query = RecordQuery {
         view: kind.view,
-        time_column: time_column(kind.view),
+        time_column: kind.time_field,
         limit: 100,
         ..RecordQuery::default()
     };
@@ -171,7 +171,7 @@ pub(crate) async fn subject<R: SeedRecord>(
     let query = RecordQuery {
         view: kind.view,
         filters: vec![(kind.id_field, id.clone())],
-        time_column: time_column(kind.view),
+        time_column: kind.time_field,
         limit: MAX_SUBJECT_RECORDS,
         ..RecordQuery::default()
     };
@@ -191,17 +191,6 @@ pub(crate) fn row_json(r: &StoredRecord) -> Map<String, Value> {
 
 pub(crate) fn unavailable(e: crate::store::StoreError) -> ApiError {
     ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
-}
-
-/// The view column of each kind's main time.
-fn time_column(view: &str) -> &'static str {
-    match view {
-        "notification_audit" => "sent_at",
-        "signal_processing_audit" => "processing_start_time",
-        "orchestration_audit" => "start_time",
-        "ai_analysis_audit" => "investigation_start_time",
-        _ => "completed_at",
-    }
 }
 
 fn encode_cursor(seq: i64) -> String {
