@@ -166,6 +166,8 @@ impl Default for RetryPolicy {
 }
 
 /// A request to notify people about a remediation. Immutable once created.
+// Several printer columns share `type_ = "string"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "notification.kubernaut.ai",
@@ -180,8 +182,16 @@ impl Default for RetryPolicy {
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Priority", type_ = "string", json_path = ".spec.priority"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.totalAttempts"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".status.totalAttempts"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable"))]
 #[serde(rename_all = "camelCase")]
@@ -370,13 +380,19 @@ mod tests {
         let crd = serde_json::to_value(NotificationRequest::crd()).unwrap();
         let version = &crd["spec"]["versions"][0];
         let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(spec["x-kubernetes-validations"][0]["rule"], "self == oldSelf");
+        assert_eq!(
+            spec["x-kubernetes-validations"][0]["rule"],
+            "self == oldSelf"
+        );
         assert_eq!(spec["properties"]["subject"]["maxLength"], 500);
         assert_eq!(spec["properties"]["recipients"]["minItems"], 1);
         let retry = &spec["properties"]["retryPolicy"]["properties"];
         assert_eq!(retry["maxAttempts"]["maximum"].as_f64(), Some(10.0));
         assert_eq!(retry["maxBackoffSeconds"]["minimum"].as_f64(), Some(60.0));
-        assert_eq!(crd["spec"]["names"]["shortNames"], json!(["notif", "notifs"]));
+        assert_eq!(
+            crd["spec"]["names"]["shortNames"],
+            json!(["notif", "notifs"])
+        );
         assert_eq!(version["subresources"]["status"], json!({}));
         let columns: Vec<&str> = version["additionalPrinterColumns"]
             .as_array()

@@ -216,7 +216,14 @@ pub fn next_step(
             next.phase = Some(Phase::Pending);
             next.queued_at = Some(now);
             next.observed_generation = view.generation;
-            set_condition(&mut next, "Ready", "False", "Queued", "waiting to be sent", now);
+            set_condition(
+                &mut next,
+                "Ready",
+                "False",
+                "Queued",
+                "waiting to be sent",
+                now,
+            );
             return Step::Write(next);
         }
         Some(Phase::Pending) => {
@@ -330,8 +337,16 @@ fn settle(
     let mut next = status.clone();
     count(spec, &mut next);
     let (phase, reason, message) = match (next.successful_deliveries, next.failed_deliveries) {
-        (_, 0) => (Phase::Sent, "AllDelivered", "every delivery succeeded".to_string()),
-        (0, _) => (Phase::Failed, "AllFailed", "no delivery succeeded".to_string()),
+        (_, 0) => (
+            Phase::Sent,
+            "AllDelivered",
+            "every delivery succeeded".to_string(),
+        ),
+        (0, _) => (
+            Phase::Failed,
+            "AllFailed",
+            "no delivery succeeded".to_string(),
+        ),
         (ok, failed) => (
             Phase::PartiallySent,
             "PartiallyDelivered",

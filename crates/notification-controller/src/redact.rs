@@ -46,7 +46,10 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r#"(?i)(?P<key>\b[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*)(?P<q>["']?)[^\s"',;&]+"#,
             "${key}${q}[REDACTED]",
         ),
-        rule(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+", MASK),
+        rule(
+            r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+",
+            MASK,
+        ),
         rule(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", MASK),
         rule(r"\bxox[abposr]-[A-Za-z0-9-]{10,}", MASK),
         rule(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", MASK),
@@ -71,10 +74,16 @@ mod tests {
     #[test]
     fn masks_the_secrets_and_keeps_the_rest() {
         let cases = [
-            ("db password=hunter2 on node-1", "db password=[REDACTED] on node-1"),
+            (
+                "db password=hunter2 on node-1",
+                "db password=[REDACTED] on node-1",
+            ),
             ("token: abc.def-123", "token: [REDACTED]"),
             (r#"{"api_key": "k-123"}"#, r#"{"api_key": "[REDACTED]"}"#),
-            ("Authorization: Bearer eyJhbGciOi.x", "Authorization: Bearer [REDACTED]"),
+            (
+                "Authorization: Bearer eyJhbGciOi.x",
+                "Authorization: Bearer [REDACTED]",
+            ),
             (
                 "dsn postgres://app:s3cret@db:5432/x",
                 "dsn postgres://app:[REDACTED]@db:5432/x",
@@ -93,7 +102,10 @@ mod tests {
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done",
                 "[REDACTED] done",
             ),
-            ("Pod crashloop in namespace prod", "Pod crashloop in namespace prod"),
+            (
+                "Pod crashloop in namespace prod",
+                "Pod crashloop in namespace prod",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(redact(input), expected, "{input}");

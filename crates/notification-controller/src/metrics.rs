@@ -1,0 +1,74 @@
+//! The controller's Prometheus metrics, through the `metrics` facade.
+//!
+//! Labels are bounded: namespaces, the seven channels, the six phases and the four attempt
+//! statuses; never a notification name or recipient.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::breaker::BreakerState;
+use crate::crd::{AttemptStatus, ChannelKind, DeliveryAttempt, Phase};
+
+pub const DELIVERIES: &str = "notification_deliveries_total";
+pub const DELIVERY_DURATION: &str = "notification_delivery_duration_seconds";
+pub const PHASE: &str = "notification_phase";
+pub const RETRIES: &str = "notification_retry_count";
+pub const BREAKER_STATE: &str = "notification_circuit_breaker_state";
+pub const RECONCILES: &str = "notification_reconcile_total";
+pub const RECONCILE_ERRORS: &str = "notification_reconcile_errors_total";
+pub const AUDIT_FAILURES: &str = "notification_audit_write_failures_total";
+
+fn status_label(s: AttemptStatus) -> &'static str {
+    match s {
+        AttemptStatus::Success => "success",
+        AttemptStatus::Failed => "failed",
+        AttemptStatus::Timeout => "timeout",
+        AttemptStatus::Invalid => "invalid",
+    }
+}
+
+/// Counts one delivery attempt.
+pub fn delivery(namespace: &str, a: &DeliveryAttempt) {
+    let (ns, channel) = (namespace.to_string(), a.channel.as_str());
+    metrics::counter!(DELIVERIES, "namespace" => ns.clone(), "status" => status_label(a.status), "channel" => channel)
+        .increment(1);
+    metrics::histogram!(DELIVERY_DURATION, "namespace" => ns.clone(), "channel" => channel)
+        .record(a.duration_seconds);
+    if a.attempt > 1 {
+        metrics::counter!(RETRIES, "namespace" => ns, "channel" => channel).increment(1);
+    }
+}
+
+/// Exports a channel's breaker state (0 closed, 1 open, 2 half-open).
+pub fn breaker(channel: ChannelKind, state: BreakerState) {
+    metrics::gauge!(BREAKER_STATE, "channel" => channel.as_str()).set(state.gauge_value());
+}
+
+/// How many notifications are in each phase, per namespace, as last seen by this process.
+#[derive(Default)]
+pub struct PhaseGauge {
+    seen: Mutex<HashMap<(String, String), Phase>>,
+}
+
+impl PhaseGauge {
+    /// Moves `namespace/name` to `phase` (None: forgotten, for deleted objects).
+    pub fn set(&self, namespace: &str, name: &str, phase: Option<Phase>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        let old = match phase {
+            Some(p) => seen.insert(key, p),
+            None => seen.remove(&key),
+        };
+        if old == phase {
+            return;
+        }
+        for p in [old, phase].into_iter().flatten() {
+            let n = seen
+                .iter()
+                .filter(|((ns, _), q)| ns == namespace && **q == p)
+                .count();
+            metrics::gauge!(PHASE, "namespace" => namespace.to_string(), "phase" => p.as_str())
+                .set(n as f64);
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The reconciler: the thin I/O around [`crate::decide`].
+//!
+//! One reconcile walks a notification forward as far as it can go now: it asks
+//! [`decide::next_step`] what to do, does it (a status write, or a round of deliveries followed
+//! by a status write), and asks again, until the notification is finished or has to wait for a
+//! retry. Every status write carries the `resourceVersion` it was computed from; on a conflict
+//! the object is read again and the change re-applied to what is there now. Audit records are
+//! written only after a status write succeeded, from the difference between the status before
+//! and after it ([`crate::audit::intents`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_client::AuditClient;
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::audit::{self, AuditRecord, Subject};
+use crate::breaker::CircuitBreakers;
+use crate::channels::{Channels, DeliveryError, Message};
+use crate::crd::{
+    AttemptStatus, DeliveryAttempt, NotificationRequest, NotificationRequestStatus, Phase,
+};
+use crate::decide::{self, Step, Target, View};
+use crate::metrics::{self as m, PhaseGauge};
+
+/// How many status writes one reconcile makes at most before it lets others have a turn.
+const MAX_STEPS: usize = 8;
+/// How often a status write is retried after a conflict.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+/// The time source (a test can freeze or move it).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub channels: Channels,
+    pub breakers: CircuitBreakers,
+    /// None when auditing is disabled (tests of the delivery path only).
+    pub audit: Option<AuditClient>,
+    pub recorder: Recorder,
+    pub phases: PhaseGauge,
+    pub clock: Clock,
+}
+
+impl Context {
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+}
+
+/// Why a reconcile failed (it is retried by [`error_policy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the status write kept conflicting after {0} attempts")]
+    Conflict(usize),
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+}
+
+/// A successful status write: the object as stored and the status it replaced.
+struct Written {
+    object: NotificationRequest,
+    before: NotificationRequestStatus,
+}
+
+/// Reconciles one NotificationRequest.
+pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    metrics::counter!(m::RECONCILES).increment(1);
+    let namespace = nr.namespace().ok_or(Error::MissingField("namespace"))?;
+    let api: Api<NotificationRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut current = (*nr).clone();
+    if current.metadata.deletion_timestamp.is_some() {
+        ctx.phases.set(&namespace, &current.name_any(), None);
+        return Ok(Action::await_change());
+    }
+    for _ in 0..MAX_STEPS {
+        let now = ctx.now();
+        let status = current.status.clone().unwrap_or_default();
+        let uid = current.uid().unwrap_or_default();
+        let view = View {
+            uid: &uid,
+            generation: current.metadata.generation,
+            spec: &current.spec,
+            status: &status,
+        };
+        let step = decide::next_step(&view, now, &|c| ctx.breakers.blocked_until(c, now));
+        match step {
+            Step::Done => {
+                ctx.phases
+                    .set(&namespace, &current.name_any(), status.phase);
+                return Ok(Action::await_change());
+            }
+            Step::Wait(wait) => {
+                ctx.phases
+                    .set(&namespace, &current.name_any(), status.phase);
+                return Ok(Action::requeue(wait));
+            }
+            Step::Write(_) => {
+                let written = write_status(&api, &current, |obj, fresh| {
+                    let uid = obj.uid().unwrap_or_default();
+                    let view = View {
+                        uid: &uid,
+                        generation: obj.metadata.generation,
+                        spec: &obj.spec,
+                        status: fresh,
+                    };
+                    match decide::next_step(&view, now, &|c| ctx.breakers.blocked_until(c, now)) {
+                        Step::Write(next) => Some(next),
+                        _ => None,
+                    }
+                })
+                .await?;
+                match written {
+                    Some(w) => current = after_write(&ctx, w, now).await,
+                    None => current = api.get_status(&current.name_any()).await?,
+                }
+            }
+            Step::Deliver(targets) => {
+                let message = Message::from_request(&current);
+                let attempts = deliver_all(&ctx, &message, &targets).await;
+                for a in &attempts {
+                    m::delivery(&namespace, a);
+                }
+                if attempts.is_empty() {
+                    // Every channel's breaker refused at the last moment; look again soon.
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                let written = write_status(&api, &current, |obj, fresh| {
+                    let next = decide::apply_attempts(&obj.spec, fresh, &attempts, now);
+                    (next != *fresh).then_some(next)
+                })
+                .await?;
+                match written {
+                    Some(w) => current = after_write(&ctx, w, now).await,
+                    None => current = api.get_status(&current.name_any()).await?,
+                }
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// What the controller does when a reconcile fails: log, count, and try again soon.
+pub fn error_policy(nr: Arc<NotificationRequest>, error: &Error, _ctx: Arc<Context>) -> Action {
+    metrics::counter!(m::RECONCILE_ERRORS).increment(1);
+    tracing::warn!(notification = %nr.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Writes the status `change` computes from the object's current status, guarded by its
+/// `resourceVersion`; on a conflict reads the object again and re-applies `change`. `None`
+/// from `change` means there is nothing (left) to write.
+async fn write_status(
+    api: &Api<NotificationRequest>,
+    object: &NotificationRequest,
+    change: impl Fn(
+        &NotificationRequest,
+        &NotificationRequestStatus,
+    ) -> Option<NotificationRequestStatus>,
+) -> Result<Option<Written>, Error> {
+    let name = object.name_any();
+    let mut base = object.clone();
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let before = base.status.clone().unwrap_or_default();
+        let Some(next) = change(&base, &before) else {
+            return Ok(None);
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": base.resource_version()},
+            "status": next,
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(object) => return Ok(Some(Written { object, before })),
+            Err(kube::Error::Api(s)) if s.is_conflict() => {
+                tracing::debug!(notification = %name, "status conflict; re-reading");
+                base = api.get_status(&name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict(MAX_CONFLICT_RETRIES))
+}
+
+/// Audits what a status write changed, publishes an event for a final phase, and returns the
+/// object to continue from.
+async fn after_write(ctx: &Context, w: Written, now: DateTime<Utc>) -> NotificationRequest {
+    let after = w.object.status.clone().unwrap_or_default();
+    let namespace = w.object.namespace().unwrap_or_default();
+    ctx.phases
+        .set(&namespace, &w.object.name_any(), after.phase);
+    let intents = audit::intents(&w.object.spec, &w.before, &after, now);
+    let failures = record_audit(ctx, &w.object, &intents);
+    if failures > 0 {
+        publish(
+            ctx,
+            &w.object,
+            EventType::Warning,
+            "AuditWriteFailed",
+            format!("{failures} audit record(s) could not be queued for Data Storage"),
+        )
+        .await;
+    }
+    if let Some(phase) = after
+        .phase
+        .filter(|p| p.is_final() && w.before.phase != Some(*p))
+    {
+        let (kind, reason) = match phase {
+            Phase::Sent => (EventType::Normal, "NotificationSent"),
+            Phase::PartiallySent => (EventType::Warning, "NotificationPartiallySent"),
+            _ => (EventType::Warning, "NotificationFailed"),
+        };
+        let note = after.message.clone().unwrap_or_default();
+        publish(ctx, &w.object, kind, reason, note).await;
+    }
+    w.object
+}
+
+/// Hands the records to the audit client (which never waits); returns how many it refused.
+fn record_audit(ctx: &Context, nr: &NotificationRequest, intents: &[audit::AuditIntent]) -> usize {
+    let Some(client) = &ctx.audit else {
+        return 0;
+    };
+    let name = nr.name_any();
+    let subject = Subject {
+        uid: nr.uid().unwrap_or_default(),
+        namespace: nr.namespace().unwrap_or_default(),
+        correlation_id: nr
+            .spec
+            .remediation_request_name()
+            .unwrap_or(&name)
+            .to_string(),
+        summary: crate::redact::redact(&nr.spec.subject).into_owned(),
+        name,
+    };
+    let mut failures = 0;
+    for intent in intents {
+        let result = match audit::record(&subject, intent) {
+            AuditRecord::Event(e) => client.record(e),
+            AuditRecord::Notification(r) => client.record_notification(&r),
+        };
+        if let Err(error) = result {
+            failures += 1;
+            metrics::counter!(m::AUDIT_FAILURES).increment(1);
+            tracing::warn!(notification = %subject.name, %error, "audit record refused");
+        }
+    }
+    failures
+}
+
+async fn publish(
+    ctx: &Context,
+    nr: &NotificationRequest,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Deliver".to_string(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &nr.object_ref(&())).await {
+        tracing::warn!(notification = %nr.name_any(), %error, "cannot publish a Kubernetes event");
+    }
+}
+
+/// Delivers to every target whose channel's breaker lets it through, concurrently.
+async fn deliver_all(ctx: &Context, message: &Message, targets: &[Target]) -> Vec<DeliveryAttempt> {
+    let rounds = targets.iter().filter_map(|t| {
+        let now = ctx.now();
+        let allowed = ctx.breakers.try_acquire(t.channel, now);
+        m::breaker(t.channel, ctx.breakers.state(t.channel));
+        allowed.then(|| deliver_one(ctx, message, t))
+    });
+    futures::future::join_all(rounds).await
+}
+
+async fn deliver_one(ctx: &Context, message: &Message, target: &Target) -> DeliveryAttempt {
+    let started_at = ctx.now();
+    let clock = Instant::now();
+    let result = ctx
+        .channels
+        .deliver(target.channel, message, &target.recipient)
+        .await;
+    let duration_seconds = clock.elapsed().as_secs_f64();
+    let healthy = matches!(result, Ok(_) | Err(DeliveryError::Permanent(_)));
+    ctx.breakers.record(target.channel, healthy, ctx.now());
+    m::breaker(target.channel, ctx.breakers.state(target.channel));
+    let (status, provider_response, error) = match result {
+        Ok(d) => (AttemptStatus::Success, Some(d.provider_response), None),
+        Err(e @ DeliveryError::Timeout(_)) => (AttemptStatus::Timeout, None, Some(e.to_string())),
+        Err(e @ DeliveryError::Retryable(_)) => (AttemptStatus::Failed, None, Some(e.to_string())),
+        Err(e @ DeliveryError::Permanent(_)) => (AttemptStatus::Invalid, None, Some(e.to_string())),
+    };
+    if let Some(error) = &error {
+        tracing::info!(
+            notification = %message.name,
+            channel = %target.channel,
+            recipient = %target.recipient,
+            %error,
+            "delivery failed"
+        );
+    }
+    DeliveryAttempt {
+        channel: target.channel,
+        recipient: target.recipient.clone(),
+        attempt: 0, // numbered by decide::apply_attempts
+        timestamp: started_at,
+        status,
+        error,
+        provider_response,
+        duration_seconds,
+    }
+}
