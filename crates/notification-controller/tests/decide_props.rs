@@ -28,14 +28,13 @@ fn outcome() -> impl Strategy<Value = AttemptStatus> {
 fn spec_strategy() -> impl Strategy<Value = NotificationRequestSpec> {
     let channels = proptest::sample::subsequence(ChannelKind::ALL.to_vec(), 1..=4);
     let emails = 1usize..=3;
-    let policy = (1u32..=5, 1u32..=20, 1u32..=3, 60u32..=120).prop_map(|(a, i, m, x)| {
-        RetryPolicy {
+    let policy =
+        (1u32..=5, 1u32..=20, 1u32..=3, 60u32..=120).prop_map(|(a, i, m, x)| RetryPolicy {
             max_attempts: a,
             initial_backoff_seconds: i,
             backoff_multiplier: m,
             max_backoff_seconds: x,
-        }
-    });
+        });
     (channels, emails, policy).prop_map(|(channels, emails, retry_policy)| {
         let recipients = (0..emails)
             .map(|i| Recipient {
@@ -113,10 +112,12 @@ fn drive(
                 let mut attempts = vec![];
                 for t in due {
                     let state = &states[&t];
-                    assert!(state.succeeded.is_none(), "{t:?} delivered again after success");
                     assert!(
-                        next_attempt_at(uid, &t, state, &spec.retry_policy).is_some_and(|at| at <= now)
+                        state.succeeded.is_none(),
+                        "{t:?} delivered again after success"
                     );
+                    assert!(next_attempt_at(uid, &t, state, &spec.retry_policy)
+                        .is_some_and(|at| at <= now));
                     if let Some(last) = &state.last {
                         // Independently of the code under test: at least 90 % of the capped
                         // exponential backoff has passed since the last attempt.
@@ -125,7 +126,10 @@ fn drive(
                             * f64::from(p.backoff_multiplier).powi(state.attempts as i32 - 1);
                         let min_wait = base.min(f64::from(p.max_backoff_seconds)) * 0.9;
                         let waited = (now - last.timestamp).as_seconds_f64();
-                        assert!(waited >= min_wait - 1e-6, "{t:?} retried after {waited}s < {min_wait}s");
+                        assert!(
+                            waited >= min_wait - 1e-6,
+                            "{t:?} retried after {waited}s < {min_wait}s"
+                        );
                     }
                     let done = run.delivered.entry(t.clone()).or_default();
                     let result = scripts
@@ -275,13 +279,21 @@ fn a_breaker_holds_deliveries_back_without_spending_attempts() {
         phase: Some(Phase::Sending),
         ..Default::default()
     };
-    let view = View { uid: "u", generation: Some(1), spec: &spec, status: &status };
+    let view = View {
+        uid: "u",
+        generation: Some(1),
+        spec: &spec,
+        status: &status,
+    };
     let open_until = now + ChronoDuration::seconds(30);
     let blocked = |c: ChannelKind| (c == ChannelKind::Slack).then_some(open_until);
     match next_step(&view, now, &blocked) {
         Step::Deliver(due) => assert_eq!(
             due,
-            vec![Target { channel: ChannelKind::Console, recipient: "console".into() }]
+            vec![Target {
+                channel: ChannelKind::Console,
+                recipient: "console".into()
+            }]
         ),
         other => panic!("expected console only, got {other:?}"),
     }
@@ -300,7 +312,12 @@ fn a_breaker_holds_deliveries_back_without_spending_attempts() {
         }],
         now,
     );
-    let view = View { uid: "u", generation: Some(1), spec: &spec, status: &after };
+    let view = View {
+        uid: "u",
+        generation: Some(1),
+        spec: &spec,
+        status: &after,
+    };
     assert_eq!(
         next_step(&view, now, &blocked),
         Step::Wait(std::time::Duration::from_secs(30))
