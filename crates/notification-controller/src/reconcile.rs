@@ -81,6 +81,10 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
         ctx.phases.set(&namespace, &current.name_any(), None);
         return Ok(Action::await_change());
     }
+    // The object handed in comes from the controller's cache, which may lag behind our own
+    // last write. Writes are guarded by resourceVersion, but a delivery is not: before one,
+    // read the object from the API server unless this reconcile already holds what it wrote.
+    let mut fresh = false;
     for _ in 0..MAX_STEPS {
         let now = ctx.now();
         let status = current.status.clone().unwrap_or_default();
@@ -118,14 +122,20 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
                     }
                 })
                 .await?;
-                match written {
-                    Some(w) => current = after_write(&ctx, w, now).await,
-                    None => current = api.get_status(&current.name_any()).await?,
-                }
+                current = match written {
+                    Some(w) => after_write(&ctx, w, now).await,
+                    None => api.get_status(&current.name_any()).await?,
+                };
+                fresh = true;
+            }
+            Step::Deliver(_) if !fresh => {
+                current = api.get_status(&current.name_any()).await?;
+                fresh = true;
             }
             Step::Deliver(targets) => {
                 let message = Message::from_request(&current);
                 let attempts = deliver_all(&ctx, &message, &targets).await;
+                let now = ctx.now();
                 for a in &attempts {
                     m::delivery(&namespace, a);
                 }
@@ -138,10 +148,11 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
                     (next != *fresh).then_some(next)
                 })
                 .await?;
-                match written {
-                    Some(w) => current = after_write(&ctx, w, now).await,
-                    None => current = api.get_status(&current.name_any()).await?,
-                }
+                current = match written {
+                    Some(w) => after_write(&ctx, w, now).await,
+                    None => api.get_status(&current.name_any()).await?,
+                };
+                fresh = true;
             }
         }
     }

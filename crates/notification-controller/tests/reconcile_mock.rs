@@ -225,6 +225,14 @@ async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() 
     audit.close(Duration::from_secs(1)).await;
     let (ctx, mut handle) = ctx(Some(audit));
     let verifier = tokio::spawn(async move {
+        // Before delivering, the reconciler reads the object past its cache.
+        let (method, path, _, send) = next(&mut handle).await;
+        assert_eq!((method, path.as_str()), (Method::GET, STATUS_PATH));
+        answer(
+            send,
+            StatusCode::OK,
+            &object("3", json!({"phase": "Sending"})),
+        );
         let sent = expect_status_patch(&mut handle, "3", "4").await;
         assert_eq!(sent["phase"], "Sent");
         let warning = expect_event(&mut handle, "Warning", "AuditWriteFailed").await;

@@ -28,6 +28,7 @@ use crate::redact::redact;
 
 pub use email::SmtpSettings;
 pub use sms::SmsSettings;
+pub use webhook::{signature as webhook_signature, SIGNATURE_HEADER};
 
 /// What channels deliver: the notification with secrets masked.
 #[derive(Debug, Clone, Serialize)]
