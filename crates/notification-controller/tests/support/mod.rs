@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod harness;
 pub mod receivers;
 pub mod smtp;

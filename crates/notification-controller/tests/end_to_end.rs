@@ -1,0 +1,251 @@
+//! End to end: controller → audit-client → `datastorage` → PostgreSQL. The controller runs its
+//! real loop against the fake API server and delivers to real receivers; the audit trail is read
+//! back from the database.
+
+#[allow(dead_code)]
+#[path = "../../datastorage/tests/api/helpers.rs"]
+mod helpers;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use audit_client::AuditClient;
+use helpers::{spawn_app, start_on, AppOptions, Backend, TestApp, TestDb};
+use notification_controller::crd::Phase;
+use serde_json::{json, Value};
+use support::harness::{all_channels_spec, Harness};
+
+const CORRELATION: &str = "rr-2041";
+/// 4 phase changes, 5 attempts (Slack fails twice), 3 delivery records.
+const EXPECTED_EVENTS: i64 = 12;
+
+fn audit_client(base: &str, spill: &std::path::Path) -> AuditClient {
+    AuditClient::builder(base)
+        .flush_interval(Duration::from_millis(50))
+        .retry(2, Duration::from_millis(20), Duration::from_millis(100))
+        .request_timeout(Duration::from_secs(2))
+        .spill_dir(spill)
+        .service_name("notification-controller")
+        .build()
+        .unwrap()
+}
+
+fn three_channels_slack_failing_twice(h: &Harness) -> Value {
+    h.http.receivers.script("/slack", &[503, 503]);
+    let mut spec = all_channels_spec();
+    spec["channels"] = json!(["slack", "webhook", "console"]);
+    spec
+}
+
+fn pool(db: &TestDb) -> &sqlx::PgPool {
+    match db {
+        TestDb::Postgres { pool, .. } => pool,
+        TestDb::Sqlite { .. } => panic!("end-to-end tests run on PostgreSQL"),
+    }
+}
+
+async fn stored_count(db: &TestDb) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE correlation_id = $1")
+        .bind(CORRELATION)
+        .fetch_one(pool(db))
+        .await
+        .unwrap()
+}
+
+/// Checks the exact trail of the three-channel notification.
+async fn assert_trail(db: &TestDb) {
+    let pool = pool(db);
+    let rows: Vec<(String, Value, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT event_type, event_data, resource_id, namespace, actor_id, event_id::text \
+         FROM audit_events WHERE correlation_id = $1 ORDER BY seq",
+    )
+    .bind(CORRELATION)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len() as i64, EXPECTED_EVENTS, "{rows:#?}");
+    let distinct: std::collections::HashSet<&str> = rows.iter().map(|r| r.5.as_str()).collect();
+    assert_eq!(distinct.len(), rows.len(), "an event was stored twice");
+    for (_, _, resource, _, actor, _) in &rows {
+        assert_eq!(
+            (resource.as_str(), actor.as_str()),
+            ("disk-full", "notification-controller")
+        );
+    }
+
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &rows {
+        *by_type.entry(r.0.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        by_type,
+        BTreeMap::from([
+            ("notification.delivery.sent", 3),
+            ("notification.message.failed", 2),
+            ("notification.message.sent", 3),
+            ("notification.phase.transitioned", 4),
+        ])
+    );
+
+    let mut phases: Vec<(Value, Value)> = rows
+        .iter()
+        .filter(|r| r.0 == "notification.phase.transitioned")
+        .map(|r| (r.1["old_phase"].clone(), r.1["new_phase"].clone()))
+        .collect();
+    phases.sort_by_key(|(_, new)| {
+        ["Pending", "Sending", "Retrying", "Sent"]
+            .iter()
+            .position(|p| new == p)
+    });
+    assert_eq!(
+        phases,
+        [
+            (Value::Null, json!("Pending")),
+            (json!("Pending"), json!("Sending")),
+            (json!("Sending"), json!("Retrying")),
+            (json!("Retrying"), json!("Sent")),
+        ]
+    );
+    for r in rows
+        .iter()
+        .filter(|r| r.0 == "notification.phase.transitioned")
+    {
+        assert_eq!(r.3.as_deref(), Some("ops"));
+    }
+
+    let mut slack: Vec<(i64, String)> = rows
+        .iter()
+        .filter(|r| r.0.starts_with("notification.message.") && r.1["channel"] == "slack")
+        .map(|r| {
+            (
+                r.1["attempt"].as_i64().unwrap(),
+                r.1["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    slack.sort();
+    assert_eq!(
+        slack,
+        [
+            (1, "failed".into()),
+            (2, "failed".into()),
+            (3, "success".into())
+        ]
+    );
+
+    let records: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT channel, recipient, status, delivery_status, message_summary \
+         FROM notification_audit WHERE remediation_id = $1 ORDER BY channel",
+    )
+    .bind(CORRELATION)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let summary = "Disk full on node-1".to_string();
+    assert_eq!(
+        records,
+        [
+            (
+                "console".into(),
+                "console".into(),
+                "sent".into(),
+                Some("written to stdout".into()),
+                summary.clone()
+            ),
+            (
+                "slack".into(),
+                "#ops".into(),
+                "sent".into(),
+                Some("200 OK".into()),
+                summary.clone()
+            ),
+            (
+                "webhook".into(),
+                "default".into(),
+                "sent".into(),
+                Some("200 OK".into()),
+                summary
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_holds_exactly_the_expected_trail() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let spill = tempfile::tempdir().unwrap();
+    let audit = audit_client(&app.base, spill.path());
+    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+        return;
+    };
+    h.create(three_channels_slack_failing_twice(&h)).await;
+    let status = h.finished("disk-full").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Sent));
+    audit.flush().await;
+    assert_trail(&app.db).await;
+    let report = audit.close(Duration::from_secs(5)).await;
+    assert_eq!(
+        (report.sent, report.rejected, report.dropped),
+        (12, 0, 0),
+        "{report:?}"
+    );
+}
+
+/// Stops Data Storage (gracefully) and returns what is needed to start it again on the same
+/// address and database.
+async fn stop(app: TestApp) -> (String, std::sync::Arc<TestDb>) {
+    let addr = app.base.trim_start_matches("http://").to_string();
+    app.shutdown.begin();
+    app.handle.await.unwrap().unwrap();
+    (addr, app.db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_data_storage_down_the_trail_arrives_later_once() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let spill = tempfile::tempdir().unwrap();
+    let audit = audit_client(&app.base, spill.path());
+    let (addr, db) = stop(app).await;
+
+    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+        return;
+    };
+    h.create(three_channels_slack_failing_twice(&h)).await;
+    let status = h.finished("disk-full").await.status.unwrap();
+    assert_eq!(
+        status.phase,
+        Some(Phase::Sent),
+        "auditing must not hold delivery back"
+    );
+    audit.flush().await;
+    let spilled = audit.report().spilled;
+    assert!(spilled > 0, "nothing was spilled: {:?}", audit.report());
+    assert_eq!(stored_count(&db).await, 0);
+
+    // Data Storage comes back: the spill is re-sent.
+    let options = AppOptions {
+        listen: Some(addr),
+        ..AppOptions::default()
+    };
+    let _app = start_on(db.clone(), Backend::Postgres, options).await;
+    let arrived = tokio::time::timeout(Duration::from_secs(60), async {
+        while stored_count(&db).await < EXPECTED_EVENTS {
+            audit.flush().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "only {} events arrived",
+        stored_count(&db).await
+    );
+    assert_trail(&db).await;
+    let report = audit.close(Duration::from_secs(5)).await;
+    assert_eq!(report.dropped, 0, "{report:?}");
+}

@@ -1,0 +1,159 @@
+//! One controller wired to the fake API server and the real receivers, as a test starts it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_client::AuditClient;
+use chrono::Utc;
+use kube::api::PostParams;
+use kube::runtime::wait::await_condition;
+use kube::Api;
+use notification_controller::breaker::CircuitBreakers;
+use notification_controller::channels::{ChannelSettings, Channels, SmsSettings, SmtpSettings};
+use notification_controller::controller::{context, run_controller};
+use notification_controller::crd::NotificationRequest;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::fake_api::FakeApiServer;
+use super::receivers::ReceiverServer;
+use super::smtp::SmtpServer;
+
+pub const HMAC_KEY: &str = "webhook-signing-key";
+
+pub struct Harness {
+    pub api: FakeApiServer,
+    pub http: ReceiverServer,
+    pub smtp: Option<SmtpServer>,
+    pub files: tempfile::TempDir,
+    stop: CancellationToken,
+    running: Option<tokio::task::JoinHandle<()>>,
+    audit: Option<AuditClient>,
+}
+
+impl Harness {
+    pub async fn start(with_smtp: bool, audit: Option<AuditClient>) -> Option<Harness> {
+        let smtp = if with_smtp {
+            Some(SmtpServer::start().await?)
+        } else {
+            None
+        };
+        let mut h = Harness {
+            api: FakeApiServer::start().await,
+            http: ReceiverServer::start().await,
+            smtp,
+            files: tempfile::tempdir().unwrap(),
+            stop: CancellationToken::new(),
+            running: None,
+            audit,
+        };
+        h.run();
+        Some(h)
+    }
+
+    pub fn settings(&self) -> ChannelSettings {
+        let url = &self.http.url;
+        ChannelSettings {
+            slack_webhook_url: Some(format!("{url}/slack")),
+            teams_webhook_url: Some(format!("{url}/teams")),
+            webhook_default_url: Some(format!("{url}/hook")),
+            webhook_hmac_secret: Some(HMAC_KEY.to_string()),
+            smtp: self.smtp.as_ref().map(|s| SmtpSettings {
+                host: "127.0.0.1".into(),
+                port: s.port,
+                starttls: false,
+                username: None,
+                password: None,
+                from: "Kubernaut <noreply@kubernaut.ai>".into(),
+            }),
+            sms: Some(SmsSettings {
+                base_url: url.clone(),
+                account_sid: "AC123".into(),
+                auth_token: "sms-token".into(),
+                from: "+15550000000".into(),
+            }),
+            file_dir: Some(self.files.path().to_path_buf()),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Starts a controller (a fresh process, as far as the controller can tell).
+    pub fn run(&mut self) {
+        let channels = Channels::from_settings(&self.settings()).unwrap();
+        let ctx = context(
+            self.api.client(),
+            channels,
+            CircuitBreakers::new(50, Duration::from_secs(60)),
+            self.audit.clone(),
+            Arc::new(Utc::now),
+        );
+        self.stop = CancellationToken::new();
+        let stop = self.stop.clone();
+        self.running = Some(tokio::spawn(async move {
+            run_controller(ctx, None, async move { stop.cancelled().await }).await
+        }));
+    }
+
+    /// Stops the controller and waits for its reconciles to finish.
+    pub async fn halt(&mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.unwrap();
+        }
+    }
+
+    pub fn notifications(&self) -> Api<NotificationRequest> {
+        Api::namespaced(self.api.client(), "ops")
+    }
+
+    pub async fn create(&self, spec: Value) -> NotificationRequest {
+        let nr: NotificationRequest = serde_json::from_value(json!({
+            "apiVersion": "notification.kubernaut.ai/v1alpha1",
+            "kind": "NotificationRequest",
+            "metadata": {"name": "disk-full", "namespace": "ops"},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.notifications()
+            .create(&PostParams::default(), &nr)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (on a watch) until the notification reaches a final phase.
+    pub async fn finished(&self, name: &str) -> NotificationRequest {
+        let done = |nr: Option<&NotificationRequest>| {
+            nr.and_then(|n| n.status.as_ref())
+                .is_some_and(|s| s.completion_time.is_some())
+        };
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(self.notifications(), name, done),
+        )
+        .await
+        .expect("the notification did not finish in time")
+        .unwrap()
+        .unwrap()
+    }
+}
+
+/// A notification on every channel, for one recipient reachable on all of them.
+pub fn all_channels_spec() -> Value {
+    json!({
+        "type": "escalation",
+        "priority": "high",
+        "recipients": [{
+            "email": "oncall@example.com", "slack": "#ops", "teams": "SRE on-call",
+            "phone": "+15551234567"
+        }],
+        "subject": "Disk full on node-1",
+        "body": "Disk 95% full; db password=hunter2 appeared in the logs",
+        "channels": ["email", "slack", "teams", "sms", "webhook", "console", "file"],
+        "metadata": {"remediationRequestName": "rr-2041"},
+        "actionLinks": [{"service": "grafana", "url": "https://grafana.example.com/d/1", "label": "Dashboard"}],
+        "retryPolicy": {"maxAttempts": 3, "initialBackoffSeconds": 1, "backoffMultiplier": 1,
+                        "maxBackoffSeconds": 60}
+    })
+}
+
+pub const REDACTED_BODY: &str = "Disk 95% full; db password=[REDACTED] appeared in the logs";
