@@ -174,13 +174,12 @@ async fn every_channel_delivers_its_exact_payload_once() {
         .as_deref()
         .unwrap()
         .starts_with("250"));
-    let events = h.api.api.objects("events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "NotificationSent" && e["regarding"]["name"] == "disk-full"),
-        "{events:?}"
-    );
+    h.api
+        .api
+        .wait_for("events", |e| {
+            e["reason"] == "NotificationSent" && e["regarding"]["name"] == "disk-full"
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,10 @@ fn the_controller_deployment_sets_only_known_variables() {
         if name == "RUST_LOG" {
             continue;
         }
-        assert!(known.contains(&name), "{name} is not a notification-controller setting");
+        assert!(
+            known.contains(&name),
+            "{name} is not a notification-controller setting"
+        );
     }
     assert!(known.contains("DATA_STORAGE_URL"));
 }

@@ -105,7 +105,10 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
         "metadata": {"name": "disk-full", "namespace": "ops"}, "spec": spec,
     }))
     .unwrap();
-    notifications.create(&PostParams::default(), &nr).await.unwrap();
+    notifications
+        .create(&PostParams::default(), &nr)
+        .await
+        .unwrap();
     let done = |nr: Option<&NotificationRequest>| {
         nr.and_then(|n| n.status.as_ref())
             .is_some_and(|s| s.completion_time.is_some())
@@ -144,16 +147,27 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
         );
     }
     assert_eq!(
-        sample(&metrics, "notification_phase", &["namespace=\"ops\"", "phase=\"Sent\""]),
+        sample(
+            &metrics,
+            "notification_phase",
+            &["namespace=\"ops\"", "phase=\"Sent\""]
+        ),
         Some(1.0),
         "{metrics}"
     );
     assert_eq!(
-        sample(&metrics, "notification_circuit_breaker_state", &["channel=\"slack\""]),
+        sample(
+            &metrics,
+            "notification_circuit_breaker_state",
+            &["channel=\"slack\""]
+        ),
         Some(0.0),
         "{metrics}"
     );
-    assert!(metrics.contains("notification_delivery_duration_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("notification_delivery_duration_seconds"),
+        "{metrics}"
+    );
 
     // SIGTERM: the audit client is flushed and the Lease released before the process exits.
     let pid = Pid::from_raw(child.id().unwrap() as i32);

@@ -94,6 +94,23 @@ impl FakeApi {
             .collect()
     }
 
+    /// Waits (on change notifications) until an object of `plural` satisfies `pred`.
+    pub async fn wait_for(&self, plural: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let mut changed = self.changed.subscribe();
+                if let Some(o) = self.objects(plural).into_iter().find(|o| pred(o)) {
+                    return o;
+                }
+                let _ = changed.recv().await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!("no {plural} object as expected: {:?}", self.objects(plural))
+        })
+    }
+
     fn write(&self, key: Key, kind: &'static str, mut object: Value) -> Value {
         let mut store = self.store.lock().unwrap();
         store.version += 1;

@@ -120,8 +120,28 @@ impl Harness {
             .unwrap()
     }
 
-    /// Waits (on a watch) until the notification reaches a final phase.
+    /// Waits (on a watch) until the notification reaches a final phase and the controller has
+    /// finished with it: the final Kubernetes event is published after the audit records are
+    /// handed to the audit client.
     pub async fn finished(&self, name: &str) -> NotificationRequest {
+        let nr = self.final_status(name).await;
+        self.api
+            .api
+            .wait_for("events", |e| {
+                e["regarding"]["name"] == name
+                    && [
+                        "NotificationSent",
+                        "NotificationPartiallySent",
+                        "NotificationFailed",
+                    ]
+                    .iter()
+                    .any(|r| e["reason"] == *r)
+            })
+            .await;
+        nr
+    }
+
+    async fn final_status(&self, name: &str) -> NotificationRequest {
         let done = |nr: Option<&NotificationRequest>| {
             nr.and_then(|n| n.status.as_ref())
                 .is_some_and(|s| s.completion_time.is_some())
