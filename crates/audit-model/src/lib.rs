@@ -15,6 +15,7 @@ mod batch;
 mod event;
 mod fields;
 pub mod merkle;
+pub mod subtrees;
 mod problem;
 pub mod records;
 pub mod timestamp;
