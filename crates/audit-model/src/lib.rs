@@ -15,9 +15,9 @@ mod batch;
 mod event;
 mod fields;
 pub mod merkle;
-pub mod subtrees;
 mod problem;
 pub mod records;
+pub mod subtrees;
 pub mod timestamp;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};

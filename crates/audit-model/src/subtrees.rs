@@ -49,7 +49,7 @@ fn decompose_into(range: Range<u64>, out: &mut Vec<NodeId>) {
     if size == 0 {
         return;
     }
-    if size.is_power_of_two() && range.start % size == 0 {
+    if size.is_power_of_two() && range.start.is_multiple_of(size) {
         let level = size.trailing_zeros() as u8;
         out.push(NodeId::new(level, range.start >> level));
         return;
@@ -146,7 +146,9 @@ pub fn extend(
         let mut node = (NodeId::new(0, size + i as u64), *leaf);
         // Merge with the left neighbour while it is the sibling of the same size.
         while let Some(&(left, left_hash)) = stack.last() {
-            if left.level != node.0.level || left.index + 1 != node.0.index || left.index % 2 != 0
+            if left.level != node.0.level
+                || left.index + 1 != node.0.index
+                || !left.index.is_multiple_of(2)
             {
                 break;
             }
@@ -178,7 +180,10 @@ mod tests {
     }
 
     fn hash_range(all: &[Hash], range: Range<u64>) -> Hash {
-        let parts: Vec<Hash> = decompose(range).into_iter().map(|n| hash_of(all, n)).collect();
+        let parts: Vec<Hash> = decompose(range)
+            .into_iter()
+            .map(|n| hash_of(all, n))
+            .collect();
         range_root(&parts)
     }
 
