@@ -129,13 +129,18 @@ pub fn frontier(size: u64) -> Vec<NodeId> {
     decompose(0..size)
 }
 
+/// What appending leaves to the tree produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// Every node of level ≥ 1 that the new leaves completed, in creation order.
+    pub created: Vec<(NodeId, Hash)>,
+    /// The new tree's frontier, largest first.
+    pub frontier: Vec<(NodeId, Hash)>,
+}
+
 /// Extends the tree of `size` leaves (whose [`frontier`] roots are `frontier_hashes`) by
-/// `leaves`: returns every node of level ≥ 1 that the new leaves complete, and the new frontier.
-pub fn extend(
-    size: u64,
-    frontier_hashes: &[Hash],
-    leaves: &[Hash],
-) -> (Vec<(NodeId, Hash)>, Vec<(NodeId, Hash)>) {
+/// `leaves`.
+pub fn extend(size: u64, frontier_hashes: &[Hash], leaves: &[Hash]) -> Extension {
     // The frontier as a stack of (node, hash), largest (leftmost) first.
     let mut stack: Vec<(NodeId, Hash)> = frontier(size)
         .into_iter()
@@ -161,7 +166,10 @@ pub fn extend(
         }
         stack.push(node);
     }
-    (created, stack)
+    Extension {
+        created,
+        frontier: stack,
+    }
 }
 
 #[cfg(test)]
@@ -208,7 +216,8 @@ mod tests {
             let mut frontier_hashes: Vec<Hash> = vec![];
             let mut created: Vec<NodeId> = vec![];
             for step in steps {
-                let (nodes, new_frontier) = extend(size, &frontier_hashes, &all[size as usize..(size + step) as usize]);
+                let Extension { created: nodes, frontier: new_frontier } =
+                    extend(size, &frontier_hashes, &all[size as usize..(size + step) as usize]);
                 for (id, h) in &nodes {
                     prop_assert_eq!(*h, hash_of(&all, *id));
                     created.push(*id);
