@@ -12,6 +12,7 @@
 //! * **Problems** ([`Problem`]): RFC 7807 error bodies with stable `type` slugs.
 
 mod batch;
+pub mod checkpoint;
 mod event;
 mod fields;
 pub mod merkle;
