@@ -15,6 +15,7 @@ pub mod shutdown;
 pub mod similarity;
 pub mod store;
 pub mod telemetry;
+pub mod tree;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -19,6 +19,8 @@ pub const DLQ_OLDEST_AGE: &str = "datastorage_dlq_oldest_age_seconds";
 pub const DLQ_ENQUEUED: &str = "datastorage_dlq_enqueued_total";
 pub const DLQ_REPLAYED: &str = "datastorage_dlq_replayed_total";
 pub const DLQ_DEAD_LETTERS: &str = "datastorage_dlq_dead_letters_total";
+pub const TREE_SIZE: &str = "datastorage_tree_size";
+pub const CHECKPOINT_FAILURES: &str = "datastorage_checkpoint_failures_total";
 
 /// Event categories that get their own label value.
 const KNOWN_SERVICES: [&str; 10] = [

@@ -11,8 +11,14 @@
 mod postgres;
 mod query;
 mod sqlite;
+mod tree_postgres;
+mod tree_sqlite;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
 use audit_model::{AuditEvent, StoredEvent};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -45,6 +51,35 @@ impl PreparedEvent {
             received_at,
         }
     }
+}
+
+/// A signed tree head as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub root_hash: Hash,
+    pub signed_at: DateTime<Utc>,
+    pub origin: String,
+    pub key_id: String,
+    /// The C2SP signed note, as published.
+    pub note: String,
+}
+
+/// Which checkpoints to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointQuery {
+    /// The largest.
+    Latest,
+    /// The one of exactly this tree size.
+    Size(i64),
+    /// The smallest one whose tree size is at least this.
+    Covering(i64),
+    /// Signed at or after `since` (when given), tree size above `after_size`, ascending.
+    Page {
+        since: Option<DateTime<Utc>>,
+        after_size: i64,
+        limit: i64,
+    },
 }
 
 /// What appending one event did.
@@ -133,6 +168,24 @@ pub trait LogStore: Send + Sync + 'static {
     async fn count(&self) -> Result<i64, StoreError>;
     /// Answers when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Up to `limit` leaf hashes after `after_seq`, as `(seq, leaf hash)` in seq order.
+    async fn leaf_hashes(&self, after_seq: i64, limit: i64)
+        -> Result<Vec<(i64, Hash)>, StoreError>;
+    /// The stored hashes of these tree nodes (level 0: the leaf hash at seq `index + 1`);
+    /// nodes not stored are absent from the answer.
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError>;
+    /// Stores new tree nodes and the checkpoint over them in one transaction. Nodes already
+    /// stored are kept (they are deterministic); `false` when a checkpoint of that size exists.
+    async fn add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<bool, StoreError>;
+    /// Checkpoints matching the query.
+    async fn checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
     /// Closes the connections.
     async fn close(&self);
 }

@@ -26,9 +26,11 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, RecordQuery,
-    StoreError, StoredRecord,
+    classify, existing_outcome, AppendOutcome, CheckpointQuery, EventQuery, LogStore,
+    PreparedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
 
 /// Key of the advisory lock that guards the log head ("audithead" in ASCII, as an i64).
 pub const LOG_HEAD_LOCK: i64 = 0x6175_6469_7468_6561;
@@ -163,6 +165,33 @@ impl LogStore for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        self.tree_leaf_hashes(after_seq, limit).await
+    }
+
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        self.tree_nodes(ids).await
+    }
+
+    async fn add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        self.tree_add_checkpoint(nodes, checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.tree_checkpoints(query).await
     }
 }
 

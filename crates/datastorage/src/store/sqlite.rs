@@ -4,6 +4,7 @@
 //! once, so the head read and the inserts cannot interleave with another writer. `synchronous =
 //! FULL`: a commit is on disk before the writer answers.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, EventQuery, LogStore, PreparedEvent, RecordQuery,
-    StoreError, StoredRecord,
+    classify, existing_outcome, AppendOutcome, CheckpointQuery, EventQuery, LogStore,
+    PreparedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
 use audit_model::timestamp;
 
 /// Rows per INSERT statement (27 placeholders each stays below SQLite's variable limit).
@@ -154,6 +157,33 @@ impl LogStore for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        self.tree_leaf_hashes(after_seq, limit).await
+    }
+
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        self.tree_nodes(ids).await
+    }
+
+    async fn add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        self.tree_add_checkpoint(nodes, checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.tree_checkpoints(query).await
     }
 }
 

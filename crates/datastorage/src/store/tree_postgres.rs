@@ -1,0 +1,172 @@
+//! The Merkle tree's tables on PostgreSQL (see `migrations/postgres/0003_merkle_tree.sql`).
+
+use std::collections::HashMap;
+
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::{CheckpointQuery, PostgresStore, StoreError, StoredCheckpoint};
+
+pub(super) fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, origin, key_id, note";
+
+fn decode_checkpoint(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        tree_size: row.try_get("tree_size")?,
+        root_hash: to_hash(row.try_get("root_hash")?)?,
+        signed_at: row.try_get::<DateTime<Utc>, _>("signed_at")?,
+        origin: row.try_get("origin")?,
+        key_id: row.try_get("key_id")?,
+        note: row.try_get("note")?,
+    })
+}
+
+impl PostgresStore {
+    pub(super) async fn tree_leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT seq, leaf_hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|(seq, h)| Ok((seq, to_hash(h)?)))
+        .collect()
+    }
+
+    pub(super) async fn tree_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let seqs: Vec<i64> = ids
+            .iter()
+            .filter(|n| n.level == 0)
+            .map(|n| n.index as i64 + 1)
+            .collect();
+        let (levels, indexes): (Vec<i16>, Vec<i64>) = ids
+            .iter()
+            .filter(|n| n.level > 0)
+            .map(|n| (i16::from(n.level), n.index as i64))
+            .unzip();
+        let mut out = HashMap::with_capacity(ids.len());
+        if !seqs.is_empty() {
+            let rows: Vec<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, leaf_hash FROM audit_events WHERE seq = ANY($1)")
+                    .bind(&seqs)
+                    .fetch_all(self.pool())
+                    .await?;
+            for (seq, h) in rows {
+                out.insert(NodeId::new(0, (seq - 1) as u64), to_hash(h)?);
+            }
+        }
+        if !levels.is_empty() {
+            let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT n.level, n.idx, n.hash FROM unnest($1::int2[], $2::int8[]) AS q(level, idx) \
+                 JOIN merkle_nodes n ON n.level = q.level AND n.idx = q.idx",
+            )
+            .bind(&levels)
+            .bind(&indexes)
+            .fetch_all(self.pool())
+            .await?;
+            for (level, idx, h) in rows {
+                out.insert(NodeId::new(level as u8, idx as u64), to_hash(h)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn tree_add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        c: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if !nodes.is_empty() {
+            let levels: Vec<i16> = nodes.iter().map(|(n, _)| i16::from(n.level)).collect();
+            let indexes: Vec<i64> = nodes.iter().map(|(n, _)| n.index as i64).collect();
+            let hashes: Vec<Vec<u8>> = nodes.iter().map(|(_, h)| h.to_vec()).collect();
+            sqlx::query(
+                "INSERT INTO merkle_nodes (level, idx, hash) \
+                 SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) \
+                 ON CONFLICT (level, idx) DO NOTHING",
+            )
+            .bind(&levels)
+            .bind(&indexes)
+            .bind(&hashes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO checkpoints (tree_size, root_hash, signed_at, origin, key_id, note) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(c.tree_size)
+        .bind(c.root_hash.to_vec())
+        .bind(c.signed_at)
+        .bind(&c.origin)
+        .bind(&c.key_id)
+        .bind(&c.note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn tree_checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let base = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints");
+        let rows = match query {
+            CheckpointQuery::Latest => {
+                sqlx::query(&format!("{base} ORDER BY tree_size DESC LIMIT 1"))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            CheckpointQuery::Size(size) => {
+                sqlx::query(&format!("{base} WHERE tree_size = $1"))
+                    .bind(size)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            CheckpointQuery::Covering(size) => {
+                sqlx::query(&format!(
+                    "{base} WHERE tree_size >= $1 ORDER BY tree_size LIMIT 1"
+                ))
+                .bind(size)
+                .fetch_all(self.pool())
+                .await?
+            }
+            CheckpointQuery::Page {
+                since,
+                after_size,
+                limit,
+            } => {
+                sqlx::query(&format!(
+                    "{base} WHERE tree_size > $1 AND ($2::timestamptz IS NULL OR signed_at >= $2) \
+                     ORDER BY tree_size LIMIT $3"
+                ))
+                .bind(after_size)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
+        rows.iter().map(decode_checkpoint).collect()
+    }
+}

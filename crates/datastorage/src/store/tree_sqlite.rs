@@ -1,0 +1,178 @@
+//! The Merkle tree's tables on SQLite (see `migrations/sqlite/0003_merkle_tree.sql`).
+
+use std::collections::HashMap;
+
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
+use audit_model::timestamp;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::tree_postgres::to_hash;
+use super::{CheckpointQuery, SqliteStore, StoreError, StoredCheckpoint};
+
+/// SQLite's default limit of bound parameters is 32766; three per node.
+const NODES_PER_INSERT: usize = 5000;
+
+const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, origin, key_id, note";
+
+fn decode_checkpoint(row: &SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+    let signed_at: String = row.try_get("signed_at")?;
+    Ok(StoredCheckpoint {
+        tree_size: row.try_get("tree_size")?,
+        root_hash: to_hash(row.try_get("root_hash")?)?,
+        signed_at: timestamp::parse(&signed_at)
+            .map_err(|e| StoreError::Corrupt(format!("signed_at {signed_at:?}: {e}")))?,
+        origin: row.try_get("origin")?,
+        key_id: row.try_get("key_id")?,
+        note: row.try_get("note")?,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn tree_leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT seq, leaf_hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|(seq, h)| Ok((seq, to_hash(h)?)))
+        .collect()
+    }
+
+    pub(super) async fn tree_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let leaves: Vec<i64> = ids
+            .iter()
+            .filter(|n| n.level == 0)
+            .map(|n| n.index as i64 + 1)
+            .collect();
+        for chunk in leaves.chunks(1000) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT seq, leaf_hash FROM audit_events WHERE seq IN (");
+            let mut list = q.separated(", ");
+            for seq in chunk {
+                list.push_bind(*seq);
+            }
+            q.push(")");
+            for (seq, h) in q
+                .build_query_as::<(i64, Vec<u8>)>()
+                .fetch_all(self.pool())
+                .await?
+            {
+                out.insert(NodeId::new(0, (seq - 1) as u64), to_hash(h)?);
+            }
+        }
+        let inner: Vec<&NodeId> = ids.iter().filter(|n| n.level > 0).collect();
+        for chunk in inner.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES ",
+            );
+            let mut list = q.separated(", ");
+            for n in chunk {
+                list.push("(")
+                    .push_bind_unseparated(i64::from(n.level))
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(n.index as i64)
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for (level, idx, h) in q
+                .build_query_as::<(i64, i64, Vec<u8>)>()
+                .fetch_all(self.pool())
+                .await?
+            {
+                out.insert(NodeId::new(level as u8, idx as u64), to_hash(h)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn tree_add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        c: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for chunk in nodes.chunks(NODES_PER_INSERT) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) ");
+            q.push_values(chunk, |mut b, (n, h)| {
+                b.push_bind(i64::from(n.level))
+                    .push_bind(n.index as i64)
+                    .push_bind(h.to_vec());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO checkpoints (tree_size, root_hash, signed_at, origin, key_id, note) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.tree_size)
+        .bind(c.root_hash.to_vec())
+        .bind(timestamp::format(&c.signed_at))
+        .bind(&c.origin)
+        .bind(&c.key_id)
+        .bind(&c.note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn tree_checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let base = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints");
+        let rows = match query {
+            CheckpointQuery::Latest => {
+                sqlx::query(&format!("{base} ORDER BY tree_size DESC LIMIT 1"))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            CheckpointQuery::Size(size) => {
+                sqlx::query(&format!("{base} WHERE tree_size = ?"))
+                    .bind(size)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            CheckpointQuery::Covering(size) => {
+                sqlx::query(&format!(
+                    "{base} WHERE tree_size >= ? ORDER BY tree_size LIMIT 1"
+                ))
+                .bind(size)
+                .fetch_all(self.pool())
+                .await?
+            }
+            CheckpointQuery::Page {
+                since,
+                after_size,
+                limit,
+            } => {
+                sqlx::query(&format!(
+                    "{base} WHERE tree_size > ? AND (? IS NULL OR signed_at >= ?) \
+                     ORDER BY tree_size LIMIT ?"
+                ))
+                .bind(after_size)
+                .bind(since.map(|t| timestamp::format(&t)))
+                .bind(since.map(|t| timestamp::format(&t)))
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
+        rows.iter().map(decode_checkpoint).collect()
+    }
+}

@@ -1,0 +1,175 @@
+//! The tamper-evident log: the Merkle tree over `audit_events` in `seq` order, extended and
+//! signed by the [`Checkpointer`], and read back as inclusion and consistency proofs.
+//!
+//! The tree is built behind the ingest path, as certificate-transparency logs integrate behind
+//! their sequencer: a write is acknowledged when its row (with `seq` and leaf hash) is committed;
+//! within a checkpoint interval (1 s by default) the checkpointer reads the new leaf hashes in
+//! `seq` order, writes the subtree roots they complete, and stores a signed checkpoint over the
+//! new size, in one transaction. Ingest pays nothing for the tree; an event is provable from the
+//! first checkpoint that covers it. Because the log head's lock makes commits happen in `seq`
+//! order, a leaf visible at `seq = n` means every `seq < n` is visible too; a gap is corruption
+//! and stops the checkpointer (it never signs over a hole).
+//!
+//! Several replicas may run checkpointers: nodes are deterministic (inserted if absent) and a
+//! checkpoint of a size already stored is not replaced, so they agree whoever wins.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_model::checkpoint::{Checkpoint, CheckpointSigner};
+use audit_model::merkle::Hash;
+use audit_model::subtrees::{self, NodeId};
+use chrono::Utc;
+
+use crate::shutdown::Shutdown;
+use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
+
+/// Leaves integrated per checkpoint at most (a backlog becomes several checkpoints).
+const LEAVES_PER_CHECKPOINT: i64 = 50_000;
+
+/// Signs checkpoints over the log as it grows.
+pub struct Checkpointer {
+    store: Arc<dyn LogStore>,
+    signer: Arc<CheckpointSigner>,
+}
+
+impl Checkpointer {
+    pub fn new(store: Arc<dyn LogStore>, signer: Arc<CheckpointSigner>) -> Checkpointer {
+        Checkpointer { store, signer }
+    }
+
+    /// Integrates up to [`LEAVES_PER_CHECKPOINT`] new leaves and stores a signed checkpoint over
+    /// them. `None` when there is nothing new.
+    pub async fn advance(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let latest = self
+            .store
+            .checkpoints(&CheckpointQuery::Latest)
+            .await?
+            .pop();
+        let size = latest.as_ref().map_or(0, |c| c.tree_size);
+        let leaves = self.store.leaf_hashes(size, LEAVES_PER_CHECKPOINT).await?;
+        if leaves.is_empty() {
+            return Ok(None);
+        }
+        for (i, (seq, _)) in leaves.iter().enumerate() {
+            if *seq != size + 1 + i as i64 {
+                return Err(StoreError::Corrupt(format!(
+                    "the log has a gap: seq {} follows {}",
+                    seq,
+                    size + i as i64
+                )));
+            }
+        }
+        let frontier_ids = subtrees::frontier(size as u64);
+        let stored = self.store.nodes(&frontier_ids).await?;
+        let frontier: Vec<Hash> = frontier_ids
+            .iter()
+            .map(|id| {
+                stored.get(id).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("tree node {id:?} of checkpoint {size} is missing"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
+        let extension = subtrees::extend(size as u64, &frontier, &hashes);
+        let frontier_hashes: Vec<Hash> = extension.frontier.iter().map(|(_, h)| *h).collect();
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_string(),
+            tree_size: size as u64 + hashes.len() as u64,
+            root_hash: subtrees::range_root(&frontier_hashes),
+            timestamp: audit_model::timestamp::truncate(Utc::now()),
+        };
+        let stored = StoredCheckpoint {
+            tree_size: checkpoint.tree_size as i64,
+            root_hash: checkpoint.root_hash,
+            signed_at: checkpoint.timestamp,
+            origin: checkpoint.origin.clone(),
+            key_id: self.signer.key_id(),
+            note: self.signer.sign(&checkpoint),
+        };
+        self.store
+            .add_checkpoint(&extension.created, &stored)
+            .await?;
+        metrics::gauge!(crate::metrics::TREE_SIZE).set(stored.tree_size as f64);
+        Ok(Some(stored))
+    }
+
+    /// Advances until every committed leaf is covered; the last checkpoint stored, if any.
+    pub async fn catch_up(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let mut last = None;
+        while let Some(c) = self.advance().await? {
+            last = Some(c);
+        }
+        Ok(last)
+    }
+
+    /// Checkpoints every `interval` while there is something new, and once more when shutdown
+    /// begins (after which the caller makes the final one, once the ingest queue is flushed).
+    pub async fn run(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.begun() => return,
+            }
+            if let Err(error) = self.catch_up().await {
+                metrics::counter!(crate::metrics::CHECKPOINT_FAILURES).increment(1);
+                tracing::error!(%error, "cannot sign a checkpoint");
+            }
+        }
+    }
+}
+
+/// The hashes of `ranges` (each an RFC 9162 subtree range) read from the stored tree.
+async fn range_hashes(
+    store: &dyn LogStore,
+    ranges: &[Range<u64>],
+) -> Result<Vec<Hash>, StoreError> {
+    let plans: Vec<Vec<NodeId>> = ranges
+        .iter()
+        .map(|r| subtrees::decompose(r.clone()))
+        .collect();
+    let wanted: Vec<NodeId> = plans
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let found = store.nodes(&wanted).await?;
+    plans
+        .iter()
+        .map(|plan| {
+            let parts =
+                plan.iter()
+                    .map(|id| {
+                        found.get(id).copied().ok_or_else(|| {
+                            StoreError::Corrupt(format!("tree node {id:?} is missing"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+            Ok(subtrees::range_root(&parts))
+        })
+        .collect()
+}
+
+/// The inclusion proof of leaf `index` (seq − 1) in the tree of `size` leaves.
+pub async fn inclusion_proof(
+    store: &dyn LogStore,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    range_hashes(store, &subtrees::inclusion_ranges(index, size)).await
+}
+
+/// The consistency proof from tree size `first` to `second`.
+pub async fn consistency_proof(
+    store: &dyn LogStore,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    range_hashes(store, &subtrees::consistency_ranges(first, second)).await
+}
