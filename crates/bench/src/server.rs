@@ -26,6 +26,7 @@ impl Server {
                 "json",
                 "--shutdown-delay",
                 "0s",
+                "--create-checkpoint-key",
             ])
             .args(args)
             .env(

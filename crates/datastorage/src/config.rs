@@ -113,6 +113,22 @@ pub struct ServeArgs {
     /// Required length of an AI decision's embedding.
     #[arg(long, env = "DATASTORAGE_EMBEDDING_DIMENSION")]
     pub embedding_dimension: Option<usize>,
+    /// `enabled` (default) or `disabled`: signed Merkle checkpoints over the log.
+    #[arg(long, env = "DATASTORAGE_CHECKPOINTS")]
+    pub checkpoints: Option<String>,
+    /// The checkpoint signing key (from `datastorage keygen`); default `<data_dir>/checkpoint.key`.
+    #[arg(long, env = "DATASTORAGE_CHECKPOINT_KEY_FILE")]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// How often new events are covered by a signed checkpoint (e.g. `1s`).
+    #[arg(long, env = "DATASTORAGE_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
+    /// Create the signing key when the key file is missing (for a local or embedded setup;
+    /// production keys are made with `datastorage keygen` and mounted).
+    #[arg(long, env = "DATASTORAGE_CREATE_CHECKPOINT_KEY", num_args = 0..=1, default_missing_value = "true")]
+    pub create_checkpoint_key: Option<bool>,
+    /// The log's name in its checkpoints, used when the key is created.
+    #[arg(long, env = "DATASTORAGE_CHECKPOINT_ORIGIN")]
+    pub checkpoint_origin: Option<String>,
 }
 
 /// The same settings as read from the YAML file.
@@ -143,6 +159,11 @@ struct FileConfig {
     drain_timeout: Option<String>,
     log_format: Option<String>,
     embedding_dimension: Option<usize>,
+    checkpoints: Option<String>,
+    checkpoint_key_file: Option<PathBuf>,
+    checkpoint_interval: Option<String>,
+    create_checkpoint_key: Option<bool>,
+    checkpoint_origin: Option<String>,
 }
 
 /// Where the log lives.
@@ -194,6 +215,18 @@ pub struct ReplayConfig {
     pub shutdown_drain: Duration,
 }
 
+/// The default origin (and key name) of the log's checkpoints.
+pub const DEFAULT_ORIGIN: &str = "kubernaut.ai/audit";
+
+/// Signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub key_file: PathBuf,
+    pub interval: Duration,
+    pub create_key: bool,
+    pub origin: String,
+}
+
 /// The validated configuration of `datastorage serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -211,6 +244,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
     pub embedding_dimension: usize,
+    /// None when checkpoints are disabled.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Config {
@@ -305,7 +340,31 @@ impl Config {
                 "must be between 1 and 65536",
             ));
         }
+        let checkpoint = match pick!(checkpoints).as_deref() {
+            None | Some("enabled") => Some(CheckpointConfig {
+                key_file: pick!(checkpoint_key_file)
+                    .unwrap_or_else(|| data_dir.join("checkpoint.key")),
+                interval: duration(
+                    "checkpoint_interval",
+                    pick!(checkpoint_interval),
+                    Duration::from_secs(1),
+                )?,
+                create_key: pick!(create_checkpoint_key).unwrap_or(false),
+                origin: pick!(checkpoint_origin).unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
+            }),
+            Some("disabled") => None,
+            Some(other) => {
+                return Err(invalid(
+                    "checkpoints",
+                    format!("{other:?}: expected enabled or disabled"),
+                ))
+            }
+        };
+        if checkpoint.as_ref().is_some_and(|c| c.interval.is_zero()) {
+            return Err(invalid("checkpoint_interval", "must be above 0"));
+        }
         Ok(Config {
+            checkpoint,
             embedding_dimension,
             listen,
             database,

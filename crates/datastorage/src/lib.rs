@@ -9,6 +9,7 @@ pub mod config;
 pub mod dlq;
 pub mod http;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod replay;
 pub mod shutdown;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use audit_model::checkpoint::CheckpointSigner;
 use config::Config;
 use dlq::DlqBackend;
 use http::AppState;
@@ -32,6 +34,7 @@ use ingest::IngestQueue;
 use replay::Replayer;
 use shutdown::Shutdown;
 use store::LogStore;
+use tree::Checkpointer;
 
 /// A built service: listener bound, store connected and migrated, writer ready.
 pub struct Application {
@@ -39,12 +42,21 @@ pub struct Application {
     config: Config,
     store: Arc<dyn LogStore>,
     dlq: Arc<dyn DlqBackend>,
+    signer: Option<Arc<CheckpointSigner>>,
     shutdown: Shutdown,
 }
 
 impl Application {
     /// Connects the store (applying migrations) and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // The key first: a service that cannot sign should not start taking writes.
+        let signer = match &config.checkpoint {
+            Some(c) => Some(Arc::new(keys::load(&c.key_file, c.create_key, &c.origin)?)),
+            None => {
+                tracing::warn!("checkpoints are disabled: the log is not signed");
+                None
+            }
+        };
         let store = store::connect(&config.database, config.database_max_connections)
             .await
             .context("cannot open the audit store")?;
@@ -59,6 +71,7 @@ impl Application {
             config,
             store,
             dlq,
+            signer,
             shutdown: Shutdown::new(),
         })
     }
@@ -97,6 +110,7 @@ impl Application {
             config,
             store,
             dlq,
+            signer,
             shutdown,
         } = self;
         let (queue, writer) = IngestQueue::new(
@@ -116,6 +130,15 @@ impl Application {
             config.replay.clone(),
         ));
         let replay_task = tokio::spawn(replayer.clone().run(shutdown.clone()));
+        let checkpointer = signer
+            .clone()
+            .map(|signer| Arc::new(Checkpointer::new(store.clone(), signer)));
+        let checkpoint_task = match (&checkpointer, &config.checkpoint) {
+            (Some(c), Some(settings)) => Some(tokio::spawn(
+                c.clone().run(settings.interval, shutdown.clone()),
+            )),
+            _ => None,
+        };
         let state = AppState {
             queue,
             store: store.clone(),
@@ -125,6 +148,7 @@ impl Application {
             metrics: metrics::prometheus(),
             batch_max_items: config.batch_max_items,
             embedding_dimension: config.embedding_dimension,
+            verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         };
         let app = http::router(state, config.body_limit_bytes);
         let addr = listener.local_addr()?;
@@ -168,6 +192,19 @@ impl Application {
         replay_task.await?;
         for writer in writers {
             writer.await?;
+        }
+        // Everything acknowledged is committed: sign the final checkpoint over it.
+        if let Some(task) = checkpoint_task {
+            task.await?;
+        }
+        if let Some(c) = checkpointer {
+            match c.catch_up().await {
+                Ok(Some(last)) => {
+                    tracing::info!(tree_size = last.tree_size, "final checkpoint signed")
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "cannot sign the final checkpoint"),
+            }
         }
         store.close().await;
         tracing::info!("datastorage stopped");

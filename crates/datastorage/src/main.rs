@@ -30,6 +30,15 @@ enum Command {
     Migrate(ServeArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Create a checkpoint signing key (prints the public key to share with verifiers).
+    Keygen {
+        /// Where to write the key (never over an existing file).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The log's name, as its checkpoints will carry it.
+        #[arg(long, default_value = datastorage::config::DEFAULT_ORIGIN)]
+        origin: String,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +59,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!(store = store.backend(), "migrations applied");
             store.close().await;
+            Ok(())
+        }
+        Command::Keygen { out, origin } => {
+            let signer = datastorage::keys::generate(&origin)?;
+            datastorage::keys::write_new(&out, &signer)?;
+            println!("{}", signer.verifier().to_text());
             Ok(())
         }
         Command::Openapi => {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub batch_max_items: usize,
     /// Required length of an AI decision's embedding.
     pub embedding_dimension: usize,
+    /// The checkpoints' public key (None when checkpoints are disabled).
+    pub verifier: Option<Arc<audit_model::checkpoint::CheckpointVerifier>>,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -107,6 +109,23 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route(
             "/api/v1/audit/effectiveness/{id}",
             get(records::get_effectiveness),
+        )
+        .route(
+            "/api/v1/audit/events/{event_id}/proof",
+            get(routes::checkpoints::event_proof),
+        )
+        .route("/api/v1/audit/checkpoints", get(routes::checkpoints::list))
+        .route(
+            "/api/v1/audit/checkpoints/latest",
+            get(routes::checkpoints::latest),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/public-key",
+            get(routes::checkpoints::public_key),
+        )
+        .route(
+            "/api/v1/audit/consistency",
+            get(routes::checkpoints::consistency),
         )
         .route("/api/v1/admin/dlq", get(routes::admin::stats))
         .route(

@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::routes::{admin, events, health, records, similar};
+use super::routes::{admin, checkpoints, events, health, records, similar};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,11 @@ use super::routes::{admin, events, health, records, similar};
         records::create_effectiveness,
         records::list_effectiveness,
         records::get_effectiveness,
+        checkpoints::public_key,
+        checkpoints::latest,
+        checkpoints::list,
+        checkpoints::event_proof,
+        checkpoints::consistency,
         admin::stats,
         admin::dead_letters,
         admin::replay,
@@ -75,9 +80,15 @@ use super::routes::{admin, events, health, records, similar};
         crate::replay::ReplayReport,
         health::HealthStatus,
         health::ComponentStatus,
+        checkpoints::PublicKey,
+        checkpoints::CheckpointView,
+        checkpoints::CheckpointPage,
+        checkpoints::EventProof,
+        checkpoints::ConsistencyProof,
     )),
     tags(
         (name = "events", description = "The unified audit event log"),
+        (name = "tamper-evidence", description = "Signed checkpoints and Merkle proofs (RFC 9162)"),
         (name = "records", description = "The six typed seed audit records, stored as events of the log"),
         (name = "admin", description = "Operating the dead-letter queue"),
         (name = "health", description = "Probes, metrics and this document"),

@@ -228,6 +228,7 @@ pub struct AppOptions {
     /// Listen on this address instead of a free port (a restart on the same port).
     pub listen: Option<String>,
     pub ingest_writers: Option<usize>,
+    pub checkpoint_interval: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -271,6 +272,13 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         store_retry_interval: Some("200ms".into()),
         embedding_dimension: options.embedding_dimension,
         ingest_writers: options.ingest_writers,
+        create_checkpoint_key: Some(true),
+        checkpoint_interval: Some(
+            options
+                .checkpoint_interval
+                .clone()
+                .unwrap_or_else(|| "200ms".into()),
+        ),
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");

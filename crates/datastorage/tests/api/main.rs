@@ -5,6 +5,7 @@ mod helpers;
 
 mod append_only;
 mod batch;
+mod checkpoints;
 mod concurrency;
 mod health;
 mod query;

@@ -9,14 +9,27 @@ use tokio::process::{Child, Command};
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
+    /// Holds the signing key of a server started without a data directory.
+    _key_dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
     /// Starts `datastorage serve` with `args` on a free port and waits for it to serve.
     pub async fn start(args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_datastorage"));
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--create-checkpoint-key");
+        // Without a data directory the key would land in the working directory: give it a
+        // directory of its own (a restart with a data directory keeps its key there).
+        let key_dir = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        if let Some(dir) = &key_dir {
+            command
+                .arg("--checkpoint-key-file")
+                .arg(dir.path().join("checkpoint.key"));
+        }
+        let mut child = command
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -40,7 +53,11 @@ impl ServerProcess {
         .expect("datastorage serves within 60 s");
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ServerProcess { child, base }
+        ServerProcess {
+            child,
+            base,
+            _key_dir: key_dir,
+        }
     }
 
     pub fn pid(&self) -> nix::unistd::Pid {

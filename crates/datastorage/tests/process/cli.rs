@@ -111,3 +111,60 @@ fn invalid_configuration_fails_fast_naming_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch_max_items"));
 }
+
+#[test]
+fn serve_refuses_to_start_without_a_signing_key_and_keygen_makes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no checkpoint signing key") && stderr.contains("keygen"),
+        "{stderr}"
+    );
+    assert!(
+        !data_dir.join("audit.db").exists(),
+        "nothing was written before the refusal"
+    );
+
+    let key = dir.path().join("signing.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["keygen", "--origin", "audit.example/test", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap();
+    let verifier = audit_model::checkpoint::CheckpointVerifier::parse(public.trim()).unwrap();
+    let signer =
+        audit_model::checkpoint::CheckpointSigner::parse(&std::fs::read_to_string(&key).unwrap())
+            .unwrap();
+    assert_eq!(signer.key_id(), verifier.key_id());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never over an existing key.
+    let again = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(
+        audit_model::checkpoint::CheckpointSigner::parse(&std::fs::read_to_string(&key).unwrap())
+            .unwrap()
+            .key_id(),
+        verifier.key_id()
+    );
+}

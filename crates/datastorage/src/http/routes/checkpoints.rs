@@ -1,0 +1,312 @@
+//! Tamper evidence over HTTP: the public key, signed checkpoints, inclusion and consistency
+//! proofs. Hashes are lower-case hex; the signed note is returned verbatim so a client can check
+//! it with the public key and nothing else.
+
+use std::collections::HashMap;
+
+use audit_model::{FieldErrors, Problem, ProblemKind, Reason, StoredEvent};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::params;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint};
+use crate::tree;
+
+fn unavailable(e: StoreError) -> ApiError {
+    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+}
+
+/// The key that signs checkpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicKey {
+    /// The signed-note verifier key, `<name>+<key id>+<base64(0x01 || Ed25519 public key)>`.
+    pub public_key: String,
+    pub key_id: String,
+    /// The log's name, the first line of every checkpoint.
+    pub origin: String,
+    /// Always `ed25519`.
+    pub algorithm: &'static str,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub tree_size: i64,
+    /// Hex of the RFC 9162 root hash.
+    pub root_hash: String,
+    #[serde(with = "audit_model::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    pub origin: String,
+    pub key_id: String,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+impl From<StoredCheckpoint> for CheckpointView {
+    fn from(c: StoredCheckpoint) -> Self {
+        CheckpointView {
+            tree_size: c.tree_size,
+            root_hash: hex::encode(c.root_hash),
+            timestamp: c.signed_at,
+            origin: c.origin,
+            key_id: c.key_id,
+            note: c.note,
+        }
+    }
+}
+
+/// A page of checkpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointPage {
+    pub data: Vec<CheckpointView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An event with its inclusion proof.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventProof {
+    pub event: StoredEvent,
+    /// `seq - 1`.
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    /// Hex hashes, RFC 9162 §2.1.3 order.
+    pub inclusion_proof: Vec<String>,
+    pub checkpoint: CheckpointView,
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    /// Hex hashes, RFC 9162 §2.1.4 order.
+    pub proof: Vec<String>,
+}
+
+fn hexes(hashes: Vec<audit_model::merkle::Hash>) -> Vec<String> {
+    hashes.into_iter().map(hex::encode).collect()
+}
+
+fn disabled() -> ApiError {
+    ApiError::not_found("checkpoints are disabled on this service")
+}
+
+async fn one(
+    state: &AppState,
+    query: CheckpointQuery,
+) -> Result<Option<StoredCheckpoint>, ApiError> {
+    Ok(state
+        .store
+        .checkpoints(&query)
+        .await
+        .map_err(unavailable)?
+        .pop())
+}
+
+/// The checkpoints' public key.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoints/public-key", tag = "tamper-evidence",
+    responses(
+        (status = 200, description = "The verifier key", body = PublicKey),
+        (status = 404, description = "Checkpoints are disabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn public_key(State(state): State<AppState>) -> Result<Json<PublicKey>, ApiError> {
+    let verifier = state.verifier.as_ref().ok_or_else(disabled)?;
+    Ok(Json(PublicKey {
+        public_key: verifier.to_text(),
+        key_id: verifier.key_id(),
+        origin: verifier.name().to_string(),
+        algorithm: "ed25519",
+    }))
+}
+
+/// The newest signed checkpoint.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoints/latest", tag = "tamper-evidence",
+    responses(
+        (status = 200, description = "The checkpoint", body = CheckpointView),
+        (status = 404, description = "No checkpoint yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn latest(State(state): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
+    one(&state, CheckpointQuery::Latest)
+        .await?
+        .map(|c| Json(c.into()))
+        .ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))
+}
+
+/// Checkpoints in tree-size order.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoints", tag = "tamper-evidence",
+    params(
+        ("since" = Option<String>, Query, description = "Signed at or after (RFC 3339 or a duration back, e.g. 24h)"),
+        ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of checkpoints", body = CheckpointPage),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<CheckpointPage>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let (since, _) = params::time_range(&mut q, &mut errors, Utc::now());
+    let limit = params::limit(&mut q, &mut errors).unwrap_or(100);
+    let after_size = match q.remove("cursor") {
+        None => 0,
+        Some(c) => c.parse::<i64>().unwrap_or_else(|_| {
+            errors.add(
+                "cursor",
+                Reason::InvalidFormat,
+                "is not a cursor of this list",
+            );
+            0
+        }),
+    };
+    q.remove("until");
+    params::reject_unknown(q, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let mut data = state
+        .store
+        .checkpoints(&CheckpointQuery::Page {
+            since,
+            after_size,
+            limit: i64::from(limit) + 1,
+        })
+        .await
+        .map_err(unavailable)?;
+    let more = data.len() > limit as usize;
+    data.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| data.last().map(|c| c.tree_size.to_string()))
+        .flatten();
+    Ok(Json(CheckpointPage {
+        data: data.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+fn size_param(q: &mut HashMap<String, String>, key: &str, errors: &mut FieldErrors) -> Option<u64> {
+    let text = q.remove(key)?;
+    text.parse::<u64>().ok().or_else(|| {
+        errors.add(key, Reason::InvalidFormat, "must be a non-negative integer");
+        None
+    })
+}
+
+/// An event, its inclusion proof and the checkpoint it proves against.
+#[utoipa::path(get, path = "/api/v1/audit/events/{event_id}/proof", tag = "tamper-evidence",
+    params(
+        ("event_id" = Uuid, Path, description = "The event's id"),
+        ("tree_size" = Option<u64>, Query, description = "Prove against the checkpoint of this size (default: the latest)"),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = EventProof),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event or checkpoint, or the event is not covered yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn event_proof(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<EventProof>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let id = Uuid::parse_str(&id).ok().or_else(|| {
+        errors.add("event_id", Reason::InvalidFormat, "must be a UUID");
+        None
+    });
+    let size = size_param(&mut q, "tree_size", &mut errors);
+    params::reject_unknown(q, &mut errors);
+    let (Some(id), true) = (id, errors.is_empty()) else {
+        return Err(ApiError::validation(&errors));
+    };
+    let event = state
+        .store
+        .get(id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no audit event with event_id {id}")))?;
+    let checkpoint = match size {
+        Some(n) => one(&state, CheckpointQuery::Size(n as i64))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no checkpoint of tree size {n}")))?,
+        None => one(&state, CheckpointQuery::Latest)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?,
+    };
+    if event.seq > checkpoint.tree_size {
+        return Err(ApiError::not_found(format!(
+            "event seq {} is not covered by the checkpoint of size {} yet; ask again after the next checkpoint",
+            event.seq, checkpoint.tree_size
+        )));
+    }
+    let index = (event.seq - 1) as u64;
+    let tree_size = checkpoint.tree_size as u64;
+    let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(EventProof {
+        event,
+        leaf_index: index,
+        tree_size,
+        inclusion_proof: hexes(proof),
+        checkpoint: checkpoint.into(),
+    }))
+}
+
+/// A consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/api/v1/audit/consistency", tag = "tamper-evidence",
+    params(
+        ("from" = u64, Query, description = "The smaller tree size"),
+        ("to" = u64, Query, description = "The larger tree size, at most the latest checkpoint's"),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, description = "Bad or missing sizes", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let from = size_param(&mut q, "from", &mut errors);
+    let to = size_param(&mut q, "to", &mut errors);
+    params::reject_unknown(q, &mut errors);
+    for (key, value) in [("from", from), ("to", to)] {
+        if value.is_none() {
+            // A value given but refused is already reported; `add` keeps the first reason.
+            errors.add(key, Reason::Required, "is required");
+        }
+    }
+    let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
+        return Err(ApiError::validation(&errors));
+    };
+    let latest = one(&state, CheckpointQuery::Latest)
+        .await?
+        .map_or(0, |c| c.tree_size as u64);
+    if from > to {
+        return Err(ApiError::field("from", "must not be larger than to"));
+    }
+    if to > latest {
+        return Err(ApiError::field(
+            "to",
+            format!("must not be larger than the latest checkpoint's tree size ({latest})"),
+        ));
+    }
+    let proof = tree::consistency_proof(state.store.as_ref(), from, to)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(ConsistencyProof {
+        from,
+        to,
+        proof: hexes(proof),
+    }))
+}
