@@ -17,6 +17,7 @@ pub mod similarity;
 pub mod store;
 pub mod telemetry;
 pub mod tree;
+pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -49,6 +49,8 @@ impl Checkpointer {
             .await?
             .pop();
         let size = latest.as_ref().map_or(0, |c| c.tree_size);
+        // Taken before the leaves are read: the checkpoint covers what was committed by then.
+        let timestamp = audit_model::timestamp::truncate(Utc::now());
         let leaves = self.store.leaf_hashes(size, LEAVES_PER_CHECKPOINT).await?;
         if leaves.is_empty() {
             return Ok(None);
@@ -79,7 +81,7 @@ impl Checkpointer {
             origin: self.signer.name().to_string(),
             tree_size: size as u64 + hashes.len() as u64,
             root_hash: subtrees::range_root(&frontier_hashes),
-            timestamp: audit_model::timestamp::truncate(Utc::now()),
+            timestamp,
         };
         let stored = StoredCheckpoint {
             tree_size: checkpoint.tree_size as i64,

@@ -168,6 +168,8 @@ pub trait LogStore: Send + Sync + 'static {
     async fn count(&self) -> Result<i64, StoreError>;
     /// Answers when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Up to `limit` stored events after `after_seq`, in seq order (the verifier's scan).
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
     /// Up to `limit` leaf hashes after `after_seq`, as `(seq, leaf hash)` in seq order.
     async fn leaf_hashes(&self, after_seq: i64, limit: i64)
         -> Result<Vec<(i64, Hash)>, StoreError>;

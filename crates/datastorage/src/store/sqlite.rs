@@ -159,6 +159,19 @@ impl LogStore for SqliteStore {
         self.pool.close().await;
     }
 
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode)
+        .collect()
+    }
+
     async fn leaf_hashes(
         &self,
         after_seq: i64,

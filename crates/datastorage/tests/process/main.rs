@@ -9,4 +9,5 @@ mod child;
 
 mod cli;
 mod shutdown;
+mod tamper;
 mod two_writers;

@@ -1,0 +1,249 @@
+//! The verifier: recomputes the log from stored content and checks it against the signed
+//! checkpoints, trusting nothing the database says about hashes.
+//!
+//! It shares no code with the paths it checks (ingest hashing, the checkpointer's tree, the
+//! proof API): leaves are recomputed from each row's content with `audit-model`'s canonical form,
+//! the tree is rebuilt from those leaves, and every checkpoint's signature is checked with a
+//! public key given by the operator (never read from the database). Faults, with the first bad
+//! `seq` where the evidence names one:
+//!
+//! * **content changed**: a row's content no longer hashes to its stored leaf hash;
+//! * **row missing**: `seq` has a gap;
+//! * **rows reordered**: `received_at` goes backwards between neighbours (rows moved in `seq`);
+//! * **row added**: a row after the latest checkpoint that was received before it (it should be
+//!   covered), or received in the future;
+//! * **checkpoint forged**: a checkpoint's signature does not verify, or its note disagrees with
+//!   its row;
+//! * **checkpoint inconsistent**: the root rebuilt from the content differs from a signed root.
+//!   When content and hashes were rewritten consistently (leaf and every node above it), this is
+//!   the only trace: the fault lies after the last checkpoint that still matches, which the
+//!   report gives.
+
+use std::collections::BTreeMap;
+
+use audit_model::checkpoint::CheckpointVerifier;
+use audit_model::merkle::Hash;
+use audit_model::subtrees;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
+
+/// Rows read per round trip.
+const PAGE: i64 = 10_000;
+
+/// The kind of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    ContentChanged,
+    RowMissing,
+    RowsReordered,
+    RowAdded,
+    CheckpointForged,
+    CheckpointInconsistent,
+}
+
+/// One fault found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub fault: Fault,
+    /// The first bad seq, where the evidence names one.
+    pub seq: Option<i64>,
+    pub detail: String,
+}
+
+/// What the verifier saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub events: u64,
+    /// Rows after the latest checkpoint (not covered by any signature yet).
+    pub pending: u64,
+    pub checkpoints: u64,
+    /// The largest checkpoint whose root the content reproduces.
+    pub verified_tree_size: u64,
+    /// When the content stops reproducing the signed roots: the first seq that may be bad.
+    pub window_start: Option<i64>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The smallest seq a finding names; failing that, the first seq after the last checkpoint
+    /// the content still reproduces.
+    pub fn first_bad_seq(&self) -> Option<i64> {
+        self.findings
+            .iter()
+            .filter_map(|f| f.seq)
+            .min()
+            .or(self.window_start)
+    }
+
+    fn add(&mut self, fault: Fault, seq: Option<i64>, detail: String) {
+        self.findings.push(Finding { fault, seq, detail });
+    }
+}
+
+async fn all_checkpoints(store: &dyn LogStore) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let after_size = out.last().map_or(-1, |c: &StoredCheckpoint| c.tree_size);
+        let page = store
+            .checkpoints(&CheckpointQuery::Page {
+                since: None,
+                after_size,
+                limit: 1000,
+            })
+            .await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
+/// Verifies the whole log in `store` against its checkpoints, signed by `key`.
+pub async fn verify_store(
+    store: &dyn LogStore,
+    key: &CheckpointVerifier,
+) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    // Signed roots by tree size; forged checkpoints are reported and left out.
+    let mut signed: BTreeMap<u64, Hash> = BTreeMap::new();
+    let checkpoints = all_checkpoints(store).await?;
+    report.checkpoints = checkpoints.len() as u64;
+    for c in &checkpoints {
+        match key.verify(&c.note) {
+            Ok(note) => {
+                // What was signed is the truth, whatever the row's columns now say.
+                if note.tree_size != c.tree_size as u64 || note.root_hash != c.root_hash {
+                    report.add(
+                        Fault::CheckpointForged,
+                        None,
+                        format!(
+                            "checkpoint {}: its row disagrees with its signed note",
+                            c.tree_size
+                        ),
+                    );
+                }
+                signed.insert(note.tree_size, note.root_hash);
+            }
+            Err(e) => report.add(
+                Fault::CheckpointForged,
+                None,
+                format!("checkpoint {}: {e}", c.tree_size),
+            ),
+        }
+    }
+    let latest = checkpoints.last().cloned();
+    // A row committed while the latest checkpoint was being made may have been received just
+    // before it and still be uncovered; older uncovered rows were added behind the log's back.
+    let pending_slack = chrono::Duration::seconds(10);
+
+    let mut size: u64 = 0;
+    let mut frontier: Vec<Hash> = Vec::new();
+    let mut tree_broken = false;
+    let mut last_good: u64 = 0;
+    let mut previous_received = None;
+    let mut before_previous = None;
+    let mut after = 0i64;
+    loop {
+        let rows = store.scan(after, PAGE).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            report.events += 1;
+            let seq = row.seq;
+            let expected = size as i64 + 1;
+            if seq != expected && !tree_broken {
+                report.add(
+                    Fault::RowMissing,
+                    Some(expected),
+                    format!("seq {expected} is missing (the next row is seq {seq})"),
+                );
+                tree_broken = true;
+            }
+            let leaf = row.event.leaf_hash();
+            if hex::encode(leaf) != row.leaf_hash {
+                report.add(
+                    Fault::ContentChanged,
+                    Some(seq),
+                    format!("seq {seq}: the content does not hash to the stored leaf hash"),
+                );
+            }
+            if let Some((prev_seq, prev)) = previous_received {
+                if row.received_at < prev {
+                    // One of the two is out of place: the earlier row if it is also later than
+                    // its own predecessor's successor (moved back), else this one (moved forward).
+                    let bad = match before_previous {
+                        Some(oldest) if oldest > row.received_at => seq,
+                        _ => prev_seq,
+                    };
+                    report.add(
+                        Fault::RowsReordered,
+                        Some(bad),
+                        format!("seq {prev_seq} was received after seq {seq}"),
+                    );
+                }
+                before_previous = Some(prev);
+            }
+            previous_received = Some((seq, row.received_at));
+            if let Some(latest) = &latest {
+                if seq > latest.tree_size
+                    && (row.received_at < latest.signed_at - pending_slack
+                        || row.received_at > Utc::now())
+                {
+                    report.add(
+                        Fault::RowAdded,
+                        Some(seq),
+                        format!(
+                            "seq {seq} is not covered by the latest checkpoint ({}) although it was received before it",
+                            latest.tree_size
+                        ),
+                    );
+                }
+            }
+            if latest.as_ref().is_none_or(|l| seq > l.tree_size) {
+                report.pending += 1;
+            }
+            if !tree_broken {
+                let ext = subtrees::extend(size, &frontier, &[leaf]);
+                frontier = ext.frontier.into_iter().map(|(_, h)| h).collect();
+                size += 1;
+                if let Some(root) = signed.get(&size) {
+                    if *root == subtrees::range_root(&frontier) {
+                        last_good = size;
+                    } else {
+                        report.window_start = Some(last_good as i64 + 1);
+                        report.add(
+                            Fault::CheckpointInconsistent,
+                            None,
+                            format!(
+                                "the content no longer reproduces checkpoint {size}; the last checkpoint it reproduces is {last_good}, so a row between seq {} and {size} was changed, added, removed or moved",
+                                last_good + 1
+                            ),
+                        );
+                        tree_broken = true;
+                    }
+                }
+            }
+            after = seq;
+        }
+    }
+    if let Some((&largest, _)) = signed.iter().next_back() {
+        if largest > size && !tree_broken {
+            report.add(
+                Fault::RowMissing,
+                Some(size as i64 + 1),
+                format!("checkpoint {largest} covers rows up to seq {largest}, the log ends at seq {size}"),
+            );
+        }
+    }
+    report.verified_tree_size = last_good;
+    report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));
+    Ok(report)
+}
