@@ -124,6 +124,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(routes::checkpoints::public_key),
         )
         .route(
+            "/api/v1/audit/verify-chain",
+            post(routes::checkpoints::verify_chain),
+        )
+        .route(
             "/api/v1/audit/consistency",
             get(routes::checkpoints::consistency),
         )

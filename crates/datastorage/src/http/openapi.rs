@@ -43,6 +43,7 @@ use super::routes::{admin, checkpoints, events, health, records, similar};
         checkpoints::list,
         checkpoints::event_proof,
         checkpoints::consistency,
+        checkpoints::verify_chain,
         admin::stats,
         admin::dead_letters,
         admin::replay,
@@ -85,6 +86,9 @@ use super::routes::{admin, checkpoints, events, health, records, similar};
         checkpoints::CheckpointPage,
         checkpoints::EventProof,
         checkpoints::ConsistencyProof,
+        checkpoints::VerifyChainRequest,
+        checkpoints::VerifyChainResponse,
+        checkpoints::ChainFailure,
     )),
     tags(
         (name = "events", description = "The unified audit event log"),

@@ -174,7 +174,170 @@ async fn bad_proof_requests_are_refused_clearly(app: TestApp) {
     assert_eq!(status, 404, "{body}");
 }
 
+/// Changes one stored event's data behind the service's back (triggers bypassed).
+async fn tamper_with(app: &TestApp, seq: i64) {
+    use crate::helpers::TestDb;
+    let sql = match app.db.as_ref() {
+        TestDb::Postgres { .. } => format!(
+            "SET session_replication_role = replica; \
+             UPDATE audit_events SET event_data = '{{\"i\": 999}}' WHERE seq = {seq}; \
+             SET session_replication_role = origin;"
+        ),
+        TestDb::Sqlite { .. } => format!(
+            "DROP TRIGGER audit_events_no_update; \
+             UPDATE audit_events SET event_data = '{{\"i\": 999}}' WHERE seq = {seq};"
+        ),
+    };
+    match app.db.as_ref() {
+        TestDb::Postgres { pool, .. } => {
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap();
+        }
+        TestDb::Sqlite { pool, .. } => {
+            sqlx::raw_sql(&sql).execute(pool).await.unwrap();
+        }
+    }
+}
+
+async fn verify_chain_checks_every_event_of_a_correlation(app: TestApp) {
+    write(&app, 5, "rr-other").await;
+    let written = write(&app, 20, "rr-chain").await;
+    checkpoint_covering(&app, 25).await;
+    let (status, verdict) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-chain"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(
+        (
+            &verdict["is_valid"],
+            &verdict["total_events"],
+            &verdict["verified_events"],
+            &verdict["pending_events"]
+        ),
+        (&json!(true), &json!(20), &json!(20), &json!(0)),
+        "{verdict}"
+    );
+    assert!(verdict["tree_size"].as_u64().unwrap() >= 25);
+
+    let victim = written[7]["seq"].as_i64().unwrap();
+    tamper_with(&app, victim).await;
+    let (status, verdict) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-chain"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["is_valid"], false);
+    assert_eq!(verdict["verified_events"], 19);
+    assert_eq!(
+        verdict["failures"],
+        json!([{"event_id": written[7]["event_id"], "seq": victim, "reason": "content_changed"}])
+    );
+    // The other correlation is untouched.
+    let (_, other) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-other"}),
+        )
+        .await;
+    assert_eq!(
+        (&other["is_valid"], &other["verified_events"]),
+        (&json!(true), &json!(5))
+    );
+
+    for (bad, field) in [
+        (json!({}), "correlation_id"),
+        (json!({"correlation_id": " "}), "correlation_id"),
+        (json!({"correlation_id": 7}), "correlation_id"),
+        (json!({"correlation_id": "rr-chain", "extra": 1}), "extra"),
+    ] {
+        let (status, body) = app.post("/api/v1/audit/verify-chain", &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["field_errors"][field].is_string(), "{body}");
+    }
+}
+
+/// Events parked in the DLQ six hours ago (their timestamps and enqueue times say so) are
+/// replayed after newer events were signed: they land at the end of the log and the whole log,
+/// checkpoints included, still verifies.
+async fn a_late_dlq_replay_verifies_cleanly(app: TestApp) {
+    use chrono::{Duration as Age, Utc};
+    use datastorage::dlq::DlqEntry;
+
+    write(&app, 30, "rr-live").await;
+    let before = checkpoint_covering(&app, 30).await;
+    let hours_ago = Utc::now() - Age::hours(6);
+    let parked: Vec<DlqEntry> = (0..12)
+        .map(|i| {
+            let mut e = event("rr-outage");
+            e["event_timestamp"] = json!(audit_model::timestamp::format(
+                &(hours_ago + Age::seconds(i))
+            ));
+            e["event_data"] = json!({"i": i});
+            let mut entry =
+                DlqEntry::new(AuditEvent::parse(e, Utc::now()).unwrap(), "database down");
+            entry.enqueued_at = hours_ago + Age::seconds(i);
+            entry
+        })
+        .collect();
+    app.dlq.enqueue(parked).await.unwrap();
+    let after = checkpoint_covering(&app, 42).await;
+
+    let (_, replayed) = app
+        .get("/api/v1/audit/events?correlation_id=rr-outage&limit=100")
+        .await;
+    let seqs: Vec<i64> = replayed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 12);
+    assert!(
+        seqs.iter().all(|s| *s > 30),
+        "replays land at the end: {seqs:?}"
+    );
+
+    let key = CheckpointVerifier::parse(
+        app.get("/api/v1/audit/checkpoints/public-key").await.1["public_key"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let target = match app.db.as_ref() {
+        crate::helpers::TestDb::Postgres { url, .. } => {
+            datastorage::config::DatabaseTarget::Postgres {
+                url: url.clone(),
+                password: None,
+            }
+        }
+        crate::helpers::TestDb::Sqlite { path, .. } => {
+            datastorage::config::DatabaseTarget::Sqlite { path: path.clone() }
+        }
+    };
+    let store = datastorage::store::connect(&target, 1).await.unwrap();
+    let report = datastorage::verify::verify_store(store.as_ref(), &key)
+        .await
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.events, 42);
+    assert!(report.verified_tree_size >= 42);
+    let (status, consistency) = app
+        .get(&format!(
+            "/api/v1/audit/consistency?from={}&to={}",
+            before["tree_size"], after["tree_size"]
+        ))
+        .await;
+    assert_eq!(status, 200, "{consistency}");
+}
+
 on_both_stores!(
+    a_late_dlq_replay_verifies_cleanly,
     checkpoints_and_proofs_verify,
-    bad_proof_requests_are_refused_clearly
+    bad_proof_requests_are_refused_clearly,
+    verify_chain_checks_every_event_of_a_correlation
 );

@@ -310,3 +310,156 @@ pub async fn consistency(
         proof: hexes(proof),
     }))
 }
+
+/// What to check.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyChainRequest {
+    pub correlation_id: String,
+}
+
+/// One event that did not verify.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainFailure {
+    pub event_id: Uuid,
+    pub seq: i64,
+    /// `content_changed` (the content does not hash to the stored leaf) or `not_in_tree` (the
+    /// inclusion proof does not reach the signed root).
+    pub reason: &'static str,
+}
+
+/// The verdict on one correlation's events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyChainResponse {
+    pub correlation_id: String,
+    /// No failures (events newer than the checkpoint are `pending`, not failures).
+    pub is_valid: bool,
+    pub total_events: u64,
+    pub verified_events: u64,
+    /// Events stored after the checkpoint; covered by the next one.
+    pub pending_events: u64,
+    pub failures: Vec<ChainFailure>,
+    pub tree_size: u64,
+    pub checkpoint: Option<CheckpointView>,
+}
+
+/// Checks every event of a correlation against the latest signed checkpoint: its content
+/// re-hashed, its inclusion proof verified against the signed root.
+#[utoipa::path(post, path = "/api/v1/audit/verify-chain", tag = "tamper-evidence",
+    request_body = VerifyChainRequest,
+    responses(
+        (status = 200, description = "The verdict, valid or not", body = VerifyChainResponse),
+        (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Checkpoints are disabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_chain(
+    State(state): State<AppState>,
+    crate::http::extract::JsonBody(body): crate::http::extract::JsonBody,
+) -> Result<Json<VerifyChainResponse>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let mut correlation_id = None;
+    match body {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("correlation_id", serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                        correlation_id = Some(s)
+                    }
+                    ("correlation_id", serde_json::Value::String(_)) => {
+                        errors.add("correlation_id", Reason::Blank, "must not be blank")
+                    }
+                    ("correlation_id", _) => {
+                        errors.add("correlation_id", Reason::InvalidType, "must be a string")
+                    }
+                    (other, _) => errors.add(other, Reason::UnknownField, "is not a known field"),
+                }
+            }
+        }
+        _ => errors.add("body", Reason::InvalidType, "must be a JSON object"),
+    }
+    if correlation_id.is_none() && errors.is_empty() {
+        errors.add("correlation_id", Reason::Required, "is required");
+    }
+    let (Some(correlation_id), true) = (correlation_id, errors.is_empty()) else {
+        return Err(ApiError::validation(&errors));
+    };
+    let request = VerifyChainRequest { correlation_id };
+    let verifier = state.verifier.clone().ok_or_else(disabled)?;
+    let checkpoint = one(&state, CheckpointQuery::Latest).await?;
+    let (tree_size, root) = match &checkpoint {
+        Some(c) => {
+            let note = verifier.verify(&c.note).map_err(|e| {
+                ApiError::new(
+                    ProblemKind::ServiceUnavailable,
+                    format!("the latest checkpoint does not verify: {e}"),
+                )
+            })?;
+            (note.tree_size, Some(note.root_hash))
+        }
+        None => (0, None),
+    };
+    let mut response = VerifyChainResponse {
+        correlation_id: request.correlation_id.clone(),
+        is_valid: true,
+        total_events: 0,
+        verified_events: 0,
+        pending_events: 0,
+        failures: vec![],
+        tree_size,
+        checkpoint: checkpoint.map(Into::into),
+    };
+    let mut after = None;
+    loop {
+        let page = state
+            .store
+            .query(&crate::store::EventQuery {
+                filters: vec![(
+                    crate::store::EventFilter::CorrelationId,
+                    request.correlation_id.clone(),
+                )],
+                since: None,
+                until: None,
+                order: crate::store::Order::Asc,
+                limit: 1000,
+                after,
+            })
+            .await
+            .map_err(unavailable)?;
+        let Some(last) = page.last() else { break };
+        after = Some(crate::store::Cursor {
+            event_timestamp: last.event.event_timestamp,
+            seq: last.seq,
+        });
+        for stored in &page {
+            response.total_events += 1;
+            let leaf = stored.event.leaf_hash();
+            if hex::encode(leaf) != stored.leaf_hash {
+                response.failures.push(ChainFailure {
+                    event_id: stored.event.event_id,
+                    seq: stored.seq,
+                    reason: "content_changed",
+                });
+                continue;
+            }
+            let (Some(root), true) = (root, stored.seq as u64 <= tree_size) else {
+                response.pending_events += 1;
+                continue;
+            };
+            let index = stored.seq as u64 - 1;
+            let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
+                .await
+                .map_err(unavailable)?;
+            if audit_model::merkle::verify_inclusion(&leaf, index, tree_size, &proof, &root) {
+                response.verified_events += 1;
+            } else {
+                response.failures.push(ChainFailure {
+                    event_id: stored.event.event_id,
+                    seq: stored.seq,
+                    reason: "not_in_tree",
+                });
+            }
+        }
+    }
+    response.is_valid = response.failures.is_empty();
+    Ok(Json(response))
+}
