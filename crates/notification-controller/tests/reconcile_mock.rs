@@ -250,3 +250,36 @@ async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() 
     assert_eq!(action, Action::await_change());
     verifier.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_open_circuit_breaker_holds_deliveries_without_calls_or_spent_attempts() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let channels = Channels::from_settings(&ChannelSettings {
+        // Nothing listens there: a delivery would fail and be recorded.
+        slack_webhook_url: Some("http://127.0.0.1:9/slack".into()),
+        timeout: Duration::from_secs(5),
+        ..ChannelSettings::default()
+    })
+    .unwrap();
+    let breakers = CircuitBreakers::new(1, Duration::from_secs(60));
+    let now = Utc::now();
+    breakers.record(notification_controller::crd::ChannelKind::Slack, false, now);
+    let ctx = context(
+        Client::new(service, "default"),
+        channels,
+        breakers,
+        None,
+        Arc::new(move || now),
+    );
+    let mut spec_object = object("3", json!({"phase": "Retrying"}));
+    spec_object["spec"]["channels"] = json!(["slack"]);
+    spec_object["spec"]["recipients"] = json!([{"slack": "#ops"}]);
+    let nr: NotificationRequest = serde_json::from_value(spec_object).unwrap();
+    let action = reconcile(Arc::new(nr), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    drop(ctx);
+    assert!(
+        handle.next_request().await.is_none(),
+        "no status write: no attempt was made or spent"
+    );
+}
