@@ -14,6 +14,7 @@
 mod batch;
 pub mod checkpoint;
 mod event;
+pub mod export;
 mod fields;
 pub mod merkle;
 mod problem;

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod dlq;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod keys;

@@ -32,6 +32,9 @@ enum Command {
     Openapi,
     /// Check the whole log against its signed checkpoints; exit 0 only when all is well.
     Verify(VerifyArgs),
+    /// Write the events with their inclusion proofs and the checkpoint they prove against
+    /// (NDJSON), checkable offline with `verify --export`.
+    Export(ExportArgs),
     /// Create a checkpoint signing key (prints the public key to share with verifiers).
     Keygen {
         /// Where to write the key (never over an existing file).
@@ -43,15 +46,103 @@ enum Command {
     },
 }
 
+/// Where the log is, for the commands that read it directly.
 #[derive(clap::Args)]
-struct VerifyArgs {
-    /// The log to check (`postgres://…` or `sqlite://…`; default the SQLite file in the data dir).
+struct LogArgs {
+    /// `postgres://…` or `sqlite://…`; default the SQLite file in the data dir.
     #[arg(long, env = "DATASTORAGE_DATABASE_URL")]
     database_url: Option<String>,
     #[arg(long, env = "DATASTORAGE_DATABASE_PASSWORD_FILE")]
     database_password_file: Option<std::path::PathBuf>,
     #[arg(long, env = "DATASTORAGE_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+}
+
+impl LogArgs {
+    async fn open(self) -> anyhow::Result<std::sync::Arc<dyn store::LogStore>> {
+        let serve = ServeArgs {
+            database_url: self.database_url,
+            database_password_file: self.database_password_file,
+            data_dir: self.data_dir,
+            checkpoints: Some("disabled".into()),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&serve).context("invalid configuration")?;
+        store::connect(&config.database, 2)
+            .await
+            .context("cannot open the log")
+    }
+}
+
+fn rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    log: LogArgs,
+    /// Events whose timestamp is at or after this time.
+    #[arg(long, value_parser = rfc3339)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Events whose timestamp is before this time.
+    #[arg(long, value_parser = rfc3339)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Prove against the checkpoint of this size (default: the latest).
+    #[arg(long)]
+    tree_size: Option<u64>,
+    /// Resume after this seq.
+    #[arg(long, default_value_t = 0)]
+    after_seq: i64,
+    /// `ndjson` (the verifiable format).
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson"])]
+    format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let store = args.log.open().await?;
+    let filter = datastorage::export::ExportFilter {
+        since: args.since,
+        until: args.until,
+        correlation_id: args.correlation_id,
+        after_seq: args.after_seq,
+    };
+    let written = match &args.out {
+        Some(path) => {
+            let mut file = tokio::io::BufWriter::new(
+                tokio::fs::File::create(path)
+                    .await
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            );
+            datastorage::export::write_ndjson(store.as_ref(), &filter, args.tree_size, &mut file)
+                .await?
+        }
+        None => {
+            let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
+            datastorage::export::write_ndjson(store.as_ref(), &filter, args.tree_size, &mut stdout)
+                .await?
+        }
+    };
+    tracing::info!(events = written, "export written");
+    store.close().await;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The log to check.
+    #[command(flatten)]
+    log: LogArgs,
+    /// Check this export file instead, offline: no database is opened.
+    #[arg(long)]
+    export: Option<std::path::PathBuf>,
     /// The checkpoints' verifier key, or a file holding it (obtained out of band, never from
     /// the database being checked).
     #[arg(long)]
@@ -68,17 +159,26 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     let key = audit_model::checkpoint::CheckpointVerifier::parse(&key_text)
         .context("invalid --public-key")?;
-    let serve = ServeArgs {
-        database_url: args.database_url,
-        database_password_file: args.database_password_file,
-        data_dir: args.data_dir,
-        checkpoints: Some("disabled".into()),
-        ..ServeArgs::default()
-    };
-    let config = Config::load(&serve).context("invalid configuration")?;
-    let store = store::connect(&config.database, 2)
-        .await
-        .context("cannot open the log")?;
+    if let Some(path) = &args.export {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        return Ok(
+            match audit_model::export::verify_export(std::io::BufReader::new(file), &key) {
+                Ok(summary) => {
+                    println!(
+                        "OK: {} events proven against the signed checkpoint of tree size {}",
+                        summary.events, summary.tree_size
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
+        );
+    }
+    let store = args.log.open().await?;
     let report = datastorage::verify::verify_store(store.as_ref(), &key).await?;
     store.close().await;
     if args.json {
@@ -127,6 +227,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Verify(args) => {
             telemetry::init(datastorage::config::LogFormat::Text);
             return verify(args).await;
+        }
+        Command::Export(args) => {
+            telemetry::init(datastorage::config::LogFormat::Text);
+            export(args).await
         }
         Command::Keygen { out, origin } => {
             let signer = datastorage::keys::generate(&origin)?;

@@ -167,6 +167,24 @@ pub async fn inclusion_proof(
     range_hashes(store, &subtrees::inclusion_ranges(index, size)).await
 }
 
+/// The inclusion proofs of many leaves in the tree of `size` leaves, reading each stored node once.
+pub async fn inclusion_proofs(
+    store: &dyn LogStore,
+    indices: &[u64],
+    size: u64,
+) -> Result<Vec<Vec<Hash>>, StoreError> {
+    let plans: Vec<Vec<Range<u64>>> = indices
+        .iter()
+        .map(|i| subtrees::inclusion_ranges(*i, size))
+        .collect();
+    let all: Vec<Range<u64>> = plans.iter().flatten().cloned().collect();
+    let mut hashes = range_hashes(store, &all).await?.into_iter();
+    Ok(plans
+        .iter()
+        .map(|plan| hashes.by_ref().take(plan.len()).collect())
+        .collect())
+}
+
 /// The consistency proof from tree size `first` to `second`.
 pub async fn consistency_proof(
     store: &dyn LogStore,

@@ -122,6 +122,10 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
     .unwrap()
     .unwrap();
     assert_eq!(nr.status.unwrap().phase, Some(Phase::Sent));
+    // The final event is published after the status write's audit records and metrics.
+    api.api
+        .wait_for("events", |e| e["reason"] == "NotificationSent")
+        .await;
     assert_eq!(http.receivers.on("/slack").len(), 1);
     let lease = &api.api.objects("leases")[0];
     assert_eq!(lease["spec"]["holderIdentity"], "notification-controller-0");

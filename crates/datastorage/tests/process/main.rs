@@ -8,6 +8,7 @@ mod helpers;
 mod child;
 
 mod cli;
+mod export;
 mod shutdown;
 mod tamper;
 mod two_writers;

@@ -1,0 +1,166 @@
+//! The verifiable export: NDJSON, checkable offline with the public key alone.
+//!
+//! The first line is the signed checkpoint the export proves against; every further line is one
+//! event with its position and its RFC 9162 inclusion proof, in `seq` order:
+//!
+//! ```text
+//! {"format":"kubernaut-audit-export/v1","tree_size":10000,"note":"<signed note>"}
+//! {"seq":17,"inclusion_proof":["<hex>",…],"event":{…}}
+//! ```
+//!
+//! Every line must be exactly the canonical encoding of what it carries (the encoding this module
+//! writes), so no byte of an export can change without failing verification: a change of
+//! meaning breaks a signature or a proof, and a change of form breaks the canonical encoding.
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::CheckpointVerifier;
+use crate::event::AuditEvent;
+use crate::merkle::{verify_inclusion, Hash};
+
+/// The format name on the first line.
+pub const FORMAT: &str = "kubernaut-audit-export/v1";
+
+/// The first line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHeader {
+    pub format: String,
+    pub tree_size: u64,
+    /// The C2SP signed note of the checkpoint of `tree_size`.
+    pub note: String,
+}
+
+/// One event line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEvent {
+    pub seq: i64,
+    /// Lower-case hex hashes, RFC 9162 §2.1.3 order.
+    pub inclusion_proof: Vec<String>,
+    pub event: AuditEvent,
+}
+
+impl ExportHeader {
+    pub fn to_line(&self) -> String {
+        // A struct of strings and numbers always serialises.
+        serde_json::to_string(self).expect("header serialises")
+    }
+}
+
+impl ExportedEvent {
+    pub fn new(seq: i64, proof: &[Hash], event: AuditEvent) -> ExportedEvent {
+        ExportedEvent {
+            seq,
+            inclusion_proof: proof.iter().map(hex::encode).collect(),
+            event,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        // An event holds JSON values only; serialising them cannot fail.
+        serde_json::to_string(self).expect("event serialises")
+    }
+}
+
+/// Why an export does not verify (`line` counts from 1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ExportError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What a valid export holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub tree_size: u64,
+    pub events: u64,
+}
+
+fn canonical<T: Serialize + for<'de> Deserialize<'de>>(
+    line: &str,
+    n: usize,
+    encode: impl Fn(&T) -> String,
+) -> Result<T, ExportError> {
+    let value: T = serde_json::from_str(line).map_err(|e| ExportError {
+        line: n,
+        reason: format!("not a valid line: {e}"),
+    })?;
+    if encode(&value) != line {
+        return Err(ExportError {
+            line: n,
+            reason: "not in canonical form (the line was altered)".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// Verifies an export with the public key alone.
+pub fn verify_export(
+    reader: impl BufRead,
+    key: &CheckpointVerifier,
+) -> Result<ExportSummary, ExportError> {
+    let mut lines = reader.lines().enumerate();
+    let fail = |line: usize, reason: String| ExportError { line, reason };
+    let (_, first) = lines
+        .next()
+        .ok_or_else(|| fail(1, "the export is empty".into()))?;
+    let first = first.map_err(|e| fail(1, e.to_string()))?;
+    let header: ExportHeader = canonical(&first, 1, ExportHeader::to_line)?;
+    if header.format != FORMAT {
+        return Err(fail(1, format!("unknown format {:?}", header.format)));
+    }
+    let checkpoint = key
+        .verify(&header.note)
+        .map_err(|e| fail(1, format!("the checkpoint does not verify: {e}")))?;
+    if checkpoint.tree_size != header.tree_size {
+        return Err(fail(1, "the tree size differs from the signed one".into()));
+    }
+    let mut last_seq = 0i64;
+    let mut events = 0u64;
+    for (i, line) in lines {
+        let n = i + 1;
+        let line = line.map_err(|e| fail(n, e.to_string()))?;
+        let item: ExportedEvent = canonical(&line, n, ExportedEvent::to_line)?;
+        if item.seq <= last_seq {
+            return Err(fail(
+                n,
+                format!("seq {} does not follow {last_seq}", item.seq),
+            ));
+        }
+        last_seq = item.seq;
+        let index = (item.seq - 1) as u64;
+        let proof: Vec<Hash> = item
+            .inclusion_proof
+            .iter()
+            .map(|h| {
+                hex::decode(h)
+                    .ok()
+                    .filter(|_| h.bytes().all(|b| !b.is_ascii_uppercase()))
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| fail(n, "a proof hash is not 32 bytes of lower-case hex".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let leaf = item.event.leaf_hash();
+        if !verify_inclusion(
+            &leaf,
+            index,
+            checkpoint.tree_size,
+            &proof,
+            &checkpoint.root_hash,
+        ) {
+            return Err(fail(
+                n,
+                format!("seq {}: not included in the signed tree", item.seq),
+            ));
+        }
+        events += 1;
+    }
+    Ok(ExportSummary {
+        tree_size: checkpoint.tree_size,
+        events,
+    })
+}
