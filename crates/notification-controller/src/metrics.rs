@@ -47,28 +47,33 @@ pub fn breaker(channel: ChannelKind, state: BreakerState) {
 /// How many notifications are in each phase, per namespace, as last seen by this process.
 #[derive(Default)]
 pub struct PhaseGauge {
-    seen: Mutex<HashMap<(String, String), Phase>>,
+    state: Mutex<PhaseCounts>,
+}
+
+#[derive(Default)]
+struct PhaseCounts {
+    seen: HashMap<(String, String), Phase>,
+    counts: HashMap<(String, Phase), usize>,
 }
 
 impl PhaseGauge {
     /// Moves `namespace/name` to `phase` (None: forgotten, for deleted objects).
     pub fn set(&self, namespace: &str, name: &str, phase: Option<Phase>) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = (namespace.to_string(), name.to_string());
         let old = match phase {
-            Some(p) => seen.insert(key, p),
-            None => seen.remove(&key),
+            Some(p) => state.seen.insert(key, p),
+            None => state.seen.remove(&key),
         };
         if old == phase {
             return;
         }
-        for p in [old, phase].into_iter().flatten() {
-            let n = seen
-                .iter()
-                .filter(|((ns, _), q)| ns == namespace && **q == p)
-                .count();
+        for (p, delta) in [(old, -1i64), (phase, 1)] {
+            let Some(p) = p else { continue };
+            let n = state.counts.entry((namespace.to_string(), p)).or_default();
+            *n = n.saturating_add_signed(delta as isize);
             metrics::gauge!(PHASE, "namespace" => namespace.to_string(), "phase" => p.as_str())
-                .set(n as f64);
+                .set(*n as f64);
         }
     }
 }

@@ -65,10 +65,15 @@ pub enum Error {
     MissingField(&'static str),
 }
 
-/// A successful status write: the object as stored and the status it replaced.
-struct Written {
-    object: NotificationRequest,
-    before: NotificationRequestStatus,
+/// What a status write did.
+enum WriteOutcome {
+    /// Written: the object as stored and the status it replaced.
+    Written {
+        object: NotificationRequest,
+        before: NotificationRequestStatus,
+    },
+    /// Nothing (left) to write: the object as last read from the API server.
+    Unchanged(NotificationRequest),
 }
 
 /// Reconciles one NotificationRequest.
@@ -123,8 +128,10 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
                 })
                 .await?;
                 current = match written {
-                    Some(w) => after_write(&ctx, w, now).await,
-                    None => api.get_status(&current.name_any()).await?,
+                    WriteOutcome::Written { object, before } => {
+                        after_write(&ctx, object, before, now).await
+                    }
+                    WriteOutcome::Unchanged(object) => object,
                 };
                 fresh = true;
             }
@@ -149,8 +156,10 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
                 })
                 .await?;
                 current = match written {
-                    Some(w) => after_write(&ctx, w, now).await,
-                    None => api.get_status(&current.name_any()).await?,
+                    WriteOutcome::Written { object, before } => {
+                        after_write(&ctx, object, before, now).await
+                    }
+                    WriteOutcome::Unchanged(object) => object,
                 };
                 fresh = true;
             }
@@ -168,7 +177,7 @@ pub fn error_policy(nr: Arc<NotificationRequest>, error: &Error, _ctx: Arc<Conte
 
 /// Writes the status `change` computes from the object's current status, guarded by its
 /// `resourceVersion`; on a conflict reads the object again and re-applies `change`. `None`
-/// from `change` means there is nothing (left) to write.
+/// from `change` means there is nothing (left) to write; the object read is returned then.
 async fn write_status(
     api: &Api<NotificationRequest>,
     object: &NotificationRequest,
@@ -176,13 +185,13 @@ async fn write_status(
         &NotificationRequest,
         &NotificationRequestStatus,
     ) -> Option<NotificationRequestStatus>,
-) -> Result<Option<Written>, Error> {
+) -> Result<WriteOutcome, Error> {
     let name = object.name_any();
     let mut base = object.clone();
     for _ in 0..MAX_CONFLICT_RETRIES {
         let before = base.status.clone().unwrap_or_default();
         let Some(next) = change(&base, &before) else {
-            return Ok(None);
+            return Ok(WriteOutcome::Unchanged(base));
         };
         let patch = json!({
             "metadata": {"resourceVersion": base.resource_version()},
@@ -192,7 +201,7 @@ async fn write_status(
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(object) => return Ok(Some(Written { object, before })),
+            Ok(object) => return Ok(WriteOutcome::Written { object, before }),
             Err(kube::Error::Api(s)) if s.is_conflict() => {
                 tracing::debug!(notification = %name, "status conflict; re-reading");
                 base = api.get_status(&name).await?;
@@ -205,17 +214,21 @@ async fn write_status(
 
 /// Audits what a status write changed, publishes an event for a final phase, and returns the
 /// object to continue from.
-async fn after_write(ctx: &Context, w: Written, now: DateTime<Utc>) -> NotificationRequest {
-    let after = w.object.status.clone().unwrap_or_default();
-    let namespace = w.object.namespace().unwrap_or_default();
-    ctx.phases
-        .set(&namespace, &w.object.name_any(), after.phase);
-    let intents = audit::intents(&w.object.spec, &w.before, &after, now);
-    let failures = record_audit(ctx, &w.object, &intents);
+async fn after_write(
+    ctx: &Context,
+    object: NotificationRequest,
+    before: NotificationRequestStatus,
+    now: DateTime<Utc>,
+) -> NotificationRequest {
+    let after = object.status.clone().unwrap_or_default();
+    let namespace = object.namespace().unwrap_or_default();
+    ctx.phases.set(&namespace, &object.name_any(), after.phase);
+    let intents = audit::intents(&object.spec, &before, &after, now);
+    let failures = record_audit(ctx, &object, &intents);
     if failures > 0 {
         publish(
             ctx,
-            &w.object,
+            &object,
             EventType::Warning,
             "AuditWriteFailed",
             format!("{failures} audit record(s) could not be queued for Data Storage"),
@@ -224,7 +237,7 @@ async fn after_write(ctx: &Context, w: Written, now: DateTime<Utc>) -> Notificat
     }
     if let Some(phase) = after
         .phase
-        .filter(|p| p.is_final() && w.before.phase != Some(*p))
+        .filter(|p| p.is_final() && before.phase != Some(*p))
     {
         let (kind, reason) = match phase {
             Phase::Sent => (EventType::Normal, "NotificationSent"),
@@ -232,9 +245,9 @@ async fn after_write(ctx: &Context, w: Written, now: DateTime<Utc>) -> Notificat
             _ => (EventType::Warning, "NotificationFailed"),
         };
         let note = after.message.clone().unwrap_or_default();
-        publish(ctx, &w.object, kind, reason, note).await;
+        publish(ctx, &object, kind, reason, note).await;
     }
-    w.object
+    object
 }
 
 /// Hands the records to the audit client (which never waits); returns how many it refused.
