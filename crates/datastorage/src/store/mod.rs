@@ -53,6 +53,13 @@ impl PreparedEvent {
     }
 }
 
+/// A hash column's bytes as a hash (anything but 32 bytes is corruption).
+fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
 /// A signed tree head as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {

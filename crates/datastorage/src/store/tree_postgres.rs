@@ -8,13 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{CheckpointQuery, PostgresStore, StoreError, StoredCheckpoint};
-
-pub(super) fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
-}
+use super::{to_hash, CheckpointQuery, PostgresStore, StoreError, StoredCheckpoint};
 
 const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, origin, key_id, note";
 

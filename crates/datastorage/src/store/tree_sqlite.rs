@@ -8,8 +8,7 @@ use audit_model::timestamp;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::tree_postgres::to_hash;
-use super::{CheckpointQuery, SqliteStore, StoreError, StoredCheckpoint};
+use super::{to_hash, CheckpointQuery, SqliteStore, StoreError, StoredCheckpoint};
 
 /// SQLite's default limit of bound parameters is 32766; three per node.
 const NODES_PER_INSERT: usize = 5000;
