@@ -129,6 +129,16 @@ pub struct ServeArgs {
     /// The log's name in its checkpoints, used when the key is created.
     #[arg(long, env = "DATASTORAGE_CHECKPOINT_ORIGIN")]
     pub checkpoint_origin: Option<String>,
+    /// `enabled` or `disabled` (default): purge the content of events past their retention
+    /// that no legal hold keeps.
+    #[arg(long, env = "DATASTORAGE_RETENTION")]
+    pub retention: Option<String>,
+    /// Time between retention runs (e.g. `1h`).
+    #[arg(long, env = "DATASTORAGE_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
+    /// Most events purged per transaction.
+    #[arg(long, env = "DATASTORAGE_RETENTION_BATCH_SIZE")]
+    pub retention_batch_size: Option<i64>,
 }
 
 /// The same settings as read from the YAML file.
@@ -164,6 +174,9 @@ struct FileConfig {
     checkpoint_interval: Option<String>,
     create_checkpoint_key: Option<bool>,
     checkpoint_origin: Option<String>,
+    retention: Option<String>,
+    retention_interval: Option<String>,
+    retention_batch_size: Option<i64>,
 }
 
 /// Where the log lives.
@@ -227,6 +240,13 @@ pub struct CheckpointConfig {
     pub origin: String,
 }
 
+/// The retention worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub interval: Duration,
+    pub batch_size: i64,
+}
+
 /// The validated configuration of `datastorage serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -246,6 +266,8 @@ pub struct Config {
     pub embedding_dimension: usize,
     /// None when checkpoints are disabled.
     pub checkpoint: Option<CheckpointConfig>,
+    /// None when the retention worker is disabled (the default).
+    pub retention: Option<RetentionConfig>,
 }
 
 impl Config {
@@ -363,8 +385,37 @@ impl Config {
         if checkpoint.as_ref().is_some_and(|c| c.interval.is_zero()) {
             return Err(invalid("checkpoint_interval", "must be above 0"));
         }
+        let retention = match pick!(retention).as_deref() {
+            None | Some("disabled") => None,
+            Some("enabled") => Some(RetentionConfig {
+                interval: duration(
+                    "retention_interval",
+                    pick!(retention_interval),
+                    Duration::from_secs(3600),
+                )?,
+                batch_size: pick!(retention_batch_size).unwrap_or(1000),
+            }),
+            Some(other) => {
+                return Err(invalid(
+                    "retention",
+                    format!("{other:?}: expected enabled or disabled"),
+                ))
+            }
+        };
+        if let Some(r) = &retention {
+            if r.interval.is_zero() {
+                return Err(invalid("retention_interval", "must be above 0"));
+            }
+            if !(1..=100_000).contains(&r.batch_size) {
+                return Err(invalid(
+                    "retention_batch_size",
+                    "must be between 1 and 100000",
+                ));
+            }
+        }
         Ok(Config {
             checkpoint,
+            retention,
             embedding_dimension,
             listen,
             database,

@@ -1,16 +1,29 @@
-//! Writes the verifiable export ([`audit_model::export`]): the checkpoint, then the selected
-//! events in `seq` order with their inclusion proofs against it. Streamed page by page, so its
-//! size is not bounded by memory; resumable with `after_seq`.
+//! The export: the selected events in `seq` order, each with its inclusion proof against one
+//! signed checkpoint. Produced page by page, so its size is not bounded by memory, and resumable
+//! with `after_seq` (against the same `tree_size`).
+//!
+//! Two formats:
+//! * **NDJSON** ([`audit_model::export`]): the checkpoint's signed note first, then one line per
+//!   event; verifiable offline with the public key alone.
+//! * **CSV**: one row per event with its columns, `event_data` as JSON, the leaf hash and the
+//!   inclusion proof; for spreadsheets and SIEM imports. It carries no signed note (the
+//!   checkpoint of `tree_size` is at `/api/v1/audit/checkpoints`), so the verifiable form is
+//!   NDJSON.
+//!
+//! Events whose content the retention purge removed have nothing to export and are left out.
+
+use std::sync::Arc;
 
 use audit_model::export::{ExportHeader, ExportedEvent, FORMAT};
+use audit_model::merkle::Hash;
 use audit_model::StoredEvent;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::store::{CheckpointQuery, LogStore, StoreError};
+use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
 use crate::tree;
 
-/// Events read (and proven) per round trip.
+/// Rows read (and proven) per round trip.
 const PAGE: i64 = 1000;
 
 /// Which events to export (all of them when empty).
@@ -34,6 +47,39 @@ impl ExportFilter {
     }
 }
 
+/// The export's encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportFormat {
+    #[default]
+    Ndjson,
+    Csv,
+}
+
+impl ExportFormat {
+    /// `ndjson` or `csv`.
+    pub fn parse(text: &str) -> Option<ExportFormat> {
+        match text {
+            "ndjson" => Some(ExportFormat::Ndjson),
+            "csv" => Some(ExportFormat::Csv),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Ndjson => "application/x-ndjson",
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Ndjson => "ndjson",
+            ExportFormat::Csv => "csv",
+        }
+    }
+}
+
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -45,46 +91,201 @@ pub enum ExportError {
     NoCheckpoint(String),
 }
 
-/// Writes the export proving against the checkpoint of `tree_size` (the latest when `None`);
-/// returns the number of events written.
-pub async fn write_ndjson(
-    store: &dyn LogStore,
-    filter: &ExportFilter,
-    tree_size: Option<u64>,
-    out: &mut (impl AsyncWrite + Unpin),
-) -> Result<u64, ExportError> {
-    let query = match tree_size {
-        Some(n) => CheckpointQuery::Size(n as i64),
-        None => CheckpointQuery::Latest,
-    };
-    let checkpoint = store.checkpoints(&query).await?.pop().ok_or_else(|| {
-        ExportError::NoCheckpoint(tree_size.map_or("yet".into(), |n| format!("of size {n}")))
-    })?;
-    let size = checkpoint.tree_size as u64;
-    let header = ExportHeader {
-        format: FORMAT.to_string(),
-        tree_size: size,
-        note: checkpoint.note,
-    };
-    out.write_all(header.to_line().as_bytes()).await?;
-    out.write_all(b"\n").await?;
-    let mut after = filter.after_seq;
-    let mut written = 0u64;
-    while (after as u64) < size {
-        let page = store.scan(after, PAGE.min(size as i64 - after)).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        let selected: Vec<StoredEvent> = page.into_iter().filter(|e| filter.matches(e)).collect();
-        let indices: Vec<u64> = selected.iter().map(|e| e.seq as u64 - 1).collect();
-        let proofs = tree::inclusion_proofs(store, &indices, size).await?;
-        let mut chunk = String::new();
-        for (e, proof) in selected.into_iter().zip(proofs) {
-            chunk.push_str(&ExportedEvent::new(e.seq, &proof, e.event).to_line());
-            chunk.push('\n');
-            written += 1;
+/// The CSV columns, in order.
+const CSV_COLUMNS: [&str; 27] = [
+    "seq",
+    "event_id",
+    "event_version",
+    "event_timestamp",
+    "event_type",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "correlation_id",
+    "parent_event_id",
+    "trace_id",
+    "span_id",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "event_data",
+    "retention_days",
+    "leaf_hash",
+    "inclusion_proof",
+];
+
+/// An export in progress: call [`Export::next_chunk`] until it answers `None`.
+pub struct Export {
+    store: Arc<dyn LogStore>,
+    filter: ExportFilter,
+    format: ExportFormat,
+    checkpoint: StoredCheckpoint,
+    after: i64,
+    started: bool,
+    written: u64,
+}
+
+impl Export {
+    /// Starts an export proving against the checkpoint of `tree_size` (the latest when `None`).
+    pub async fn open(
+        store: Arc<dyn LogStore>,
+        filter: ExportFilter,
+        tree_size: Option<u64>,
+        format: ExportFormat,
+    ) -> Result<Export, ExportError> {
+        let query = match tree_size {
+            Some(n) => CheckpointQuery::Size(n as i64),
+            None => CheckpointQuery::Latest,
+        };
+        let checkpoint = store.checkpoints(&query).await?.pop().ok_or_else(|| {
+            ExportError::NoCheckpoint(tree_size.map_or("yet".into(), |n| format!("of size {n}")))
+        })?;
+        Ok(Export {
+            store,
+            after: filter.after_seq,
+            filter,
+            format,
+            checkpoint,
+            started: false,
+            written: 0,
+        })
+    }
+
+    /// The tree size every proof is against.
+    pub fn tree_size(&self) -> u64 {
+        self.checkpoint.tree_size as u64
+    }
+
+    /// Events written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The next piece of the export (the header or a page of events); `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ExportError> {
+        if !self.started {
+            self.started = true;
+            return Ok(Some(self.header()));
         }
-        out.write_all(chunk.as_bytes()).await?;
+        let size = self.checkpoint.tree_size;
+        while self.after < size {
+            let page = self.store.scan(self.after, PAGE.min(size - self.after)).await?;
+            let Some(last) = page.last() else {
+                return Ok(None);
+            };
+            self.after = last.seq();
+            let selected: Vec<StoredEvent> = page
+                .into_iter()
+                .filter_map(|entry| match entry {
+                    LogEntry::Event(e) if self.filter.matches(&e) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let indices: Vec<u64> = selected.iter().map(|e| e.seq as u64 - 1).collect();
+            let proofs = tree::inclusion_proofs(self.store.as_ref(), &indices, size as u64).await?;
+            self.written += selected.len() as u64;
+            return Ok(Some(self.encode(selected, proofs)?));
+        }
+        Ok(None)
+    }
+
+    fn header(&self) -> Vec<u8> {
+        match self.format {
+            ExportFormat::Ndjson => {
+                let header = ExportHeader {
+                    format: FORMAT.to_string(),
+                    tree_size: self.tree_size(),
+                    note: self.checkpoint.note.clone(),
+                };
+                let mut line = header.to_line().into_bytes();
+                line.push(b'\n');
+                line
+            }
+            ExportFormat::Csv => CSV_COLUMNS.join(",").into_bytes().into_iter().chain(*b"\r\n").collect(),
+        }
+    }
+
+    fn encode(&self, events: Vec<StoredEvent>, proofs: Vec<Vec<Hash>>) -> Result<Vec<u8>, ExportError> {
+        match self.format {
+            ExportFormat::Ndjson => {
+                let mut chunk = String::new();
+                for (e, proof) in events.into_iter().zip(proofs) {
+                    chunk.push_str(&ExportedEvent::new(e.seq, &proof, e.event).to_line());
+                    chunk.push('\n');
+                }
+                Ok(chunk.into_bytes())
+            }
+            ExportFormat::Csv => {
+                let mut out = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(Vec::new());
+                for (e, proof) in events.iter().zip(proofs) {
+                    out.write_record(csv_row(e, &proof)).map_err(std::io::Error::other)?;
+                }
+                Ok(out.into_inner().map_err(|e| e.into_error())?)
+            }
+        }
+    }
+}
+
+/// One event as CSV fields (absent optional fields are empty).
+fn csv_row(e: &StoredEvent, proof: &[Hash]) -> Vec<String> {
+    let ev = &e.event;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        e.seq.to_string(),
+        ev.event_id.to_string(),
+        ev.event_version.clone(),
+        audit_model::timestamp::format(&ev.event_timestamp),
+        ev.event_type.clone(),
+        ev.event_category.clone(),
+        ev.event_action.clone(),
+        ev.event_outcome.as_str().to_string(),
+        ev.actor_type.clone(),
+        ev.actor_id.clone(),
+        ev.resource_type.clone(),
+        ev.resource_id.clone(),
+        opt(&ev.resource_name),
+        ev.correlation_id.clone(),
+        ev.parent_event_id.map(|u| u.to_string()).unwrap_or_default(),
+        opt(&ev.trace_id),
+        opt(&ev.span_id),
+        opt(&ev.namespace),
+        opt(&ev.cluster_id),
+        opt(&ev.severity),
+        ev.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+        opt(&ev.error_code),
+        opt(&ev.error_message),
+        serde_json::Value::Object(ev.event_data.clone()).to_string(),
+        ev.retention_days.to_string(),
+        e.leaf_hash.clone(),
+        proof.iter().map(hex::encode).collect::<Vec<_>>().join(" "),
+    ]
+}
+
+/// Writes a whole export to `out`; returns the number of events written and the tree size.
+pub async fn write(
+    store: Arc<dyn LogStore>,
+    filter: ExportFilter,
+    tree_size: Option<u64>,
+    format: ExportFormat,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(u64, u64), ExportError> {
+    let mut export = Export::open(store, filter, tree_size, format).await?;
+    while let Some(chunk) = export.next_chunk().await? {
+        out.write_all(&chunk).await?;
     }
     out.flush().await?;
-    Ok(written)
+    Ok((export.written(), export.tree_size()))
 }

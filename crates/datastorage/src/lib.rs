@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod replay;
+pub mod retention;
 pub mod shutdown;
 pub mod similarity;
 pub mod store;
@@ -141,6 +142,16 @@ impl Application {
             )),
             _ => None,
         };
+        let retention_task = config.retention.clone().map(|settings| {
+            tokio::spawn(
+                retention::RetentionWorker {
+                    store: store.clone(),
+                    queue: queue.clone(),
+                    config: settings,
+                }
+                .run(shutdown.clone()),
+            )
+        });
         let state = AppState {
             queue,
             store: store.clone(),
@@ -192,6 +203,9 @@ impl Application {
         // The replay worker drains for a bounded time, then drops its queue handle; the router
         // (with every other handle) is gone, so the writer commits what is queued and stops.
         replay_task.await?;
+        if let Some(task) = retention_task {
+            task.await?;
+        }
         for writer in writers {
             writer.await?;
         }

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use datastorage::config::{Config, ServeArgs};
+use datastorage::export::{self, ExportFormat};
 use datastorage::{shutdown, store, telemetry, Application};
 
 /// Request handling allocates many small, short-lived objects; mimalloc serves them with less
@@ -98,8 +99,8 @@ struct ExportArgs {
     /// Resume after this seq.
     #[arg(long, default_value_t = 0)]
     after_seq: i64,
-    /// `ndjson` (the verifiable format).
-    #[arg(long, default_value = "ndjson", value_parser = ["ndjson"])]
+    /// `ndjson` (verifiable offline with `verify --export`) or `csv` (for spreadsheets).
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
     format: String,
     /// Write here instead of standard output.
     #[arg(long)]
@@ -108,29 +109,28 @@ struct ExportArgs {
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let store = args.log.open().await?;
-    let filter = datastorage::export::ExportFilter {
+    let filter = export::ExportFilter {
         since: args.since,
         until: args.until,
         correlation_id: args.correlation_id,
         after_seq: args.after_seq,
     };
-    let written = match &args.out {
+    let format = ExportFormat::parse(&args.format).context("unknown export format")?;
+    let (written, tree_size) = match &args.out {
         Some(path) => {
             let mut file = tokio::io::BufWriter::new(
                 tokio::fs::File::create(path)
                     .await
                     .with_context(|| format!("cannot create {}", path.display()))?,
             );
-            datastorage::export::write_ndjson(store.as_ref(), &filter, args.tree_size, &mut file)
-                .await?
+            export::write(store.clone(), filter, args.tree_size, format, &mut file).await?
         }
         None => {
             let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
-            datastorage::export::write_ndjson(store.as_ref(), &filter, args.tree_size, &mut stdout)
-                .await?
+            export::write(store.clone(), filter, args.tree_size, format, &mut stdout).await?
         }
     };
-    tracing::info!(events = written, "export written");
+    tracing::info!(events = written, tree_size, "export written");
     store.close().await;
     Ok(())
 }

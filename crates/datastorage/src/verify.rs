@@ -14,10 +14,15 @@
 //!   covered), or received in the future;
 //! * **checkpoint forged**: a checkpoint's signature does not verify, or its note disagrees with
 //!   its row;
+//! * **purged early**: a row's content was removed before its retention ended (the purge
+//!   keeps `event_timestamp` and `retention_days` so this can be checked);
 //! * **checkpoint inconsistent**: the root rebuilt from the content differs from a signed root.
 //!   When content and hashes were rewritten consistently (leaf and every node above it), this is
 //!   the only trace: the fault lies after the last checkpoint that still matches, which the
 //!   report gives.
+//!
+//! A row purged by retention has no content left to hash: its stored leaf hash stands in for
+//! it, so the tree and every checkpoint still verify, and the report counts it as purged.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +32,7 @@ use audit_model::subtrees;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
+use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
 
 /// Rows read per round trip.
 const PAGE: i64 = 10_000;
@@ -40,6 +45,7 @@ pub enum Fault {
     RowMissing,
     RowsReordered,
     RowAdded,
+    PurgedEarly,
     CheckpointForged,
     CheckpointInconsistent,
 }
@@ -57,6 +63,8 @@ pub struct Finding {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub events: u64,
+    /// Rows whose content the retention purge removed (their leaf hashes still verify).
+    pub purged: u64,
     /// Rows after the latest checkpoint (not covered by any signature yet).
     pub pending: u64,
     pub checkpoints: u64,
@@ -157,7 +165,7 @@ pub async fn verify_store(
         }
         for row in rows {
             report.events += 1;
-            let seq = row.seq;
+            let seq = row.seq();
             let expected = size as i64 + 1;
             if seq != expected && !tree_broken {
                 report.add(
@@ -167,20 +175,40 @@ pub async fn verify_store(
                 );
                 tree_broken = true;
             }
-            let leaf = row.event.leaf_hash();
-            if hex::encode(leaf) != row.leaf_hash {
-                report.add(
-                    Fault::ContentChanged,
-                    Some(seq),
-                    format!("seq {seq}: the content does not hash to the stored leaf hash"),
-                );
-            }
+            let (leaf, received_at) = match &row {
+                LogEntry::Event(e) => {
+                    let leaf = e.event.leaf_hash();
+                    if hex::encode(leaf) != e.leaf_hash {
+                        report.add(
+                            Fault::ContentChanged,
+                            Some(seq),
+                            format!("seq {seq}: the content does not hash to the stored leaf hash"),
+                        );
+                    }
+                    (leaf, e.received_at)
+                }
+                LogEntry::Purged(p) => {
+                    report.purged += 1;
+                    if p.purged_at < p.expired_at() {
+                        report.add(
+                            Fault::PurgedEarly,
+                            Some(seq),
+                            format!(
+                                "seq {seq}: its content was purged at {}, before its retention ended at {}",
+                                audit_model::timestamp::format(&p.purged_at),
+                                audit_model::timestamp::format(&p.expired_at())
+                            ),
+                        );
+                    }
+                    (p.leaf_hash, p.received_at)
+                }
+            };
             if let Some((prev_seq, prev)) = previous_received {
-                if row.received_at < prev {
+                if received_at < prev {
                     // One of the two is out of place: the earlier row if it is also later than
                     // its own predecessor's successor (moved back), else this one (moved forward).
                     let bad = match before_previous {
-                        Some(oldest) if oldest > row.received_at => seq,
+                        Some(oldest) if oldest > received_at => seq,
                         _ => prev_seq,
                     };
                     report.add(
@@ -191,11 +219,11 @@ pub async fn verify_store(
                 }
                 before_previous = Some(prev);
             }
-            previous_received = Some((seq, row.received_at));
+            previous_received = Some((seq, received_at));
             if let Some(latest) = &latest {
                 if seq > latest.tree_size
-                    && (row.received_at < latest.signed_at - pending_slack
-                        || row.received_at > Utc::now())
+                    && (received_at < latest.signed_at - pending_slack
+                        || received_at > Utc::now())
                 {
                     report.add(
                         Fault::RowAdded,

@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
@@ -130,6 +130,15 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route(
             "/api/v1/audit/consistency",
             get(routes::checkpoints::consistency),
+        )
+        .route("/api/v1/audit/export", get(routes::export::export))
+        .route(
+            "/api/v1/audit/legal-hold",
+            post(routes::legal_hold::place).get(routes::legal_hold::list),
+        )
+        .route(
+            "/api/v1/audit/legal-hold/{correlation_id}",
+            delete(routes::legal_hold::release),
         )
         .route("/api/v1/admin/dlq", get(routes::admin::stats))
         .route(

@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::routes::{admin, checkpoints, events, health, records, similar};
+use super::routes::{admin, checkpoints, events, export, health, legal_hold, records, similar};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,10 @@ use super::routes::{admin, checkpoints, events, health, records, similar};
         checkpoints::event_proof,
         checkpoints::consistency,
         checkpoints::verify_chain,
+        export::export,
+        legal_hold::place,
+        legal_hold::release,
+        legal_hold::list,
         admin::stats,
         admin::dead_letters,
         admin::replay,
@@ -89,11 +93,16 @@ use super::routes::{admin, checkpoints, events, health, records, similar};
         checkpoints::VerifyChainRequest,
         checkpoints::VerifyChainResponse,
         checkpoints::ChainFailure,
+        crate::store::LegalHold,
+        legal_hold::PlaceHoldRequest,
+        legal_hold::ReleaseHoldRequest,
+        legal_hold::HoldList,
     )),
     tags(
         (name = "events", description = "The unified audit event log"),
         (name = "tamper-evidence", description = "Signed checkpoints and Merkle proofs (RFC 9162)"),
         (name = "records", description = "The six typed seed audit records, stored as events of the log"),
+        (name = "retention", description = "Legal holds; retention purges content of expired events no hold keeps"),
         (name = "admin", description = "Operating the dead-letter queue"),
         (name = "health", description = "Probes, metrics and this document"),
     )

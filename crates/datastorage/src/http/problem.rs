@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::ingest::IngestError;
+use crate::store::LogEntry;
 
 tokio::task_local! {
     /// The id of the request being handled (set by the request-id middleware).
@@ -45,6 +46,27 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(ProblemKind::NotFound, detail)
+    }
+
+    /// The event, or 404 when there is none and 410 when the retention purge removed its content.
+    pub fn live_event(
+        entry: Option<LogEntry>,
+        event_id: uuid::Uuid,
+    ) -> Result<audit_model::StoredEvent, ApiError> {
+        match entry {
+            Some(LogEntry::Event(e)) => Ok(e),
+            Some(LogEntry::Purged(p)) => Err(Self::new(
+                ProblemKind::Gone,
+                format!(
+                    "the content of audit event {event_id} (seq {}) was purged at {} when its retention ended; its leaf stays in the log",
+                    p.seq,
+                    audit_model::timestamp::format(&p.purged_at)
+                ),
+            )),
+            None => Err(Self::not_found(format!(
+                "no audit event with event_id {event_id}"
+            ))),
+        }
     }
 }
 

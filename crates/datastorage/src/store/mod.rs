@@ -10,6 +10,8 @@
 
 mod postgres;
 mod query;
+mod retention_postgres;
+mod retention_sqlite;
 mod sqlite;
 mod tree_postgres;
 mod tree_sqlite;
@@ -51,6 +53,101 @@ impl PreparedEvent {
             received_at,
         }
     }
+}
+
+/// A position of the log whose content the retention purge removed. What stays is what the
+/// tree and the verifier need, and what shows that the purge came after expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedEvent {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub leaf_hash: Hash,
+    pub event_timestamp: DateTime<Utc>,
+    pub retention_days: i32,
+    pub received_at: DateTime<Utc>,
+    pub purged_at: DateTime<Utc>,
+}
+
+impl PurgedEvent {
+    /// When the event's retention ended.
+    pub fn expired_at(&self) -> DateTime<Utc> {
+        self.event_timestamp + chrono::Duration::days(i64::from(self.retention_days))
+    }
+}
+
+/// One row of the log: an event, or what the retention purge left of one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEntry {
+    Event(StoredEvent),
+    Purged(PurgedEvent),
+}
+
+impl LogEntry {
+    pub fn seq(&self) -> i64 {
+        match self {
+            LogEntry::Event(e) => e.seq,
+            LogEntry::Purged(p) => p.seq,
+        }
+    }
+}
+
+/// A legal hold on a correlation: while active, none of its events is purged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct LegalHold {
+    pub id: i64,
+    pub correlation_id: String,
+    pub reason: String,
+    pub placed_by: String,
+    #[serde(with = "audit_model::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub placed_at: DateTime<Utc>,
+    #[serde(with = "audit_model::timestamp::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub released_at: Option<DateTime<Utc>>,
+    pub release_reason: Option<String>,
+    pub released_by: Option<String>,
+}
+
+/// What placing a hold did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaceHold {
+    Placed(LegalHold),
+    /// The correlation was already under this active hold.
+    AlreadyHeld(LegalHold),
+}
+
+/// A hold being placed or released: who and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub correlation_id: String,
+    pub reason: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The existing events with ids being appended, as stored events. A purged event matches an
+/// incoming one exactly when the leaf hashes match (then its content was the incoming one);
+/// otherwise it is a conflict whose stored content is gone.
+fn existing_events(events: &[PreparedEvent], entries: Vec<LogEntry>) -> Vec<StoredEvent> {
+    entries
+        .into_iter()
+        .filter_map(|entry| match entry {
+            LogEntry::Event(e) => Some(e),
+            LogEntry::Purged(p) => {
+                let incoming = events.iter().find(|e| e.event.event_id == p.event_id)?;
+                let mut event = incoming.event.clone();
+                if incoming.leaf_hash != p.leaf_hash {
+                    event.event_data = serde_json::Map::new();
+                }
+                Some(StoredEvent {
+                    event,
+                    seq: p.seq,
+                    leaf_hash: hex::encode(p.leaf_hash),
+                    received_at: p.received_at,
+                })
+            }
+        })
+        .collect()
 }
 
 /// A hash column's bytes as a hash (anything but 32 bytes is corruption).
@@ -165,8 +262,8 @@ pub trait LogStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Appends events with distinct `event_id`s in one transaction, answering in input order.
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError>;
-    /// The stored event with this id.
-    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+    /// The stored event with this id (or what the retention purge left of it).
+    async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError>;
     /// Events matching the query, at most `limit` of them, in the query's order.
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
     /// Typed records matching the query, in `id` order.
@@ -175,8 +272,8 @@ pub trait LogStore: Send + Sync + 'static {
     async fn count(&self) -> Result<i64, StoreError>;
     /// Answers when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Up to `limit` stored events after `after_seq`, in seq order (the verifier's scan).
-    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Up to `limit` rows after `after_seq`, in seq order (the verifier's scan).
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError>;
     /// Up to `limit` leaf hashes after `after_seq`, as `(seq, leaf hash)` in seq order.
     async fn leaf_hashes(&self, after_seq: i64, limit: i64)
         -> Result<Vec<(i64, Hash)>, StoreError>;
@@ -195,6 +292,23 @@ pub trait LogStore: Send + Sync + 'static {
         &self,
         query: &CheckpointQuery,
     ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// Places a hold on a correlation, unless one is active (which is then answered).
+    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError>;
+    /// Releases the active hold on `request.correlation_id` (`reason` is the release reason);
+    /// `None` when there is none.
+    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError>;
+    /// Holds, newest first: the active ones, or all of them (with the released history); only
+    /// those on `correlation_id` when given.
+    async fn holds(
+        &self,
+        correlation_id: Option<&str>,
+        include_released: bool,
+    ) -> Result<Vec<LegalHold>, StoreError>;
+    /// Purges up to `limit` events whose retention ended by `now` and whose correlation is not
+    /// under an active hold, oldest seq first; the seqs purged.
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Events whose retention ended by `now` but that an active hold keeps.
+    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Closes the connections.
     async fn close(&self);
 }

@@ -26,8 +26,9 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, CheckpointQuery, EventQuery, LogStore,
-    PreparedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
+    classify, existing_events, existing_outcome, to_hash, AppendOutcome, CheckpointQuery,
+    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent,
+    PurgedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
@@ -109,9 +110,10 @@ impl LogStore for PostgresStore {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(decode)
+            .map(decode_entry)
             .collect::<Result<Vec<_>, _>>()?
         };
+        let existing = existing_events(events, existing);
         tx.commit().await?;
         Ok(classify(events, &existing)
             .into_iter()
@@ -126,14 +128,14 @@ impl LogStore for PostgresStore {
             .collect())
     }
 
-    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+    async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"
         ))
         .bind(event_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode).transpose()
+        row.as_ref().map(decode_entry).transpose()
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -167,7 +169,31 @@ impl LogStore for PostgresStore {
         self.pool.close().await;
     }
 
-    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError> {
+        self.retention_place_hold(request).await
+    }
+
+    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError> {
+        self.retention_release_hold(request).await
+    }
+
+    async fn holds(
+        &self,
+        correlation_id: Option<&str>,
+        include_released: bool,
+    ) -> Result<Vec<LegalHold>, StoreError> {
+        self.retention_holds(correlation_id, include_released).await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        self.retention_purge(now, limit).await
+    }
+
+    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.retention_count_held(now).await
+    }
+
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
@@ -176,7 +202,7 @@ impl LogStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode)
+        .map(decode_entry)
         .collect()
     }
 
@@ -289,6 +315,22 @@ async fn insert_new(
     .bind(received_at)
     .fetch_all(&mut **tx)
     .await
+}
+
+fn decode_entry(row: &PgRow) -> Result<LogEntry, StoreError> {
+    let purged_at: Option<DateTime<Utc>> = row.try_get("purged_at")?;
+    let Some(purged_at) = purged_at else {
+        return decode(row).map(LogEntry::Event);
+    };
+    Ok(LogEntry::Purged(PurgedEvent {
+        seq: row.try_get("seq")?,
+        event_id: row.try_get("event_id")?,
+        leaf_hash: to_hash(row.try_get("leaf_hash")?)?,
+        event_timestamp: row.try_get("event_timestamp")?,
+        retention_days: row.try_get("retention_days")?,
+        received_at: row.try_get("received_at")?,
+        purged_at,
+    }))
 }
 
 fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {

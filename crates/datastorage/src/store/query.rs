@@ -81,13 +81,14 @@ pub(crate) const COLUMNS: &str = "seq, event_id, event_version, event_timestamp,
     event_category, event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, \
     resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, \
     severity, duration_ms, error_code, error_message, event_data, retention_days, leaf_hash, \
-    received_at";
+    received_at, purged_at";
 
 impl EventQuery {
     /// Renders the query; `mark` is the placeholder prefix (`$` for PostgreSQL, `?` for SQLite).
     pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
         let mut binds = Vec::new();
-        let mut clauses = Vec::new();
+        // Purged events have no content left to match or show.
+        let mut clauses = vec!["purged_at IS NULL".to_string()];
         let next = |b: Bind, binds: &mut Vec<Bind>| {
             binds.push(b);
             format!("{mark}{}", binds.len())
@@ -113,11 +114,7 @@ impl EventQuery {
             let s = next(Bind::Int(c.seq), &mut binds);
             clauses.push(format!("(event_timestamp, seq) {cmp} ({t}, {s})"));
         }
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", clauses.join(" AND "))
-        };
+        let filter = format!(" WHERE {}", clauses.join(" AND "));
         let limit = next(Bind::Int(i64::from(self.limit)), &mut binds);
         let sql = format!(
             "SELECT {COLUMNS} FROM audit_events{filter} \
@@ -147,7 +144,7 @@ mod tests {
         };
         let (sql, binds) = q.to_sql('$');
         assert!(sql.ends_with(
-            "WHERE correlation_id = $1 AND event_timestamp >= $2 AND (event_timestamp, seq) < ($3, $4) \
+            "WHERE purged_at IS NULL AND correlation_id = $1 AND event_timestamp >= $2 AND (event_timestamp, seq) < ($3, $4) \
              ORDER BY event_timestamp DESC, seq DESC LIMIT $5"
         ), "{sql}");
         assert_eq!(binds.len(), 5);
@@ -218,3 +215,42 @@ impl RecordQuery {
         (sql, binds)
     }
 }
+
+/// The columns the retention purge blanks: everything but `seq`, `event_id`, `event_timestamp`,
+/// `retention_days`, `leaf_hash` and `received_at`.
+pub(crate) const CONTENT_COLUMNS: [&str; 21] = [
+    "event_version",
+    "event_type",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "correlation_id",
+    "parent_event_id",
+    "trace_id",
+    "span_id",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "event_data",
+];
+
+/// `col = NULL, …` for every content column.
+pub(crate) fn blank_content() -> String {
+    CONTENT_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = NULL"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The columns of a legal hold row.
+pub(crate) const HOLD_COLUMNS: &str = "id, correlation_id, reason, placed_by, placed_at, \
+    released_at, release_reason, released_by";

@@ -22,8 +22,9 @@ use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
 use super::{
-    classify, existing_outcome, AppendOutcome, CheckpointQuery, EventQuery, LogStore,
-    PreparedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
+    classify, existing_events, existing_outcome, to_hash, AppendOutcome, CheckpointQuery,
+    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent,
+    PurgedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
@@ -84,9 +85,10 @@ impl LogStore for SqliteStore {
             }
             q.push(")");
             for row in q.build().fetch_all(&mut *tx).await? {
-                existing.push(decode(&row)?);
+                existing.push(decode_entry(&row)?);
             }
         }
+        let existing = existing_events(events, existing);
         let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
@@ -118,14 +120,14 @@ impl LogStore for SqliteStore {
         Ok(outcomes)
     }
 
-    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+    async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE event_id = ?1"
         ))
         .bind(event_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode).transpose()
+        row.as_ref().map(decode_entry).transpose()
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -159,7 +161,31 @@ impl LogStore for SqliteStore {
         self.pool.close().await;
     }
 
-    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError> {
+        self.retention_place_hold(request).await
+    }
+
+    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError> {
+        self.retention_release_hold(request).await
+    }
+
+    async fn holds(
+        &self,
+        correlation_id: Option<&str>,
+        include_released: bool,
+    ) -> Result<Vec<LegalHold>, StoreError> {
+        self.retention_holds(correlation_id, include_released).await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        self.retention_purge(now, limit).await
+    }
+
+    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.retention_count_held(now).await
+    }
+
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))
@@ -168,7 +194,7 @@ impl LogStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode)
+        .map(decode_entry)
         .collect()
     }
 
@@ -247,13 +273,30 @@ async fn insert(
     Ok(())
 }
 
-fn text_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn text_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
     let text: String = row.try_get(column)?;
     timestamp::parse(&text).map_err(|e| StoreError::Corrupt(format!("{column} {text:?}: {e}")))
 }
 
 fn text_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("uuid {text:?}: {e}")))
+}
+
+fn decode_entry(row: &SqliteRow) -> Result<LogEntry, StoreError> {
+    let purged_at: Option<String> = row.try_get("purged_at")?;
+    if purged_at.is_none() {
+        return decode(row).map(LogEntry::Event);
+    }
+    let event_id: String = row.try_get("event_id")?;
+    Ok(LogEntry::Purged(PurgedEvent {
+        seq: row.try_get("seq")?,
+        event_id: text_uuid(&event_id)?,
+        leaf_hash: to_hash(row.try_get("leaf_hash")?)?,
+        event_timestamp: text_time(row, "event_timestamp")?,
+        retention_days: row.try_get("retention_days")?,
+        received_at: text_time(row, "received_at")?,
+        purged_at: text_time(row, "purged_at")?,
+    }))
 }
 
 fn decode(row: &SqliteRow) -> Result<StoredEvent, StoreError> {

@@ -10,7 +10,7 @@ use audit_model::export::verify_export;
 use audit_model::AuditEvent;
 use chrono::Utc;
 use datastorage::config::DatabaseTarget;
-use datastorage::export::{write_ndjson, ExportFilter};
+use datastorage::export::{self as exporter, ExportFilter, ExportFormat};
 use datastorage::store::{self, LogStore, PreparedEvent};
 use datastorage::tree::Checkpointer;
 use serde_json::json;
@@ -129,7 +129,7 @@ async fn flipping_any_byte_of_an_export_fails_verification() {
         correlation_id: Some("rr-export-7".into()),
         ..ExportFilter::default()
     };
-    write_ndjson(store.as_ref(), &filter, None, &mut export)
+    exporter::write(store.clone(), filter, None, ExportFormat::Ndjson, &mut export)
         .await
         .unwrap();
     let key = signer.verifier();
@@ -137,9 +137,15 @@ async fn flipping_any_byte_of_an_export_fails_verification() {
     assert_eq!((summary.events, summary.tree_size), (1, 40));
 
     let mut whole = Vec::new();
-    write_ndjson(store.as_ref(), &ExportFilter::default(), None, &mut whole)
-        .await
-        .unwrap();
+    exporter::write(
+        store.clone(),
+        ExportFilter::default(),
+        None,
+        ExportFormat::Ndjson,
+        &mut whole,
+    )
+    .await
+    .unwrap();
     assert_eq!(verify_export(Cursor::new(&whole), &key).unwrap().events, 40);
     // Every byte of the checkpoint line and of the first three events, each bit flipped in turn
     // for the lowest and the case bit, and a spread of bytes over the rest.

@@ -103,6 +103,9 @@ async fn recomputed_leaf(pool: &PgPool, seq: i64) -> Vec<u8> {
     .unwrap();
     let row = store.scan(seq - 1, 1).await.unwrap().remove(0);
     store.close().await;
+    let datastorage::store::LogEntry::Event(row) = row else {
+        panic!("seq {seq} is purged")
+    };
     row.event.leaf_hash().to_vec()
 }
 

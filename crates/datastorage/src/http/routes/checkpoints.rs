@@ -212,6 +212,7 @@ fn size_param(q: &mut HashMap<String, String>, key: &str, errors: &mut FieldErro
         (status = 200, description = "The proof", body = EventProof),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event or checkpoint, or the event is not covered yet", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Its content was purged by retention", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn event_proof(
     State(state): State<AppState>,
@@ -228,12 +229,7 @@ pub async fn event_proof(
     let (Some(id), true) = (id, errors.is_empty()) else {
         return Err(ApiError::validation(&errors));
     };
-    let event = state
-        .store
-        .get(id)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no audit event with event_id {id}")))?;
+    let event = ApiError::live_event(state.store.get(id).await.map_err(unavailable)?, id)?;
     let checkpoint = match size {
         Some(n) => one(&state, CheckpointQuery::Size(n as i64))
             .await?

@@ -194,6 +194,7 @@ fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
         (status = 200, description = "The stored event", body = StoredEvent),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Its content was purged by retention", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_event(
@@ -206,9 +207,7 @@ pub async fn get_event(
         .get(id)
         .await
         .map_err(|e| ApiError::new(ProblemKind::ServiceUnavailable, e.to_string()))?;
-    event
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no audit event with event_id {id}")))
+    ApiError::live_event(event, id).map(Json)
 }
 
 /// Query parameters of the event list (all optional).

@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod checkpoints;
 pub mod events;
+pub mod export;
 pub mod health;
+pub mod legal_hold;
 pub mod records;
 pub mod similar;

@@ -1,0 +1,236 @@
+//! Legal hold: while a correlation is held, retention purges none of its events.
+//!
+//! Placing and releasing a hold are audit events of the held correlation. The hold row is
+//! written first, then its event through the ingest queue; a retry of the same request after a
+//! failure answers the stored hold and writes the same event (same id, same content) again,
+//! which the log stores once. So a request that failed half way is repaired by retrying it.
+
+use std::collections::HashMap;
+
+use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::extract::JsonBody;
+use crate::http::params;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+use crate::ingest::IngestOutcome;
+use crate::retention::hold_event;
+use crate::store::{HoldRequest, LegalHold, PlaceHold, StoreError};
+
+/// Longest correlation id, requester and reason (as the log's own columns).
+const MAX_SHORT: usize = 255;
+const MAX_REASON: usize = 4096;
+
+/// `POST /api/v1/audit/legal-hold` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler reads it field by field
+pub struct PlaceHoldRequest {
+    /// The correlation (remediation) whose events must be kept.
+    correlation_id: String,
+    /// Why (a case or ticket reference).
+    reason: String,
+    /// Who asks (recorded as the audit event's actor); default `unknown`.
+    requested_by: Option<String>,
+}
+
+/// `DELETE /api/v1/audit/legal-hold/{correlation_id}` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler reads it field by field
+pub struct ReleaseHoldRequest {
+    /// Why the hold ends.
+    release_reason: String,
+    /// Who asks (recorded as the audit event's actor); default `unknown`.
+    requested_by: Option<String>,
+}
+
+/// The holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldList {
+    pub data: Vec<LegalHold>,
+}
+
+fn unavailable(e: StoreError) -> ApiError {
+    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+}
+
+/// A hold request's body: the correlation (when it is not in the path), the reason and who asks.
+struct HoldBody {
+    correlation_id: Option<String>,
+    reason: String,
+    requested_by: String,
+}
+
+/// Reads the body; every bad or unknown field is reported at once.
+fn read_body(
+    body: serde_json::Value,
+    with_correlation: bool,
+    reason_field: &str,
+) -> Result<HoldBody, ApiError> {
+    let mut reader = ObjectReader::new(body).map_err(|e| ApiError::validation(&e))?;
+    let correlation_id = if with_correlation {
+        reader.string("correlation_id", MAX_SHORT)
+    } else {
+        None
+    };
+    let reason = reader.string(reason_field, MAX_REASON);
+    let requested_by = reader.opt_string("requested_by", MAX_SHORT);
+    let errors = reader.finish();
+    match reason {
+        Some(reason) if errors.is_empty() => Ok(HoldBody {
+            correlation_id,
+            reason,
+            requested_by: requested_by.unwrap_or_else(|| "unknown".into()),
+        }),
+        _ => Err(ApiError::validation(&errors)),
+    }
+}
+
+/// Writes a hold's audit event; the hold stands either way, the event is what a retry repairs.
+async fn record(state: &AppState, hold: &LegalHold, released: bool) -> Result<(), ApiError> {
+    let outcome = state.queue.submit(vec![hold_event(hold, released)]).await?;
+    match outcome.first() {
+        Some(
+            IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_),
+        ) => Ok(()),
+        other => Err(ApiError::new(
+            ProblemKind::Internal,
+            format!("the hold's audit event was not stored ({other:?}); retry the request"),
+        )),
+    }
+}
+
+/// Places a legal hold on a correlation.
+#[utoipa::path(post, path = "/api/v1/audit/legal-hold", tag = "retention",
+    request_body = PlaceHoldRequest,
+    responses(
+        (status = 201, description = "The hold, placed now", body = LegalHold),
+        (status = 200, description = "The same hold was already placed (a retry)", body = LegalHold),
+        (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The correlation is already held for another reason", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn place(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<LegalHold>), ApiError> {
+    let body = read_body(body, true, "reason")?;
+    let request = HoldRequest {
+        correlation_id: body.correlation_id.unwrap_or_default(),
+        reason: body.reason,
+        by: body.requested_by,
+        at: audit_model::timestamp::truncate(Utc::now()),
+    };
+    let (status, hold) = match state.store.place_hold(&request).await.map_err(unavailable)? {
+        PlaceHold::Placed(hold) => (StatusCode::CREATED, hold),
+        PlaceHold::AlreadyHeld(hold) if hold.reason == request.reason => (StatusCode::OK, hold),
+        PlaceHold::AlreadyHeld(hold) => {
+            return Err(ApiError::new(
+                ProblemKind::Conflict,
+                format!(
+                    "correlation {} is already under legal hold {} since {} (reason: {})",
+                    hold.correlation_id,
+                    hold.id,
+                    audit_model::timestamp::format(&hold.placed_at),
+                    hold.reason
+                ),
+            ))
+        }
+    };
+    record(&state, &hold, false).await?;
+    Ok((status, Json(hold)))
+}
+
+/// Releases the legal hold on a correlation; retention may purge its expired events again.
+#[utoipa::path(delete, path = "/api/v1/audit/legal-hold/{correlation_id}", tag = "retention",
+    params(("correlation_id" = String, Path, description = "The held correlation")),
+    request_body = ReleaseHoldRequest,
+    responses(
+        (status = 200, description = "The hold, released", body = LegalHold),
+        (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The correlation is not under legal hold", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn release(
+    State(state): State<AppState>,
+    Path(correlation_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<LegalHold>, ApiError> {
+    let body = read_body(body, false, "release_reason")?;
+    let request = HoldRequest {
+        correlation_id,
+        reason: body.reason,
+        by: body.requested_by,
+        at: audit_model::timestamp::truncate(Utc::now()),
+    };
+    let hold = match state.store.release_hold(&request).await.map_err(unavailable)? {
+        Some(hold) => hold,
+        None => {
+            // A retry of a release whose answer was lost: the latest hold, released so.
+            let latest = state
+                .store
+                .holds(Some(&request.correlation_id), true)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .next();
+            match latest {
+                Some(h) if h.release_reason.as_deref() == Some(request.reason.as_str()) => h,
+                _ => {
+                    return Err(ApiError::not_found(format!(
+                        "correlation {} is not under legal hold",
+                        request.correlation_id
+                    )))
+                }
+            }
+        }
+    };
+    record(&state, &hold, true).await?;
+    Ok(Json(hold))
+}
+
+/// The legal holds: the active ones, or with `include_released=true` their history too.
+#[utoipa::path(get, path = "/api/v1/audit/legal-hold", tag = "retention",
+    params(
+        ("correlation_id" = Option<String>, Query, description = "Only the holds on this correlation"),
+        ("include_released" = Option<bool>, Query, description = "Also the released holds (default false)"),
+    ),
+    responses(
+        (status = 200, description = "The holds, newest first", body = HoldList),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<HoldList>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let correlation_id = q.remove("correlation_id");
+    let include_released = match q.remove("include_released").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            errors.add(
+                "include_released",
+                Reason::InvalidValue,
+                "must be true or false",
+            );
+            false
+        }
+    };
+    params::reject_unknown(q, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let data = state
+        .store
+        .holds(correlation_id.as_deref(), include_released)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(HoldList { data }))
+}

@@ -1,0 +1,191 @@
+//! Retention and legal hold.
+//!
+//! The retention worker purges, every `retention_interval`, the content of events whose own
+//! `retention_days` have passed and whose correlation is under no active legal hold, in
+//! transactions of `retention_batch_size` events. A purged row keeps `seq`, `event_id`,
+//! `leaf_hash`, `event_timestamp`, `retention_days` and `purged_at`: the Merkle tree and every
+//! signed checkpoint still verify, and the verifier reports the row as purged. The database's
+//! triggers refuse any other change, and any purge of a held or unexpired event, whoever asks.
+//!
+//! What Data Storage does to the log is itself in the log: placing and releasing a hold, and
+//! each retention run with its counts, are audit events written through the ingest queue like
+//! any other (so a database outage parks them in the DLQ instead of losing them). Their ids and
+//! content are derived from the hold or the run, so a retried request stores them once.
+
+use std::sync::Arc;
+
+use audit_model::AuditEvent;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::RetentionConfig;
+use crate::ingest::{IngestOutcome, IngestQueue};
+use crate::shutdown::Shutdown;
+use crate::store::{LegalHold, LogStore, PreparedEvent, StoreError};
+
+/// `event_type` of a hold being placed.
+pub const HOLD_PLACED: &str = "datastorage.legal_hold.placed";
+/// `event_type` of a hold being released.
+pub const HOLD_RELEASED: &str = "datastorage.legal_hold.released";
+/// `event_type` of a retention run.
+pub const RETENTION_RUN: &str = "datastorage.retention.run";
+/// The correlation every retention run is recorded under.
+pub const RETENTION_CORRELATION: &str = "datastorage-retention";
+
+/// Namespace of the ids of the events Data Storage writes itself (UUIDv5).
+const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6b75_6265_726e_6175_742d_6175_6469_7400);
+
+fn system_event(value: serde_json::Value) -> PreparedEvent {
+    // Built from fields this module controls; a failure is a bug, not bad input.
+    let event = AuditEvent::parse(value, Utc::now()).expect("a system audit event is valid");
+    PreparedEvent::new(event)
+}
+
+/// The audit event of a hold placed (`released == false`) or released.
+pub fn hold_event(hold: &LegalHold, released: bool) -> PreparedEvent {
+    let (event_type, action, actor, at) = match (released, &hold.released_at) {
+        (true, Some(at)) => (
+            HOLD_RELEASED,
+            "release",
+            hold.released_by.clone().unwrap_or_default(),
+            *at,
+        ),
+        _ => (HOLD_PLACED, "place", hold.placed_by.clone(), hold.placed_at),
+    };
+    system_event(json!({
+        "event_id": Uuid::new_v5(&EVENT_NAMESPACE, format!("legal-hold/{}/{action}", hold.id).as_bytes()),
+        "event_timestamp": audit_model::timestamp::format(&at),
+        "event_type": event_type,
+        "event_category": "datastorage",
+        "event_action": action,
+        "event_outcome": "success",
+        "actor_type": "user",
+        "actor_id": actor,
+        "resource_type": "legal_hold",
+        "resource_id": hold.id.to_string(),
+        "correlation_id": hold.correlation_id,
+        "event_data": serde_json::to_value(hold).expect("a hold serialises"),
+    }))
+}
+
+/// What one retention run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    #[serde(with = "audit_model::timestamp")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "audit_model::timestamp")]
+    pub finished_at: DateTime<Utc>,
+    /// Events whose content was purged.
+    pub purged: u64,
+    /// Expired events kept because their correlation is under legal hold.
+    pub held: u64,
+    /// The smallest and largest seq purged.
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    pub batches: u64,
+}
+
+impl RunReport {
+    /// The run's audit event.
+    pub fn event(&self) -> PreparedEvent {
+        system_event(json!({
+            "event_id": Uuid::new_v5(
+                &EVENT_NAMESPACE,
+                format!("retention/{}", audit_model::timestamp::format(&self.started_at)).as_bytes(),
+            ),
+            "event_timestamp": audit_model::timestamp::format(&self.finished_at),
+            "event_type": RETENTION_RUN,
+            "event_category": "datastorage",
+            "event_action": "purge",
+            "event_outcome": "success",
+            "actor_id": "datastorage-retention",
+            "resource_type": "audit_log",
+            "resource_id": "audit_events",
+            "correlation_id": RETENTION_CORRELATION,
+            "event_data": serde_json::to_value(self).expect("a report serialises"),
+        }))
+    }
+}
+
+/// Purges everything expired at `now` that no hold keeps, `batch_size` events per transaction.
+pub async fn run_once(
+    store: &dyn LogStore,
+    batch_size: i64,
+    now: DateTime<Utc>,
+) -> Result<RunReport, StoreError> {
+    let started_at = Utc::now();
+    let mut report = RunReport {
+        started_at,
+        finished_at: started_at,
+        purged: 0,
+        held: 0,
+        first_seq: None,
+        last_seq: None,
+        batches: 0,
+    };
+    loop {
+        let seqs = store.purge_expired(now, batch_size).await?;
+        if seqs.is_empty() {
+            break;
+        }
+        report.batches += 1;
+        report.purged += seqs.len() as u64;
+        // Each batch takes the oldest seqs left, so batches come in seq order.
+        report.first_seq.get_or_insert(seqs[0]);
+        report.last_seq = seqs.last().copied();
+        if (seqs.len() as i64) < batch_size {
+            break;
+        }
+    }
+    report.held = store.count_held_expired(now).await? as u64;
+    report.finished_at = Utc::now();
+    Ok(report)
+}
+
+/// The worker: a run every interval until shutdown begins.
+pub struct RetentionWorker {
+    pub store: Arc<dyn LogStore>,
+    pub queue: IngestQueue,
+    pub config: RetentionConfig,
+}
+
+impl RetentionWorker {
+    /// One run, recorded in the log.
+    pub async fn run_and_record(&self) -> Result<RunReport, StoreError> {
+        let report = run_once(self.store.as_ref(), self.config.batch_size, Utc::now()).await?;
+        tracing::info!(
+            purged = report.purged,
+            held = report.held,
+            first_seq = report.first_seq,
+            last_seq = report.last_seq,
+            "retention run"
+        );
+        metrics::counter!(crate::metrics::RETENTION_PURGED).increment(report.purged);
+        match self.queue.submit(vec![report.event()]).await {
+            Ok(outcomes) => match outcomes.first() {
+                Some(IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_)) => {}
+                other => tracing::error!(?other, "the retention run's audit event was not stored"),
+            },
+            Err(error) => tracing::error!(%error, "cannot record the retention run"),
+        }
+        Ok(report)
+    }
+
+    /// Runs at once, then every `interval`, until shutdown begins.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.begun() => return,
+            }
+            if let Err(error) = self.run_and_record().await {
+                metrics::counter!(crate::metrics::RETENTION_FAILURES).increment(1);
+                tracing::error!(%error, "retention run failed");
+            }
+        }
+    }
+}

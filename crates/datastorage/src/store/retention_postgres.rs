@@ -1,0 +1,131 @@
+//! Legal holds and the retention purge on PostgreSQL (see
+//! `migrations/postgres/0004_retention_and_legal_hold.sql`; the triggers there refuse any purge
+//! these statements would not make).
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::query::{blank_content, HOLD_COLUMNS};
+use super::{HoldRequest, LegalHold, PlaceHold, PostgresStore, StoreError};
+
+fn decode_hold(row: &PgRow) -> Result<LegalHold, StoreError> {
+    Ok(LegalHold {
+        id: row.try_get("id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        reason: row.try_get("reason")?,
+        placed_by: row.try_get("placed_by")?,
+        placed_at: row.try_get("placed_at")?,
+        released_at: row.try_get("released_at")?,
+        release_reason: row.try_get("release_reason")?,
+        released_by: row.try_get("released_by")?,
+    })
+}
+
+/// Expired by `$1`, and no active hold on the correlation.
+const PURGEABLE: &str = "e.purged_at IS NULL \
+    AND e.event_timestamp + make_interval(days => e.retention_days) <= $1";
+const HELD: &str = "EXISTS (SELECT 1 FROM legal_holds h \
+    WHERE h.correlation_id = e.correlation_id AND h.released_at IS NULL)";
+
+impl PostgresStore {
+    pub(super) async fn retention_place_hold(
+        &self,
+        request: &HoldRequest,
+    ) -> Result<PlaceHold, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let placed = sqlx::query(&format!(
+            "INSERT INTO legal_holds (correlation_id, reason, placed_by, placed_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (correlation_id) WHERE released_at IS NULL DO NOTHING \
+             RETURNING {HOLD_COLUMNS}"
+        ))
+        .bind(&request.correlation_id)
+        .bind(&request.reason)
+        .bind(&request.by)
+        .bind(request.at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match placed {
+            Some(row) => PlaceHold::Placed(decode_hold(&row)?),
+            None => {
+                let row = sqlx::query(&format!(
+                    "SELECT {HOLD_COLUMNS} FROM legal_holds \
+                     WHERE correlation_id = $1 AND released_at IS NULL"
+                ))
+                .bind(&request.correlation_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                PlaceHold::AlreadyHeld(decode_hold(&row)?)
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn retention_release_hold(
+        &self,
+        request: &HoldRequest,
+    ) -> Result<Option<LegalHold>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE legal_holds SET released_at = $2, release_reason = $3, released_by = $4 \
+             WHERE correlation_id = $1 AND released_at IS NULL RETURNING {HOLD_COLUMNS}"
+        ))
+        .bind(&request.correlation_id)
+        .bind(request.at)
+        .bind(&request.reason)
+        .bind(&request.by)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(decode_hold).transpose()
+    }
+
+    pub(super) async fn retention_holds(
+        &self,
+        correlation_id: Option<&str>,
+        include_released: bool,
+    ) -> Result<Vec<LegalHold>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {HOLD_COLUMNS} FROM legal_holds \
+             WHERE ($1::text IS NULL OR correlation_id = $1) AND ($2 OR released_at IS NULL) \
+             ORDER BY id DESC"
+        ))
+        .bind(correlation_id)
+        .bind(include_released)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(decode_hold)
+        .collect()
+    }
+
+    pub(super) async fn retention_purge(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut seqs: Vec<i64> = sqlx::query_scalar(&format!(
+            "WITH victims AS ( \
+               SELECT e.seq FROM audit_events e WHERE {PURGEABLE} AND NOT {HELD} \
+               ORDER BY e.seq LIMIT $2 FOR UPDATE) \
+             UPDATE audit_events a SET purged_at = $1, {} \
+             FROM victims v WHERE a.seq = v.seq RETURNING a.seq",
+            blank_content()
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    pub(super) async fn retention_count_held(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM audit_events e WHERE {PURGEABLE} AND {HELD}"
+        ))
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
