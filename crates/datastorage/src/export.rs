@@ -177,7 +177,10 @@ impl Export {
         }
         let size = self.checkpoint.tree_size;
         while self.after < size {
-            let page = self.store.scan(self.after, PAGE.min(size - self.after)).await?;
+            let page = self
+                .store
+                .scan(self.after, PAGE.min(size - self.after))
+                .await?;
             let Some(last) = page.last() else {
                 return Ok(None);
             };
@@ -185,7 +188,7 @@ impl Export {
             let selected: Vec<StoredEvent> = page
                 .into_iter()
                 .filter_map(|entry| match entry {
-                    LogEntry::Event(e) if self.filter.matches(&e) => Some(e),
+                    LogEntry::Event(e) if self.filter.matches(&e) => Some(*e),
                     _ => None,
                 })
                 .collect();
@@ -212,11 +215,20 @@ impl Export {
                 line.push(b'\n');
                 line
             }
-            ExportFormat::Csv => CSV_COLUMNS.join(",").into_bytes().into_iter().chain(*b"\r\n").collect(),
+            ExportFormat::Csv => CSV_COLUMNS
+                .join(",")
+                .into_bytes()
+                .into_iter()
+                .chain(*b"\r\n")
+                .collect(),
         }
     }
 
-    fn encode(&self, events: Vec<StoredEvent>, proofs: Vec<Vec<Hash>>) -> Result<Vec<u8>, ExportError> {
+    fn encode(
+        &self,
+        events: Vec<StoredEvent>,
+        proofs: Vec<Vec<Hash>>,
+    ) -> Result<Vec<u8>, ExportError> {
         match self.format {
             ExportFormat::Ndjson => {
                 let mut chunk = String::new();
@@ -231,7 +243,8 @@ impl Export {
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(Vec::new());
                 for (e, proof) in events.iter().zip(proofs) {
-                    out.write_record(csv_row(e, &proof)).map_err(std::io::Error::other)?;
+                    out.write_record(csv_row(e, &proof))
+                        .map_err(std::io::Error::other)?;
                 }
                 Ok(out.into_inner().map_err(|e| e.into_error())?)
             }
@@ -258,7 +271,9 @@ fn csv_row(e: &StoredEvent, proof: &[Hash]) -> Vec<String> {
         ev.resource_id.clone(),
         opt(&ev.resource_name),
         ev.correlation_id.clone(),
-        ev.parent_event_id.map(|u| u.to_string()).unwrap_or_default(),
+        ev.parent_event_id
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
         opt(&ev.trace_id),
         opt(&ev.span_id),
         opt(&ev.namespace),

@@ -165,7 +165,11 @@ impl RetentionWorker {
         metrics::counter!(crate::metrics::RETENTION_PURGED).increment(report.purged);
         match self.queue.submit(vec![report.event()]).await {
             Ok(outcomes) => match outcomes.first() {
-                Some(IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_)) => {}
+                Some(
+                    IngestOutcome::Created(_)
+                    | IngestOutcome::Duplicate(_)
+                    | IngestOutcome::Queued(_),
+                ) => {}
                 other => tracing::error!(?other, "the retention run's audit event was not stored"),
             },
             Err(error) => tracing::error!(%error, "cannot record the retention run"),

@@ -222,8 +222,7 @@ pub async fn verify_store(
             previous_received = Some((seq, received_at));
             if let Some(latest) = &latest {
                 if seq > latest.tree_size
-                    && (received_at < latest.signed_at - pending_slack
-                        || received_at > Utc::now())
+                    && (received_at < latest.signed_at - pending_slack || received_at > Utc::now())
                 {
                     report.add(
                         Fault::RowAdded,

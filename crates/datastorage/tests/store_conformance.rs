@@ -31,7 +31,7 @@ async fn open(db: &TestDb) -> Arc<dyn LogStore> {
 /// The stored event of a read that must find live content.
 fn live(entry: Option<LogEntry>) -> audit_model::StoredEvent {
     match entry {
-        Some(LogEntry::Event(e)) => e,
+        Some(LogEntry::Event(e)) => *e,
         other => panic!("expected a stored event, got {other:?}"),
     }
 }
@@ -301,7 +301,10 @@ async fn retention(backend: Backend) {
     // Only the expired, unheld event is purged; the held one is counted.
     let now = Utc::now();
     assert_eq!(store.purge_expired(now, 100).await.unwrap(), vec![1]);
-    assert_eq!(store.purge_expired(now, 100).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        store.purge_expired(now, 100).await.unwrap(),
+        Vec::<i64>::new()
+    );
     assert_eq!(store.count_held_expired(now).await.unwrap(), 1);
     let Some(LogEntry::Purged(p)) = store.get(expired.event.event_id).await.unwrap() else {
         panic!("seq 1 should be purged");
@@ -310,7 +313,9 @@ async fn retention(backend: Backend) {
     assert_eq!(p.event_timestamp, expired.event.event_timestamp);
     assert!(p.purged_at >= p.expired_at());
     let content = db
-        .scalar("SELECT count(*) FROM audit_events WHERE event_data IS NULL AND correlation_id IS NULL")
+        .scalar(
+            "SELECT count(*) FROM audit_events WHERE event_data IS NULL AND correlation_id IS NULL",
+        )
         .await;
     assert_eq!(content, 1, "the purged row keeps no content");
     let rows = store.scan(0, 10).await.unwrap();
@@ -318,7 +323,10 @@ async fn retention(backend: Backend) {
     assert!(matches!(&rows[1], LogEntry::Event(e) if e.seq == 2));
     // Queries no longer see it.
     let all = store
-        .query(&EventQuery { limit: 10, ..EventQuery::default() })
+        .query(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);

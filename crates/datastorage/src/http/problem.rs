@@ -15,25 +15,30 @@ tokio::task_local! {
 /// Seconds a client should wait before retrying when the service is unavailable.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
-/// An error answer of the API.
+/// An error answer of the API (boxed: errors are the rare path, results stay small).
 #[derive(Debug)]
-pub struct ApiError(pub Problem);
+pub struct ApiError(pub Box<Problem>);
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        ApiError(Box::new(problem))
+    }
+}
 
 impl ApiError {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        ApiError(Problem::new(kind, detail))
+        Problem::new(kind, detail).into()
     }
 
     /// A 400 listing every refused field.
     pub fn validation(errors: &FieldErrors) -> Self {
         crate::metrics::record_validation_failures(errors);
-        ApiError(
-            Problem::new(
-                ProblemKind::ValidationError,
-                format!("{} field(s) failed validation", errors.len()),
-            )
-            .with_field_errors(errors.messages()),
+        Problem::new(
+            ProblemKind::ValidationError,
+            format!("{} field(s) failed validation", errors.len()),
         )
+        .with_field_errors(errors.messages())
+        .into()
     }
 
     /// A 400 about one field or parameter.
@@ -54,7 +59,7 @@ impl ApiError {
         event_id: uuid::Uuid,
     ) -> Result<audit_model::StoredEvent, ApiError> {
         match entry {
-            Some(LogEntry::Event(e)) => Ok(e),
+            Some(LogEntry::Event(e)) => Ok(*e),
             Some(LogEntry::Purged(p)) => Err(Self::new(
                 ProblemKind::Gone,
                 format!(
@@ -78,7 +83,7 @@ impl From<IngestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut problem = self.0;
+        let mut problem = *self.0;
         if problem.instance.is_none() {
             problem.instance = REQUEST_ID
                 .try_with(|id| format!("urn:request-id:{id}"))

@@ -78,7 +78,7 @@ impl PurgedEvent {
 /// One row of the log: an event, or what the retention purge left of one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogEntry {
-    Event(StoredEvent),
+    Event(Box<StoredEvent>),
     Purged(PurgedEvent),
 }
 
@@ -132,7 +132,7 @@ fn existing_events(events: &[PreparedEvent], entries: Vec<LogEntry>) -> Vec<Stor
     entries
         .into_iter()
         .filter_map(|entry| match entry {
-            LogEntry::Event(e) => Some(e),
+            LogEntry::Event(e) => Some(*e),
             LogEntry::Purged(p) => {
                 let incoming = events.iter().find(|e| e.event.event_id == p.event_id)?;
                 let mut event = incoming.event.clone();

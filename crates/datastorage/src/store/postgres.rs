@@ -27,8 +27,8 @@ use uuid::Uuid;
 use super::query::{Bind, COLUMNS};
 use super::{
     classify, existing_events, existing_outcome, to_hash, AppendOutcome, CheckpointQuery,
-    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent,
-    PurgedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
+    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent, PurgedEvent,
+    RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
@@ -320,7 +320,7 @@ async fn insert_new(
 fn decode_entry(row: &PgRow) -> Result<LogEntry, StoreError> {
     let purged_at: Option<DateTime<Utc>> = row.try_get("purged_at")?;
     let Some(purged_at) = purged_at else {
-        return decode(row).map(LogEntry::Event);
+        return decode(row).map(|e| LogEntry::Event(Box::new(e)));
     };
     Ok(LogEntry::Purged(PurgedEvent {
         seq: row.try_get("seq")?,

@@ -23,8 +23,8 @@ use uuid::Uuid;
 use super::query::{Bind, COLUMNS};
 use super::{
     classify, existing_events, existing_outcome, to_hash, AppendOutcome, CheckpointQuery,
-    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent,
-    PurgedEvent, RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
+    EventQuery, HoldRequest, LegalHold, LogEntry, LogStore, PlaceHold, PreparedEvent, PurgedEvent,
+    RecordQuery, StoreError, StoredCheckpoint, StoredRecord,
 };
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
@@ -285,7 +285,7 @@ fn text_uuid(text: &str) -> Result<Uuid, StoreError> {
 fn decode_entry(row: &SqliteRow) -> Result<LogEntry, StoreError> {
     let purged_at: Option<String> = row.try_get("purged_at")?;
     if purged_at.is_none() {
-        return decode(row).map(LogEntry::Event);
+        return decode(row).map(|e| LogEntry::Event(Box::new(e)));
     }
     let event_id: String = row.try_get("event_id")?;
     Ok(LogEntry::Purged(PurgedEvent {

@@ -1,14 +1,12 @@
 //! Tamper evidence over HTTP: signed checkpoints verify with the published key, every event's
 //! inclusion proof verifies against them, and consistency proofs link them.
 
-use std::time::Duration;
-
 use audit_model::checkpoint::CheckpointVerifier;
 use audit_model::merkle::{verify_consistency, verify_inclusion, Hash};
 use audit_model::AuditEvent;
 use serde_json::{json, Value};
 
-use crate::helpers::{event, TestApp};
+use crate::helpers::{checkpoint_covering, event, TestApp};
 use crate::on_both_stores;
 
 fn hash(hex_text: &Value) -> Hash {
@@ -16,21 +14,6 @@ fn hash(hex_text: &Value) -> Hash {
         .unwrap()
         .try_into()
         .unwrap()
-}
-
-/// Waits until a checkpoint covers `size` events (checkpoints are signed every 200 ms here).
-async fn checkpoint_covering(app: &TestApp, size: i64) -> Value {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let (status, body) = app.get("/api/v1/audit/checkpoints/latest").await;
-            if status == 200 && body["tree_size"].as_i64().unwrap() >= size {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("no checkpoint covered the events in time")
 }
 
 async fn write(app: &TestApp, n: usize, correlation: &str) -> Vec<Value> {
@@ -302,24 +285,8 @@ async fn a_late_dlq_replay_verifies_cleanly(app: TestApp) {
         "replays land at the end: {seqs:?}"
     );
 
-    let key = CheckpointVerifier::parse(
-        app.get("/api/v1/audit/checkpoints/public-key").await.1["public_key"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let target = match app.db.as_ref() {
-        crate::helpers::TestDb::Postgres { url, .. } => {
-            datastorage::config::DatabaseTarget::Postgres {
-                url: url.clone(),
-                password: None,
-            }
-        }
-        crate::helpers::TestDb::Sqlite { path, .. } => {
-            datastorage::config::DatabaseTarget::Sqlite { path: path.clone() }
-        }
-    };
-    let store = datastorage::store::connect(&target, 1).await.unwrap();
+    let key = app.verifier().await;
+    let store = app.open_store().await;
     let report = datastorage::verify::verify_store(store.as_ref(), &key)
         .await
         .unwrap();

@@ -229,6 +229,8 @@ pub struct AppOptions {
     pub listen: Option<String>,
     pub ingest_writers: Option<usize>,
     pub checkpoint_interval: Option<String>,
+    /// Runs the retention worker at this interval.
+    pub retention_interval: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -279,6 +281,11 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
                 .clone()
                 .unwrap_or_else(|| "200ms".into()),
         ),
+        retention: options
+            .retention_interval
+            .as_ref()
+            .map(|_| "enabled".to_string()),
+        retention_interval: options.retention_interval.clone(),
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");
@@ -316,6 +323,41 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The published checkpoint key.
+    pub async fn verifier(&self) -> audit_model::checkpoint::CheckpointVerifier {
+        let (status, key) = self.get("/api/v1/audit/checkpoints/public-key").await;
+        assert_eq!(status, 200, "{key}");
+        audit_model::checkpoint::CheckpointVerifier::parse(key["public_key"].as_str().unwrap())
+            .unwrap()
+    }
+
+    /// A store of its own on the app's database (as an auditor's tool opens it).
+    pub async fn open_store(&self) -> Arc<dyn datastorage::store::LogStore> {
+        let target = match self.db.as_ref() {
+            TestDb::Postgres { url, .. } => datastorage::config::DatabaseTarget::Postgres {
+                url: url.clone(),
+                password: None,
+            },
+            TestDb::Sqlite { path, .. } => {
+                datastorage::config::DatabaseTarget::Sqlite { path: path.clone() }
+            }
+        };
+        datastorage::store::connect(&target, 1).await.unwrap()
+    }
+
+    /// Sends a request with a JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client
@@ -326,6 +368,33 @@ impl TestApp {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// Waits until a checkpoint covers `size` events (checkpoints are signed every 200 ms here).
+pub async fn checkpoint_covering(app: &TestApp, size: i64) -> Value {
+    eventually("a checkpoint covering the events", || async {
+        let (status, body) = app.get("/api/v1/audit/checkpoints/latest").await;
+        (status == 200 && body["tree_size"].as_i64().unwrap() >= size).then_some(body)
+    })
+    .await
+}
+
+/// Polls `probe` until it answers (at most 30 s).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Some(found) = probe().await {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// A valid event; tests change what they need.

@@ -129,9 +129,15 @@ async fn flipping_any_byte_of_an_export_fails_verification() {
         correlation_id: Some("rr-export-7".into()),
         ..ExportFilter::default()
     };
-    exporter::write(store.clone(), filter, None, ExportFormat::Ndjson, &mut export)
-        .await
-        .unwrap();
+    exporter::write(
+        store.clone(),
+        filter,
+        None,
+        ExportFormat::Ndjson,
+        &mut export,
+    )
+    .await
+    .unwrap();
     let key = signer.verifier();
     let summary = verify_export(Cursor::new(&export), &key).unwrap();
     assert_eq!((summary.events, summary.tree_size), (1, 40));

@@ -57,7 +57,7 @@ pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Respon
 }
 
 fn conflict(resource: &str, field: &str, value: &str) -> Response {
-    ApiError(
+    ApiError::from(
         Problem::new(
             ProblemKind::Conflict,
             format!("{field} {value} is already stored with different content"),

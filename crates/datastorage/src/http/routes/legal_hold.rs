@@ -126,7 +126,12 @@ pub async fn place(
         by: body.requested_by,
         at: audit_model::timestamp::truncate(Utc::now()),
     };
-    let (status, hold) = match state.store.place_hold(&request).await.map_err(unavailable)? {
+    let (status, hold) = match state
+        .store
+        .place_hold(&request)
+        .await
+        .map_err(unavailable)?
+    {
         PlaceHold::Placed(hold) => (StatusCode::CREATED, hold),
         PlaceHold::AlreadyHeld(hold) if hold.reason == request.reason => (StatusCode::OK, hold),
         PlaceHold::AlreadyHeld(hold) => {
@@ -168,7 +173,12 @@ pub async fn release(
         by: body.requested_by,
         at: audit_model::timestamp::truncate(Utc::now()),
     };
-    let hold = match state.store.release_hold(&request).await.map_err(unavailable)? {
+    let hold = match state
+        .store
+        .release_hold(&request)
+        .await
+        .map_err(unavailable)?
+    {
         Some(hold) => hold,
         None => {
             // A retry of a release whose answer was lost: the latest hold, released so.

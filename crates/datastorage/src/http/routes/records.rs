@@ -91,7 +91,7 @@ pub(crate) async fn create<R: SeedRecord>(
         }
         IngestOutcome::Conflict(_) => {
             let (field, value) = record.natural_key().swap_remove(0);
-            ApiError(
+            ApiError::from(
                 Problem::new(
                     ProblemKind::Conflict,
                     format!(
