@@ -50,6 +50,20 @@ impl BenchDb {
         Ok(n)
     }
 
+    /// The ids of up to `n` events spread evenly over the log.
+    pub async fn sample_event_ids(&self, n: i64) -> anyhow::Result<Vec<uuid::Uuid>> {
+        let pool = PgPool::connect(&self.url).await?;
+        let ids = sqlx::query_scalar(
+            "SELECT event_id FROM audit_events \
+             WHERE seq % greatest((SELECT count(*) FROM audit_events) / $1, 1) = 0 LIMIT $1",
+        )
+        .bind(n)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(ids)
+    }
+
     pub async fn drop_db(self) -> anyhow::Result<()> {
         let admin = PgPool::connect(&self.admin_url).await?;
         sqlx::query(&format!(

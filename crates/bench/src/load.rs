@@ -223,13 +223,14 @@ pub async fn open_loop(base: &str, rate: u64, duration: Duration) -> (LoadResult
     (r, latency)
 }
 
-/// Queries `GET /api/v1/audit/events?correlation_id=…` from `clients` closed loops over
-/// `correlations` ids for `duration`.
-pub async fn query_loop(
+/// Reads from `clients` closed loops for `duration`, cycling through `paths` (each client
+/// from its own offset); an answer counts when it is 200 and `check` accepts its body.
+pub async fn get_loop(
     base: &str,
     clients: usize,
     duration: Duration,
-    correlations: u64,
+    paths: Arc<Vec<String>>,
+    check: fn(&Value) -> bool,
 ) -> (LoadResult, Latency) {
     let http = http(clients);
     let hist = histogram();
@@ -237,34 +238,33 @@ pub async fn query_loop(
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (http, stop, hist, base) =
-                (http.clone(), stop.clone(), hist.clone(), base.to_string());
+            let (http, stop, hist, base, paths) = (
+                http.clone(),
+                stop.clone(),
+                hist.clone(),
+                base.to_string(),
+                paths.clone(),
+            );
             tokio::spawn(async move {
                 let mut r = LoadResult::default();
-                let mut k = c as u64 * 7919;
-                while !stop.load(Ordering::Relaxed) {
-                    k = (k + 104_729) % correlations.max(1);
+                let mut k = c * 7919;
+                while !stop.load(Ordering::Relaxed) && !paths.is_empty() {
+                    k = (k + 104_729) % paths.len();
                     let t = Instant::now();
-                    let answer = http
-                        .get(format!(
-                            "{base}/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"
-                        ))
-                        .send()
-                        .await;
-                    let rows = match answer {
-                        Ok(a) if a.status() == 200 => a
-                            .json::<Value>()
-                            .await
-                            .ok()
-                            .and_then(|v| v["data"].as_array().map(Vec::len)),
-                        _ => None,
+                    let answer = http.get(format!("{base}{}", paths[k])).send().await;
+                    let ok = match answer {
+                        Ok(a) if a.status() == 200 => {
+                            a.json::<Value>().await.ok().is_some_and(|v| check(&v))
+                        }
+                        _ => false,
                     };
                     if let Ok(mut h) = hist.lock() {
                         let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
                     }
-                    match rows {
-                        Some(n) if n > 0 => r.events += 1,
-                        _ => r.errors += 1,
+                    if ok {
+                        r.events += 1;
+                    } else {
+                        r.errors += 1;
                     }
                 }
                 r

@@ -11,7 +11,8 @@ mod load;
 mod server;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Parser;
@@ -82,6 +83,10 @@ struct Bench {
     rows: Vec<Row>,
     dlq: Vec<dlq::DlqFigures>,
     peak_rss: f64,
+    /// From the start of a service on the filled log until a checkpoint covers all of it.
+    tree_build: Option<Duration>,
+    /// `datastorage verify` over the filled log.
+    verifier: Option<Duration>,
 }
 
 #[tokio::main]
@@ -134,6 +139,8 @@ async fn main() -> anyhow::Result<()> {
         rows: Vec::new(),
         dlq: Vec::new(),
         peak_rss: 0.0,
+        tree_build: None,
+        verifier: None,
     };
     bench.run().await?;
     bench.print()
@@ -205,6 +212,13 @@ impl Bench {
             "(h) POST /notifications (typed)",
             &[],
             Shape::Notification,
+            false,
+        )
+        .await?;
+        self.service(
+            "(k) POST /events, checkpoints disabled",
+            &["--checkpoints", "disabled"],
+            Shape::Single,
             false,
         )
         .await?;
@@ -290,11 +304,13 @@ impl Bench {
         Ok(())
     }
 
-    /// (j) Queries by correlation id on a large log.
+    /// (j) Queries by correlation id on a large log; then, on the same log, (l) inclusion
+    /// proofs, the time the checkpointer takes to build the tree over it, and the verifier.
     async fn query(&mut self) -> anyhow::Result<()> {
+        let n = self.args.log_events;
         let db = BenchDb::create(&self.args.pg, &self.bin).await?;
-        let correlations = (self.args.log_events / 100).max(1);
-        baseline::fill_log(&db.url, self.args.log_events, correlations).await?;
+        let correlations = (n / 100).max(1);
+        baseline::fill_log(&db.url, n, correlations).await?;
         let dir = tempfile::tempdir()?;
         let args = vec![
             "--database-url".to_string(),
@@ -302,31 +318,92 @@ impl Bench {
             "--data-dir".to_string(),
             dir.path().display().to_string(),
         ];
+        let started = Instant::now();
         let server = Server::start(&self.bin, &args).await?;
-        let cpu = server.cpu_seconds();
-        let (r, latency) = load::query_loop(&server.base, 4, self.d() / 2, correlations).await;
-        let cpu = server.cpu_seconds() - cpu;
+        server.wait_for_tree(n).await?;
+        self.tree_build = Some(started.elapsed());
+
+        let paths = (0..correlations)
+            .map(|k| format!("/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"))
+            .collect();
+        self.measure_reads(
+            &server,
+            "(j) GET /events?correlation_id= on the log",
+            paths,
+            |v| v["data"].as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+        let paths = db
+            .sample_event_ids(2000)
+            .await?
+            .into_iter()
+            .map(|id| format!("/api/v1/audit/events/{id}/proof"))
+            .collect();
+        self.measure_reads(
+            &server,
+            "(l) GET /events/{id}/proof on the log",
+            paths,
+            |v| {
+                v["inclusion_proof"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+            },
+        )
+        .await;
+        let key = server.public_key().await?;
         self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
         server.stop().await?;
+        for row in &self.rows[self.rows.len() - 2..] {
+            ensure!(
+                row.result.errors == 0 && row.result.events > 0,
+                "{}: {} of {} reads failed",
+                row.name,
+                row.result.errors,
+                row.result.events + row.result.errors
+            );
+        }
+
+        // The verifier recomputes every leaf from content and the whole tree, and checks every
+        // checkpoint's signature.
+        let started = Instant::now();
+        let out = tokio::process::Command::new(&self.bin)
+            .args(["verify", "--database-url", &db.url, "--public-key", &key])
+            .output()
+            .await?;
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
         ensure!(
-            r.errors == 0 && r.events > 0,
-            "queries failed: {} of {}",
-            r.errors,
-            r.events + r.errors
+            out.status.success() && stdout.contains(&format!("OK: {n} events")),
+            "verify failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        self.verifier = Some(elapsed);
         ensure!(
-            db.count().await? as u64 == self.args.log_events,
-            "the log does not hold {} events",
-            self.args.log_events
+            db.count().await? as u64 == n,
+            "the log does not hold {n} events"
         );
         db.drop_db().await?;
+        Ok(())
+    }
+
+    /// A read scenario against a running server: 4 clients for D/2.
+    async fn measure_reads(
+        &mut self,
+        server: &Server,
+        name: &'static str,
+        paths: Vec<String>,
+        check: fn(&serde_json::Value) -> bool,
+    ) {
+        let cpu = server.cpu_seconds();
+        let (r, latency) =
+            load::get_loop(&server.base, 4, self.d() / 2, Arc::new(paths), check).await;
+        let cpu = server.cpu_seconds() - cpu;
         self.rows.push(Row {
-            name: "(j) GET /events?correlation_id= on the log",
+            name,
             result: r,
             server_cpu: Some(cpu),
             latency: Some(latency),
         });
-        Ok(())
     }
 
     fn print(&self) -> anyhow::Result<()> {
@@ -375,6 +452,25 @@ impl Bench {
             println!("(d)/(a) = {:.2}", rate("(d)") / rate("(a)"));
             println!("(d)/(e) = {:.2}", rate("(d)") / rate("(e)"));
             println!("(f)/(c) = {:.2}", rate("(f)") / rate("(c)"));
+            println!(
+                "(d)/(k) = {:.2} (single-event ingest with tree maintenance and checkpoints over without)",
+                rate("(d)") / rate("(k)")
+            );
+        }
+        let n = self.args.log_events as f64;
+        if let Some(t) = self.tree_build {
+            println!(
+                "tree over the {n:.0}-event log built and signed in {:.1} s ({:.0} leaves/s, service start included)",
+                t.as_secs_f64(),
+                n / t.as_secs_f64()
+            );
+        }
+        if let Some(t) = self.verifier {
+            println!(
+                "verifier over the {n:.0}-event log: {:.1} s ({:.0} events/s)",
+                t.as_secs_f64(),
+                n / t.as_secs_f64()
+            );
         }
         println!("peak RSS of datastorage: {:.1} MiB", self.peak_rss);
         let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)

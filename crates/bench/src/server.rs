@@ -66,6 +66,39 @@ impl Server {
         Ok(Server { child, base })
     }
 
+    /// Waits (up to 10 min) until a signed checkpoint covers `size` events.
+    pub async fn wait_for_tree(&self, size: u64) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/v1/audit/checkpoints/latest", self.base);
+        tokio::time::timeout(Duration::from_secs(600), async {
+            loop {
+                if let Ok(r) = http.get(&url).send().await {
+                    if let Ok(v) = r.json::<serde_json::Value>().await {
+                        if v["tree_size"].as_u64().is_some_and(|n| n >= size) {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .context("no checkpoint covered the log within 10 min")
+    }
+
+    /// The checkpoints' public key, as published.
+    pub async fn public_key(&self) -> anyhow::Result<String> {
+        let v: serde_json::Value =
+            reqwest::get(format!("{}/api/v1/audit/checkpoints/public-key", self.base))
+                .await?
+                .json()
+                .await?;
+        v["public_key"]
+            .as_str()
+            .map(String::from)
+            .context("no public key published")
+    }
+
     fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }

@@ -50,6 +50,8 @@ fn smoke_run_produces_every_figure() {
         "(i) SQLite: POST /events |",
         "(i) SQLite: POST /events/batch",
         "(j)",
+        "(k)",
+        "(l)",
     ] {
         let row = stdout
             .lines()
@@ -71,6 +73,9 @@ fn smoke_run_produces_every_figure() {
         "(d)/(a) =",
         "(d)/(e) =",
         "(f)/(c) =",
+        "(d)/(k) =",
+        "tree over the 2000-event log built and signed in",
+        "verifier over the 2000-event log:",
         "peak RSS of datastorage:",
         "load generator CPU:",
     ] {

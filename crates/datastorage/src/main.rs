@@ -190,8 +190,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         match report.first_bad_seq() {
             _ if report.is_valid() => println!(
-                "OK: {} events, {} checkpoints, verified tree size {}, {} pending",
-                report.events, report.checkpoints, report.verified_tree_size, report.pending
+                "OK: {} events, {} checkpoints, verified tree size {}, {} pending, {} purged by retention",
+                report.events,
+                report.checkpoints,
+                report.verified_tree_size,
+                report.pending,
+                report.purged
             ),
             Some(seq) => println!("FAILED: first bad seq {seq}"),
             None => println!("FAILED"),

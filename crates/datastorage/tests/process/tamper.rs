@@ -211,6 +211,18 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
             fault: "RowsReordered",
             first_bad: 100,
         },
+        Case {
+            what: "content purged before its retention ended",
+            sql: "UPDATE audit_events SET purged_at = now(), event_version = NULL, \
+                  event_type = NULL, event_category = NULL, event_action = NULL, \
+                  event_outcome = NULL, actor_type = NULL, actor_id = NULL, resource_type = NULL, \
+                  resource_id = NULL, resource_name = NULL, correlation_id = NULL, \
+                  parent_event_id = NULL, trace_id = NULL, span_id = NULL, namespace = NULL, \
+                  cluster_id = NULL, severity = NULL, duration_ms = NULL, error_code = NULL, \
+                  error_message = NULL, event_data = NULL WHERE seq = 2222",
+            fault: "PurgedEarly",
+            first_bad: 2222,
+        },
     ];
     let mut dropped = vec![];
     for case in cases {
