@@ -129,6 +129,9 @@ pub struct ServeArgs {
     /// The log's name in its checkpoints, used when the key is created.
     #[arg(long, env = "DATASTORAGE_CHECKPOINT_ORIGIN")]
     pub checkpoint_origin: Option<String>,
+    /// Also append every signed checkpoint to this file, kept outside the database.
+    #[arg(long, env = "DATASTORAGE_CHECKPOINT_WITNESS_FILE")]
+    pub checkpoint_witness_file: Option<PathBuf>,
     /// `enabled` or `disabled` (default): purge the content of events past their retention
     /// that no legal hold keeps.
     #[arg(long, env = "DATASTORAGE_RETENTION")]
@@ -174,6 +177,7 @@ struct FileConfig {
     checkpoint_interval: Option<String>,
     create_checkpoint_key: Option<bool>,
     checkpoint_origin: Option<String>,
+    checkpoint_witness_file: Option<PathBuf>,
     retention: Option<String>,
     retention_interval: Option<String>,
     retention_batch_size: Option<i64>,
@@ -238,6 +242,8 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     pub create_key: bool,
     pub origin: String,
+    /// Where every checkpoint is witnessed, if anywhere.
+    pub witness_file: Option<PathBuf>,
 }
 
 /// The retention worker.
@@ -373,6 +379,7 @@ impl Config {
                 )?,
                 create_key: pick!(create_checkpoint_key).unwrap_or(false),
                 origin: pick!(checkpoint_origin).unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
+                witness_file: pick!(checkpoint_witness_file),
             }),
             Some("disabled") => None,
             Some(other) => {

@@ -20,6 +20,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -133,9 +134,16 @@ impl Application {
             config.replay.clone(),
         ));
         let replay_task = tokio::spawn(replayer.clone().run(shutdown.clone()));
-        let checkpointer = signer
-            .clone()
-            .map(|signer| Arc::new(Checkpointer::new(store.clone(), signer)));
+        let checkpointer = match (&signer, &config.checkpoint) {
+            (Some(signer), Some(settings)) => {
+                let c = Checkpointer::new(store.clone(), signer.clone());
+                Some(Arc::new(match &settings.witness_file {
+                    Some(path) => c.with_witness(witness::FileWitness::new(path.clone())),
+                    None => c,
+                }))
+            }
+            _ => None,
+        };
         let checkpoint_task = match (&checkpointer, &config.checkpoint) {
             (Some(c), Some(settings)) => Some(tokio::spawn(
                 c.clone().run(settings.interval, shutdown.clone()),

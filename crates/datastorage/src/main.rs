@@ -147,6 +147,10 @@ struct VerifyArgs {
     /// the database being checked).
     #[arg(long)]
     public_key: String,
+    /// A witness file (`checkpoint_witness_file`): every checkpoint in it must be in the log,
+    /// unchanged, and reproduced by the content.
+    #[arg(long)]
+    witness: Option<std::path::PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -178,8 +182,13 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
             },
         );
     }
+    let witnessed = match &args.witness {
+        Some(path) => datastorage::witness::read(path)
+            .with_context(|| format!("cannot read the witness file {}", path.display()))?,
+        None => Vec::new(),
+    };
     let store = args.log.open().await?;
-    let report = datastorage::verify::verify_store(store.as_ref(), &key).await?;
+    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed).await?;
     store.close().await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -21,6 +21,7 @@ pub const DLQ_REPLAYED: &str = "datastorage_dlq_replayed_total";
 pub const DLQ_DEAD_LETTERS: &str = "datastorage_dlq_dead_letters_total";
 pub const TREE_SIZE: &str = "datastorage_tree_size";
 pub const CHECKPOINT_FAILURES: &str = "datastorage_checkpoint_failures_total";
+pub const WITNESS_FAILURES: &str = "datastorage_witness_failures_total";
 pub const RETENTION_PURGED: &str = "datastorage_retention_purged_total";
 pub const RETENTION_FAILURES: &str = "datastorage_retention_failures_total";
 

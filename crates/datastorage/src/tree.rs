@@ -25,6 +25,7 @@ use chrono::Utc;
 
 use crate::shutdown::Shutdown;
 use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
+use crate::witness::FileWitness;
 
 /// Leaves integrated per checkpoint at most (a backlog becomes several checkpoints).
 const LEAVES_PER_CHECKPOINT: i64 = 50_000;
@@ -33,11 +34,22 @@ const LEAVES_PER_CHECKPOINT: i64 = 50_000;
 pub struct Checkpointer {
     store: Arc<dyn LogStore>,
     signer: Arc<CheckpointSigner>,
+    witness: Option<FileWitness>,
 }
 
 impl Checkpointer {
     pub fn new(store: Arc<dyn LogStore>, signer: Arc<CheckpointSigner>) -> Checkpointer {
-        Checkpointer { store, signer }
+        Checkpointer {
+            store,
+            signer,
+            witness: None,
+        }
+    }
+
+    /// Also appends every checkpoint this checkpointer stores to a witness file.
+    pub fn with_witness(mut self, witness: FileWitness) -> Checkpointer {
+        self.witness = Some(witness);
+        self
     }
 
     /// Integrates up to [`LEAVES_PER_CHECKPOINT`] new leaves and stores a signed checkpoint over
@@ -91,10 +103,18 @@ impl Checkpointer {
             key_id: self.signer.key_id(),
             note: self.signer.sign(&checkpoint),
         };
-        self.store
+        let ours = self
+            .store
             .add_checkpoint(&extension.created, &stored)
             .await?;
         metrics::gauge!(crate::metrics::TREE_SIZE).set(stored.tree_size as f64);
+        if let (true, Some(witness)) = (ours, &self.witness) {
+            // The checkpoint stands either way; a gap in the witness only weakens it.
+            if let Err(error) = witness.record(&stored).await {
+                metrics::counter!(crate::metrics::WITNESS_FAILURES).increment(1);
+                tracing::error!(%error, tree_size = stored.tree_size, "cannot witness a checkpoint");
+            }
+        }
         Ok(Some(stored))
     }
 

@@ -19,7 +19,10 @@
 //! * **checkpoint inconsistent**: the root rebuilt from the content differs from a signed root.
 //!   When content and hashes were rewritten consistently (leaf and every node above it), this is
 //!   the only trace: the fault lies after the last checkpoint that still matches, which the
-//!   report gives.
+//!   report gives;
+//! * **witness mismatch**: a checkpoint in the witness file (see [`crate::witness`]) is missing
+//!   from the database or differs there (the log was rolled back or rewritten); the witnessed
+//!   root must still be reproduced by the content.
 //!
 //! A row purged by retention has no content left to hash: its stored leaf hash stands in for
 //! it, so the tree and every checkpoint still verify, and the report counts it as purged.
@@ -33,6 +36,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
+use crate::witness::Witnessed;
 
 /// Rows read per round trip.
 const PAGE: i64 = 10_000;
@@ -48,6 +52,7 @@ pub enum Fault {
     PurgedEarly,
     CheckpointForged,
     CheckpointInconsistent,
+    WitnessMismatch,
 }
 
 /// One fault found.
@@ -118,6 +123,15 @@ pub async fn verify_store(
     store: &dyn LogStore,
     key: &CheckpointVerifier,
 ) -> Result<Report, StoreError> {
+    verify_log(store, key, &[]).await
+}
+
+/// Verifies the whole log against its checkpoints and the `witnessed` ones, signed by `key`.
+pub async fn verify_log(
+    store: &dyn LogStore,
+    key: &CheckpointVerifier,
+    witnessed: &[Witnessed],
+) -> Result<Report, StoreError> {
     let mut report = Report::default();
     // Signed roots by tree size; forged checkpoints are reported and left out.
     let mut signed: BTreeMap<u64, Hash> = BTreeMap::new();
@@ -143,6 +157,42 @@ pub async fn verify_store(
                 Fault::CheckpointForged,
                 None,
                 format!("checkpoint {}: {e}", c.tree_size),
+            ),
+        }
+    }
+    let stored_notes: BTreeMap<i64, &str> = checkpoints
+        .iter()
+        .map(|c| (c.tree_size, c.note.as_str()))
+        .collect();
+    for w in witnessed {
+        match key.verify(&w.note) {
+            Ok(note) => {
+                match stored_notes.get(&(note.tree_size as i64)) {
+                    Some(stored) if *stored == w.note => {}
+                    Some(_) => report.add(
+                        Fault::WitnessMismatch,
+                        None,
+                        format!(
+                            "the database's checkpoint {} differs from the witnessed one",
+                            note.tree_size
+                        ),
+                    ),
+                    None => report.add(
+                        Fault::WitnessMismatch,
+                        None,
+                        format!(
+                            "the witnessed checkpoint {} is missing from the database (rolled back or rewritten)",
+                            note.tree_size
+                        ),
+                    ),
+                }
+                // The witnessed root is the truth the content must reproduce.
+                signed.insert(note.tree_size, note.root_hash);
+            }
+            Err(e) => report.add(
+                Fault::CheckpointForged,
+                None,
+                format!("witnessed checkpoint {}: {e}", w.tree_size),
             ),
         }
     }

@@ -308,3 +308,83 @@ on_both_stores!(
     bad_proof_requests_are_refused_clearly,
     verify_chain_checks_every_event_of_a_correlation
 );
+
+/// A log rolled back in the database (rows and checkpoints after seq 30 removed, genuine
+/// signatures on what is left) passes a verifier that trusts the database, and fails one that
+/// also reads the witness file the service appended every checkpoint to.
+#[tokio::test]
+async fn a_witness_reveals_a_rolled_back_log() {
+    let witness_dir = tempfile::tempdir().unwrap();
+    let witness_file = witness_dir.path().join("witness.ndjson");
+    let options = crate::helpers::AppOptions {
+        checkpoint_witness_file: Some(witness_file.clone()),
+        ..Default::default()
+    };
+    let Some(app) =
+        crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, options).await
+    else {
+        return;
+    };
+    write(&app, 30, "rr-early").await;
+    checkpoint_covering(&app, 30).await;
+    write(&app, 20, "rr-late").await;
+    checkpoint_covering(&app, 50).await;
+    let key = app.verifier().await;
+    let store = app.open_store().await;
+    app.shutdown.begin();
+    app.handle.await.unwrap().unwrap();
+
+    let witnessed = datastorage::witness::read(&witness_file).unwrap();
+    let sizes: Vec<i64> = witnessed.iter().map(|w| w.tree_size).collect();
+    assert!(sizes.windows(2).all(|p| p[0] < p[1]), "{sizes:?}");
+    assert_eq!(sizes.last(), Some(&50));
+    for w in &witnessed {
+        assert_eq!(key.verify(&w.note).unwrap().tree_size as i64, w.tree_size);
+        let stored = app
+            .db
+            .text(&format!(
+                "SELECT note FROM checkpoints WHERE tree_size = {}",
+                w.tree_size
+            ))
+            .await;
+        assert_eq!(stored, w.note);
+    }
+    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed)
+        .await
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+
+    let crate::helpers::TestDb::Postgres { pool, .. } = app.db.as_ref() else {
+        unreachable!()
+    };
+    let mut tx = pool.begin().await.unwrap();
+    for sql in [
+        "SET LOCAL session_replication_role = replica",
+        "DELETE FROM audit_events WHERE seq > 30",
+        "DELETE FROM checkpoints WHERE tree_size > 30",
+        "UPDATE log_head SET last_seq = 30",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let blind = datastorage::verify::verify_store(store.as_ref(), &key)
+        .await
+        .unwrap();
+    assert!(
+        blind.is_valid(),
+        "without a witness the rollback is invisible: {blind:?}"
+    );
+    assert_eq!(blind.events, 30);
+    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed)
+        .await
+        .unwrap();
+    assert!(!report.is_valid());
+    let faults: Vec<_> = report.findings.iter().map(|f| f.fault).collect();
+    assert!(
+        faults.contains(&datastorage::verify::Fault::WitnessMismatch)
+            && faults.contains(&datastorage::verify::Fault::RowMissing),
+        "{report:?}"
+    );
+    assert_eq!(report.first_bad_seq(), Some(31));
+}

@@ -231,6 +231,7 @@ pub struct AppOptions {
     pub checkpoint_interval: Option<String>,
     /// Runs the retention worker at this interval.
     pub retention_interval: Option<String>,
+    pub checkpoint_witness_file: Option<PathBuf>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -286,6 +287,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             .as_ref()
             .map(|_| "enabled".to_string()),
         retention_interval: options.retention_interval.clone(),
+        checkpoint_witness_file: options.checkpoint_witness_file.clone(),
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");
