@@ -75,6 +75,8 @@ struct Row {
     result: LoadResult,
     server_cpu: Option<f64>,
     latency: Option<Latency>,
+    /// Peak RSS of the service process by the end of the scenario (MiB).
+    rss: Option<f64>,
 }
 
 struct Bench {
@@ -84,7 +86,7 @@ struct Bench {
     dlq: Vec<dlq::DlqFigures>,
     peak_rss: f64,
     /// From the start of a service on the filled log until a checkpoint covers all of it.
-    tree_build: Option<Duration>,
+    tree_build: Option<(Duration, f64)>,
     /// `datastorage verify` over the filled log.
     verifier: Option<Duration>,
 }
@@ -189,6 +191,7 @@ impl Bench {
                 result: r,
                 server_cpu: None,
                 latency: None,
+                rss: None,
             });
         }
         self.service("(d) POST /events, group commit", &[], Shape::Single, false)
@@ -259,7 +262,8 @@ impl Bench {
         let cpu = server.cpu_seconds();
         let r = load::closed_loop(&server.base, self.args.clients, self.d(), shape).await;
         let cpu = server.cpu_seconds() - cpu;
-        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        let rss = server.peak_rss_mib();
+        self.peak_rss = self.peak_rss.max(rss);
         server.stop().await?;
         match db {
             Some(db) => {
@@ -273,6 +277,7 @@ impl Bench {
             result: r,
             server_cpu: Some(cpu),
             latency: None,
+            rss: Some(rss),
         });
         Ok(())
     }
@@ -291,7 +296,8 @@ impl Bench {
         let cpu = server.cpu_seconds();
         let (r, latency) = load::open_loop(&server.base, self.args.rate, self.d()).await;
         let cpu = server.cpu_seconds() - cpu;
-        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        let rss = server.peak_rss_mib();
+        self.peak_rss = self.peak_rss.max(rss);
         server.stop().await?;
         check_stored(&db, r.events).await?;
         db.drop_db().await?;
@@ -300,6 +306,7 @@ impl Bench {
             result: r,
             server_cpu: Some(cpu),
             latency: Some(latency),
+            rss: Some(rss),
         });
         Ok(())
     }
@@ -321,7 +328,7 @@ impl Bench {
         let started = Instant::now();
         let server = Server::start(&self.bin, &args).await?;
         server.wait_for_tree(n).await?;
-        self.tree_build = Some(started.elapsed());
+        self.tree_build = Some((started.elapsed(), server.peak_rss_mib()));
 
         let paths = (0..correlations)
             .map(|k| format!("/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"))
@@ -403,13 +410,14 @@ impl Bench {
             result: r,
             server_cpu: Some(cpu),
             latency: Some(latency),
+            rss: Some(server.peak_rss_mib()),
         });
     }
 
     fn print(&self) -> anyhow::Result<()> {
         println!();
-        println!("| scenario | per s | count | errors | server CPU s per 10k | p50 ms | p95 ms | p99 ms | max ms |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| scenario | per s | count | errors | server CPU s per 10k | p50 ms | p95 ms | p99 ms | max ms | peak RSS MiB |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.rows {
             let cpu = r.server_cpu.map_or("-".to_string(), |s| {
                 format!("{:.2}", s / (r.result.events.max(1) as f64) * 10_000.0)
@@ -418,13 +426,14 @@ impl Bench {
                 format!("{:.1} | {:.1} | {:.1} | {:.1}", l.p50, l.p95, l.p99, l.max)
             });
             println!(
-                "| {} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} |",
                 r.name,
                 r.result.rate(),
                 r.result.events,
                 r.result.errors,
                 cpu,
-                lat
+                lat,
+                r.rss.map_or("-".to_string(), |m| format!("{m:.1}"))
             );
         }
         if !self.dlq.is_empty() {
@@ -458,9 +467,9 @@ impl Bench {
             );
         }
         let n = self.args.log_events as f64;
-        if let Some(t) = self.tree_build {
+        if let Some((t, rss)) = self.tree_build {
             println!(
-                "tree over the {n:.0}-event log built and signed in {:.1} s ({:.0} leaves/s, service start included)",
+                "tree over the {n:.0}-event log built and signed in {:.1} s ({:.0} leaves/s, service start included; peak RSS by then {rss:.1} MiB)",
                 t.as_secs_f64(),
                 n / t.as_secs_f64()
             );
