@@ -84,7 +84,7 @@ impl LogStore for SqliteStore {
                 ids.push_bind(e.event.event_id.to_string());
             }
             q.push(")");
-            for row in q.build().fetch_all(&mut *tx).await? {
+            for row in q.build().persistent(false).fetch_all(&mut *tx).await? {
                 existing.push(decode_entry(&row)?);
             }
         }
@@ -269,7 +269,7 @@ async fn insert(
             .push_bind(p.leaf_hash.to_vec())
             .push_bind(received_at.clone());
     });
-    q.build().execute(&mut **tx).await?;
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -66,6 +66,7 @@ impl SqliteStore {
             q.push(")");
             for (seq, h) in q
                 .build_query_as::<(i64, Vec<u8>)>()
+                .persistent(false)
                 .fetch_all(self.pool())
                 .await?
             {
@@ -88,6 +89,7 @@ impl SqliteStore {
             q.push(")");
             for (level, idx, h) in q
                 .build_query_as::<(i64, i64, Vec<u8>)>()
+                .persistent(false)
                 .fetch_all(self.pool())
                 .await?
             {
@@ -111,7 +113,7 @@ impl SqliteStore {
                     .push_bind(n.index as i64)
                     .push_bind(h.to_vec());
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         let inserted = sqlx::query(
             "INSERT OR IGNORE INTO checkpoints (tree_size, root_hash, signed_at, origin, key_id, note) \
