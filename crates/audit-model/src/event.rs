@@ -19,6 +19,10 @@ const MAX_TEXT: usize = 65_536;
 pub const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
 /// Deepest nesting of `event_data` (the object itself is depth 1).
 pub const MAX_EVENT_DATA_DEPTH: usize = 10;
+/// The `event_type` prefix of the events Data Storage writes about the log itself; clients
+/// cannot use it, so such events cannot be forged through the API.
+pub const SYSTEM_EVENT_PREFIX: &str = "datastorage.";
+
 /// How far in the future an `event_timestamp` may lie (clock skew between nodes).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Retention when the event does not say (seven years, the platform's compliance default).
@@ -144,6 +148,18 @@ impl AuditEvent {
                     "the prefix {} is reserved for records written through POST /api/v1/audit/{}",
                     kind.event_type_prefix(),
                     kind.path
+                ),
+            );
+        }
+        if event_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with(SYSTEM_EVENT_PREFIX))
+        {
+            r.errors_mut().add(
+                "event_type",
+                Reason::InvalidValue,
+                format!(
+                    "the prefix {SYSTEM_EVENT_PREFIX} is reserved for the events Data Storage writes itself (legal holds, retention runs)"
                 ),
             );
         }
@@ -318,6 +334,14 @@ mod tests {
         assert_eq!(e.event_timestamp, now());
         assert_eq!(e.retention_days, DEFAULT_RETENTION_DAYS);
         assert_eq!(e.event_id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn the_system_prefix_is_refused() {
+        let mut v = minimal();
+        v["event_type"] = json!("datastorage.legal_hold.placed");
+        let errors = AuditEvent::parse(v, now()).unwrap_err();
+        assert!(errors.to_string().contains("reserved"), "{errors}");
     }
 
     #[test]

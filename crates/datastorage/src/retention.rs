@@ -14,10 +14,9 @@
 
 use std::sync::Arc;
 
-use audit_model::AuditEvent;
+use audit_model::{AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::RetentionConfig;
@@ -37,10 +36,51 @@ pub const RETENTION_CORRELATION: &str = "datastorage-retention";
 /// Namespace of the ids of the events Data Storage writes itself (UUIDv5).
 const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6b75_6265_726e_6175_742d_6175_6469_7400);
 
-fn system_event(value: serde_json::Value) -> PreparedEvent {
-    // Built from fields this module controls; a failure is a bug, not bad input.
-    let event = AuditEvent::parse(value, Utc::now()).expect("a system audit event is valid");
-    PreparedEvent::new(event)
+/// An event Data Storage writes about the log itself. Built directly, not parsed: its
+/// `event_type` carries the prefix the API refuses from clients.
+struct SystemEvent {
+    event_id: Uuid,
+    at: DateTime<Utc>,
+    event_type: &'static str,
+    action: &'static str,
+    actor: (&'static str, String),
+    resource: (&'static str, String),
+    correlation_id: String,
+    data: serde_json::Value,
+}
+
+impl SystemEvent {
+    fn prepare(self) -> PreparedEvent {
+        let serde_json::Value::Object(event_data) = self.data else {
+            unreachable!("system event data is a JSON object")
+        };
+        PreparedEvent::new(AuditEvent {
+            event_id: self.event_id,
+            event_version: "1.0".into(),
+            event_timestamp: audit_model::timestamp::truncate(self.at),
+            event_type: self.event_type.into(),
+            event_category: "datastorage".into(),
+            event_action: self.action.into(),
+            event_outcome: EventOutcome::Success,
+            actor_type: self.actor.0.into(),
+            actor_id: self.actor.1,
+            resource_type: self.resource.0.into(),
+            resource_id: self.resource.1,
+            resource_name: None,
+            correlation_id: self.correlation_id,
+            parent_event_id: None,
+            trace_id: None,
+            span_id: None,
+            namespace: None,
+            cluster_id: None,
+            severity: None,
+            duration_ms: None,
+            error_code: None,
+            error_message: None,
+            event_data,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        })
+    }
 }
 
 /// The audit event of a hold placed (`released == false`) or released.
@@ -54,20 +94,20 @@ pub fn hold_event(hold: &LegalHold, released: bool) -> PreparedEvent {
         ),
         _ => (HOLD_PLACED, "place", hold.placed_by.clone(), hold.placed_at),
     };
-    system_event(json!({
-        "event_id": Uuid::new_v5(&EVENT_NAMESPACE, format!("legal-hold/{}/{action}", hold.id).as_bytes()),
-        "event_timestamp": audit_model::timestamp::format(&at),
-        "event_type": event_type,
-        "event_category": "datastorage",
-        "event_action": action,
-        "event_outcome": "success",
-        "actor_type": "user",
-        "actor_id": actor,
-        "resource_type": "legal_hold",
-        "resource_id": hold.id.to_string(),
-        "correlation_id": hold.correlation_id,
-        "event_data": serde_json::to_value(hold).expect("a hold serialises"),
-    }))
+    SystemEvent {
+        event_id: Uuid::new_v5(
+            &EVENT_NAMESPACE,
+            format!("legal-hold/{}/{action}", hold.id).as_bytes(),
+        ),
+        at,
+        event_type,
+        action,
+        actor: ("user", actor),
+        resource: ("legal_hold", hold.id.to_string()),
+        correlation_id: hold.correlation_id.clone(),
+        data: serde_json::to_value(hold).expect("a hold serialises"),
+    }
+    .prepare()
 }
 
 /// What one retention run did.
@@ -90,22 +130,24 @@ pub struct RunReport {
 impl RunReport {
     /// The run's audit event.
     pub fn event(&self) -> PreparedEvent {
-        system_event(json!({
-            "event_id": Uuid::new_v5(
+        SystemEvent {
+            event_id: Uuid::new_v5(
                 &EVENT_NAMESPACE,
-                format!("retention/{}", audit_model::timestamp::format(&self.started_at)).as_bytes(),
+                format!(
+                    "retention/{}",
+                    audit_model::timestamp::format(&self.started_at)
+                )
+                .as_bytes(),
             ),
-            "event_timestamp": audit_model::timestamp::format(&self.finished_at),
-            "event_type": RETENTION_RUN,
-            "event_category": "datastorage",
-            "event_action": "purge",
-            "event_outcome": "success",
-            "actor_id": "datastorage-retention",
-            "resource_type": "audit_log",
-            "resource_id": "audit_events",
-            "correlation_id": RETENTION_CORRELATION,
-            "event_data": serde_json::to_value(self).expect("a report serialises"),
-        }))
+            at: self.finished_at,
+            event_type: RETENTION_RUN,
+            action: "purge",
+            actor: ("service", "datastorage-retention".into()),
+            resource: ("audit_log", "audit_events".into()),
+            correlation_id: RETENTION_CORRELATION.into(),
+            data: serde_json::to_value(self).expect("a report serialises"),
+        }
+        .prepare()
     }
 }
 

@@ -129,6 +129,15 @@ async fn bad_hold_requests_change_nothing(app: TestApp) {
     assert!(problem["field_errors"]["release_reason"].is_string());
     let (status, problem) = app.get(&format!("{HOLD}?include_released=maybe")).await;
     assert_eq!(status, 400, "{problem}");
+    // Nor can a client write an event that passes for one of Data Storage's own.
+    let mut forged = event("rr-x");
+    forged["event_type"] = json!("datastorage.legal_hold.released");
+    let (status, problem) = app.post("/api/v1/audit/events", &forged).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["field_errors"]["event_type"]
+        .as_str()
+        .unwrap()
+        .contains("reserved"));
     assert_eq!(app.db.scalar("SELECT count(*) FROM legal_holds").await, 0);
     assert_eq!(app.db.count().await, 0);
 }
