@@ -69,7 +69,8 @@ impl LogArgs {
             ..ServeArgs::default()
         };
         let config = Config::load(&serve).context("invalid configuration")?;
-        store::connect(&config.database, 2)
+        // Read-only and without migrations: checking a log must not change it.
+        store::connect_read_only(&config.database)
             .await
             .context("cannot open the log")
     }

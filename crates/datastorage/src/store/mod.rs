@@ -217,6 +217,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot prepare the data directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl StoreError {
@@ -251,6 +253,7 @@ impl StoreError {
             StoreError::Migrate(_) => "migration",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Io(_) => "io",
+            StoreError::Schema(_) => "schema",
         }
     }
 }
@@ -326,6 +329,46 @@ pub async fn connect(
             std::sync::Arc::new(SqliteStore::open(path, max_connections).await?)
         }
     })
+}
+
+/// Opens the configured store read-only, without applying migrations: the schema must be
+/// current (what an auditor's `verify` or `export` needs; they never write).
+pub async fn connect_read_only(
+    target: &DatabaseTarget,
+) -> Result<std::sync::Arc<dyn LogStore>, StoreError> {
+    Ok(match target {
+        DatabaseTarget::Postgres { url, password } => {
+            std::sync::Arc::new(PostgresStore::connect_read_only(url, password.as_deref()).await?)
+        }
+        DatabaseTarget::Sqlite { path } => {
+            if !path.exists() {
+                return Err(StoreError::Schema(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            std::sync::Arc::new(SqliteStore::open_read_only(path).await?)
+        }
+    })
+}
+
+/// Checks that every embedded migration is applied (and nothing newer than this binary knows).
+fn check_schema(
+    migrator: &sqlx::migrate::Migrator,
+    applied: Result<Vec<i64>, sqlx::Error>,
+) -> Result<(), StoreError> {
+    let expected: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    match applied {
+        Ok(applied) if applied == expected => Ok(()),
+        Ok(applied) => Err(StoreError::Schema(format!(
+            "the log's schema is at migration {:?}, this binary expects {:?}: run `datastorage migrate` (or use the matching binary)",
+            applied.last(),
+            expected.last()
+        ))),
+        Err(e) => Err(StoreError::Schema(format!(
+            "this is not a Data Storage log (no migrations recorded: {e})"
+        ))),
+    }
 }
 
 /// Splits a batch into the events that are new and those whose ids are already stored.

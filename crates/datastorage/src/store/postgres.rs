@@ -63,6 +63,32 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Connects read-only (every transaction of the session is `READ ONLY`) to a log whose schema
+    /// is current, applying nothing: for auditors' tools, which must not write.
+    pub async fn connect_read_only(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?
+            .application_name("datastorage-audit")
+            .options([("default_transaction_read_only", "on")]);
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        super::check_schema(&migrator, store.applied_migrations().await)?;
+        Ok(store)
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres")

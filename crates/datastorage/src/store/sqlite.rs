@@ -60,6 +60,25 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Opens an existing database file read-only, applying nothing: for auditors' tools.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        let applied = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await;
+        super::check_schema(&sqlx::migrate!("./migrations/sqlite"), applied)?;
+        Ok(Self { pool })
+    }
+
     /// The connection pool, for tests and tools that inspect the database directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

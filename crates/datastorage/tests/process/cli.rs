@@ -168,3 +168,47 @@ fn serve_refuses_to_start_without_a_signing_key_and_keygen_makes_one() {
         verifier.key_id()
     );
 }
+
+/// `verify` and `export` never write to the log they check: no migrations, read-only sessions.
+/// On a database without the schema they refuse and leave it empty; on a missing SQLite file they
+/// refuse without creating it.
+#[tokio::test]
+async fn verify_and_export_never_change_the_database() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["keygen", "--out"])
+        .arg(dir.path().join("k"))
+        .output()
+        .unwrap();
+    let public = String::from_utf8(key.stdout).unwrap();
+    let missing = dir.path().join("absent.db");
+    let sqlite = format!("sqlite://{}", missing.display());
+    for url in [db.url(), sqlite] {
+        for args in [
+            vec!["verify", "--public-key", public.trim()],
+            vec!["export"],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
+                .args(&args)
+                .args(["--database-url", &url])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} on {url}");
+            assert!(
+                stderr.contains("not a Data Storage log") || stderr.contains("does not exist"),
+                "{args:?} on {url}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            .await,
+        0,
+        "no table was created"
+    );
+    assert!(!missing.exists(), "no SQLite file was created");
+}
