@@ -12,6 +12,19 @@ use datastorage::{shutdown, store, telemetry, Application};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its position in mimalloc 3's option enumeration; the -sys
+/// crate names no constant for it, and a test checks the position still holds that option).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Returns freed memory to the OS at once instead of after mimalloc's default 1 s: under batch
+/// load the writer, the checkpointer and SQLite's connection threads free in bursts, and the delay
+/// let their freed pages pile up (measured with `audit-bench`: peak RSS of the SQLite batch
+/// scenario 163 → 145 MiB, same rate).
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets one of mimalloc's documented runtime options; takes no pointers.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 #[derive(Parser)]
 #[command(
     name = "datastorage",
@@ -220,6 +233,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     let done = match cli.command {
         Command::Serve(args) => {
@@ -258,4 +272,23 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         }
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_where_it_is_expected() {
+        // SAFETY: reads and sets a runtime option.
+        unsafe {
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+                1000,
+                "mimalloc 3's default purge delay (ms)"
+            );
+            purge_freed_memory_at_once();
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
+        }
+    }
 }
