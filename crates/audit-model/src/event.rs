@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::fields::{FieldErrors, ObjectReader, Reason};
 
 /// Longest value of a `VARCHAR` field of the event.
-const MAX_SHORT: usize = 255;
+pub const MAX_SHORT: usize = 255;
 /// Longest `error_message` (a `TEXT` field; bounded so one event cannot exhaust memory).
 const MAX_TEXT: usize = 65_536;
 /// Largest serialised `event_data`.

@@ -46,6 +46,16 @@ pub enum IngestOutcome {
     Refused { event_id: Uuid, reason: String },
 }
 
+impl IngestOutcome {
+    /// Whether the event is in the log (now or before) or durably parked to reach it.
+    pub fn is_kept(&self) -> bool {
+        matches!(
+            self,
+            IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_)
+        )
+    }
+}
+
 impl From<AppendOutcome> for IngestOutcome {
     fn from(o: AppendOutcome) -> Self {
         match o {

@@ -206,14 +206,11 @@ impl RetentionWorker {
         );
         metrics::counter!(crate::metrics::RETENTION_PURGED).increment(report.purged);
         match self.queue.submit(vec![report.event()]).await {
-            Ok(outcomes) => match outcomes.first() {
-                Some(
-                    IngestOutcome::Created(_)
-                    | IngestOutcome::Duplicate(_)
-                    | IngestOutcome::Queued(_),
-                ) => {}
-                other => tracing::error!(?other, "the retention run's audit event was not stored"),
-            },
+            Ok(outcomes) if outcomes.first().is_some_and(IngestOutcome::is_kept) => {}
+            Ok(outcomes) => tracing::error!(
+                outcome = ?outcomes.first(),
+                "the retention run's audit event was not stored"
+            ),
             Err(error) => tracing::error!(%error, "cannot record the retention run"),
         }
         Ok(report)

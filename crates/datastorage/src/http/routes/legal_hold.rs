@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason};
+use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason, MAX_SHORT};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -19,12 +19,10 @@ use crate::http::extract::JsonBody;
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-use crate::ingest::IngestOutcome;
 use crate::retention::hold_event;
 use crate::store::{HoldRequest, LegalHold, PlaceHold, StoreError};
 
-/// Longest correlation id, requester and reason (as the log's own columns).
-const MAX_SHORT: usize = 255;
+/// Longest reason.
 const MAX_REASON: usize = 4096;
 
 /// `POST /api/v1/audit/legal-hold` body.
@@ -95,9 +93,7 @@ fn read_body(
 async fn record(state: &AppState, hold: &LegalHold, released: bool) -> Result<(), ApiError> {
     let outcome = state.queue.submit(vec![hold_event(hold, released)]).await?;
     match outcome.first() {
-        Some(
-            IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_),
-        ) => Ok(()),
+        Some(o) if o.is_kept() => Ok(()),
         other => Err(ApiError::new(
             ProblemKind::Internal,
             format!("the hold's audit event was not stored ({other:?}); retry the request"),
