@@ -400,3 +400,128 @@ async fn postgres_retention_purges_only_expired_unheld_events() {
 async fn sqlite_retention_purges_only_expired_unheld_events() {
     retention(Backend::Sqlite).await;
 }
+
+/// Two replicas (two stores, each with its own ingest writer) given the same events at the same
+/// time: each event is stored once, answered `Created` by one replica and `Duplicate` (same seq)
+/// by the other, and `seq` stays gap-free. Whichever replica loses a race for an id either sees
+/// the other's row when its statement starts or fails the unique index and commits event by event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_racing_on_the_same_events_store_each_once() {
+    use datastorage::config::IngestConfig;
+    use datastorage::dlq::{self, DlqConfig};
+    use datastorage::ingest::{IngestOutcome, IngestQueue};
+
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut queues = Vec::new();
+    let mut writers = Vec::new();
+    let mut dlqs = Vec::new();
+    for dir in &dirs {
+        let dlq = dlq::connect(&DlqConfig {
+            url: format!("file://{}", dir.path().display()),
+            capacity: 1_000,
+            redis_prefix: String::new(),
+            claim_idle: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+        let (queue, writer) = IngestQueue::new(
+            open(&db).await,
+            dlq.clone(),
+            IngestConfig::default(),
+            std::time::Duration::from_secs(1),
+        );
+        queues.push(queue);
+        writers.push(tokio::spawn(writer.run()));
+        dlqs.push(dlq);
+    }
+
+    let rounds = 20;
+    let per_round = 25;
+    let mut created = 0;
+    for round in 0..rounds {
+        let events: Vec<PreparedEvent> = (0..per_round)
+            .map(|i| prepared(&format!("rr-race-{round}"), json!({"i": i})))
+            .collect();
+        // Every event goes to both replicas, alone, from its own task: batches form differently.
+        let tasks = events.iter().flat_map(|e| {
+            queues.iter().map(|q| {
+                let (q, e) = (q.clone(), e.clone());
+                tokio::spawn(async move { q.submit(vec![e]).await.unwrap().remove(0) })
+            })
+        });
+        let outcomes: Vec<IngestOutcome> = futures::future::join_all(tasks.collect::<Vec<_>>())
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for (event, pair) in events.iter().zip(outcomes.chunks(2)) {
+            let id = event.event.event_id;
+            match pair {
+                [IngestOutcome::Created(a), IngestOutcome::Duplicate(b)]
+                | [IngestOutcome::Duplicate(b), IngestOutcome::Created(a)] => {
+                    assert_eq!((a.event.event_id, a.seq), (id, b.seq));
+                    assert_eq!(b.event.event_id, id);
+                    created += 1;
+                }
+                other => {
+                    panic!("event {id}: expected one created and one duplicate, got {other:?}")
+                }
+            }
+        }
+    }
+    drop(queues);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(created, rounds * per_round);
+    for dlq in dlqs {
+        assert_eq!(dlq.stats().await.unwrap().depth, 0, "nothing was parked");
+    }
+    assert_eq!(db.assert_seq_gap_free().await, (rounds * per_round) as i64);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT event_id) FROM audit_events")
+            .await,
+        (rounds * per_round) as i64
+    );
+}
+
+/// The append connection is killed by the server between two batches (a restart, a failover, an
+/// administrator): the next batch is stored on a new connection, with no error and no gap.
+#[tokio::test]
+async fn an_append_connection_closed_by_the_server_is_replaced() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let first = prepared("rr-killed", json!({"i": 1}));
+    assert!(matches!(
+        &store.append(std::slice::from_ref(&first)).await.unwrap()[..],
+        [AppendOutcome::Created(s)] if s.seq == 1
+    ));
+    let TestDb::Postgres { name, .. } = &db else {
+        unreachable!()
+    };
+    let killed = db
+        .scalar(&format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND application_name = '{}') t",
+            store::APPEND_APPLICATION_NAME
+        ))
+        .await;
+    assert_eq!(killed, 1, "the store keeps one append connection");
+
+    let second = prepared("rr-killed", json!({"i": 2}));
+    let outcomes = store.append(std::slice::from_ref(&second)).await.unwrap();
+    match &outcomes[..] {
+        [AppendOutcome::Created(s)] => {
+            assert_eq!((s.event.event_id, s.seq), (second.event.event_id, 2))
+        }
+        other => panic!("expected created, got {other:?}"),
+    }
+    assert_eq!(db.assert_seq_gap_free().await, 2);
+    let stored = live(store.get(second.event.event_id).await.unwrap());
+    assert_eq!(stored.leaf_hash, hex::encode(second.leaf_hash));
+}

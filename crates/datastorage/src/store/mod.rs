@@ -3,8 +3,8 @@
 //! Invariants every store keeps, checked by the shared conformance tests:
 //! * `append` runs in one transaction: all of a batch is stored, or none of it.
 //! * `seq` is assigned inside that transaction from the log head, so it is gap-free and strictly
-//!   increasing in commit order, also with several writers (PostgreSQL takes a transaction-scoped
-//!   advisory lock on the log head; SQLite has one writer by nature).
+//!   increasing in commit order, also with several writers (PostgreSQL holds the log head's row
+//!   lock from moving the head to the commit; SQLite has one writer by nature).
 //! * An `event_id` already stored answers `Duplicate` when the leaf hash matches, `Conflict`
 //!   otherwise; nothing is overwritten. Triggers refuse UPDATE and DELETE of stored events.
 
@@ -25,7 +25,7 @@ use audit_model::{AuditEvent, StoredEvent};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
 pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};
 pub use sqlite::SqliteStore;
 

@@ -1,27 +1,33 @@
 //! PostgreSQL store: the production log.
 //!
-//! A batch is appended in one transaction: take the log-head advisory lock (transaction scoped,
-//! so a crashed writer cannot hold it), then one statement inserts the events whose ids are not
-//! stored yet (`UNNEST` of column arrays), numbers them from the log head in input order, and
-//! moves the head. Only when some ids were already stored are those rows read back, to tell a
-//! duplicate from a conflict.
+//! A batch is appended by one statement, committed on its own (one round trip): it inserts the
+//! events whose ids are not stored yet (`UNNEST` of column arrays), numbers them in input order
+//! from the log head, and moves the head. Moving the head locks its row until the commit, so
+//! concurrent appenders (several writers, several replicas) take turns and `seq` stays gap-free:
+//! one that waited for the lock numbers its events from the head the other committed (PostgreSQL
+//! re-reads the updated row), and an id the other stored in the meantime fails the unique index,
+//! which the writer answers by committing that batch event by event. Only when some ids were
+//! already stored are those rows read back, after the commit (a stored row never goes away), to
+//! tell a duplicate from a conflict.
 //!
 //! Both statements are prepared, and PostgreSQL soon runs them with a generic plan, made once
 //! (possibly while the table was nearly empty) and kept. A plain `NOT EXISTS` or `IN` then became a
 //! hash anti-join over a sequential scan of the whole log, on every batch. The id lookups are
 //! therefore `LATERAL` subqueries with `LIMIT 1`, which the planner cannot flatten into a join:
-//! they stay one index lookup per event, whatever the plan. The lock makes replicas take turns, which keeps `seq` gap-free.
+//! they stay one index lookup per event, whatever the plan.
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use audit_model::{AuditEvent, EventOutcome, StoredEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row};
+use sqlx::{Connection, Postgres, Row};
 use uuid::Uuid;
 
 use super::query::{Bind, COLUMNS};
@@ -33,13 +39,101 @@ use super::{
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
 
-/// Key of the advisory lock that guards the log head ("audithead" in ASCII, as an i64).
-pub const LOG_HEAD_LOCK: i64 = 0x6175_6469_7468_6561;
-
 /// The PostgreSQL audit log.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    appenders: Arc<Appenders>,
+}
+
+/// Connections kept for [`LogStore::append`], outside the pool.
+///
+/// The pool pings a connection when it is handed out and again when it comes back: two extra
+/// round trips per batch on the one path whose round trips bound the write rate. The writers
+/// keep their own connections instead: one is pinged only after it sat idle, and dropped after
+/// any error (a fresh one is opened for the next batch).
+struct Appenders {
+    options: PgConnectOptions,
+    idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
+}
+
+/// The `application_name` of the append connections (the pool's is `datastorage`).
+pub const APPEND_APPLICATION_NAME: &str = "datastorage-append";
+
+/// An append connection idle longer than this is pinged before use.
+const APPEND_IDLE_PING: Duration = Duration::from_secs(5);
+
+impl Appenders {
+    fn new(options: PgConnectOptions) -> Self {
+        Appenders {
+            options,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Inserts `events` (see [`insert_new`]) on a kept connection, or a new one.
+    async fn insert(
+        &self,
+        events: &[PreparedEvent],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+        let (mut conn, kept) = self.take().await?;
+        // After an error a connection is dropped: its state is unknown.
+        let rows = match insert_new(&mut conn, events, received_at).await {
+            Ok(rows) => rows,
+            // A kept connection the server closed meanwhile (restart, failover, a terminated
+            // backend): once more on a new one. Safe even if the first attempt did commit: its
+            // events are then found stored and answered as duplicates.
+            Err(error) if kept && connection_lost(&error) => {
+                tracing::info!(%error, "an append connection was closed by the server; retrying on a new one");
+                conn = self.open().await?;
+                insert_new(&mut conn, events, received_at).await?
+            }
+            Err(error) => return Err(error),
+        };
+        self.lock().push((conn, Instant::now()));
+        Ok(rows)
+    }
+
+    /// A kept connection (pinged first if it sat idle for long), or a new one; and whether it
+    /// was kept.
+    async fn take(&self) -> Result<(PgConnection, bool), sqlx::Error> {
+        loop {
+            let idle = self.lock().pop();
+            match idle {
+                Some((conn, since)) if since.elapsed() < APPEND_IDLE_PING => {
+                    return Ok((conn, true))
+                }
+                Some((mut conn, _)) => match conn.ping().await {
+                    Ok(()) => return Ok((conn, true)),
+                    Err(error) => {
+                        tracing::debug!(%error, "an idle append connection is gone; opening another");
+                        let _ = conn.close_hard().await;
+                    }
+                },
+                None => return Ok((self.open().await?, false)),
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.options).await
+    }
+
+    /// Closes the kept connections (a new append opens another).
+    async fn close(&self) {
+        let idle = std::mem::take(&mut *self.lock());
+        for (conn, _) in idle {
+            let _ = conn.close().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+        // The list is only pushed to and popped from: a panic cannot leave it inconsistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl PostgresStore {
@@ -56,9 +150,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            appenders: Arc::new(Appenders::new(
+                options.application_name(APPEND_APPLICATION_NAME),
+            )),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -75,9 +174,12 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            appenders: Arc::new(Appenders::new(options)),
+        };
         let migrator = sqlx::migrate!("./migrations/postgres");
         super::check_schema(&migrator, store.applied_migrations().await)?;
         Ok(store)
@@ -110,13 +212,11 @@ impl LogStore for PostgresStore {
     }
 
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LOG_HEAD_LOCK)
-            .execute(&mut *tx)
-            .await?;
         let received_at = audit_model::timestamp::truncate(Utc::now());
-        let assigned: HashMap<Uuid, i64> = insert_new(&mut tx, events, received_at)
+        // One statement, committed on its own: a single round trip to the database.
+        let assigned: HashMap<Uuid, i64> = self
+            .appenders
+            .insert(events, received_at)
             .await?
             .into_iter()
             .collect();
@@ -125,6 +225,8 @@ impl LogStore for PostgresStore {
             .map(|e| e.event.event_id)
             .filter(|id| !assigned.contains_key(id))
             .collect();
+        // A stored row never goes away (retention blanks its content, keeping its id and hash),
+        // so the ids found stored by the insert are read back after its commit.
         let existing = if missing.is_empty() {
             Vec::new()
         } else {
@@ -133,21 +235,20 @@ impl LogStore for PostgresStore {
                  (SELECT {COLUMNS} FROM audit_events WHERE event_id = ids.id LIMIT 1) e"
             ))
             .bind(&missing)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(decode_entry)
             .collect::<Result<Vec<_>, _>>()?
         };
         let existing = existing_events(events, existing);
-        tx.commit().await?;
         Ok(classify(events, &existing)
             .into_iter()
             .map(
                 |(event, found)| match (found, assigned.get(&event.event.event_id)) {
                     (_, Some(&seq)) => AppendOutcome::Created(event.stored(seq, received_at)),
                     (Some(stored), None) => existing_outcome(event, stored),
-                    // Neither inserted nor found: impossible under the log-head lock.
+                    // Not inserted means its id was stored when the insert ran.
                     (None, None) => unreachable!("event neither inserted nor stored"),
                 },
             )
@@ -192,6 +293,7 @@ impl LogStore for PostgresStore {
     }
 
     async fn close(&self) {
+        self.appenders.close().await;
         self.pool.close().await;
     }
 
@@ -260,10 +362,22 @@ impl LogStore for PostgresStore {
     }
 }
 
+/// Whether the server closed the connection (so the statement may be sent again on another).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server shut the session down).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Inserts the events whose ids are not stored yet, numbering them from the log head in input
 /// order, and moves the head; one statement. Returns the `(event_id, seq)` of each inserted event.
 async fn insert_new(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     events: &[PreparedEvent],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
@@ -291,26 +405,27 @@ async fn insert_new(
              span_id, namespace, cluster_id, severity, duration_ms, error_code, error_message, \
              event_data, retention_days, leaf_hash, ord)), \
          fresh AS ( \
-           SELECT i.*, (SELECT last_seq FROM log_head WHERE id = 1) \
-                       + row_number() OVER (ORDER BY i.ord) AS seq \
+           SELECT i.*, row_number() OVER (ORDER BY i.ord) AS n \
            FROM input i \
            LEFT JOIN LATERAL (SELECT e.seq FROM audit_events e \
                               WHERE e.event_id = i.event_id LIMIT 1) stored ON true \
            WHERE stored.seq IS NULL), \
+         head AS ( \
+           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM fresh) \
+           WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
+           RETURNING last_seq - (SELECT count(*) FROM fresh) AS base), \
          inserted AS ( \
            INSERT INTO audit_events (seq, event_id, event_version, event_timestamp, event_type, \
              event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
              resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, \
              namespace, cluster_id, severity, duration_ms, error_code, error_message, event_data, \
              retention_days, leaf_hash, received_at) \
-           SELECT seq, event_id, event_version, event_timestamp, event_type, event_category, \
-             event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, \
-             resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
-             cluster_id, severity, duration_ms, error_code, error_message, event_data, \
-             retention_days, leaf_hash, $26 FROM fresh \
-           RETURNING event_id, seq), \
-         head AS ( \
-           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM inserted) WHERE id = 1) \
+           SELECT head.base + n, event_id, event_version, event_timestamp, event_type, \
+             event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
+             resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, \
+             namespace, cluster_id, severity, duration_ms, error_code, error_message, event_data, \
+             retention_days, leaf_hash, $26 FROM fresh CROSS JOIN head \
+           RETURNING event_id, seq) \
          SELECT event_id, seq FROM inserted",
     )
     .bind(col!(e => e.event_id))
@@ -339,7 +454,7 @@ async fn insert_new(
     .bind(col!(e => e.retention_days))
     .bind(&hashes)
     .bind(received_at)
-    .fetch_all(&mut **tx)
+    .fetch_all(conn)
     .await
 }
 
