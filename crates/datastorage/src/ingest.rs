@@ -172,6 +172,41 @@ pub struct LogWriter {
     store_down_until: Option<Instant>,
 }
 
+/// The writers' own thread, with a single-threaded runtime.
+///
+/// The writer is the log's one serialisation point: the write rate is its batch size over the
+/// time it takes to turn a batch around, and most of that time is waiting for the database. On
+/// the request-handling runtime, a writer woken by the database's answer waits in the run queue
+/// behind the request tasks; on its own thread it runs as soon as the operating system wakes it.
+/// Requests and the writer meet only through the queue and the answer channels.
+///
+/// Database connections the writers open are served by this thread's runtime, so it keeps
+/// running after the writers stop until [`WriterThread::release`] (after the stores are closed).
+pub struct WriterThread {
+    stopped: oneshot::Receiver<bool>,
+    release: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterThread {
+    /// Waits until every writer has stopped (all queue handles dropped and the queue drained).
+    /// Fails if a writer panicked.
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        match (&mut self.stopped).await {
+            Ok(true) => Ok(()),
+            _ => anyhow::bail!("an ingest writer panicked"),
+        }
+    }
+
+    /// Lets the thread's runtime stop, and waits for the thread to end.
+    pub async fn release(mut self) {
+        self.release.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
 /// One batch, de-duplicated by `event_id`.
 struct Batch {
     unique: Vec<PreparedEvent>,
@@ -256,6 +291,38 @@ impl LogWriter {
             self.commit(Batch::new(submissions)).await;
         }
         tracing::info!("ingest queue drained; writer stopped");
+    }
+
+    /// Starts `count` writers on their own thread and runtime (see [`WriterThread`]).
+    pub fn spawn_on_own_thread(self, count: usize) -> std::io::Result<WriterThread> {
+        let (stopped_tx, stopped) = oneshot::channel();
+        let (release, released) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("ingest-writer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut writers: Vec<_> = (1..count.max(1))
+                        .map(|_| tokio::spawn(self.another().run()))
+                        .collect();
+                    writers.push(tokio::spawn(self.run()));
+                    let mut panicked = false;
+                    for writer in writers {
+                        panicked |= writer.await.is_err();
+                    }
+                    let _ = stopped_tx.send(!panicked);
+                    // Connections opened here are driven by this runtime; keep it running until
+                    // the application has closed its stores.
+                    let _ = released.await;
+                });
+            })?;
+        Ok(WriterThread {
+            stopped,
+            release: Some(release),
+            thread: Some(thread),
+        })
     }
 
     /// A second writer on the same queue and store.

@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use audit_model::checkpoint::CheckpointSigner;
 use config::Config;
@@ -123,10 +122,7 @@ impl Application {
             config.ingest,
             config.store_retry_interval,
         );
-        let mut writers: Vec<JoinHandle<()>> = (1..config.ingest.writers.max(1))
-            .map(|_| tokio::spawn(writer.another().run()))
-            .collect();
-        writers.push(tokio::spawn(writer.run()));
+        let mut writers = writer.spawn_on_own_thread(config.ingest.writers)?;
         let replayer = Arc::new(Replayer::new(
             dlq.clone(),
             queue.clone(),
@@ -214,9 +210,7 @@ impl Application {
         if let Some(task) = retention_task {
             task.await?;
         }
-        for writer in writers {
-            writer.await?;
-        }
+        writers.stopped().await?;
         // Everything acknowledged is committed: sign the final checkpoint over it.
         if let Some(task) = checkpoint_task {
             task.await?;
@@ -231,6 +225,7 @@ impl Application {
             }
         }
         store.close().await;
+        writers.release().await;
         tracing::info!("datastorage stopped");
         Ok(())
     }
