@@ -226,10 +226,42 @@ impl AuditEvent {
     }
 
     /// RFC 8785 (JCS) encoding of the event.
+    ///
+    /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
+    /// it), written member by member: the member names are fixed ASCII names, so their JCS order
+    /// (UTF-16 code units) is the byte order below, and each value is encoded by the crate. This
+    /// skips the crate's buffering and sorting of the members, which the profile of the write path
+    /// showed as the largest single cost of a request.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Every field serialises infallibly: strings, integers, UUIDs, and a serde_json map whose
-        // numbers are finite (serde_json cannot hold NaN or infinity).
-        serde_json_canonicalizer::to_vec(self).expect("an AuditEvent always has a JCS encoding")
+        let mut m = Members(Vec::with_capacity(384 + self.event_data.len() * 32));
+        m.member("actor_id", &self.actor_id);
+        m.member("actor_type", &self.actor_type);
+        m.optional("cluster_id", &self.cluster_id);
+        m.member("correlation_id", &self.correlation_id);
+        m.optional("duration_ms", &self.duration_ms);
+        m.optional("error_code", &self.error_code);
+        m.optional("error_message", &self.error_message);
+        m.member("event_action", &self.event_action);
+        m.member("event_category", &self.event_category);
+        m.member("event_data", &self.event_data);
+        m.member("event_id", &self.event_id);
+        m.member("event_outcome", &self.event_outcome);
+        m.member(
+            "event_timestamp",
+            &crate::timestamp::format(&self.event_timestamp),
+        );
+        m.member("event_type", &self.event_type);
+        m.member("event_version", &self.event_version);
+        m.optional("namespace", &self.namespace);
+        m.optional("parent_event_id", &self.parent_event_id);
+        m.member("resource_id", &self.resource_id);
+        m.optional("resource_name", &self.resource_name);
+        m.member("resource_type", &self.resource_type);
+        m.member("retention_days", &self.retention_days);
+        m.optional("severity", &self.severity);
+        m.optional("span_id", &self.span_id);
+        m.optional("trace_id", &self.trace_id);
+        m.finish()
     }
 
     /// RFC 9162 leaf hash: `SHA-256(0x00 || canonical_bytes)`.
@@ -238,6 +270,34 @@ impl AuditEvent {
         hasher.update([0u8]);
         hasher.update(self.canonical_bytes());
         hasher.finalize().into()
+    }
+}
+
+/// A JCS object written member by member, in the order given (which must be JCS order).
+struct Members(Vec<u8>);
+
+impl Members {
+    fn member<T: Serialize>(&mut self, name: &str, value: &T) {
+        self.0.push(if self.0.is_empty() { b'{' } else { b',' });
+        self.0.push(b'"');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+        // Every value serialises infallibly: strings, integers, UUIDs, and a serde_json map whose
+        // numbers are finite (serde_json cannot hold NaN or infinity).
+        serde_json_canonicalizer::to_writer(value, &mut self.0)
+            .expect("an event's members always have a JCS encoding");
+    }
+
+    /// An absent optional member is left out, as the struct's serialisation does.
+    fn optional<T: Serialize>(&mut self, name: &str, value: &Option<T>) {
+        if let Some(value) = value {
+            self.member(name, value);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.0.push(b'}');
+        self.0
     }
 }
 

@@ -1,0 +1,122 @@
+//! The event's canonical encoding, written member by member, equals the JCS crate's encoding of
+//! the whole struct for any content: the stored leaf hashes depend on every byte of it.
+
+use audit_model::{AuditEvent, EventOutcome};
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+use serde_json::{Map, Number, Value};
+use uuid::Uuid;
+
+/// Text with the characters JCS treats specially: quotes, backslashes, control characters,
+/// solidus, DEL, non-ASCII and characters outside the BMP.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9._-]{0,12}",
+        any::<String>(),
+        prop::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                Just('/'),
+                Just('\u{7f}'),
+                Just('\u{2028}'),
+                Just('é'),
+                Just('😀'),
+                (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap()),
+            ],
+            0..8
+        )
+        .prop_map(|cs| cs.into_iter().collect()),
+    ]
+}
+
+fn number() -> impl Strategy<Value = Number> {
+    prop_oneof![
+        any::<i64>().prop_map(Number::from),
+        any::<u64>().prop_map(Number::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| Number::from_f64(f).unwrap()),
+        prop_oneof![Just(1e21), Just(-0.0), Just(0.1), Just(5e-324), Just(1e-7)]
+            .prop_map(|f| Number::from_f64(f).unwrap()),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number().prop_map(Value::Number),
+        text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(text(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn event_data() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map(text(), value(), 0..8).prop_map(|m| m.into_iter().collect())
+}
+
+fn timestamp() -> impl Strategy<Value = DateTime<Utc>> {
+    (0i64..4_102_444_800, 0u32..1_000_000)
+        .prop_map(|(s, us)| DateTime::from_timestamp(s, us * 1_000).unwrap())
+}
+
+prop_compose! {
+    fn event()(
+        ids in (any::<u128>(), prop::option::of(any::<u128>())),
+        version in text(),
+        ts in timestamp(),
+        names in prop::collection::vec(text(), 9),
+        optional in prop::collection::vec(prop::option::of(text()), 8),
+        outcome in prop_oneof![Just(EventOutcome::Success), Just(EventOutcome::Failure), Just(EventOutcome::Pending)],
+        duration_ms in prop::option::of(any::<i64>()),
+        event_data in event_data(),
+        retention_days in any::<i32>(),
+    ) -> AuditEvent {
+        AuditEvent {
+            event_id: Uuid::from_u128(ids.0),
+            event_version: version,
+            event_timestamp: ts,
+            event_type: names[0].clone(),
+            event_category: names[1].clone(),
+            event_action: names[2].clone(),
+            event_outcome: outcome,
+            actor_type: names[3].clone(),
+            actor_id: names[4].clone(),
+            resource_type: names[5].clone(),
+            resource_id: names[6].clone(),
+            resource_name: optional[0].clone(),
+            correlation_id: names[7].clone(),
+            parent_event_id: ids.1.map(Uuid::from_u128),
+            trace_id: optional[1].clone(),
+            span_id: optional[2].clone(),
+            namespace: optional[3].clone(),
+            cluster_id: optional[4].clone(),
+            severity: optional[5].clone(),
+            duration_ms,
+            error_code: optional[6].clone(),
+            error_message: optional[7].clone(),
+            event_data,
+            retention_days,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn member_by_member_equals_the_crates_encoding_of_the_struct(e in event()) {
+        let reference = serde_json_canonicalizer::to_vec(&e).unwrap();
+        prop_assert_eq!(
+            String::from_utf8(e.canonical_bytes()).unwrap(),
+            String::from_utf8(reference).unwrap()
+        );
+    }
+}
