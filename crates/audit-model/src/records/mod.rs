@@ -216,9 +216,14 @@ pub trait SeedRecord: Serialize + Sized + Send + 'static {
 
 /// The kind whose reserved `event_type` prefix `event_type` starts with, if any.
 pub fn reserved_kind(event_type: &str) -> Option<RecordKind> {
-    KINDS
-        .into_iter()
-        .find(|k| event_type.starts_with(&k.event_type_prefix()))
+    // `<category>.<noun>.`, compared in place: this runs for every event written.
+    KINDS.into_iter().find(|k| {
+        event_type
+            .strip_prefix(k.category)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(k.noun))
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// Reports a main time more than the allowed skew in the future.
@@ -270,5 +275,17 @@ mod tests {
             Some("notification_audit")
         );
         assert_eq!(reserved_kind("notification.message.sent"), None);
+        for kind in KINDS {
+            let prefix = kind.event_type_prefix();
+            assert_eq!(
+                reserved_kind(&format!("{prefix}x")).map(|k| k.view),
+                Some(kind.view)
+            );
+            assert_eq!(reserved_kind(&prefix[..prefix.len() - 1]), None);
+            assert_eq!(
+                reserved_kind(&format!("{}x.y", &prefix[..prefix.len() - 1])),
+                None
+            );
+        }
     }
 }
