@@ -313,7 +313,10 @@ impl Members {
 
     /// A UUID as serde writes it: hyphenated lower-case text.
     fn uuid(&mut self, name: &str, value: &Uuid) {
-        self.text(name, value.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        self.text(
+            name,
+            value.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+        );
     }
 
     fn finish(mut self) -> Vec<u8> {

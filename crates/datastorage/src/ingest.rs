@@ -254,6 +254,38 @@ impl Batch {
         batch
     }
 
+    /// Answers every submission from the outcomes of the unique events, moving each outcome to its last
+    /// occurrence instead of cloning it (the common case: every event answered once).
+    fn answer_each(self, outcomes: Vec<IngestOutcome>) {
+        let mut remaining = vec![0usize; outcomes.len()];
+        for &(i, _) in self.refs.iter().flatten() {
+            remaining[i] += 1;
+        }
+        let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
+        let mut outcomes: Vec<Option<IngestOutcome>> = outcomes.into_iter().map(Some).collect();
+        for (sub_refs, reply) in self.refs.into_iter().zip(self.replies) {
+            let answer = sub_refs
+                .iter()
+                .map(|&(i, repeat)| {
+                    remaining[i] -= 1;
+                    let outcome = if remaining[i] == 0 {
+                        outcomes[i].take()
+                    } else {
+                        outcomes[i].clone()
+                    };
+                    // Every index is counted above, so its outcome is there until its last use.
+                    let outcome = outcome.expect("an outcome per unique event");
+                    match repeat {
+                        None => outcome,
+                        Some(_) => occurrence(&outcome, hashes[i], repeat),
+                    }
+                })
+                .collect();
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = reply.send(Ok(answer));
+        }
+    }
+
     /// Answers every submission: live ones from `live`, replayed ones from `replay`.
     fn answer(self, live: &Answer, replay: &Answer) {
         let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
@@ -396,13 +428,12 @@ impl LogWriter {
                 self.store_down_until = None;
                 let outcomes: Vec<IngestOutcome> = outcomes.into_iter().map(Into::into).collect();
                 record_outcomes(&batch.unique, &outcomes);
-                let answer = Ok(outcomes);
-                batch.answer(&answer, &answer);
+                batch.answer_each(outcomes);
             }
             Err(Some(e)) if e.is_data_error() => {
                 tracing::warn!(error = %e, events = batch.unique.len(), "the database refused a batch; committing its events one by one");
-                let answer = Ok(self.commit_one_by_one(&batch.unique).await);
-                batch.answer(&answer, &answer);
+                let outcomes = self.commit_one_by_one(&batch.unique).await;
+                batch.answer_each(outcomes);
             }
             Err(e) => {
                 let reason = match &e {
