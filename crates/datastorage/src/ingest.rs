@@ -254,8 +254,8 @@ impl Batch {
         batch
     }
 
-    /// Answers every submission from the outcomes of the unique events, moving each outcome to its last
-    /// occurrence instead of cloning it (the common case: every event answered once).
+    /// Answers every submission from the outcomes of the unique events, moving each outcome to
+    /// its last occurrence instead of cloning it (the common case: every event answered once).
     fn answer_each(self, outcomes: Vec<IngestOutcome>) {
         let mut remaining = vec![0usize; outcomes.len()];
         for &(i, _) in self.refs.iter().flatten() {
