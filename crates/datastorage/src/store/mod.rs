@@ -352,6 +352,10 @@ pub async fn connect_read_only(
     })
 }
 
+/// The versions of the migrations applied to a log, as sqlx records them (same SQL on both stores).
+const APPLIED_MIGRATIONS: &str =
+    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
 /// Checks that every embedded migration is applied (and nothing newer than this binary knows).
 fn check_schema(
     migrator: &sqlx::migrate::Migrator,

@@ -181,14 +181,11 @@ impl PostgresStore {
             appenders: Arc::new(Appenders::new(options)),
         };
         let migrator = sqlx::migrate!("./migrations/postgres");
-        super::check_schema(&migrator, store.applied_migrations().await)?;
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
+            .fetch_all(&store.pool)
+            .await;
+        super::check_schema(&migrator, applied)?;
         Ok(store)
-    }
-
-    async fn applied_migrations(&self) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&self.pool)
-            .await
     }
 
     /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).

@@ -70,11 +70,9 @@ impl SqliteStore {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        let applied = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&pool)
-        .await;
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
+            .fetch_all(&pool)
+            .await;
         super::check_schema(&sqlx::migrate!("./migrations/sqlite"), applied)?;
         Ok(Self { pool })
     }
