@@ -16,6 +16,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// crate names no constant for it, and a test checks the position still holds that option).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Keeps the kernel from backing this process's memory with transparent huge pages. mimalloc 3
+/// asks for them on its arenas (before `main` runs, so its own option comes too late): a 2 MiB
+/// page stays resident while any byte of it is in use, and each purge of part of one splits it.
+/// Measured with `audit-bench`: peak RSS of the SQLite batch scenario 139–146 → 109–113 MiB and
+/// of single events 51–58 → 26–28 MiB, single events about 7 % faster.
+fn no_transparent_huge_pages() {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        // Not fatal: the memory use is then higher, nothing else changes.
+        eprintln!("datastorage: cannot disable transparent huge pages: {e}");
+    }
+}
+
 /// Returns freed memory to the OS at once instead of after mimalloc's default 1 s: under batch
 /// load the writer, the checkpointer and SQLite's connection threads free in bursts, and the delay
 /// let their freed pages pile up (measured with `audit-bench`: peak RSS of the SQLite batch
@@ -234,6 +246,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     purge_freed_memory_at_once();
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let done = match cli.command {
         Command::Serve(args) => {
@@ -290,5 +303,11 @@ mod tests {
             purge_freed_memory_at_once();
             assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
         }
+    }
+
+    #[test]
+    fn transparent_huge_pages_are_off_for_the_process() {
+        no_transparent_huge_pages();
+        assert!(nix::sys::prctl::get_thp_disable().expect("PR_GET_THP_DISABLE"));
     }
 }
