@@ -28,13 +28,17 @@ fn no_transparent_huge_pages() {
     }
 }
 
-/// Returns freed memory to the OS at once instead of after mimalloc's default 1 s: under batch
-/// load the writer, the checkpointer and SQLite's connection threads free in bursts, and the delay
-/// let their freed pages pile up (measured with `audit-bench`: peak RSS of the SQLite batch
-/// scenario 163 → 145 MiB, same rate).
-fn purge_freed_memory_at_once() {
+/// How long freed memory stays with mimalloc before it goes back to the OS (ms).
+const PURGE_DELAY_MS: std::os::raw::c_long = 50;
+
+/// Returns freed memory to the OS after 50 ms instead of mimalloc's default 1 s: under batch load
+/// the writer, the checkpointer and SQLite's connection threads free in bursts, and a long delay
+/// lets their freed pages pile up. Measured with `audit-bench` (transparent huge pages off), peak
+/// RSS of the SQLite batch scenario: 1 s 135 MiB, 50 ms 117–122, 0 ms 111–118; single events
+/// with 50 ms about 4 % faster than with 0 ms (each purge is a system call).
+fn purge_freed_memory_soon() {
     // SAFETY: sets one of mimalloc's documented runtime options; takes no pointers.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
 #[derive(Parser)]
@@ -245,7 +249,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
-    purge_freed_memory_at_once();
+    purge_freed_memory_soon();
     no_transparent_huge_pages();
     let cli = Cli::parse();
     let done = match cli.command {
@@ -300,8 +304,11 @@ mod tests {
                 1000,
                 "mimalloc 3's default purge delay (ms)"
             );
-            purge_freed_memory_at_once();
-            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
+            purge_freed_memory_soon();
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+                PURGE_DELAY_MS
+            );
         }
     }
 
