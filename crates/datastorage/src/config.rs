@@ -92,12 +92,15 @@ pub struct ServeArgs {
     /// How long the writer waits for more events before committing (e.g. `0s`, `500us`, `2ms`).
     #[arg(long, env = "DATASTORAGE_BATCH_LINGER")]
     pub batch_linger: Option<String>,
-    /// Most events waiting for the writer before requests wait for room.
+    /// Most submissions (one per request) waiting for the writer before requests wait for room.
     #[arg(long, env = "DATASTORAGE_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
     /// Largest request body in bytes.
     #[arg(long, env = "DATASTORAGE_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
+    /// Most bytes of request bodies held at once; beyond it requests wait their turn.
+    #[arg(long, env = "DATASTORAGE_BODY_BUDGET_BYTES")]
+    pub body_budget_bytes: Option<usize>,
     /// Most events in one batch request.
     #[arg(long, env = "DATASTORAGE_BATCH_MAX_ITEMS")]
     pub batch_max_items: Option<usize>,
@@ -167,6 +170,7 @@ struct FileConfig {
     batch_linger: Option<String>,
     queue_capacity: Option<usize>,
     body_limit_bytes: Option<usize>,
+    body_budget_bytes: Option<usize>,
     batch_max_items: Option<usize>,
     shutdown_delay: Option<String>,
     drain_timeout: Option<String>,
@@ -235,6 +239,9 @@ pub struct ReplayConfig {
 /// The default origin (and key name) of the log's checkpoints.
 pub const DEFAULT_ORIGIN: &str = "kubernaut.ai/audit";
 
+/// Default bytes of request bodies held at once (raised to the body limit when that is larger).
+const DEFAULT_BODY_BUDGET: usize = 16 * 1024 * 1024;
+
 /// Signed checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointConfig {
@@ -265,6 +272,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub ingest: IngestConfig,
     pub body_limit_bytes: usize,
+    pub body_budget_bytes: usize,
     pub batch_max_items: usize,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
@@ -346,6 +354,14 @@ impl Config {
         let body_limit_bytes = pick!(body_limit_bytes).unwrap_or(5 * 1024 * 1024);
         if body_limit_bytes < 1024 {
             return Err(invalid("body_limit_bytes", "must be at least 1024"));
+        }
+        let body_budget_bytes =
+            pick!(body_budget_bytes).unwrap_or(DEFAULT_BODY_BUDGET.max(body_limit_bytes));
+        if body_budget_bytes < body_limit_bytes {
+            return Err(invalid(
+                "body_budget_bytes",
+                "must be at least body_limit_bytes (one largest body must fit)",
+            ));
         }
         let batch_max_items = pick!(batch_max_items).unwrap_or(1000);
         if !(1..=100_000).contains(&batch_max_items) {
@@ -432,6 +448,7 @@ impl Config {
             store_retry_interval,
             ingest,
             body_limit_bytes,
+            body_budget_bytes,
             batch_max_items,
             shutdown_delay: duration(
                 "shutdown_delay",
@@ -648,6 +665,25 @@ mod tests {
     }
 
     #[test]
+    fn the_body_budget_holds_at_least_one_largest_body() {
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(c.body_budget_bytes, 16 * 1024 * 1024);
+        let args = ServeArgs {
+            body_limit_bytes: Some(32 * 1024 * 1024),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.body_budget_bytes, 32 * 1024 * 1024, "raised to the limit");
+        let args = ServeArgs {
+            body_limit_bytes: Some(8192),
+            body_budget_bytes: Some(4096),
+            ..ServeArgs::default()
+        };
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("body_budget_bytes"), "{err}");
+    }
+
+    #[test]
     fn password_comes_from_a_file() {
         let secret = file("s3cret\n");
         let args = ServeArgs {
@@ -678,6 +714,7 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.ingest, d.ingest);
         assert_eq!(c.body_limit_bytes, d.body_limit_bytes);
+        assert_eq!(c.body_budget_bytes, d.body_budget_bytes);
         assert_eq!(c.batch_max_items, d.batch_max_items);
         assert_eq!(c.shutdown_delay, d.shutdown_delay);
         assert_eq!(c.drain_timeout, d.drain_timeout);

@@ -167,7 +167,7 @@ impl Application {
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         };
-        let app = http::router(state, config.body_limit_bytes);
+        let app = http::router(state, config.body_limit_bytes, config.body_budget_bytes);
         let addr = listener.local_addr()?;
 
         let trigger = shutdown.clone();

@@ -14,6 +14,7 @@ pub const AUDIT_LAG: &str = "datastorage_audit_lag_seconds";
 pub const VALIDATION_FAILURES: &str = "datastorage_validation_failures_total";
 pub const INGEST_BATCH_SIZE: &str = "datastorage_ingest_batch_size";
 pub const INGEST_QUEUE_DEPTH: &str = "datastorage_ingest_queue_depth";
+pub const BODY_BUDGET_WAITS: &str = "datastorage_body_budget_waits_total";
 pub const DLQ_DEPTH: &str = "datastorage_dlq_depth";
 pub const DLQ_OLDEST_AGE: &str = "datastorage_dlq_oldest_age_seconds";
 pub const DLQ_ENQUEUED: &str = "datastorage_dlq_enqueued_total";

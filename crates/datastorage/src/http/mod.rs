@@ -1,5 +1,6 @@
-//! The HTTP API: router, shared state, middleware (request ids, body limit, tracing).
+//! The HTTP API: router, shared state, middleware (request ids, body limit and budget, tracing).
 
+pub mod admission;
 pub mod extract;
 pub mod openapi;
 mod params;
@@ -47,7 +48,8 @@ pub struct AppState {
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the router with its middleware.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, body_budget: usize) -> Router {
+    let budget = admission::BodyBudget::new(body_budget, body_limit);
     let api = Router::new()
         .route(
             "/api/v1/audit/events",
@@ -157,6 +159,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(budget, admission::admit))
         .with_state(state);
     api.layer(
         ServiceBuilder::new()

@@ -213,6 +213,7 @@ pub struct TestApp {
 #[derive(Default, Clone)]
 pub struct AppOptions {
     pub body_limit_bytes: Option<usize>,
+    pub body_budget_bytes: Option<usize>,
     pub batch_max_items: Option<usize>,
     pub batch_max_events: Option<usize>,
     /// Overrides the database URL (for example a proxy in front of the test database).
@@ -260,6 +261,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         data_dir: Some(data_dir.path().to_path_buf()),
         shutdown_delay: Some("0s".into()),
         body_limit_bytes: options.body_limit_bytes,
+        body_budget_bytes: options.body_budget_bytes,
         batch_max_items: options.batch_max_items,
         batch_max_events: options.batch_max_events,
         dlq_url: options.dlq_url.clone(),

@@ -1,6 +1,8 @@
-//! Single-event writes: create, idempotent replay, conflict, every validation rule, body limit.
+//! Single-event writes: create, idempotent replay, conflict, every validation rule, body limit
+//! and body budget.
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{event, spawn_app_with, AppOptions, Backend, TestApp};
 use crate::on_both_stores;
@@ -320,4 +322,80 @@ async fn problems_carry_the_request_id() {
         r.headers().contains_key("x-request-id"),
         "a request id is generated when absent"
     );
+}
+
+/// The value of a counter on `/metrics` (0 when not yet recorded).
+async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_body_budget_waits_for_room_then_both_are_stored() {
+    let options = AppOptions {
+        body_limit_bytes: Some(4096),
+        body_budget_bytes: Some(4096),
+        ..AppOptions::default()
+    };
+    let Some(app) = spawn_app_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    // The first request declares 3 000 bytes and sends half of them: it holds 3 000 of the
+    // budget's 4 096 until its body is complete.
+    let mut first = event("rr-budget-first");
+    first["event_data"] = json!({"pad": "x".repeat(2800)});
+    let first = serde_json::to_vec(&first).unwrap();
+    assert!((2900..3100).contains(&first.len()));
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/audit/events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        first.len()
+    );
+    let (sent, rest) = first.split_at(first.len() / 2);
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(sent).await.unwrap();
+
+    // The second (about 1 500 bytes) does not fit beside it: it waits, and nothing is stored.
+    let mut second = event("rr-budget-second");
+    second["event_data"] = json!({"pad": "y".repeat(1300)});
+    let waiting = {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/audit/events");
+        tokio::spawn(async move { client.post(url).json(&second).send().await })
+    };
+    crate::helpers::eventually("the second request to wait for room", || async {
+        (counter(&app, "datastorage_body_budget_waits_total").await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the second request waits");
+    assert_eq!(app.db.count().await, 0);
+
+    // The first body completes: its request is answered, its share returns, the second goes on.
+    held.write_all(rest).await.unwrap();
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let second = waiting.await.unwrap().unwrap();
+    assert_eq!(second.status(), 201);
+    assert_eq!(app.db.count().await, 2);
+    for correlation in ["rr-budget-first", "rr-budget-second"] {
+        let (status, page) = app
+            .get(&format!(
+                "/api/v1/audit/events?correlation_id={correlation}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(page["data"].as_array().unwrap().len(), 1, "{correlation}");
+    }
 }
