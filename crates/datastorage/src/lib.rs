@@ -156,7 +156,7 @@ impl Application {
                 .run(shutdown.clone()),
             )
         });
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             queue,
             store: store.clone(),
             dlq,
@@ -166,7 +166,7 @@ impl Application {
             batch_max_items: config.batch_max_items,
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
-        };
+        });
         let app = http::router(state, config.body_limit_bytes, config.body_budget_bytes);
         let addr = listener.local_addr()?;
 
