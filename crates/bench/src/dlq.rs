@@ -75,7 +75,7 @@ pub async fn run(
     let server = Server::start(bin, &args).await?;
     let http = reqwest::Client::new();
     proxy.cut();
-    let down = load::closed_loop(&server.base, clients, duration, load::Shape::Single).await;
+    let down = load::closed_loop(&server.base, clients, duration, load::Shape::Single).await?;
     ensure!(
         down.events > 0,
         "no write was queued while the database was down"

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+use crate::conn::Conn;
+
 /// What a load run achieved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadResult {
@@ -94,9 +96,16 @@ fn http(clients: usize) -> reqwest::Client {
 /// Counts the acknowledged events of one answer.
 async fn acknowledged(shape: Shape, response: reqwest::Result<reqwest::Response>) -> Option<u64> {
     let response = response.ok()?;
-    match (shape, response.status().as_u16()) {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.ok()?;
+    acknowledged_in(shape, status, &body)
+}
+
+/// Counts the acknowledged events of an answer read whole.
+fn acknowledged_in(shape: Shape, status: u16, body: &[u8]) -> Option<u64> {
+    match (shape, status) {
         (Shape::Batch(_), 200) => {
-            let v: Value = response.json().await.ok()?;
+            let v: Value = serde_json::from_slice(body).ok()?;
             Some(
                 v["summary"]["created"].as_u64().unwrap_or(0)
                     + v["summary"]["queued"].as_u64().unwrap_or(0),
@@ -107,41 +116,37 @@ async fn acknowledged(shape: Shape, response: reqwest::Result<reqwest::Response>
     }
 }
 
-/// Runs `clients` closed loops for `duration`.
+/// Runs `clients` closed loops for `duration`, each on its own connection.
 pub async fn closed_loop(
     base: &str,
     clients: usize,
     duration: Duration,
     shape: Shape,
-) -> LoadResult {
-    let http = http(clients);
+) -> anyhow::Result<LoadResult> {
+    let path: hyper::Uri = shape.path().parse()?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let url = format!("{base}{}", shape.path());
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (http, stop, url) = (http.clone(), stop.clone(), url.clone());
-            tokio::spawn(async move {
-                let mut r = LoadResult::default();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let (body, _) = shape.body(c, i);
-                    let sent = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
-                    match acknowledged(shape, sent).await {
-                        Some(n) => r.events += n,
-                        None => r.errors += 1,
-                    }
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let (mut conn, stop, path) = (Conn::new(base)?, stop.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut r = LoadResult::default();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let (body, _) = shape.body(c, i);
+                let answer = conn.post(&path, body).await;
+                match answer
+                    .ok()
+                    .and_then(|(status, body)| acknowledged_in(shape, status.as_u16(), &body))
+                {
+                    Some(n) => r.events += n,
+                    None => r.errors += 1,
                 }
-                r
-            })
-        })
-        .collect();
+            }
+            r
+        }));
+    }
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = LoadResult::default();
@@ -152,7 +157,7 @@ pub async fn closed_loop(
         }
     }
     total.elapsed = started.elapsed();
-    total
+    Ok(total)
 }
 
 /// Latency percentiles, in milliseconds.

@@ -5,6 +5,7 @@
 //! event it counted as written is in the database.
 
 mod baseline;
+mod conn;
 mod db;
 mod dlq;
 mod load;
@@ -108,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Shape::Single
         };
-        let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await;
+        let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await?;
         println!(
             "{:.0} events/s ({} events, {} errors)",
             r.rate(),
@@ -260,7 +261,7 @@ impl Bench {
         args.extend(extra.iter().map(|s| s.to_string()));
         let server = Server::start(&self.bin, &args).await?;
         let cpu = server.cpu_seconds();
-        let r = load::closed_loop(&server.base, self.args.clients, self.d(), shape).await;
+        let r = load::closed_loop(&server.base, self.args.clients, self.d(), shape).await?;
         let cpu = server.cpu_seconds() - cpu;
         let rss = server.peak_rss_mib();
         self.peak_rss = self.peak_rss.max(rss);
