@@ -228,11 +228,12 @@ impl AuditEvent {
     /// RFC 8785 (JCS) encoding of the event.
     ///
     /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
-    /// it), written member by member: the member names are fixed ASCII names, so their JCS order
-    /// (UTF-16 code units) is the byte order below. Text values are written by serde_json, whose
-    /// string escapes are exactly JCS's; `event_data` and the numbers by the JCS crate. This skips
-    /// the crate's buffering and sorting of the members and its per-value set-up, which profiles
-    /// of the write path showed as the largest single cost of a request.
+    /// it for any content), written member by member: the member names are fixed ASCII names,
+    /// so their JCS order (UTF-16 code units) is the byte order below. Text is written by
+    /// serde_json, whose string escapes are exactly JCS's; numbers as ECMAScript prints the
+    /// double (`ryu-js`, as the crate does); `event_data` by [`Members::value`]. The crate buffers
+    /// every member and parses each object key back from JSON to sort it, which profiles of the
+    /// write path showed as the largest single cost of a request.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut m = Members(Vec::with_capacity(384 + self.event_data.len() * 32));
         m.text("actor_id", &self.actor_id);
@@ -240,13 +241,13 @@ impl AuditEvent {
         m.optional_text("cluster_id", &self.cluster_id);
         m.text("correlation_id", &self.correlation_id);
         if let Some(duration) = &self.duration_ms {
-            m.jcs("duration_ms", duration);
+            m.number("duration_ms", *duration as f64);
         }
         m.optional_text("error_code", &self.error_code);
         m.optional_text("error_message", &self.error_message);
         m.text("event_action", &self.event_action);
         m.text("event_category", &self.event_category);
-        m.jcs("event_data", &self.event_data);
+        m.object("event_data", &self.event_data);
         m.uuid("event_id", &self.event_id);
         m.text("event_outcome", self.event_outcome.as_str());
         m.text(
@@ -262,7 +263,7 @@ impl AuditEvent {
         m.text("resource_id", &self.resource_id);
         m.optional_text("resource_name", &self.resource_name);
         m.text("resource_type", &self.resource_type);
-        m.jcs("retention_days", &self.retention_days);
+        m.number("retention_days", f64::from(self.retention_days));
         m.optional_text("severity", &self.severity);
         m.optional_text("span_id", &self.span_id);
         m.optional_text("trace_id", &self.trace_id);
@@ -289,19 +290,74 @@ impl Members {
         self.0.extend_from_slice(b"\":");
     }
 
-    /// A value encoded by the JCS crate.
-    fn jcs<T: Serialize>(&mut self, name: &str, value: &T) {
+    /// A number as JCS writes it: the double's shortest ECMAScript form.
+    fn number(&mut self, name: &str, value: f64) {
         self.name(name);
-        // The values given here serialise infallibly: integers, and a serde_json map whose
-        // numbers are finite (serde_json cannot hold NaN or infinity).
-        serde_json_canonicalizer::to_writer(value, &mut self.0)
-            .expect("an event's members always have a JCS encoding");
+        self.write_number(value);
+    }
+
+    fn write_number(&mut self, value: f64) {
+        // serde_json holds no NaN or infinity, and the event's integers convert to finite doubles.
+        self.0
+            .extend_from_slice(ryu_js::Buffer::new().format_finite(value).as_bytes());
+    }
+
+    fn object(&mut self, name: &str, value: &Map<String, Value>) {
+        self.name(name);
+        self.write_object(value);
+    }
+
+    /// A JSON value in JCS form: numbers as doubles, object members sorted by the UTF-16 code
+    /// units of their names, strings with serde_json's (JCS's) escapes, no white space.
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.0.extend_from_slice(b"null"),
+            Value::Bool(true) => self.0.extend_from_slice(b"true"),
+            Value::Bool(false) => self.0.extend_from_slice(b"false"),
+            // Without serde_json's arbitrary precision every number has a double form.
+            Value::Number(n) => self.write_number(n.as_f64().unwrap_or_default()),
+            Value::String(s) => self.write_string(s),
+            Value::Array(items) => {
+                self.0.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.0.push(b',');
+                    }
+                    self.value(item);
+                }
+                self.0.push(b']');
+            }
+            Value::Object(map) => self.write_object(map),
+        }
+    }
+
+    fn write_object(&mut self, map: &Map<String, Value>) {
+        // The map iterates in UTF-8 byte (code point) order, which is UTF-16 order unless a name
+        // holds characters from U+E000 on; only then are the members sorted again.
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        if map.keys().any(|k| k.chars().any(|c| c >= '\u{e000}')) {
+            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        }
+        self.0.push(b'{');
+        for (i, (key, value)) in members.into_iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            self.write_string(key);
+            self.0.push(b':');
+            self.value(value);
+        }
+        self.0.push(b'}');
+    }
+
+    fn write_string(&mut self, value: &str) {
+        // Writing a string into a Vec cannot fail.
+        serde_json::to_writer(&mut self.0, value).expect("a string always serialises");
     }
 
     fn text(&mut self, name: &str, value: &str) {
         self.name(name);
-        // Writing a string into a Vec cannot fail.
-        serde_json::to_writer(&mut self.0, value).expect("a string always serialises");
+        self.write_string(value);
     }
 
     /// An absent optional member is left out, as the struct's serialisation does.
@@ -475,5 +531,23 @@ mod tests {
         let text = String::from_utf8(e.canonical_bytes()).unwrap();
         assert!(text.starts_with("{\"actor_id\":\"notification-service\""));
         assert!(!text.contains("resource_name"));
+    }
+
+    #[test]
+    fn event_data_names_sort_by_utf16_code_units() {
+        // U+FFFD sorts after U+1F600 in UTF-16 (0xFFFD > 0xD83D) but before it in UTF-8.
+        let mut body = minimal();
+        body["event_data"] =
+            json!({"\u{fffd}": 1, "\u{1f600}": {"z": [1.5, -0.0, 1e21], "a": null}, "b": "/"});
+        let e = AuditEvent::parse(body, now()).unwrap();
+        let text = String::from_utf8(e.canonical_bytes()).unwrap();
+        assert!(
+            text.contains("\"event_data\":{\"b\":\"/\",\"😀\":{\"a\":null,\"z\":[1.5,0,1e+21]},\"\u{fffd}\":1}"),
+            "{text}"
+        );
+        assert_eq!(
+            e.canonical_bytes(),
+            serde_json_canonicalizer::to_vec(&e).unwrap()
+        );
     }
 }
