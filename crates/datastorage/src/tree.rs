@@ -10,10 +10,15 @@
 //! order, a leaf visible at `seq = n` means every `seq < n` is visible too; a gap is corruption
 //! and stops the checkpointer (it never signs over a hole).
 //!
+//! Nodes of levels 1 to 3 are not stored: each covers at most 8 leaves, and is folded from their
+//! leaf hashes (stored with the events) whenever a proof or the checkpointer needs it. Storing
+//! every node would insert one node row per event; from level 4 up it is one per 8 events, and a
+//! proof reads at most 14 leaf hashes more.
+//!
 //! Several replicas may run checkpointers: nodes are deterministic (inserted if absent) and a
 //! checkpoint of a size already stored is not replaced, so they agree whoever wins.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +34,42 @@ use crate::witness::FileWitness;
 
 /// Leaves integrated per checkpoint at most (a backlog becomes several checkpoints).
 const LEAVES_PER_CHECKPOINT: i64 = 50_000;
+
+/// The lowest level of the tree whose nodes are stored (level 0, the leaves, is always stored).
+pub const LOWEST_STORED_LEVEL: u8 = 4;
+
+/// Whether a node is folded from its leaves instead of read.
+fn folded(id: &NodeId) -> bool {
+    (1..LOWEST_STORED_LEVEL).contains(&id.level)
+}
+
+/// Reads nodes: stored ones as stored, the lowest levels folded from their leaf hashes. A node
+/// that cannot be read (or one of whose leaves is missing) is absent from the answer.
+async fn read_nodes(
+    store: &dyn LogStore,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    let mut wanted: HashSet<NodeId> = HashSet::with_capacity(ids.len());
+    for id in ids {
+        if folded(id) {
+            wanted.extend(id.range().map(|leaf| NodeId::new(0, leaf)));
+        } else {
+            wanted.insert(*id);
+        }
+    }
+    let wanted: Vec<NodeId> = wanted.into_iter().collect();
+    let mut found = store.nodes(&wanted).await?;
+    for id in ids.iter().filter(|id| folded(id)) {
+        let leaves: Option<Vec<Hash>> = id
+            .range()
+            .map(|leaf| found.get(&NodeId::new(0, leaf)).copied())
+            .collect();
+        if let Some(leaves) = leaves {
+            found.insert(*id, audit_model::merkle::root(&leaves));
+        }
+    }
+    Ok(found)
+}
 
 /// Signs checkpoints over the log as it grows.
 pub struct Checkpointer {
@@ -77,7 +118,7 @@ impl Checkpointer {
             }
         }
         let frontier_ids = subtrees::frontier(size as u64);
-        let stored = self.store.nodes(&frontier_ids).await?;
+        let stored = read_nodes(self.store.as_ref(), &frontier_ids).await?;
         let frontier: Vec<Hash> = frontier_ids
             .iter()
             .map(|id| {
@@ -103,10 +144,12 @@ impl Checkpointer {
             key_id: self.signer.key_id(),
             note: self.signer.sign(&checkpoint),
         };
-        let ours = self
-            .store
-            .add_checkpoint(&extension.created, &stored)
-            .await?;
+        let kept: Vec<(NodeId, Hash)> = extension
+            .created
+            .into_iter()
+            .filter(|(id, _)| !folded(id))
+            .collect();
+        let ours = self.store.add_checkpoint(&kept, &stored).await?;
         metrics::gauge!(crate::metrics::TREE_SIZE).set(stored.tree_size as f64);
         if let (true, Some(witness)) = (ours, &self.witness) {
             // The checkpoint stands either way; a gap in the witness only weakens it.
@@ -161,7 +204,7 @@ async fn range_hashes(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let found = store.nodes(&wanted).await?;
+    let found = read_nodes(store, &wanted).await?;
     plans
         .iter()
         .map(|plan| {

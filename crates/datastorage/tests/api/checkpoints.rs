@@ -128,6 +128,20 @@ async fn checkpoints_and_proofs_verify(app: TestApp) {
     }
     assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
     assert!(sizes.contains(&signed.tree_size) && sizes.contains(&later.tree_size));
+
+    // Only subtrees of 16 leaves and more are stored; the proofs above folded the lower ones.
+    let db = app.db.as_ref();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM merkle_nodes WHERE level < 4")
+            .await,
+        0
+    );
+    let complete: u64 = (4..64).map(|level| later.tree_size >> level).sum();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM merkle_nodes").await as u64,
+        complete,
+        "one row per perfect subtree of level 4 and up"
+    );
 }
 
 async fn bad_proof_requests_are_refused_clearly(app: TestApp) {
