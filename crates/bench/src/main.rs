@@ -244,6 +244,8 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let db = if sqlite {
+            // The database server's flush of the last scenario's pages would take CPU from this one.
+            db::checkpoint(&self.args.pg).await;
             None
         } else {
             Some(BenchDb::create(&self.args.pg, &self.bin).await?)
