@@ -234,17 +234,35 @@ async fn a_killed_client_spill_is_resent_by_the_next_client() {
     assert_eq!(app.db.count().await, 500);
 }
 
+/// The bodies a flaky front forwarded, in order.
+type Forwarded = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A stand-in that answers 503 (Retry-After: 0) to the first requests, then forwards to the real
-/// Data Storage; it counts the requests it saw.
-async fn flaky_front(target: String, failures: usize, status: u16) -> (String, Arc<AtomicUsize>) {
+/// Data Storage; it counts the requests it saw and keeps the bodies it forwarded.
+async fn flaky_front(
+    target: String,
+    failures: usize,
+    status: u16,
+) -> (String, Arc<AtomicUsize>, Forwarded) {
     use axum::body::Bytes;
     use axum::extract::{OriginalUri, State};
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
     let seen = Arc::new(AtomicUsize::new(0));
-    let state = (target, seen.clone(), reqwest::Client::new());
+    let forwarded = Forwarded::default();
+    let state = (
+        target,
+        seen.clone(),
+        forwarded.clone(),
+        reqwest::Client::new(),
+    );
     async fn handle(
-        State((target, seen, http)): State<(String, Arc<AtomicUsize>, reqwest::Client)>,
+        State((target, seen, forwarded, http)): State<(
+            String,
+            Arc<AtomicUsize>,
+            Forwarded,
+            reqwest::Client,
+        )>,
         OriginalUri(uri): OriginalUri,
         headers: HeaderMap,
         body: Bytes,
@@ -255,6 +273,10 @@ async fn flaky_front(target: String, failures: usize, status: u16) -> (String, A
             let status = StatusCode::from_u16(status).unwrap();
             return (status, [("retry-after", "0")], "not now").into_response();
         }
+        forwarded
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&body).into_owned());
         let r = http
             .post(format!("{target}{}", uri.path()))
             .header(
@@ -277,7 +299,7 @@ async fn flaky_front(target: String, failures: usize, status: u16) -> (String, A
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (base, seen)
+    (base, seen, forwarded)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +312,7 @@ async fn a_503_is_retried_and_stored_once_and_a_refused_item_is_not_retried() {
     original["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-00000000abcd");
     original["event_timestamp"] = json!("2026-01-01T00:00:00Z");
     assert_eq!(app.post("/api/v1/audit/events", &original).await.0, 201);
-    let (front, seen) = flaky_front(app.base.clone(), 2, 503).await;
+    let (front, seen, forwarded) = flaky_front(app.base.clone(), 2, 503).await;
     let client = fast(AuditClient::builder(&front))
         .retry(5, Duration::from_millis(10), Duration::from_millis(50))
         .build()
@@ -305,11 +327,22 @@ async fn a_503_is_retried_and_stored_once_and_a_refused_item_is_not_retried() {
         (1, 1, 0),
         "{report:?}"
     );
+    // The client may send the two items together or one after the other; either way the two
+    // 503s are the only failed requests and each item is forwarded exactly once (the refused
+    // one is not retried).
+    let forwarded = forwarded.lock().unwrap().clone();
     assert_eq!(
         seen.load(Ordering::SeqCst),
-        3,
-        "two 503s, then one request that settled both items"
+        2 + forwarded.len(),
+        "{forwarded:?}"
     );
+    let sent_with = |id: &str| forwarded.iter().filter(|b| b.contains(id)).count();
+    assert_eq!(
+        sent_with("0190b5a2-1c3d-7e4f-8a9b-00000000abcd"),
+        1,
+        "{forwarded:?}"
+    );
+    assert_eq!(sent_with(&good.to_string()), 1, "{forwarded:?}");
     assert_eq!(app.db.count().await, 2);
     assert!(stored_ids(&app.db).await.contains(&good));
 }
@@ -462,7 +495,7 @@ async fn rejected_tokens_are_retried_with_the_rotated_token() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "sa-token").unwrap();
     for status in [401, 403, 429, 408] {
-        let (front, seen) = flaky_front(app.base.clone(), 1, status).await;
+        let (front, seen, _) = flaky_front(app.base.clone(), 1, status).await;
         let client = fast(AuditClient::builder(&front))
             .token(audit_client::TokenSource::File(dir.path().join("token")))
             .build()
@@ -478,7 +511,7 @@ async fn rejected_tokens_are_retried_with_the_rotated_token() {
         assert!(stored_ids(&app.db).await.contains(&id));
     }
     // Other 4xx answers are not retried.
-    let (front, seen) = flaky_front(app.base.clone(), 1, 404).await;
+    let (front, seen, _) = flaky_front(app.base.clone(), 1, 404).await;
     let client = fast(AuditClient::builder(&front)).build().unwrap();
     client.record(event("rr-token")).unwrap();
     let report = client.close(Duration::from_secs(30)).await;
