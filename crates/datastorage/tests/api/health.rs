@@ -39,15 +39,7 @@ async fn metrics_use_the_platform_names() {
     let mut bad = event("rr-metrics");
     bad["event_outcome"] = serde_json::json!("maybe");
     app.post("/api/v1/audit/events", &bad).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for name in [
         "datastorage_audit_traces_total{service=\"notification\",status=\"success\"}",
         "datastorage_write_duration_seconds_bucket{table=\"audit_events\"",

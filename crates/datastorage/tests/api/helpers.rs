@@ -362,6 +362,18 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a metrics page")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client

@@ -67,15 +67,7 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
         "nothing evicted"
     );
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for name in [
         "datastorage_dlq_enqueued_total{reason=",
         "datastorage_audit_traces_total{service=\"notification\",status=\"dlq_fallback\"}",
@@ -88,15 +80,7 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
     proxy.restore();
     wait_for_drain(&app).await;
     assert_eq!(db.count().await, 10);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("datastorage_dlq_replayed_total"),
         "replays are counted"
