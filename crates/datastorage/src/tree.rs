@@ -32,8 +32,8 @@ use crate::shutdown::Shutdown;
 use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
 use crate::witness::FileWitness;
 
-/// Leaves integrated per checkpoint at most (a backlog becomes several checkpoints).
-const LEAVES_PER_CHECKPOINT: i64 = 50_000;
+/// Leaves integrated per checkpoint at most, by default (a backlog becomes several checkpoints).
+pub const LEAVES_PER_CHECKPOINT: i64 = 50_000;
 
 /// The lowest level of the tree whose nodes are stored (level 0, the leaves, is always stored).
 pub const LOWEST_STORED_LEVEL: u8 = 4;
@@ -76,6 +76,8 @@ pub struct Checkpointer {
     store: Arc<dyn LogStore>,
     signer: Arc<CheckpointSigner>,
     witness: Option<FileWitness>,
+    /// Leaves integrated per checkpoint at most.
+    chunk: i64,
 }
 
 impl Checkpointer {
@@ -84,7 +86,15 @@ impl Checkpointer {
             store,
             signer,
             witness: None,
+            chunk: LEAVES_PER_CHECKPOINT,
         }
+    }
+
+    /// Integrates at most `leaves` (at least 1) per checkpoint instead of
+    /// [`LEAVES_PER_CHECKPOINT`].
+    pub fn with_chunk(mut self, leaves: i64) -> Checkpointer {
+        self.chunk = leaves.max(1);
+        self
     }
 
     /// Also appends every checkpoint this checkpointer stores to a witness file.
@@ -93,9 +103,15 @@ impl Checkpointer {
         self
     }
 
-    /// Integrates up to [`LEAVES_PER_CHECKPOINT`] new leaves and stores a signed checkpoint over
+    /// Integrates up to a chunk of new leaves and stores a signed checkpoint over
     /// them. `None` when there is nothing new.
     pub async fn advance(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.integrate().await?.map(|(c, _)| c))
+    }
+
+    /// [`Checkpointer::advance`], also telling whether it took a whole chunk (so that more
+    /// leaves may be waiting).
+    async fn integrate(&self) -> Result<Option<(StoredCheckpoint, bool)>, StoreError> {
         let latest = self
             .store
             .checkpoints(&CheckpointQuery::Latest)
@@ -104,7 +120,7 @@ impl Checkpointer {
         let size = latest.as_ref().map_or(0, |c| c.tree_size);
         // Taken before the leaves are read: the checkpoint covers what was committed by then.
         let timestamp = audit_model::timestamp::truncate(Utc::now());
-        let leaves = self.store.leaf_hashes(size, LEAVES_PER_CHECKPOINT).await?;
+        let leaves = self.store.leaf_hashes(size, self.chunk).await?;
         if leaves.is_empty() {
             return Ok(None);
         }
@@ -158,10 +174,26 @@ impl Checkpointer {
                 tracing::error!(%error, tree_size = stored.tree_size, "cannot witness a checkpoint");
             }
         }
-        Ok(Some(stored))
+        let whole_chunk = hashes.len() as i64 == self.chunk;
+        Ok(Some((stored, whole_chunk)))
     }
 
-    /// Advances until every committed leaf is covered; the last checkpoint stored, if any.
+    /// Covers the leaves committed when it starts: one checkpoint, or one per chunk while a
+    /// backlog fills whole chunks. Leaves committed meanwhile wait for the next tick; chasing
+    /// them would sign a checkpoint per ingest batch under steady load.
+    pub async fn tick(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let mut last = None;
+        while let Some((c, whole_chunk)) = self.integrate().await? {
+            last = Some(c);
+            if !whole_chunk {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Advances until every committed leaf is covered; the last checkpoint stored, if any. Meant
+    /// for when ingest has stopped (shutdown, tools): under steady writes it would not end.
     pub async fn catch_up(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let mut last = None;
         while let Some(c) = self.advance().await? {
@@ -170,8 +202,9 @@ impl Checkpointer {
         Ok(last)
     }
 
-    /// Checkpoints every `interval` while there is something new, and once more when shutdown
-    /// begins (after which the caller makes the final one, once the ingest queue is flushed).
+    /// Checkpoints every `interval` what is new by then (see [`Checkpointer::tick`]), until
+    /// shutdown begins (after which the caller makes the final one, once the ingest queue is
+    /// flushed).
     pub async fn run(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -180,7 +213,7 @@ impl Checkpointer {
                 _ = tick.tick() => {}
                 _ = shutdown.begun() => return,
             }
-            if let Err(error) = self.catch_up().await {
+            if let Err(error) = self.tick().await {
                 metrics::counter!(crate::metrics::CHECKPOINT_FAILURES).increment(1);
                 tracing::error!(%error, "cannot sign a checkpoint");
             }

@@ -5,14 +5,19 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use audit_model::AuditEvent;
-use chrono::Utc;
+use audit_model::merkle::Hash;
+use audit_model::subtrees::NodeId;
+use audit_model::{AuditEvent, StoredEvent};
+use chrono::{DateTime, Utc};
 use datastorage::config::DatabaseTarget;
 use datastorage::store::{
-    self, AppendOutcome, EventFilter, EventQuery, HoldRequest, LogEntry, LogStore, Order,
-    PlaceHold, PreparedEvent,
+    self, AppendOutcome, CheckpointQuery, EventFilter, EventQuery, HoldRequest, LegalHold,
+    LogEntry, LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
+    StoredRecord,
 };
 use helpers::{Backend, TestDb};
 use serde_json::json;
@@ -156,7 +161,6 @@ async fn sqlite_keeps_hashes_of_awkward_values() {
 async fn tree_conformance(backend: Backend) {
     use audit_model::checkpoint::CheckpointSigner;
     use audit_model::merkle;
-    use datastorage::store::CheckpointQuery;
     use datastorage::tree::{consistency_proof, inclusion_proof, Checkpointer};
 
     let Some(db) = TestDb::create(backend).await else {
@@ -254,6 +258,168 @@ async fn postgres_tree_conforms() {
 #[tokio::test]
 async fn sqlite_tree_conforms() {
     tree_conformance(Backend::Sqlite).await;
+}
+
+/// A log under steady writes: each time the checkpointer reads leaves, a writer commits one
+/// more event (while `more` lasts), as happens while a checkpoint is being made under load.
+struct Busy {
+    inner: Arc<dyn LogStore>,
+    more: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl LogStore for Busy {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.append(events).await
+    }
+    async fn get(&self, event_id: uuid::Uuid) -> Result<Option<LogEntry>, StoreError> {
+        self.inner.get(event_id).await
+    }
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner.records(query).await
+    }
+    async fn count(&self) -> Result<i64, StoreError> {
+        self.inner.count().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.scan(after_seq, limit).await
+    }
+    async fn leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        let leaves = self.inner.leaf_hashes(after_seq, limit).await?;
+        let left = self.more.load(Ordering::SeqCst);
+        if left > 0 {
+            self.more.store(left - 1, Ordering::SeqCst);
+            self.inner
+                .append(&[prepared("rr-busy", json!({"left": left}))])
+                .await?;
+        }
+        Ok(leaves)
+    }
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        self.inner.nodes(ids).await
+    }
+    async fn add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        self.inner.add_checkpoint(nodes, checkpoint).await
+    }
+    async fn checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoints(query).await
+    }
+    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError> {
+        self.inner.place_hold(request).await
+    }
+    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError> {
+        self.inner.release_hold(request).await
+    }
+    async fn holds(
+        &self,
+        correlation_id: Option<&str>,
+        include_released: bool,
+    ) -> Result<Vec<LegalHold>, StoreError> {
+        self.inner.holds(correlation_id, include_released).await
+    }
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        self.inner.purge_expired(now, limit).await
+    }
+    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.inner.count_held_expired(now).await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+/// The sizes of all stored checkpoints, ascending.
+async fn checkpoint_sizes(store: &dyn LogStore) -> Vec<i64> {
+    let page = CheckpointQuery::Page {
+        since: None,
+        after_size: 0,
+        limit: 1_000,
+    };
+    let all = store.checkpoints(&page).await.unwrap();
+    all.iter().map(|c| c.tree_size).collect()
+}
+
+/// A checkpointer tick covers what was committed when it began, even while writes go on (one
+/// checkpoint per tick, not one per ingest batch), and a backlog of whole chunks in one tick.
+async fn tick_covers_what_was_committed(backend: Backend) {
+    use audit_model::checkpoint::CheckpointSigner;
+    use datastorage::tree::Checkpointer;
+
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let inner = open(&db).await;
+    let signer = Arc::new(CheckpointSigner::from_seed("test.example/log", [9; 32]).unwrap());
+    let busy: Arc<dyn LogStore> = Arc::new(Busy {
+        inner: inner.clone(),
+        more: 4.into(),
+    });
+    let batch: Vec<PreparedEvent> = (0..3)
+        .map(|i| prepared("rr-tick", json!({"i": i})))
+        .collect();
+    inner.append(&batch).await.unwrap();
+
+    // Writes go on while the checkpointer works: each tick signs one checkpoint over the
+    // leaves it found, and the event committed meanwhile waits for the next tick.
+    let checkpointer = Checkpointer::new(busy.clone(), signer.clone());
+    let first = checkpointer.tick().await.unwrap().expect("a checkpoint");
+    assert_eq!(first.tree_size, 3);
+    assert_eq!(inner.count().await.unwrap(), 4);
+    let second = checkpointer.tick().await.unwrap().expect("a checkpoint");
+    assert_eq!(second.tree_size, 4);
+    assert_eq!(checkpoint_sizes(inner.as_ref()).await, [3, 4]);
+    // Once writes stop, catching up covers everything (as at shutdown).
+    let last = checkpointer
+        .catch_up()
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(last.tree_size, 7);
+    assert_eq!(inner.count().await.unwrap(), 7);
+    assert_eq!(checkpoint_sizes(inner.as_ref()).await, [3, 4, 5, 6, 7]);
+
+    // A backlog beyond one chunk is covered within one tick, a checkpoint per chunk.
+    let backlog: Vec<PreparedEvent> = (0..5)
+        .map(|i| prepared("rr-tick", json!({"b": i})))
+        .collect();
+    inner.append(&backlog).await.unwrap();
+    let chunked = Checkpointer::new(inner.clone(), signer).with_chunk(2);
+    let c = chunked.tick().await.unwrap().expect("a checkpoint");
+    assert_eq!(c.tree_size, 12);
+    assert_eq!(
+        checkpoint_sizes(inner.as_ref()).await,
+        [3, 4, 5, 6, 7, 9, 11, 12]
+    );
+}
+
+#[tokio::test]
+async fn postgres_tick_covers_what_was_committed() {
+    tick_covers_what_was_committed(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_tick_covers_what_was_committed() {
+    tick_covers_what_was_committed(Backend::Sqlite).await;
 }
 
 /// An event of `correlation` stamped `days_ago`, kept for `retention_days`.
