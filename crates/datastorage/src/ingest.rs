@@ -56,12 +56,26 @@ impl IngestOutcome {
     }
 }
 
-impl From<AppendOutcome> for IngestOutcome {
-    fn from(o: AppendOutcome) -> Self {
-        match o {
-            AppendOutcome::Created(s) => IngestOutcome::Created(s),
+impl IngestOutcome {
+    /// The outcome of appending `event`, which a created outcome takes over (no copy).
+    fn of(event: PreparedEvent, appended: AppendOutcome) -> Self {
+        match appended {
+            AppendOutcome::Created { seq, received_at } => {
+                IngestOutcome::Created(event.into_stored(seq, received_at))
+            }
             AppendOutcome::Duplicate(s) => IngestOutcome::Duplicate(s),
             AppendOutcome::Conflict(s) => IngestOutcome::Conflict(s),
+        }
+    }
+
+    /// Its `status` label in the audit-trace metrics.
+    fn status(&self) -> &'static str {
+        match self {
+            IngestOutcome::Created(_) => "success",
+            IngestOutcome::Duplicate(_) => "duplicate",
+            IngestOutcome::Conflict(_) => "conflict",
+            IngestOutcome::Queued(_) => "dlq_fallback",
+            IngestOutcome::Refused { .. } => "refused",
         }
     }
 }
@@ -207,14 +221,22 @@ impl WriterThread {
     }
 }
 
+/// A later occurrence of an `event_id` in the same batch: the leaf hashes of the first
+/// occurrence and of this one.
+#[derive(Clone, Copy)]
+struct Repeat {
+    first: [u8; 32],
+    own: [u8; 32],
+}
+
 /// One batch, de-duplicated by `event_id`.
 struct Batch {
     unique: Vec<PreparedEvent>,
     /// Whether a live submission holds the unique event at this index.
     live: Vec<bool>,
-    /// Per submission: for each event, the index of its first occurrence and, for a repeat, its
-    /// own hash.
-    refs: Vec<Vec<(usize, Option<[u8; 32]>)>>,
+    /// Per submission: for each event, the index of its first occurrence and, for a repeat, the
+    /// hashes to tell a duplicate from a conflict.
+    refs: Vec<Vec<(usize, Option<Repeat>)>>,
     sources: Vec<Source>,
     replies: Vec<oneshot::Sender<Answer>>,
 }
@@ -237,7 +259,11 @@ impl Batch {
                 match first_index.get(&event.event.event_id) {
                     Some(&i) => {
                         batch.live[i] |= live;
-                        sub_refs.push((i, Some(event.leaf_hash)));
+                        let repeat = Repeat {
+                            first: batch.unique[i].leaf_hash,
+                            own: event.leaf_hash,
+                        };
+                        sub_refs.push((i, Some(repeat)));
                     }
                     None => {
                         first_index.insert(event.event.event_id, batch.unique.len());
@@ -261,7 +287,6 @@ impl Batch {
         for &(i, _) in self.refs.iter().flatten() {
             remaining[i] += 1;
         }
-        let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
         let mut outcomes: Vec<Option<IngestOutcome>> = outcomes.into_iter().map(Some).collect();
         for (sub_refs, reply) in self.refs.into_iter().zip(self.replies) {
             let answer = sub_refs
@@ -277,7 +302,7 @@ impl Batch {
                     let outcome = outcome.expect("an outcome per unique event");
                     match repeat {
                         None => outcome,
-                        Some(_) => occurrence(&outcome, hashes[i], repeat),
+                        Some(repeat) => occurrence(&outcome, repeat),
                     }
                 })
                 .collect();
@@ -288,7 +313,6 @@ impl Batch {
 
     /// Answers every submission: live ones from `live`, replayed ones from `replay`.
     fn answer(self, live: &Answer, replay: &Answer) {
-        let hashes: Vec<[u8; 32]> = self.unique.iter().map(|e| e.leaf_hash).collect();
         for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies)
         {
             let answer = match source {
@@ -298,7 +322,10 @@ impl Batch {
             let answer = answer.as_ref().map_err(Clone::clone).map(|outcomes| {
                 sub_refs
                     .iter()
-                    .map(|&(i, repeat)| occurrence(&outcomes[i], hashes[i], repeat))
+                    .map(|&(i, repeat)| match repeat {
+                        None => outcomes[i].clone(),
+                        Some(repeat) => occurrence(&outcomes[i], repeat),
+                    })
                     .collect()
             });
             // A waiter that went away (client disconnected) needs no answer.
@@ -403,7 +430,7 @@ impl LogWriter {
         batch
     }
 
-    async fn commit(&mut self, batch: Batch) {
+    async fn commit(&mut self, mut batch: Batch) {
         let total: usize = batch.refs.iter().map(Vec::len).sum();
         // Replays always try the store: the worker only replays once the store answers.
         let circuit_open = self.store_down_until.is_some_and(|t| Instant::now() < t)
@@ -424,15 +451,21 @@ impl LogWriter {
         metrics::histogram!(m::INGEST_BATCH_SIZE).record(total as f64);
 
         match result {
-            Ok(outcomes) => {
+            Ok(appended) => {
                 self.store_down_until = None;
-                let outcomes: Vec<IngestOutcome> = outcomes.into_iter().map(Into::into).collect();
-                record_outcomes(&batch.unique, &outcomes);
+                let services = services(&batch.unique);
+                let outcomes: Vec<IngestOutcome> = std::mem::take(&mut batch.unique)
+                    .into_iter()
+                    .zip(appended)
+                    .map(|(event, appended)| IngestOutcome::of(event, appended))
+                    .collect();
+                record_outcomes(&services, &outcomes);
                 batch.answer_each(outcomes);
             }
             Err(Some(e)) if e.is_data_error() => {
                 tracing::warn!(error = %e, events = batch.unique.len(), "the database refused a batch; committing its events one by one");
-                let outcomes = self.commit_one_by_one(&batch.unique).await;
+                let events = std::mem::take(&mut batch.unique);
+                let outcomes = self.commit_one_by_one(events).await;
                 batch.answer_each(outcomes);
             }
             Err(e) => {
@@ -494,19 +527,30 @@ impl LogWriter {
     }
 
     /// Commits each event in its own transaction, so only the refused ones fail.
-    async fn commit_one_by_one(&mut self, events: &[PreparedEvent]) -> Vec<IngestOutcome> {
+    async fn commit_one_by_one(&mut self, events: Vec<PreparedEvent>) -> Vec<IngestOutcome> {
+        let services = services(&events);
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            let outcome = match self.store.append(std::slice::from_ref(event)).await {
+            let one = std::slice::from_ref(&event);
+            let mut appended = self.store.append(one).await;
+            // Another replica may have stored this id after the statement looked for it (while
+            // it waited for the log head): appended again, it reads as a duplicate or conflict.
+            for _ in 0..2 {
+                if !matches!(&appended, Err(e) if e.is_unique_violation()) {
+                    break;
+                }
+                appended = self.store.append(one).await;
+            }
+            let outcome = match appended {
                 Ok(mut o) => match o.pop() {
-                    Some(o) => o.into(),
-                    None => refused(event, "the store gave no answer".into()),
+                    Some(o) => IngestOutcome::of(event, o),
+                    None => refused(&event, "the store gave no answer".into()),
                 },
-                Err(e) => refused(event, e.to_string()),
+                Err(e) => refused(&event, e.to_string()),
             };
             outcomes.push(outcome);
         }
-        record_outcomes(events, &outcomes);
+        record_outcomes(&services, &outcomes);
         outcomes
     }
 }
@@ -521,14 +565,11 @@ fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
 /// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
 /// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
 /// conflict.
-fn occurrence(
-    outcome: &IngestOutcome,
-    first_hash: [u8; 32],
-    repeat: Option<[u8; 32]>,
-) -> IngestOutcome {
-    let Some(hash) = repeat else {
-        return outcome.clone();
-    };
+fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
+    let Repeat {
+        first: first_hash,
+        own: hash,
+    } = repeat;
     match outcome {
         IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
             if s.leaf_hash == hex::encode(hash) {
@@ -549,26 +590,30 @@ fn occurrence(
     }
 }
 
-fn record_outcomes(events: &[PreparedEvent], outcomes: &[IngestOutcome]) {
-    // Counted per (service, status) for the whole batch: one metric update per pair, not per event.
+/// The `service` label of each event's metrics.
+fn services(events: &[PreparedEvent]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| m::service_label(&e.event.event_category))
+        .collect()
+}
+
+/// Counts the outcomes per (service, status), one metric update per pair, and records the lag of
+/// each created event (one histogram handle per service).
+fn record_outcomes(services: &[&'static str], outcomes: &[IngestOutcome]) {
     let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
+    let mut lags: HashMap<&'static str, metrics::Histogram> = HashMap::new();
     let now = Utc::now();
-    for (event, outcome) in events.iter().zip(outcomes) {
-        let service = m::service_label(&event.event.event_category);
-        let status = match outcome {
-            IngestOutcome::Created(_) => "success",
-            IngestOutcome::Duplicate(_) => "duplicate",
-            IngestOutcome::Conflict(_) => "conflict",
-            IngestOutcome::Queued(_) => "dlq_fallback",
-            IngestOutcome::Refused { .. } => "refused",
-        };
-        *counts.entry((service, status)).or_default() += 1;
-        if let IngestOutcome::Created(_) = outcome {
-            let lag = (now - event.event.event_timestamp)
+    for (&service, outcome) in services.iter().zip(outcomes) {
+        *counts.entry((service, outcome.status())).or_default() += 1;
+        if let IngestOutcome::Created(stored) = outcome {
+            let lag = (now - stored.event.event_timestamp)
                 .num_microseconds()
                 .unwrap_or(0) as f64
                 / 1e6;
-            metrics::histogram!(m::AUDIT_LAG, "service" => service).record(lag.max(0.0));
+            lags.entry(service)
+                .or_insert_with(|| metrics::histogram!(m::AUDIT_LAG, "service" => service))
+                .record(lag.max(0.0));
         }
     }
     for ((service, status), n) in counts {

@@ -44,10 +44,11 @@ impl PreparedEvent {
         Self { event, leaf_hash }
     }
 
-    /// The stored form this event takes at `seq`.
-    pub fn stored(&self, seq: i64, received_at: DateTime<Utc>) -> StoredEvent {
+    /// The stored form this event takes at `seq` (moved, not copied: the writer answers every
+    /// event of a batch this way, on the one path that orders the log).
+    pub fn into_stored(self, seq: i64, received_at: DateTime<Utc>) -> StoredEvent {
         StoredEvent {
-            event: self.event.clone(),
+            event: self.event,
             seq,
             leaf_hash: hex::encode(self.leaf_hash),
             received_at,
@@ -189,8 +190,11 @@ pub enum CheckpointQuery {
 /// What appending one event did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
-    /// Stored now, at this seq.
-    Created(StoredEvent),
+    /// Stored now, at this seq (the event as given, see [`PreparedEvent::into_stored`]).
+    Created {
+        seq: i64,
+        received_at: DateTime<Utc>,
+    },
     /// The identical event was already stored.
     Duplicate(StoredEvent),
     /// The `event_id` is stored with different content (the stored event is given).
@@ -224,6 +228,13 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the same data would fail again (a constraint or data exception), as opposed to a
     /// failure of the database or the way to it, after which the data may be stored later.
+    /// Whether the database refused an insert because a row with the same unique key exists (for
+    /// the log: the `event_id`, stored by another replica since the statement began).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation))
+    }
+
     pub fn is_data_error(&self) -> bool {
         let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;

@@ -6,7 +6,8 @@
 //! concurrent appenders (several writers, several replicas) take turns and `seq` stays gap-free:
 //! one that waited for the lock numbers its events from the head the other committed (PostgreSQL
 //! re-reads the updated row), and an id the other stored in the meantime fails the unique index,
-//! which the writer answers by committing that batch event by event. Only when some ids were
+//! which the writer answers by committing that batch event by event (and an event that meets the
+//! same race again, with a later batch of the other appender, is appended once more). Only when some ids were
 //! already stored are those rows read back, after the commit (a stored row never goes away), to
 //! tell a duplicate from a conflict.
 //!
@@ -243,7 +244,7 @@ impl LogStore for PostgresStore {
             .into_iter()
             .map(
                 |(event, found)| match (found, assigned.get(&event.event.event_id)) {
-                    (_, Some(&seq)) => AppendOutcome::Created(event.stored(seq, received_at)),
+                    (_, Some(&seq)) => AppendOutcome::Created { seq, received_at },
                     (Some(stored), None) => existing_outcome(event, stored),
                     // Not inserted means its id was stored when the insert ran.
                     (None, None) => unreachable!("event neither inserted nor stored"),

@@ -120,7 +120,10 @@ impl LogStore for SqliteStore {
                 None => {
                     next_seq += 1;
                     fresh.push((next_seq, event));
-                    outcomes.push(AppendOutcome::Created(event.stored(next_seq, received_at)));
+                    outcomes.push(AppendOutcome::Created {
+                        seq: next_seq,
+                        received_at,
+                    });
                 }
             }
         }
