@@ -86,6 +86,29 @@ async fn conformance(backend: Backend) {
         AppendOutcome::Created { seq: 6, .. }
     ));
 
+    // Stored and new ids mixed in one batch: the new ones are numbered in input order, after
+    // the head, and the stored ones answered from the log.
+    let (x, y) = (
+        prepared("rr-m", json!({"x": 1})),
+        prepared("rr-m", json!({"y": 1})),
+    );
+    let mixed = [batch[4].clone(), x.clone(), batch[0].clone(), y.clone()];
+    let outcomes = store.append(&mixed).await.unwrap();
+    assert!(
+        matches!(
+            &outcomes[..],
+            [
+                AppendOutcome::Duplicate(a),
+                AppendOutcome::Created { seq: 7, .. },
+                AppendOutcome::Duplicate(b),
+                AppendOutcome::Created { seq: 8, .. },
+            ] if a.seq == 5 && b.seq == 1
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(live(store.get(x.event.event_id).await.unwrap()).seq, 7);
+    assert_eq!(live(store.get(y.event.event_id).await.unwrap()).seq, 8);
+
     // Reads give back exactly what was appended, hash included.
     let got = live(store.get(batch[3].event.event_id).await.unwrap());
     assert_eq!(got.event, batch[3].event);

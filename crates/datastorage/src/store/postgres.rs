@@ -77,7 +77,7 @@ impl Appenders {
         &self,
         events: &[PreparedEvent],
         received_at: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    ) -> Result<Assigned, sqlx::Error> {
         let (mut conn, kept) = self.take().await?;
         // After an error a connection is dropped: its state is unknown.
         let rows = match insert_new(&mut conn, events, received_at).await {
@@ -212,16 +212,16 @@ impl LogStore for PostgresStore {
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
         let received_at = audit_model::timestamp::truncate(Utc::now());
         // One statement, committed on its own: a single round trip to the database.
-        let assigned: HashMap<Uuid, i64> = self
+        let seqs = self
             .appenders
             .insert(events, received_at)
             .await?
-            .into_iter()
-            .collect();
+            .seqs(events.len());
         let missing: Vec<Uuid> = events
             .iter()
-            .map(|e| e.event.event_id)
-            .filter(|id| !assigned.contains_key(id))
+            .zip(&seqs)
+            .filter(|(_, seq)| seq.is_none())
+            .map(|(e, _)| e.event.event_id)
             .collect();
         // A stored row never goes away (retention blanks its content, keeping its id and hash),
         // so the ids found stored by the insert are read back after its commit.
@@ -242,14 +242,13 @@ impl LogStore for PostgresStore {
         let existing = existing_events(events, existing);
         Ok(classify(events, &existing)
             .into_iter()
-            .map(
-                |(event, found)| match (found, assigned.get(&event.event.event_id)) {
-                    (_, Some(&seq)) => AppendOutcome::Created { seq, received_at },
-                    (Some(stored), None) => existing_outcome(event, stored),
-                    // Not inserted means its id was stored when the insert ran.
-                    (None, None) => unreachable!("event neither inserted nor stored"),
-                },
-            )
+            .zip(seqs)
+            .map(|((event, found), seq)| match (found, seq) {
+                (_, Some(seq)) => AppendOutcome::Created { seq, received_at },
+                (Some(stored), None) => existing_outcome(event, stored),
+                // Not inserted means its id was stored when the insert ran.
+                (None, None) => unreachable!("event neither inserted nor stored"),
+            })
             .collect())
     }
 
@@ -372,13 +371,45 @@ fn connection_lost(error: &sqlx::Error) -> bool {
     }
 }
 
+/// What one insert assigned, in one row: the `k`-th inserted event (counting from 1, in input
+/// order) has seq `base + k`.
+#[derive(sqlx::FromRow)]
+struct Assigned {
+    /// The log head before the insert; `None` when nothing was inserted.
+    base: Option<i64>,
+    /// The input positions (from 1) of the inserted events; `None` when every event was.
+    inserted: Option<Vec<i64>>,
+}
+
+impl Assigned {
+    /// The seq of each of `n` input events, `None` for those not inserted (their ids were stored).
+    fn seqs(self, n: usize) -> Vec<Option<i64>> {
+        let Some(base) = self.base else {
+            return vec![None; n];
+        };
+        match self.inserted {
+            None => (1..=n as i64).map(|k| Some(base + k)).collect(),
+            Some(positions) => {
+                let mut seqs = vec![None; n];
+                for (k, position) in positions.into_iter().enumerate() {
+                    if let Some(seq) = seqs.get_mut(position as usize - 1) {
+                        *seq = Some(base + k as i64 + 1);
+                    }
+                }
+                seqs
+            }
+        }
+    }
+}
+
 /// Inserts the events whose ids are not stored yet, numbering them from the log head in input
-/// order, and moves the head; one statement. Returns the `(event_id, seq)` of each inserted event.
+/// order, and moves the head; one statement, answered by one row (see [`Assigned`]) rather than
+/// a row per event.
 async fn insert_new(
     conn: &mut PgConnection,
     events: &[PreparedEvent],
     received_at: DateTime<Utc>,
-) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+) -> Result<Assigned, sqlx::Error> {
     macro_rules! col {
         ($e:ident => $value:expr) => {
             events
@@ -391,7 +422,7 @@ async fn insert_new(
         };
     }
     let hashes: Vec<Vec<u8>> = events.iter().map(|p| p.leaf_hash.to_vec()).collect();
-    sqlx::query_as(
+    sqlx::query_as::<_, Assigned>(
         "WITH input AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
@@ -422,9 +453,10 @@ async fn insert_new(
              event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
              resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, \
              namespace, cluster_id, severity, duration_ms, error_code, error_message, event_data, \
-             retention_days, leaf_hash, $26 FROM fresh CROSS JOIN head \
-           RETURNING event_id, seq) \
-         SELECT event_id, seq FROM inserted",
+             retention_days, leaf_hash, $26 FROM fresh CROSS JOIN head) \
+         SELECT (SELECT base FROM head) AS base, \
+           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::uuid[]) THEN NULL \
+                ELSE ARRAY(SELECT ord FROM fresh ORDER BY ord) END AS inserted",
     )
     .bind(col!(e => e.event_id))
     .bind(col!(e => e.event_version.as_str()))
@@ -452,7 +484,7 @@ async fn insert_new(
     .bind(col!(e => e.retention_days))
     .bind(&hashes)
     .bind(received_at)
-    .fetch_all(conn)
+    .fetch_one(conn)
     .await
 }
 
