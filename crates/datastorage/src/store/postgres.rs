@@ -27,7 +27,6 @@ use audit_model::{AuditEvent, EventOutcome, StoredEvent};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row};
 use uuid::Uuid;
 
@@ -427,7 +426,7 @@ async fn insert_new(
            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
              $13::text[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], \
-             $19::text[], $20::int8[], $21::text[], $22::text[], $23::jsonb[], $24::int4[], \
+             $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[]::jsonb[], $24::int4[], \
              $25::bytea[]) WITH ORDINALITY AS t(event_id, event_version, event_timestamp, \
              event_type, event_category, event_action, event_outcome, actor_type, actor_id, \
              resource_type, resource_id, resource_name, correlation_id, parent_event_id, trace_id, \
@@ -480,7 +479,7 @@ async fn insert_new(
     .bind(col!(e => e.duration_ms))
     .bind(col!(e => e.error_code.as_deref()))
     .bind(col!(e => e.error_message.as_deref()))
-    .bind(col!(e => Json(&e.event_data)))
+    .bind(events.iter().map(|p| p.event_data_json.as_str()).collect::<Vec<_>>())
     .bind(col!(e => e.retention_days))
     .bind(&hashes)
     .bind(received_at)

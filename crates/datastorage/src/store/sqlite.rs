@@ -284,7 +284,7 @@ async fn insert(
             .push_bind(e.duration_ms)
             .push_bind(e.error_code.clone())
             .push_bind(e.error_message.clone())
-            .push_bind(Value::Object(e.event_data.clone()).to_string())
+            .push_bind(p.event_data_json.as_str())
             .push_bind(e.retention_days)
             .push_bind(p.leaf_hash.to_vec())
             .push_bind(received_at.clone());
