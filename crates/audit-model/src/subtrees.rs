@@ -4,9 +4,10 @@
 //! `[index × 2^level, (index + 1) × 2^level)`. Level 0 nodes are the leaf hashes themselves
 //! (stored with the events); every higher node is fixed once its last leaf joins the tree, and
 //! never changes (the service stores those of level 4 and up and folds the lower ones from
-//! their leaves when it needs them). Every range RFC 9162 hashes while building a proof splits into such
-//! subtrees, so a proof is planned here as ranges ([`inclusion_ranges`], [`consistency_ranges`]),
-//! each range read as its perfect subtrees ([`decompose`]) and folded back ([`range_root`]).
+//! their leaves when it needs them). Every range RFC 9162 hashes while building a proof splits
+//! into such subtrees, so a proof is planned here as ranges ([`inclusion_ranges`],
+//! [`consistency_ranges`]), each range read as its perfect subtrees ([`decompose`]) and folded
+//! back ([`range_root`]).
 //! The plans are checked against [`crate::merkle`]'s leaf-based proofs by property tests.
 
 use std::ops::Range;

@@ -103,8 +103,8 @@ impl Checkpointer {
         self
     }
 
-    /// Integrates up to a chunk of new leaves and stores a signed checkpoint over
-    /// them. `None` when there is nothing new.
+    /// Integrates up to a chunk of new leaves and stores a signed checkpoint over them. `None`
+    /// when there is nothing new.
     pub async fn advance(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         Ok(self.integrate().await?.map(|(c, _)| c))
     }

@@ -236,8 +236,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the same data would fail again (a constraint or data exception), as opposed to a
-    /// failure of the database or the way to it, after which the data may be stored later.
     /// Whether the database refused an insert because a row with the same unique key exists (for
     /// the log: the `event_id`, stored by another replica since the statement began).
     pub fn is_unique_violation(&self) -> bool {
@@ -245,6 +243,8 @@ impl StoreError {
             if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation))
     }
 
+    /// Whether the same data would fail again (a constraint or data exception), as opposed to a
+    /// failure of the database or the way to it, after which the data may be stored later.
     pub fn is_data_error(&self) -> bool {
         let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;

@@ -7,9 +7,9 @@
 //! one that waited for the lock numbers its events from the head the other committed (PostgreSQL
 //! re-reads the updated row), and an id the other stored in the meantime fails the unique index,
 //! which the writer answers by committing that batch event by event (and an event that meets the
-//! same race again, with a later batch of the other appender, is appended once more). Only when some ids were
-//! already stored are those rows read back, after the commit (a stored row never goes away), to
-//! tell a duplicate from a conflict.
+//! same race again, with a later batch of the other appender, is appended once more). Only when
+//! some ids were already stored are those rows read back, after the commit (a stored row never
+//! goes away), to tell a duplicate from a conflict.
 //!
 //! Both statements are prepared, and PostgreSQL soon runs them with a generic plan, made once
 //! (possibly while the table was nearly empty) and kept. A plain `NOT EXISTS` or `IN` then became a
