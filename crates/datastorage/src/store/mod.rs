@@ -8,6 +8,7 @@
 //! * An `event_id` already stored answers `Duplicate` when the leaf hash matches, `Conflict`
 //!   otherwise; nothing is overwritten. Triggers refuse UPDATE and DELETE of stored events.
 
+mod append_postgres;
 mod postgres;
 mod query;
 mod retention_postgres;
@@ -25,7 +26,8 @@ use audit_model::{AuditEvent, StoredEvent};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
+pub use append_postgres::APPEND_APPLICATION_NAME;
+pub use postgres::PostgresStore;
 pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};
 pub use sqlite::SqliteStore;
 

@@ -1,0 +1,368 @@
+//! The PostgreSQL append: one statement per batch, committed on its own (one round trip), on
+//! connections kept outside the pool.
+//!
+//! The statement numbers the batch's events in input order from the log head and moves the
+//! head. Moving the head locks its row until the commit, so concurrent appenders (several
+//! writers, several replicas) take turns and `seq` stays gap-free: one that waited for the lock
+//! numbers its events from the head the other committed (PostgreSQL re-reads the updated row).
+//!
+//! A batch is first inserted as [`Insert::Fresh`]: every event is taken to be new, as nearly
+//! all are (the server gives an event without an id a new UUIDv7; clients give each event its
+//! own). Looking every id up before inserting costs the one database backend that orders the
+//! log an index search per event, a window sort and two copies of the batch, which the unique
+//! index of `event_id` makes unnecessary: one stored id fails the whole statement, nothing of it
+//! is stored, and the batch is inserted once more as [`Insert::Checked`], which inserts only the
+//! events whose ids are not stored yet. After such a batch the next [`CHECKED_AFTER_DUPLICATE`]
+//! batches are inserted checked straight away, so a burst of retries (a client resending what
+//! it spilled, a replay of events whose answers were lost) does not pay for two statements per
+//! batch.
+//!
+//! A checked insert can still meet the unique index: an id another replica stored after the
+//! statement looked for it, while it waited for the log head. The writer answers that by
+//! committing the batch event by event (and an event that meets the same race again, with a
+//! later batch of the other appender, is appended once more). Only when some ids were already
+//! stored are those rows read back, after the commit (a stored row never goes away), to tell a
+//! duplicate from a conflict.
+//!
+//! Both statements are prepared, and PostgreSQL soon runs them with a generic plan, made once
+//! (possibly while the table was nearly empty) and kept. A plain `NOT EXISTS` or `IN` then became
+//! a hash anti-join over a sequential scan of the whole log, on every batch. The checked
+//! insert's id lookups are therefore `LATERAL` subqueries with `LIMIT 1`, which the planner
+//! cannot flatten into a join: they stay one index lookup per event, whatever the plan.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+
+use super::PreparedEvent;
+
+/// The `application_name` of the append connections (the pool's is `datastorage`).
+pub const APPEND_APPLICATION_NAME: &str = "datastorage-append";
+
+/// An append connection idle longer than this is pinged before use.
+const APPEND_IDLE_PING: Duration = Duration::from_secs(5);
+
+/// Batches inserted [`Insert::Checked`] straight away after a fresh insert met a stored id.
+const CHECKED_AFTER_DUPLICATE: u32 = 64;
+
+/// How a batch is inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Insert {
+    /// Every event numbered and inserted; a stored id fails the whole statement.
+    Fresh,
+    /// Each id looked up first; only the events whose ids are not stored are inserted.
+    Checked,
+}
+
+/// Connections kept for [`super::LogStore::append`], outside the pool.
+///
+/// The pool pings a connection when it is handed out and again when it comes back: two extra
+/// round trips per batch on the one path whose round trips bound the write rate. The writers
+/// keep their own connections instead: one is pinged only after it sat idle, and dropped after
+/// any error but a unique violation (a fresh one is opened for the next batch).
+pub(super) struct Appenders {
+    options: PgConnectOptions,
+    idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
+    /// Batches still to be inserted checked straight away (see [`CHECKED_AFTER_DUPLICATE`]).
+    checked_left: AtomicU32,
+}
+
+impl Appenders {
+    pub(super) fn new(options: PgConnectOptions) -> Self {
+        Appenders {
+            options,
+            idle: std::sync::Mutex::new(Vec::new()),
+            checked_left: AtomicU32::new(0),
+        }
+    }
+
+    /// Inserts `events` on a kept connection, or a new one: fresh, and checked when that met a
+    /// stored id (or a fresh insert did so lately).
+    pub(super) async fn insert(
+        &self,
+        events: &[PreparedEvent],
+        received_at: DateTime<Utc>,
+    ) -> Result<Assigned, sqlx::Error> {
+        let (mut conn, kept) = self.take().await?;
+        let how = self.next_insert();
+        let mut result = match insert(&mut conn, how, events, received_at).await {
+            // A kept connection the server closed meanwhile (restart, failover, a terminated
+            // backend): once more on a new one. Safe even if the first attempt did commit: its
+            // events are then found stored.
+            Err(error) if kept && connection_lost(&error) => {
+                tracing::info!(%error, "an append connection was closed by the server; retrying on a new one");
+                conn = self.open().await?;
+                insert(&mut conn, how, events, received_at).await
+            }
+            result => result,
+        };
+        if how == Insert::Fresh && result.as_ref().is_err_and(unique_violation) {
+            // Nothing of the statement is stored and the connection is idle again.
+            self.met_stored_id();
+            result = insert(&mut conn, Insert::Checked, events, received_at).await;
+        }
+        match result {
+            Ok(assigned) => {
+                self.lock().push((conn, Instant::now()));
+                Ok(assigned)
+            }
+            Err(error) => {
+                // A unique violation leaves the connection idle; after any other error its state
+                // is unknown and it is dropped.
+                if unique_violation(&error) {
+                    self.lock().push((conn, Instant::now()));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// A fresh insert met a stored id: the next batches are inserted checked.
+    fn met_stored_id(&self) {
+        self.checked_left
+            .store(CHECKED_AFTER_DUPLICATE, Ordering::Relaxed);
+    }
+
+    /// How the next batch is inserted.
+    fn next_insert(&self) -> Insert {
+        let left = self
+            .checked_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        match left {
+            Ok(_) => Insert::Checked,
+            Err(_) => Insert::Fresh,
+        }
+    }
+
+    /// A kept connection (pinged first if it sat idle for long), or a new one; and whether it
+    /// was kept.
+    async fn take(&self) -> Result<(PgConnection, bool), sqlx::Error> {
+        loop {
+            let idle = self.lock().pop();
+            match idle {
+                Some((conn, since)) if since.elapsed() < APPEND_IDLE_PING => {
+                    return Ok((conn, true))
+                }
+                Some((mut conn, _)) => match conn.ping().await {
+                    Ok(()) => return Ok((conn, true)),
+                    Err(error) => {
+                        tracing::debug!(%error, "an idle append connection is gone; opening another");
+                        let _ = conn.close_hard().await;
+                    }
+                },
+                None => return Ok((self.open().await?, false)),
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.options).await
+    }
+
+    /// Closes the kept connections (a new append opens another).
+    pub(super) async fn close(&self) {
+        let idle = std::mem::take(&mut *self.lock());
+        for (conn, _) in idle {
+            let _ = conn.close().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+        // The list is only pushed to and popped from: a panic cannot leave it inconsistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether the server closed the connection (so the statement may be sent again on another).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server shut the session down).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+fn unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation))
+}
+
+/// What one insert assigned, in one row: the `k`-th inserted event (counting from 1, in input
+/// order) has seq `base + k`.
+#[derive(sqlx::FromRow)]
+pub(super) struct Assigned {
+    /// The log head before the insert; `None` when nothing was inserted.
+    base: Option<i64>,
+    /// The input positions (from 1) of the inserted events; `None` when every event was.
+    inserted: Option<Vec<i64>>,
+}
+
+impl Assigned {
+    /// The seq of each of `n` input events, `None` for those not inserted (their ids were stored).
+    pub(super) fn seqs(self, n: usize) -> Vec<Option<i64>> {
+        let Some(base) = self.base else {
+            return vec![None; n];
+        };
+        match self.inserted {
+            None => (1..=n as i64).map(|k| Some(base + k)).collect(),
+            Some(positions) => {
+                let mut seqs = vec![None; n];
+                for (k, position) in positions.into_iter().enumerate() {
+                    if let Some(seq) = seqs.get_mut(position as usize - 1) {
+                        *seq = Some(base + k as i64 + 1);
+                    }
+                }
+                seqs
+            }
+        }
+    }
+}
+
+/// The batch as column arrays (`$1`–`$25`, with `$26` the time received), `input` its rows.
+const INPUT: &str = "UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+    $13::text[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+    $20::int8[], $21::text[], $22::text[], $23::text[]::jsonb[], $24::int4[], $25::bytea[]) \
+    WITH ORDINALITY AS input(event_id, event_version, event_timestamp, event_type, \
+    event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
+    resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
+    cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
+    leaf_hash, ord)";
+
+/// The stored columns but `seq` and `received_at`, as named in [`INPUT`].
+const CONTENT: &str = "event_id, event_version, event_timestamp, event_type, event_category, \
+    event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, resource_name, \
+    correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, severity, \
+    duration_ms, error_code, error_message, event_data, retention_days, leaf_hash";
+
+/// [`Insert::Fresh`]: the head moves by the batch's size and every event is inserted.
+fn fresh_sql() -> String {
+    format!(
+        "WITH head AS ( \
+           UPDATE log_head SET last_seq = last_seq + cardinality($1::uuid[]) WHERE id = 1 \
+           RETURNING last_seq - cardinality($1::uuid[]) AS base), \
+         inserted AS ( \
+           INSERT INTO audit_events (seq, {CONTENT}, received_at) \
+           SELECT head.base + input.ord, {CONTENT}, $26 FROM head CROSS JOIN {INPUT}) \
+         SELECT base, NULL::int8[] AS inserted FROM head"
+    )
+}
+
+/// [`Insert::Checked`]: only the events whose ids are not stored are numbered and inserted; the
+/// head moves by their number (not at all when there are none).
+fn checked_sql() -> String {
+    format!(
+        "WITH fresh AS ( \
+           SELECT input.*, row_number() OVER (ORDER BY input.ord) AS n \
+           FROM {INPUT} \
+           LEFT JOIN LATERAL (SELECT e.seq FROM audit_events e \
+                              WHERE e.event_id = input.event_id LIMIT 1) stored ON true \
+           WHERE stored.seq IS NULL), \
+         head AS ( \
+           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM fresh) \
+           WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
+           RETURNING last_seq - (SELECT count(*) FROM fresh) AS base), \
+         inserted AS ( \
+           INSERT INTO audit_events (seq, {CONTENT}, received_at) \
+           SELECT head.base + n, {CONTENT}, $26 FROM fresh CROSS JOIN head) \
+         SELECT (SELECT base FROM head) AS base, \
+           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::uuid[]) THEN NULL \
+                ELSE ARRAY(SELECT ord FROM fresh ORDER BY ord) END AS inserted"
+    )
+}
+
+/// The two statements' text, built once.
+fn sql(how: Insert) -> &'static str {
+    static FRESH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static CHECKED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match how {
+        Insert::Fresh => FRESH.get_or_init(fresh_sql),
+        Insert::Checked => CHECKED.get_or_init(checked_sql),
+    }
+}
+
+/// Inserts the batch `how` says, numbering from the log head in input order, and moves the head;
+/// one statement, answered by one row (see [`Assigned`]) rather than a row per event.
+async fn insert(
+    conn: &mut PgConnection,
+    how: Insert,
+    events: &[PreparedEvent],
+    received_at: DateTime<Utc>,
+) -> Result<Assigned, sqlx::Error> {
+    macro_rules! col {
+        ($e:ident => $value:expr) => {
+            events
+                .iter()
+                .map(|p| {
+                    let $e = &p.event;
+                    $value
+                })
+                .collect::<Vec<_>>()
+        };
+    }
+    let hashes: Vec<&[u8]> = events.iter().map(|p| &p.leaf_hash[..]).collect();
+    sqlx::query_as::<_, Assigned>(sql(how))
+        .bind(col!(e => e.event_id))
+        .bind(col!(e => e.event_version.as_str()))
+        .bind(col!(e => e.event_timestamp))
+        .bind(col!(e => e.event_type.as_str()))
+        .bind(col!(e => e.event_category.as_str()))
+        .bind(col!(e => e.event_action.as_str()))
+        .bind(col!(e => e.event_outcome.as_str()))
+        .bind(col!(e => e.actor_type.as_str()))
+        .bind(col!(e => e.actor_id.as_str()))
+        .bind(col!(e => e.resource_type.as_str()))
+        .bind(col!(e => e.resource_id.as_str()))
+        .bind(col!(e => e.resource_name.as_deref()))
+        .bind(col!(e => e.correlation_id.as_str()))
+        .bind(col!(e => e.parent_event_id))
+        .bind(col!(e => e.trace_id.as_deref()))
+        .bind(col!(e => e.span_id.as_deref()))
+        .bind(col!(e => e.namespace.as_deref()))
+        .bind(col!(e => e.cluster_id.as_deref()))
+        .bind(col!(e => e.severity.as_deref()))
+        .bind(col!(e => e.duration_ms))
+        .bind(col!(e => e.error_code.as_deref()))
+        .bind(col!(e => e.error_message.as_deref()))
+        .bind(
+            events
+                .iter()
+                .map(|p| p.event_data_json.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col!(e => e.retention_days))
+        .bind(&hashes)
+        .bind(received_at)
+        .fetch_one(conn)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_after_a_stored_id_are_checked_until_the_streak_ends() {
+        let appenders = Appenders::new(PgConnectOptions::new());
+        assert_eq!(appenders.next_insert(), Insert::Fresh);
+        appenders.met_stored_id();
+        let kinds: Vec<Insert> = (0..CHECKED_AFTER_DUPLICATE + 2)
+            .map(|_| appenders.next_insert())
+            .collect();
+        let checked = kinds.iter().filter(|k| **k == Insert::Checked).count();
+        assert_eq!(checked, CHECKED_AFTER_DUPLICATE as usize);
+        assert!(kinds[..checked].iter().all(|k| *k == Insert::Checked));
+        assert_eq!(kinds[checked..], [Insert::Fresh, Insert::Fresh]);
+        // Another stored id in the streak starts it again.
+        appenders.met_stored_id();
+        assert_eq!(appenders.next_insert(), Insert::Checked);
+    }
+}
