@@ -3,21 +3,29 @@
 //! A closed-loop client has one request in flight at a time, so it needs no pool: each client
 //! owns its connection, and the request's URI and headers are built once. This keeps the load
 //! generator's own CPU per request low on a machine it shares with the service and the database
-//! (measured against reqwest's pooled client in `docs/benchmarks.md`).
+//! (measured against reqwest's pooled client in `docs/benchmarks.md`). The client's task also
+//! drives its connection (instead of a task of its own per connection), so an answer wakes one
+//! task, not two.
 
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
+use std::pin::Pin;
+
+use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+
+type Driver = Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
 
 /// A client's connection to the service.
 pub struct Conn {
     authority: String,
     host: HeaderValue,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    /// The request side of the connection and the connection itself, polled while a request is
+    /// in flight.
+    open: Option<(SendRequest<Full<Bytes>>, Driver)>,
 }
 
 impl Conn {
@@ -31,16 +39,15 @@ impl Conn {
         Ok(Conn {
             host: HeaderValue::from_str(&authority)?,
             authority,
-            sender: None,
+            open: None,
         })
     }
 
-    async fn open(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn open(&self) -> anyhow::Result<(SendRequest<Full<Bytes>>, Driver)> {
         let stream = tokio::net::TcpStream::connect(&self.authority).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        Ok(sender)
+        Ok((sender, Box::pin(connection)))
     }
 
     /// POSTs a JSON body to `path` and reads the whole answer. A failed connection is dropped and
@@ -48,26 +55,35 @@ impl Conn {
     pub async fn post(&mut self, path: &Uri, body: String) -> anyhow::Result<(StatusCode, Bytes)> {
         let answer = self.send(path, body).await;
         if answer.is_err() {
-            self.sender = None;
+            self.open = None;
         }
         answer
     }
 
     async fn send(&mut self, path: &Uri, body: String) -> anyhow::Result<(StatusCode, Bytes)> {
-        let sender = match &mut self.sender {
-            Some(sender) => sender,
-            None => self.sender.insert(self.open().await?),
+        let (sender, connection) = match &mut self.open {
+            Some(open) => open,
+            None => self.open.insert(self.open().await?),
         };
-        sender.ready().await?;
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = path.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        let exchange = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        tokio::select! {
+            answer = exchange => answer,
+            ended = connection.as_mut() => Err(match ended {
+                Ok(()) => anyhow!("the service closed the connection"),
+                Err(error) => error.into(),
+            }),
+        }
     }
 }

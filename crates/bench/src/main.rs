@@ -92,7 +92,7 @@ struct Bench {
     verifier: Option<Duration>,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.smoke {
