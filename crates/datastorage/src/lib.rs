@@ -167,7 +167,7 @@ impl Application {
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         });
-        let app = http::router(state, config.body_limit_bytes, config.body_budget_bytes);
+        let app = http::app(state, config.body_limit_bytes, config.body_budget_bytes);
         let addr = listener.local_addr()?;
 
         let trigger = shutdown.clone();
@@ -179,7 +179,8 @@ impl Application {
         });
         let delay = config.shutdown_delay;
         let graceful = shutdown.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+            .with_graceful_shutdown(async move {
             graceful.begun().await;
             tracing::info!(delay = ?delay, "shutdown begun: readiness is 503; waiting before closing the listener");
             tokio::time::sleep(delay).await;
