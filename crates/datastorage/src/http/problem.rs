@@ -8,8 +8,9 @@ use crate::ingest::IngestError;
 use crate::store::LogEntry;
 
 tokio::task_local! {
-    /// The id of the request being handled (set by the request-id middleware).
-    pub static REQUEST_ID: String;
+    /// The id of the request being handled (set by the request-id middleware; a header value,
+    /// whose clone shares its bytes).
+    pub static REQUEST_ID: HeaderValue;
 }
 
 /// Seconds a client should wait before retrying when the service is unavailable.
@@ -86,7 +87,7 @@ impl IntoResponse for ApiError {
         let mut problem = *self.0;
         if problem.instance.is_none() {
             problem.instance = REQUEST_ID
-                .try_with(|id| format!("urn:request-id:{id}"))
+                .try_with(|id| format!("urn:request-id:{}", id.to_str().unwrap_or_default()))
                 .ok();
         }
         let status =
