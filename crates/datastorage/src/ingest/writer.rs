@@ -1,178 +1,19 @@
-//! The ingest pipeline: handlers submit parsed events to an [`IngestQueue`]; one [`LogWriter`]
-//! task commits them in batches (group commit) and answers every waiter.
-//!
-//! A handler never holds a database connection. Under load, requests that arrive while a commit
-//! is in flight are committed together in the next transaction, so batches grow with load and
-//! one durable commit per request stops being the ceiling. A submission is never split across
-//! transactions (unless the database refuses a batch's data, see below).
-//!
-//! When a commit fails for a reason that is not the data's fault, the live events of the batch
-//! go to the dead-letter queue and are answered `Queued`; for the next `store_retry_interval`
-//! live batches go straight to the DLQ. Replayed events (from the DLQ) are never parked again:
-//! their submission fails and the replay worker keeps them. When the database refuses the data
-//! itself, the batch is committed event by event so one bad event cannot fail the others.
-//!
-//! Invariants: an event is answered `Created` only after its transaction committed and `Queued`
-//! only after the DLQ holds it durably; every submission gets exactly one answer; when all queue
-//! handles are dropped the writer commits what is queued, then stops.
+//! The writer: the one task that commits queued batches, and the thread it runs on.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_model::StoredEvent;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
+use super::batch::Batch;
+use super::{Answer, IngestError, IngestOutcome, Source, Submission};
 use crate::config::IngestConfig;
 use crate::dlq::{DlqBackend, DlqEntry, DlqError};
 use crate::metrics as m;
-use crate::store::{AppendOutcome, LogStore, PreparedEvent};
-
-/// What became of one submitted event.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IngestOutcome {
-    /// Stored now.
-    Created(StoredEvent),
-    /// The identical event was already stored.
-    Duplicate(StoredEvent),
-    /// Its `event_id` is stored with different content (the stored event is given).
-    Conflict(StoredEvent),
-    /// Parked durably in the DLQ; it will be stored when the database returns.
-    Queued(Uuid),
-    /// The database refused this event's data (it passed validation); it is not stored.
-    Refused { event_id: Uuid, reason: String },
-}
-
-impl IngestOutcome {
-    /// Whether the event is in the log (now or before) or durably parked to reach it.
-    pub fn is_kept(&self) -> bool {
-        matches!(
-            self,
-            IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_)
-        )
-    }
-}
-
-impl IngestOutcome {
-    /// The outcome of appending `event`, which a created outcome takes over (no copy).
-    fn of(event: PreparedEvent, appended: AppendOutcome) -> Self {
-        match appended {
-            AppendOutcome::Created { seq, received_at } => {
-                IngestOutcome::Created(event.into_stored(seq, received_at))
-            }
-            AppendOutcome::Duplicate(s) => IngestOutcome::Duplicate(s),
-            AppendOutcome::Conflict(s) => IngestOutcome::Conflict(s),
-        }
-    }
-
-    /// Its `status` label in the audit-trace metrics.
-    fn status(&self) -> &'static str {
-        match self {
-            IngestOutcome::Created(_) => "success",
-            IngestOutcome::Duplicate(_) => "duplicate",
-            IngestOutcome::Conflict(_) => "conflict",
-            IngestOutcome::Queued(_) => "dlq_fallback",
-            IngestOutcome::Refused { .. } => "refused",
-        }
-    }
-}
-
-/// Why a submission was not answered per event.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum IngestError {
-    /// Neither the store nor (for live writes) the DLQ could take the events.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("the ingest pipeline is shut down")]
-    Closed,
-}
-
-/// Where a submission comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// An API request: may be parked in the DLQ.
-    Live,
-    /// The replay worker: must not be parked again.
-    Replay,
-}
-
-type Answer = Result<Vec<IngestOutcome>, IngestError>;
-
-struct Submission {
-    events: Vec<PreparedEvent>,
-    source: Source,
-    reply: oneshot::Sender<Answer>,
-}
-
-/// The handlers' side of the pipeline. Cheap to clone.
-#[derive(Clone)]
-pub struct IngestQueue {
-    tx: mpsc::Sender<Submission>,
-    depth: Arc<AtomicUsize>,
-}
-
-impl IngestQueue {
-    /// Creates the queue and the writer that drains it into `store` (or `dlq`).
-    pub fn new(
-        store: Arc<dyn LogStore>,
-        dlq: Arc<dyn DlqBackend>,
-        config: IngestConfig,
-        store_retry_interval: Duration,
-    ) -> (IngestQueue, LogWriter) {
-        // Capacity counts submissions; a submission holds at least one event.
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let depth = Arc::new(AtomicUsize::new(0));
-        let queue = IngestQueue {
-            tx,
-            depth: depth.clone(),
-        };
-        let writer = LogWriter {
-            rx: Arc::new(tokio::sync::Mutex::new(rx)),
-            store,
-            dlq,
-            config,
-            depth,
-            store_retry_interval,
-            store_down_until: None,
-        };
-        (queue, writer)
-    }
-
-    /// Submits events from an API request and waits for their outcomes, in input order.
-    pub async fn submit(&self, events: Vec<PreparedEvent>) -> Answer {
-        self.send(events, Source::Live).await
-    }
-
-    /// Submits events replayed from the DLQ; fails instead of parking them again.
-    pub async fn submit_replay(&self, events: Vec<PreparedEvent>) -> Answer {
-        self.send(events, Source::Replay).await
-    }
-
-    async fn send(&self, events: Vec<PreparedEvent>, source: Source) -> Answer {
-        let n = events.len();
-        let (reply, answer) = oneshot::channel();
-        self.depth.fetch_add(n, Ordering::Relaxed);
-        let sent = self.tx.send(Submission {
-            events,
-            source,
-            reply,
-        });
-        if sent.await.is_err() {
-            self.depth.fetch_sub(n, Ordering::Relaxed);
-            return Err(IngestError::Closed);
-        }
-        metrics::gauge!(m::INGEST_QUEUE_DEPTH).set(self.depth.load(Ordering::Relaxed) as f64);
-        answer.await.unwrap_or(Err(IngestError::Closed))
-    }
-
-    /// Events waiting for the writer.
-    pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-}
+use crate::store::{LogStore, PreparedEvent};
 
 /// The single task that commits queued events.
 pub struct LogWriter {
@@ -221,120 +62,26 @@ impl WriterThread {
     }
 }
 
-/// A later occurrence of an `event_id` in the same batch: the leaf hashes of the first
-/// occurrence and of this one.
-#[derive(Clone, Copy)]
-struct Repeat {
-    first: [u8; 32],
-    own: [u8; 32],
-}
-
-/// One batch, de-duplicated by `event_id`.
-struct Batch {
-    unique: Vec<PreparedEvent>,
-    /// Whether a live submission holds the unique event at this index.
-    live: Vec<bool>,
-    /// Per submission: for each event, the index of its first occurrence and, for a repeat, the
-    /// hashes to tell a duplicate from a conflict.
-    refs: Vec<Vec<(usize, Option<Repeat>)>>,
-    sources: Vec<Source>,
-    replies: Vec<oneshot::Sender<Answer>>,
-}
-
-impl Batch {
-    fn new(submissions: Vec<Submission>) -> Self {
-        let total: usize = submissions.iter().map(|s| s.events.len()).sum();
-        let mut batch = Batch {
-            unique: Vec::with_capacity(total),
-            live: Vec::with_capacity(total),
-            refs: Vec::with_capacity(submissions.len()),
-            sources: Vec::with_capacity(submissions.len()),
-            replies: Vec::with_capacity(submissions.len()),
-        };
-        let mut first_index: HashMap<Uuid, usize> = HashMap::with_capacity(total);
-        for sub in submissions {
-            let live = sub.source == Source::Live;
-            let mut sub_refs = Vec::with_capacity(sub.events.len());
-            for event in sub.events {
-                match first_index.get(&event.event.event_id) {
-                    Some(&i) => {
-                        batch.live[i] |= live;
-                        let repeat = Repeat {
-                            first: batch.unique[i].leaf_hash,
-                            own: event.leaf_hash,
-                        };
-                        sub_refs.push((i, Some(repeat)));
-                    }
-                    None => {
-                        first_index.insert(event.event.event_id, batch.unique.len());
-                        sub_refs.push((batch.unique.len(), None));
-                        batch.unique.push(event);
-                        batch.live.push(live);
-                    }
-                }
-            }
-            batch.refs.push(sub_refs);
-            batch.sources.push(sub.source);
-            batch.replies.push(sub.reply);
-        }
-        batch
-    }
-
-    /// Answers every submission from the outcomes of the unique events, moving each outcome to
-    /// its last occurrence instead of cloning it (the common case: every event answered once).
-    fn answer_each(self, outcomes: Vec<IngestOutcome>) {
-        let mut remaining = vec![0usize; outcomes.len()];
-        for &(i, _) in self.refs.iter().flatten() {
-            remaining[i] += 1;
-        }
-        let mut outcomes: Vec<Option<IngestOutcome>> = outcomes.into_iter().map(Some).collect();
-        for (sub_refs, reply) in self.refs.into_iter().zip(self.replies) {
-            let answer = sub_refs
-                .iter()
-                .map(|&(i, repeat)| {
-                    remaining[i] -= 1;
-                    let outcome = if remaining[i] == 0 {
-                        outcomes[i].take()
-                    } else {
-                        outcomes[i].clone()
-                    };
-                    // Every index is counted above, so its outcome is there until its last use.
-                    let outcome = outcome.expect("an outcome per unique event");
-                    match repeat {
-                        None => outcome,
-                        Some(repeat) => occurrence(&outcome, repeat),
-                    }
-                })
-                .collect();
-            // A waiter that went away (client disconnected) needs no answer.
-            let _ = reply.send(Ok(answer));
-        }
-    }
-
-    /// Answers every submission: live ones from `live`, replayed ones from `replay`.
-    fn answer(self, live: &Answer, replay: &Answer) {
-        for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies)
-        {
-            let answer = match source {
-                Source::Live => live,
-                Source::Replay => replay,
-            };
-            let answer = answer.as_ref().map_err(Clone::clone).map(|outcomes| {
-                sub_refs
-                    .iter()
-                    .map(|&(i, repeat)| match repeat {
-                        None => outcomes[i].clone(),
-                        Some(repeat) => occurrence(&outcomes[i], repeat),
-                    })
-                    .collect()
-            });
-            // A waiter that went away (client disconnected) needs no answer.
-            let _ = reply.send(answer);
-        }
-    }
-}
-
 impl LogWriter {
+    pub(super) fn new(
+        rx: mpsc::Receiver<Submission>,
+        store: Arc<dyn LogStore>,
+        dlq: Arc<dyn DlqBackend>,
+        config: IngestConfig,
+        depth: Arc<AtomicUsize>,
+        store_retry_interval: Duration,
+    ) -> LogWriter {
+        LogWriter {
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            store,
+            dlq,
+            config,
+            depth,
+            store_retry_interval,
+            store_down_until: None,
+        }
+    }
+
     /// Runs until every [`IngestQueue`] handle is dropped and the queue is empty.
     ///
     /// Several writers may share one queue: each takes the receiver only while it collects a
@@ -431,7 +178,7 @@ impl LogWriter {
     }
 
     async fn commit(&mut self, mut batch: Batch) {
-        let total: usize = batch.refs.iter().map(Vec::len).sum();
+        let total = batch.submitted();
         // Replays always try the store: the worker only replays once the store answers.
         let circuit_open = self.store_down_until.is_some_and(|t| Instant::now() < t)
             && !batch.sources.contains(&Source::Replay);
@@ -559,34 +306,6 @@ fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
     IngestOutcome::Refused {
         event_id: event.event.event_id,
         reason,
-    }
-}
-
-/// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
-/// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
-/// conflict.
-fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
-    let Repeat {
-        first: first_hash,
-        own: hash,
-    } = repeat;
-    match outcome {
-        IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
-            if s.leaf_hash == hex::encode(hash) {
-                IngestOutcome::Duplicate(s.clone())
-            } else {
-                IngestOutcome::Conflict(s.clone())
-            }
-        }
-        IngestOutcome::Queued(id) if hash == first_hash => IngestOutcome::Queued(*id),
-        IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => {
-            IngestOutcome::Refused {
-                event_id: *id,
-                reason:
-                    "another event with this event_id and different content is in the same batch"
-                        .into(),
-            }
-        }
     }
 }
 

@@ -1,0 +1,155 @@
+//! One batch of submissions, de-duplicated by `event_id`, and the answers to its submissions.
+
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{Answer, IngestOutcome, Source, Submission};
+use crate::store::PreparedEvent;
+
+/// A later occurrence of an `event_id` in the same batch: the leaf hashes of the first
+/// occurrence and of this one.
+#[derive(Clone, Copy)]
+struct Repeat {
+    first: [u8; 32],
+    own: [u8; 32],
+}
+
+/// One batch, de-duplicated by `event_id`.
+pub(super) struct Batch {
+    pub(super) unique: Vec<PreparedEvent>,
+    /// Whether a live submission holds the unique event at this index.
+    pub(super) live: Vec<bool>,
+    /// Per submission: for each event, the index of its first occurrence and, for a repeat, the
+    /// hashes to tell a duplicate from a conflict.
+    refs: Vec<Vec<(usize, Option<Repeat>)>>,
+    pub(super) sources: Vec<Source>,
+    pub(super) replies: Vec<oneshot::Sender<Answer>>,
+}
+
+impl Batch {
+    pub(super) fn new(submissions: Vec<Submission>) -> Self {
+        let total: usize = submissions.iter().map(|s| s.events.len()).sum();
+        let mut batch = Batch {
+            unique: Vec::with_capacity(total),
+            live: Vec::with_capacity(total),
+            refs: Vec::with_capacity(submissions.len()),
+            sources: Vec::with_capacity(submissions.len()),
+            replies: Vec::with_capacity(submissions.len()),
+        };
+        let mut first_index: HashMap<Uuid, usize> = HashMap::with_capacity(total);
+        for sub in submissions {
+            let live = sub.source == Source::Live;
+            let mut sub_refs = Vec::with_capacity(sub.events.len());
+            for event in sub.events {
+                match first_index.get(&event.event.event_id) {
+                    Some(&i) => {
+                        batch.live[i] |= live;
+                        let repeat = Repeat {
+                            first: batch.unique[i].leaf_hash,
+                            own: event.leaf_hash,
+                        };
+                        sub_refs.push((i, Some(repeat)));
+                    }
+                    None => {
+                        first_index.insert(event.event.event_id, batch.unique.len());
+                        sub_refs.push((batch.unique.len(), None));
+                        batch.unique.push(event);
+                        batch.live.push(live);
+                    }
+                }
+            }
+            batch.refs.push(sub_refs);
+            batch.sources.push(sub.source);
+            batch.replies.push(sub.reply);
+        }
+        batch
+    }
+
+    /// The events submitted, repeats included.
+    pub(super) fn submitted(&self) -> usize {
+        self.refs.iter().map(Vec::len).sum()
+    }
+
+    /// Answers every submission from the outcomes of the unique events, moving each outcome to
+    /// its last occurrence instead of cloning it (the common case: every event answered once).
+    pub(super) fn answer_each(self, outcomes: Vec<IngestOutcome>) {
+        let mut remaining = vec![0usize; outcomes.len()];
+        for &(i, _) in self.refs.iter().flatten() {
+            remaining[i] += 1;
+        }
+        let mut outcomes: Vec<Option<IngestOutcome>> = outcomes.into_iter().map(Some).collect();
+        for (sub_refs, reply) in self.refs.into_iter().zip(self.replies) {
+            let answer = sub_refs
+                .iter()
+                .map(|&(i, repeat)| {
+                    remaining[i] -= 1;
+                    let outcome = if remaining[i] == 0 {
+                        outcomes[i].take()
+                    } else {
+                        outcomes[i].clone()
+                    };
+                    // Every index is counted above, so its outcome is there until its last use.
+                    let outcome = outcome.expect("an outcome per unique event");
+                    match repeat {
+                        None => outcome,
+                        Some(repeat) => occurrence(&outcome, repeat),
+                    }
+                })
+                .collect();
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = reply.send(Ok(answer));
+        }
+    }
+
+    /// Answers every submission: live ones from `live`, replayed ones from `replay`.
+    pub(super) fn answer(self, live: &Answer, replay: &Answer) {
+        for ((sub_refs, source), reply) in self.refs.into_iter().zip(self.sources).zip(self.replies)
+        {
+            let answer = match source {
+                Source::Live => live,
+                Source::Replay => replay,
+            };
+            let answer = answer.as_ref().map_err(Clone::clone).map(|outcomes| {
+                sub_refs
+                    .iter()
+                    .map(|&(i, repeat)| match repeat {
+                        None => outcomes[i].clone(),
+                        Some(repeat) => occurrence(&outcomes[i], repeat),
+                    })
+                    .collect()
+            });
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
+/// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
+/// conflict.
+fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
+    let Repeat {
+        first: first_hash,
+        own: hash,
+    } = repeat;
+    match outcome {
+        IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
+            if s.leaf_hash == hex::encode(hash) {
+                IngestOutcome::Duplicate(s.clone())
+            } else {
+                IngestOutcome::Conflict(s.clone())
+            }
+        }
+        IngestOutcome::Queued(id) if hash == first_hash => IngestOutcome::Queued(*id),
+        IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => {
+            IngestOutcome::Refused {
+                event_id: *id,
+                reason:
+                    "another event with this event_id and different content is in the same batch"
+                        .into(),
+            }
+        }
+    }
+}
