@@ -286,11 +286,44 @@ async fn sqlite_tree_conforms() {
     tree_conformance(Backend::Sqlite).await;
 }
 
-/// A log under steady writes: each time the checkpointer reads leaves, a writer commits one
-/// more event (while `more` lasts), as happens while a checkpoint is being made under load.
+/// A store with hooks around the real one. Under steady writes (`more`): each time the
+/// checkpointer reads leaves, a writer commits one more event (while `more` lasts), as happens
+/// while a checkpoint is being made under load. With a `gate`, every append waits at it.
 struct Busy {
     inner: Arc<dyn LogStore>,
     more: std::sync::atomic::AtomicUsize,
+    gate: Option<Gate>,
+}
+
+/// Holds each append until the test lets one through, and tells when one arrives.
+#[derive(Clone)]
+struct Gate {
+    arrived: tokio::sync::mpsc::UnboundedSender<usize>,
+    open: Arc<tokio::sync::Semaphore>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    fn new() -> (Gate, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+        let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Gate {
+            arrived,
+            open: Arc::new(tokio::sync::Semaphore::new(0)),
+            count: Arc::default(),
+        };
+        (gate, arrivals)
+    }
+
+    /// Lets the next waiting append through.
+    fn let_one_through(&self) {
+        self.open.add_permits(1);
+    }
+
+    async fn pass(&self) {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.arrived.send(n);
+        self.open.acquire().await.expect("never closed").forget();
+    }
 }
 
 #[async_trait::async_trait]
@@ -299,6 +332,9 @@ impl LogStore for Busy {
         self.inner.backend()
     }
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
+        }
         self.inner.append(events).await
     }
     async fn get(&self, event_id: uuid::Uuid) -> Result<Option<LogEntry>, StoreError> {
@@ -399,6 +435,7 @@ async fn tick_covers_what_was_committed(backend: Backend) {
     let busy: Arc<dyn LogStore> = Arc::new(Busy {
         inner: inner.clone(),
         more: 4.into(),
+        gate: None,
     });
     let batch: Vec<PreparedEvent> = (0..3)
         .map(|i| prepared("rr-tick", json!({"i": i})))
@@ -678,6 +715,79 @@ async fn replicas_racing_on_the_same_events_store_each_once() {
             .await,
         (rounds * per_round) as i64
     );
+}
+
+/// The writer answers a stored batch while the next one is still in the store (the answers do
+/// not wait for the next commit), and answers the last one at once when nothing follows it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stored_batch_is_answered_while_the_next_one_commits() {
+    use datastorage::config::IngestConfig;
+    use datastorage::dlq::{self, DlqConfig};
+    use datastorage::ingest::{IngestOutcome, IngestQueue};
+
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = dlq::connect(&DlqConfig {
+        url: format!("file://{}", dir.path().display()),
+        capacity: 1_000,
+        redis_prefix: String::new(),
+        claim_idle: std::time::Duration::from_secs(30),
+    })
+    .await
+    .unwrap();
+    let (gate, mut arrivals) = Gate::new();
+    let store: Arc<dyn LogStore> = Arc::new(Busy {
+        inner: open(&db).await,
+        more: 0.into(),
+        gate: Some(gate.clone()),
+    });
+    let (queue, writer) = IngestQueue::new(
+        store,
+        dlq,
+        IngestConfig::default(),
+        std::time::Duration::from_secs(1),
+    );
+    let writer = tokio::spawn(writer.run());
+    let submit = |correlation: &str| {
+        let (queue, event) = (queue.clone(), prepared(correlation, json!({})));
+        tokio::spawn(async move { queue.submit(vec![event]).await.unwrap().remove(0) })
+    };
+    let seq = |outcome: IngestOutcome| match outcome {
+        IngestOutcome::Created(stored) => stored.seq,
+        other => panic!("expected created, got {other:?}"),
+    };
+
+    let first = submit("rr-first");
+    assert_eq!(
+        arrivals.recv().await,
+        Some(1),
+        "the first batch reached the store"
+    );
+    let second = submit("rr-second");
+    // One thread: the second submission is queued once the test yields to it.
+    while queue.depth() < 2 {
+        tokio::task::yield_now().await;
+    }
+    gate.let_one_through();
+    assert_eq!(
+        arrivals.recv().await,
+        Some(2),
+        "the second batch reached the store"
+    );
+    // The second batch is held in the store; the first is answered all the same.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(30), first).await;
+    assert_eq!(
+        seq(answered.expect("answered before the next commit").unwrap()),
+        1
+    );
+    assert!(!second.is_finished());
+    gate.let_one_through();
+    assert_eq!(seq(second.await.unwrap()), 2);
+    drop(queue);
+    writer.await.unwrap();
+    assert_eq!(db.assert_seq_gap_free().await, 2);
 }
 
 /// The append connection is killed by the server between two batches (a restart, a failover, an

@@ -4,7 +4,9 @@
 //! A handler never holds a database connection. Under load, requests that arrive while a commit
 //! is in flight are committed together in the next transaction, so batches grow with load and
 //! one durable commit per request stops being the ceiling. A submission is never split across
-//! transactions (unless the database refuses a batch's data, see below).
+//! transactions (unless the database refuses a batch's data, see below). A stored batch is
+//! answered once the next batch is on its way to the store (or at once when nothing is
+//! queued), so the writer's turn between two commits does not include answering.
 //!
 //! When a commit fails for a reason that is not the data's fault, the live events of the batch
 //! go to the dead-letter queue and are answered `Queued`; for the next `store_retry_interval`

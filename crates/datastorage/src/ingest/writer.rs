@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -13,7 +14,7 @@ use super::{Answer, IngestError, IngestOutcome, Source, Submission};
 use crate::config::IngestConfig;
 use crate::dlq::{DlqBackend, DlqEntry, DlqError};
 use crate::metrics as m;
-use crate::store::{LogStore, PreparedEvent};
+use crate::store::{AppendOutcome, LogStore, PreparedEvent};
 
 /// The single task that commits queued events.
 pub struct LogWriter {
@@ -88,13 +89,44 @@ impl LogWriter {
     /// batch, so one writer collects the next batch while another commits. The store keeps `seq`
     /// gap-free across concurrent appends (the same mechanism as several replicas).
     pub async fn run(mut self) {
+        // A stored batch whose answers wait until the next batch is on its way (see `commit`).
+        let mut unanswered: Option<Stored> = None;
         loop {
             let submissions = {
-                let mut rx = self.rx.lock().await;
-                let Some(first) = rx.recv().await else { break };
-                Self::collect(&mut rx, first, &self.config).await
+                // Another writer may hold the queue while it waits for submissions, which may
+                // be the next requests of the clients this writer has yet to answer.
+                let mut rx = match self.rx.try_lock() {
+                    Ok(rx) => rx,
+                    Err(_) => {
+                        Stored::answer_any(unanswered.take());
+                        self.rx.lock().await
+                    }
+                };
+                let first = if unanswered.is_some() {
+                    rx.try_recv().ok()
+                } else {
+                    let Some(first) = rx.recv().await else { break };
+                    Some(first)
+                };
+                match first {
+                    // A linger would hold the answers back for as long as it lasts.
+                    Some(first) if self.config.batch_linger.is_zero() => {
+                        Self::collect(&mut rx, first, &self.config).await
+                    }
+                    Some(first) => {
+                        Stored::answer_any(unanswered.take());
+                        Self::collect(&mut rx, first, &self.config).await
+                    }
+                    // Nothing waiting: answer now, then wait for the next submission.
+                    None => {
+                        Stored::answer_any(unanswered.take());
+                        continue;
+                    }
+                }
             };
-            self.commit(Batch::new(submissions)).await;
+            unanswered = self
+                .commit(Batch::new(submissions), unanswered.take())
+                .await;
         }
         tracing::info!("ingest queue drained; writer stopped");
     }
@@ -177,16 +209,30 @@ impl LogWriter {
         batch
     }
 
-    async fn commit(&mut self, mut batch: Batch) {
+    /// Appends `batch`, answering `previous` as soon as the append is on its way to the store
+    /// (its answers do not wait for this batch's commit, and this batch does not wait for them:
+    /// answering was most of the writer's own time between two appends, which bounds the write
+    /// rate). A
+    /// stored batch is returned unanswered, to be answered the same way by the next call (or at
+    /// once when nothing is queued); a batch that failed is answered here.
+    async fn commit(&mut self, mut batch: Batch, previous: Option<Stored>) -> Option<Stored> {
         let total = batch.submitted();
         // Replays always try the store: the worker only replays once the store answers.
         let circuit_open = self.store_down_until.is_some_and(|t| Instant::now() < t)
             && !batch.sources.contains(&Source::Replay);
         let result = if circuit_open {
+            Stored::answer_any(previous);
             Err(None)
         } else {
             let started = Instant::now();
-            let r = self.store.append(&batch.unique).await;
+            let mut append = self.store.append(&batch.unique);
+            // The first poll sends the statement, or gets as far towards it as it can.
+            let first = futures::poll!(append.as_mut());
+            Stored::answer_any(previous);
+            let r = match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => append.await,
+            };
             let took = started.elapsed();
             metrics::histogram!(m::WRITE_DURATION, "table" => "audit_events")
                 .record(took.as_secs_f64());
@@ -200,14 +246,7 @@ impl LogWriter {
         match result {
             Ok(appended) => {
                 self.store_down_until = None;
-                let services = services(&batch.unique);
-                let outcomes: Vec<IngestOutcome> = std::mem::take(&mut batch.unique)
-                    .into_iter()
-                    .zip(appended)
-                    .map(|(event, appended)| IngestOutcome::of(event, appended))
-                    .collect();
-                record_outcomes(&services, &outcomes);
-                batch.answer_each(outcomes);
+                return Some(Stored { batch, appended });
             }
             Err(Some(e)) if e.is_data_error() => {
                 tracing::warn!(error = %e, events = batch.unique.len(), "the database refused a batch; committing its events one by one");
@@ -233,6 +272,7 @@ impl LogWriter {
                 batch.answer(&live, &replay);
             }
         }
+        None
     }
 
     /// Puts the live events of a failed batch into the DLQ.
@@ -299,6 +339,32 @@ impl LogWriter {
         }
         record_outcomes(&services, &outcomes);
         outcomes
+    }
+}
+
+/// A batch its store appended, waiting to be answered.
+struct Stored {
+    batch: Batch,
+    appended: Vec<AppendOutcome>,
+}
+
+impl Stored {
+    fn answer_any(stored: Option<Stored>) {
+        if let Some(stored) = stored {
+            stored.answer();
+        }
+    }
+
+    /// Answers every submission of the batch and counts the outcomes.
+    fn answer(mut self) {
+        let services = services(&self.batch.unique);
+        let outcomes: Vec<IngestOutcome> = std::mem::take(&mut self.batch.unique)
+            .into_iter()
+            .zip(self.appended)
+            .map(|(event, appended)| IngestOutcome::of(event, appended))
+            .collect();
+        record_outcomes(&services, &outcomes);
+        self.batch.answer_each(outcomes);
     }
 }
 
