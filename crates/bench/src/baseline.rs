@@ -146,7 +146,11 @@ pub async fn run(
         .max_connections(clients as u32)
         .connect(url)
         .await?;
-    let seq = Arc::new(AtomicI64::new(0));
+    // A turn of a paired measurement continues the log of the turn before it.
+    let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head")
+        .fetch_one(&pool)
+        .await?;
+    let seq = Arc::new(AtomicI64::new(head));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)

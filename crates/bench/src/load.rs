@@ -25,6 +25,13 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Adds another turn of the same scenario.
+    pub fn add(&mut self, other: &LoadResult) {
+        self.events += other.events;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
     pub fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -177,37 +177,24 @@ impl Bench {
     }
 
     async fn run_main(&mut self) -> anyhow::Result<()> {
-        let (c, b, d) = (self.args.clients, self.args.batch, self.d());
-        for (name, method) in [
+        let b = self.args.batch;
+        // The two pairs whose ratios are targets are measured in turns (see `paired`).
+        self.paired(
             ("(a) PostgreSQL, 1 INSERT per txn", Method::SingleInsert),
-            ("(b) PostgreSQL, multi-row INSERT of B", Method::MultiRow),
-            ("(c) PostgreSQL, COPY of B", Method::Copy),
-        ] {
-            let db = BenchDb::create(&self.args.pg, &self.bin).await?;
-            let r = baseline::run(&db.url, method, c, b, d).await?;
-            check_stored(&db, r.events).await?;
-            db.drop_db().await?;
-            self.rows.push(Row {
-                name,
-                result: r,
-                server_cpu: None,
-                latency: None,
-                rss: None,
-            });
-        }
-        self.service("(d) POST /events, group commit", &[], Shape::Single, false)
+            ("(d) POST /events, group commit", Shape::Single),
+        )
+        .await?;
+        self.baseline("(b) PostgreSQL, multi-row INSERT of B", Method::MultiRow)
             .await?;
+        self.paired(
+            ("(c) PostgreSQL, COPY of B", Method::Copy),
+            ("(f) POST /events/batch, B per request", Shape::Batch(b)),
+        )
+        .await?;
         self.service(
             "(e) POST /events, batch size 1",
             &["--batch-max-events", "1"],
             Shape::Single,
-            false,
-        )
-        .await?;
-        self.service(
-            "(f) POST /events/batch, B per request",
-            &[],
-            Shape::Batch(b),
             false,
         )
         .await?;
@@ -231,10 +218,51 @@ impl Bench {
         self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
             .await?;
         self.query().await?;
+        // Scenarios measured in turns come out of order.
+        self.rows.sort_by_key(|r| r.name);
         Ok(())
     }
 
-    /// A Data Storage scenario on a fresh PostgreSQL database (or SQLite file).
+    /// A baseline straight to PostgreSQL, on a fresh database, for D.
+    async fn baseline(&mut self, name: &'static str, method: Method) -> anyhow::Result<()> {
+        let (c, b, d) = (self.args.clients, self.args.batch, self.d());
+        let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+        let r = baseline::run(&db.url, method, c, b, d).await?;
+        check_stored(&db, r.events).await?;
+        db.drop_db().await?;
+        self.rows.push(Row::baseline(name, r));
+        Ok(())
+    }
+
+    /// A baseline and a Data Storage scenario whose ratio is a target, measured in [`TURNS`]
+    /// alternating turns of D / TURNS each instead of one after the other: on a shared machine
+    /// whose speed drifts over minutes, both then see the same phases, and the ratio does not
+    /// depend on which one met a slow minute.
+    async fn paired(
+        &mut self,
+        (baseline_name, method): (&'static str, Method),
+        (service_name, shape): (&'static str, Shape),
+    ) -> anyhow::Result<()> {
+        let (c, b) = (self.args.clients, self.args.batch);
+        let turn = self.d() / TURNS;
+        let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+        let mut service = Scenario::start(&self.bin, &self.args.pg, &[], false).await?;
+        let mut r = LoadResult::default();
+        for _ in 0..TURNS {
+            db::checkpoint(&self.args.pg).await;
+            r.add(&baseline::run(&db.url, method, c, b, turn).await?);
+            db::checkpoint(&self.args.pg).await;
+            service.load(c, turn, shape).await?;
+        }
+        check_stored(&db, r.events).await?;
+        db.drop_db().await?;
+        self.rows.push(Row::baseline(baseline_name, r));
+        let row = service.finish(service_name, &mut self.peak_rss).await?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// A Data Storage scenario on a fresh PostgreSQL database (or SQLite file), for D.
     async fn service(
         &mut self,
         name: &'static str,
@@ -242,46 +270,10 @@ impl Bench {
         shape: Shape,
         sqlite: bool,
     ) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let db = if sqlite {
-            // The database server's flush of the last scenario's pages would take CPU from this one.
-            db::checkpoint(&self.args.pg).await;
-            None
-        } else {
-            Some(BenchDb::create(&self.args.pg, &self.bin).await?)
-        };
-        let url = match &db {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite://{}", dir.path().join("audit.db").display()),
-        };
-        let mut args = vec![
-            "--database-url".to_string(),
-            url.clone(),
-            "--data-dir".to_string(),
-            dir.path().display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let server = Server::start(&self.bin, &args).await?;
-        let cpu = server.cpu_seconds();
-        let r = load::closed_loop(&server.base, self.args.clients, self.d(), shape).await?;
-        let cpu = server.cpu_seconds() - cpu;
-        let rss = server.peak_rss_mib();
-        self.peak_rss = self.peak_rss.max(rss);
-        server.stop().await?;
-        match db {
-            Some(db) => {
-                check_stored(&db, r.events).await?;
-                db.drop_db().await?;
-            }
-            None => check_stored_sqlite(&dir.path().join("audit.db"), r.events).await?,
-        }
-        self.rows.push(Row {
-            name,
-            result: r,
-            server_cpu: Some(cpu),
-            latency: None,
-            rss: Some(rss),
-        });
+        let mut scenario = Scenario::start(&self.bin, &self.args.pg, extra, sqlite).await?;
+        scenario.load(self.args.clients, self.d(), shape).await?;
+        let row = scenario.finish(name, &mut self.peak_rss).await?;
+        self.rows.push(row);
         Ok(())
     }
 
@@ -493,6 +485,100 @@ impl Bench {
             secs(own.user_time()) + secs(own.system_time())
         );
         Ok(())
+    }
+}
+
+/// Turns of a paired measurement (see `Bench::paired`).
+const TURNS: u32 = 3;
+
+impl Row {
+    fn baseline(name: &'static str, result: LoadResult) -> Row {
+        Row {
+            name,
+            result,
+            server_cpu: None,
+            latency: None,
+            rss: None,
+        }
+    }
+}
+
+/// A `datastorage` process on a fresh PostgreSQL database (or SQLite file), loaded in one or
+/// more turns; afterwards every event it acknowledged must be stored.
+struct Scenario {
+    server: Server,
+    db: Option<BenchDb>,
+    dir: tempfile::TempDir,
+    result: LoadResult,
+    cpu: f64,
+}
+
+impl Scenario {
+    async fn start(bin: &Path, pg: &str, extra: &[&str], sqlite: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = if sqlite {
+            // The database server's flush of the last scenario's pages would take CPU from this one.
+            db::checkpoint(pg).await;
+            None
+        } else {
+            Some(BenchDb::create(pg, bin).await?)
+        };
+        let url = match &db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("audit.db").display()),
+        };
+        let mut args = vec![
+            "--database-url".to_string(),
+            url,
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let server = Server::start(bin, &args).await?;
+        Ok(Scenario {
+            server,
+            db,
+            dir,
+            result: LoadResult::default(),
+            cpu: 0.0,
+        })
+    }
+
+    /// One turn of closed-loop load.
+    async fn load(
+        &mut self,
+        clients: usize,
+        duration: Duration,
+        shape: Shape,
+    ) -> anyhow::Result<()> {
+        let cpu = self.server.cpu_seconds();
+        let r = load::closed_loop(&self.server.base, clients, duration, shape).await?;
+        self.cpu += self.server.cpu_seconds() - cpu;
+        self.result.add(&r);
+        Ok(())
+    }
+
+    /// Stops the service, checks what it stored, and gives the scenario's row.
+    async fn finish(self, name: &'static str, peak_rss: &mut f64) -> anyhow::Result<Row> {
+        let rss = self.server.peak_rss_mib();
+        *peak_rss = peak_rss.max(rss);
+        self.server.stop().await?;
+        match self.db {
+            Some(db) => {
+                check_stored(&db, self.result.events).await?;
+                db.drop_db().await?;
+            }
+            None => {
+                check_stored_sqlite(&self.dir.path().join("audit.db"), self.result.events).await?
+            }
+        }
+        Ok(Row {
+            name,
+            result: self.result,
+            server_cpu: Some(self.cpu),
+            latency: None,
+            rss: Some(rss),
+        })
     }
 }
 
