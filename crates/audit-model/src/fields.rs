@@ -114,6 +114,110 @@ impl fmt::Display for FieldErrors {
 
 impl std::error::Error for FieldErrors {}
 
+/// The message of a string field that is not an RFC 3339 timestamp.
+pub(crate) const TIMESTAMP_MESSAGE: &str =
+    "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z";
+/// The message of a string field that is not a UUID.
+pub(crate) const UUID_MESSAGE: &str = "must be a UUID";
+
+// The checks of a value that has the right JSON type, shared by [`ObjectReader`] and by readers
+// that type the fields another way. Each records why it refuses and then gives `None`.
+
+/// `value`, or "is required" when it is absent (unless the field was refused already).
+pub(crate) fn required<T>(errors: &mut FieldErrors, key: &str, value: Option<T>) -> Option<T> {
+    if value.is_none() {
+        errors.add(key, Reason::Required, "is required");
+    }
+    value
+}
+
+/// Text of at most `max` characters that is not blank and holds no NUL.
+pub(crate) fn check_text(
+    errors: &mut FieldErrors,
+    key: &str,
+    s: String,
+    max: usize,
+) -> Option<String> {
+    if s.chars().count() > max {
+        errors.add(
+            key,
+            Reason::TooLong,
+            format!("must be at most {max} characters"),
+        );
+        return None;
+    }
+    if s.trim().is_empty() {
+        errors.add(key, Reason::Blank, "must not be blank");
+        return None;
+    }
+    if s.contains('\0') {
+        errors.add(key, Reason::InvalidValue, NUL_MESSAGE);
+        return None;
+    }
+    Some(s)
+}
+
+/// One of `allowed` (compared case-insensitively), as it is written there.
+pub(crate) fn check_member(
+    errors: &mut FieldErrors,
+    key: &str,
+    s: &str,
+    allowed: &[&str],
+) -> Option<String> {
+    match allowed.iter().find(|a| a.eq_ignore_ascii_case(s)) {
+        Some(a) => Some((*a).to_string()),
+        None => {
+            errors.add(
+                key,
+                Reason::InvalidValue,
+                format!("must be one of: {}", allowed.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// An RFC 3339 timestamp, truncated to microseconds.
+pub(crate) fn check_timestamp(
+    errors: &mut FieldErrors,
+    key: &str,
+    s: &str,
+) -> Option<DateTime<Utc>> {
+    let parsed = crate::timestamp::parse(s).ok();
+    if parsed.is_none() {
+        errors.add(key, Reason::InvalidFormat, TIMESTAMP_MESSAGE);
+    }
+    parsed
+}
+
+/// A UUID.
+pub(crate) fn check_uuid(errors: &mut FieldErrors, key: &str, s: &str) -> Option<Uuid> {
+    let parsed = Uuid::parse_str(s).ok();
+    if parsed.is_none() {
+        errors.add(key, Reason::InvalidFormat, UUID_MESSAGE);
+    }
+    parsed
+}
+
+/// An integer within `min..=max`.
+pub(crate) fn check_range(
+    errors: &mut FieldErrors,
+    key: &str,
+    n: i64,
+    min: i64,
+    max: i64,
+) -> Option<i64> {
+    if n < min || n > max {
+        errors.add(
+            key,
+            Reason::OutOfRange,
+            format!("must be between {min} and {max}"),
+        );
+        return None;
+    }
+    Some(n)
+}
+
 /// Reads typed fields out of a JSON object, collecting errors instead of stopping at the first.
 pub struct ObjectReader {
     map: Map<String, Value>,
@@ -159,29 +263,32 @@ impl ObjectReader {
 
     /// A string of at most `max` characters that is not blank, or `None` (absent or refused).
     pub fn opt_string(&mut self, key: &str, max: usize) -> Option<String> {
-        let value = self.take(key)?;
-        let Value::String(s) = value else {
-            self.errors
-                .add(key, Reason::InvalidType, "must be a string");
-            return None;
-        };
-        if s.chars().count() > max {
-            self.errors.add(
-                key,
-                Reason::TooLong,
-                format!("must be at most {max} characters"),
-            );
-            return None;
+        let s = self.opt_any_string(key)?;
+        check_text(&mut self.errors, key, s, max)
+    }
+
+    /// A string as it is (no checks but its type), or `None` (absent or refused).
+    pub fn opt_any_string(&mut self, key: &str) -> Option<String> {
+        match self.take(key)? {
+            Value::String(s) => Some(s),
+            _ => {
+                self.errors
+                    .add(key, Reason::InvalidType, "must be a string");
+                None
+            }
         }
-        if s.trim().is_empty() {
-            self.errors.add(key, Reason::Blank, "must not be blank");
-            return None;
+    }
+
+    /// A string that must have a format (a UUID, a timestamp): anything else is refused with
+    /// `message` as an invalid format.
+    pub fn opt_formatted(&mut self, key: &str, message: &str) -> Option<String> {
+        match self.take(key)? {
+            Value::String(s) => Some(s),
+            _ => {
+                self.errors.add(key, Reason::InvalidFormat, message);
+                None
+            }
         }
-        if s.contains('\0') {
-            self.errors.add(key, Reason::InvalidValue, NUL_MESSAGE);
-            return None;
-        }
-        Some(s)
     }
 
     /// A required non-blank string of at most `max` characters.
@@ -196,17 +303,7 @@ impl ObjectReader {
     /// The length is checked before the membership, so an overlong value says so.
     pub fn opt_enum(&mut self, key: &str, allowed: &[&str], max: usize) -> Option<String> {
         let s = self.opt_string(key, max)?;
-        match allowed.iter().find(|a| a.eq_ignore_ascii_case(&s)) {
-            Some(a) => Some((*a).to_string()),
-            None => {
-                self.errors.add(
-                    key,
-                    Reason::InvalidValue,
-                    format!("must be one of: {}", allowed.join(", ")),
-                );
-                None
-            }
-        }
+        check_member(&mut self.errors, key, &s, allowed)
     }
 
     /// A required enum value, see [`ObjectReader::opt_enum`].
@@ -219,16 +316,8 @@ impl ObjectReader {
 
     /// An optional RFC 3339 timestamp, truncated to microseconds.
     pub fn opt_timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
-        let value = self.take(key)?;
-        let parsed = value.as_str().and_then(|s| crate::timestamp::parse(s).ok());
-        if parsed.is_none() {
-            self.errors.add(
-                key,
-                Reason::InvalidFormat,
-                "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z",
-            );
-        }
-        parsed
+        let s = self.opt_formatted(key, TIMESTAMP_MESSAGE)?;
+        check_timestamp(&mut self.errors, key, &s)
     }
 
     /// A required RFC 3339 timestamp.
@@ -241,32 +330,25 @@ impl ObjectReader {
 
     /// An optional UUID.
     pub fn opt_uuid(&mut self, key: &str) -> Option<Uuid> {
-        let value = self.take(key)?;
-        let parsed = value.as_str().and_then(|s| Uuid::parse_str(s).ok());
-        if parsed.is_none() {
-            self.errors
-                .add(key, Reason::InvalidFormat, "must be a UUID");
-        }
-        parsed
+        let s = self.opt_formatted(key, UUID_MESSAGE)?;
+        check_uuid(&mut self.errors, key, &s)
     }
 
     /// An optional integer within `min..=max`.
     pub fn opt_int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        let n = self.opt_any_int(key)?;
+        check_range(&mut self.errors, key, n, min, max)
+    }
+
+    /// An integer as it is (no checks but its type), or `None` (absent or refused).
+    pub fn opt_any_int(&mut self, key: &str) -> Option<i64> {
         let value = self.take(key)?;
-        let Some(n) = value.as_i64() else {
+        let n = value.as_i64();
+        if n.is_none() {
             self.errors
                 .add(key, Reason::InvalidType, "must be an integer");
-            return None;
-        };
-        if n < min || n > max {
-            self.errors.add(
-                key,
-                Reason::OutOfRange,
-                format!("must be between {min} and {max}"),
-            );
-            return None;
         }
-        Some(n)
+        n
     }
 
     /// A required integer within `min..=max`.

@@ -21,11 +21,12 @@ mod problem;
 pub mod records;
 pub mod subtrees;
 pub mod timestamp;
+mod wire;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
 pub use event::{
-    AuditEvent, EventOutcome, StoredEvent, DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES,
-    MAX_EVENT_DATA_DEPTH, MAX_FUTURE_SKEW, MAX_SHORT, SYSTEM_EVENT_PREFIX,
+    AuditEvent, EventOutcome, ParseError, StoredEvent, DEFAULT_RETENTION_DAYS,
+    MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_FUTURE_SKEW, MAX_SHORT, SYSTEM_EVENT_PREFIX,
 };
 pub use fields::{FieldError, FieldErrors, ObjectReader, Reason};
 pub use problem::{Problem, ProblemKind};

@@ -15,18 +15,33 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ProblemKind::PayloadTooLarge,
-                    "the request body is larger than the configured limit",
-                )
-            } else {
-                ApiError::field("body", rejection.body_text())
-            }
-        })?;
+        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::field("body", format!("invalid JSON: {e}")))
+    }
+}
+
+/// A request body as it came, for a handler that parses the JSON text itself (within the body
+/// limit, which answers a 413 problem).
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(BodyBytes)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ProblemKind::PayloadTooLarge,
+                        "the request body is larger than the configured limit",
+                    )
+                } else {
+                    ApiError::field("body", rejection.body_text())
+                }
+            })
     }
 }

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use audit_model::{
-    AuditEvent, BatchItemResult, BatchResponse, ItemStatus, Problem, ProblemKind, StoredEvent,
+    AuditEvent, BatchItemResult, BatchResponse, ItemStatus, ParseError, Problem, ProblemKind,
+    StoredEvent,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -16,7 +17,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::extract::JsonBody;
+use crate::http::extract::{BodyBytes, JsonBody};
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -85,9 +86,12 @@ fn conflict(resource: &str, field: &str, value: &str) -> Response {
 )]
 pub async fn create_event(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let event = AuditEvent::parse(body, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    let event = AuditEvent::parse_json(&body, Utc::now()).map_err(|e| match e {
+        ParseError::Json(e) => ApiError::field("body", format!("invalid JSON: {e}")),
+        ParseError::Fields(errors) => ApiError::validation(&errors),
+    })?;
     let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
     let outcome = outcomes
         .pop()
