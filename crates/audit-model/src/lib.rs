@@ -2,8 +2,8 @@
 //!
 //! This crate does no I/O. It owns three things that must be identical on both sides of the wire:
 //!
-//! * **Parsing** ([`AuditEvent::parse`]): untrusted JSON becomes an [`AuditEvent`] or a complete
-//!   list of [`FieldErrors`]. A value of type `AuditEvent` is valid by construction, so code past
+//! * **Parsing** ([`AuditEvent::parse`] of a JSON value, [`AuditEvent::parse_json`] of JSON text):
+//!   untrusted JSON becomes an [`AuditEvent`] or a complete list of [`FieldErrors`]. A value of type `AuditEvent` is valid by construction, so code past
 //!   the edge never re-checks it.
 //! * **Canonical encoding and leaf hash** ([`AuditEvent::leaf_hash`]): RFC 8785 (JCS) bytes of the
 //!   event's immutable fields, hashed as an RFC 9162 leaf (`SHA-256(0x00 || bytes)`). Timestamps are
