@@ -20,6 +20,7 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
     conflicting["event_data"] = json!({"changed": true});
     let mut invalid = event("rr-batch");
     invalid["event_outcome"] = json!("maybe");
+    invalid["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-0000000000ff");
     let mut twice = event("rr-batch");
     twice["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-000000000002");
     twice["event_timestamp"] = json!("2026-01-02T03:04:06Z");
@@ -30,7 +31,8 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         conflicting,
         twice,
         twice,
-        event("rr-batch")
+        event("rr-batch"),
+        json!("not an event")
     ]);
 
     let (status, answer) = app.post("/api/v1/audit/events/batch", &batch).await;
@@ -50,7 +52,8 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
             "rejected",
             "created",
             "duplicate",
-            "created"
+            "created",
+            "rejected"
         ]
     );
     let indexes: Vec<u64> = answer["results"]
@@ -59,11 +62,21 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         .iter()
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
-    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6, 7]);
     assert!(answer["results"][1]["error"]
         .as_str()
         .unwrap()
         .contains("event_outcome"));
+    // A refused item is answered with the id it claims, when it claims one.
+    assert_eq!(
+        answer["results"][1]["event_id"],
+        "0190b5a2-1c3d-7e4f-8a9b-0000000000ff"
+    );
+    assert!(answer["results"][7]["event_id"].is_null(), "{answer}");
+    assert!(answer["results"][7]["error"]
+        .as_str()
+        .unwrap()
+        .contains("validation error"));
     assert!(answer["results"][3]["error"]
         .as_str()
         .unwrap()
@@ -71,23 +84,36 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
     assert_eq!(answer["results"][4]["seq"], answer["results"][5]["seq"]);
     assert_eq!(
         answer["summary"],
-        json!({"total": 7, "created": 3, "duplicate": 2, "rejected": 2, "queued": 0})
+        json!({"total": 8, "created": 3, "duplicate": 2, "rejected": 3, "queued": 0})
     );
     assert_eq!(app.db.count().await, 4);
     app.db.assert_seq_gap_free().await;
 }
 
 async fn malformed_batches_are_refused_whole(app: TestApp) {
-    for body in [
-        json!({"not": "an array"}),
-        json!([]),
-        Value::Array(vec![event("x"); 1001]),
+    let too_many = Value::Array(vec![event("x"); 1001]).to_string();
+    let valid_then_cut = format!("[{},", event("x"));
+    for (body, says) in [
+        (r#"{"not": "an array"}"#, "must be a JSON array of events"),
+        ("[]", "must hold at least one event"),
+        (too_many.as_str(), "must hold at most 1000 events"),
+        (valid_then_cut.as_str(), "invalid JSON"),
+        ("not JSON", "invalid JSON"),
     ] {
-        let (status, problem) = app.post("/api/v1/audit/events/batch", &body).await;
-        assert_eq!(status, 400, "{problem}");
-        assert!(problem["field_errors"]["body"].is_string(), "{problem}");
+        let r = app
+            .client
+            .post(app.url("/api/v1/audit/events/batch"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{says}");
+        let problem: Value = r.json().await.unwrap();
+        let detail = problem["field_errors"]["body"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{says}: {problem}");
     }
-    assert_eq!(app.db.count().await, 0);
+    assert_eq!(app.db.count().await, 0, "a refused batch stored events");
 }
 
 #[tokio::test]

@@ -13,11 +13,11 @@ use axum::Json;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::extract::{BodyBytes, JsonBody};
+use crate::http::extract::BodyBytes;
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -112,55 +112,88 @@ pub async fn create_event(
 )]
 pub async fn create_batch(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    BodyBytes(body): BodyBytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let Value::Array(items) = body else {
-        return Err(ApiError::field("body", "must be a JSON array of events"));
-    };
-    if items.is_empty() {
-        return Err(ApiError::field("body", "must hold at least one event"));
-    }
-    if items.len() > state.batch_max_items {
-        return Err(ApiError::field(
-            "body",
-            format!("must hold at most {} events", state.batch_max_items),
-        ));
-    }
     let now = Utc::now();
-    let mut results: Vec<Option<BatchItemResult>> = vec![None; items.len()];
-    let mut accepted = Vec::with_capacity(items.len());
-    let mut positions = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let claimed_id = item
-            .get("event_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok());
-        match AuditEvent::parse(item, now) {
-            Ok(event) => {
-                positions.push(index);
-                accepted.push(PreparedEvent::new(event));
-            }
-            Err(errors) => {
-                crate::metrics::record_validation_failures(&errors);
-                results[index] = Some(BatchItemResult {
-                    index,
-                    event_id: claimed_id,
-                    status: ItemStatus::Rejected,
-                    seq: None,
-                    error: Some(format!("validation error: {errors}")),
-                });
-            }
-        }
-    }
-    if !accepted.is_empty() {
-        let outcomes = state.queue.submit(accepted).await?;
-        for (index, outcome) in positions.into_iter().zip(outcomes) {
+    let parsed = parse_batch(&body, state.batch_max_items, now)?;
+    // The events own their text: the body goes before the wait for the writer.
+    drop(body);
+    let mut results = parsed.rejected;
+    if !parsed.accepted.is_empty() {
+        let outcomes = state.queue.submit(parsed.accepted).await?;
+        for (index, outcome) in parsed.positions.into_iter().zip(outcomes) {
             results[index] = Some(item_result(index, &outcome));
         }
     }
     Ok(Json(BatchResponse::new(
         results.into_iter().flatten().collect(),
     )))
+}
+
+/// A batch body split into the events to store and the answers of the items refused.
+struct ParsedBatch {
+    accepted: Vec<PreparedEvent>,
+    /// The index in the body of each accepted event.
+    positions: Vec<usize>,
+    /// One slot per item; the refused items' answers are filled in.
+    rejected: Vec<Option<BatchItemResult>>,
+}
+
+/// Splits the body into its items (borrowed text, no JSON tree of the whole body) and parses
+/// each item from its text as a single-event write does.
+fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<ParsedBatch, ApiError> {
+    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            ApiError::field("body", "must be a JSON array of events")
+        } else {
+            ApiError::field("body", format!("invalid JSON: {e}"))
+        }
+    })?;
+    if items.is_empty() {
+        return Err(ApiError::field("body", "must hold at least one event"));
+    }
+    if items.len() > max_items {
+        return Err(ApiError::field(
+            "body",
+            format!("must hold at most {max_items} events"),
+        ));
+    }
+    let mut batch = ParsedBatch {
+        accepted: Vec::with_capacity(items.len()),
+        positions: Vec::with_capacity(items.len()),
+        rejected: vec![None; items.len()],
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        match AuditEvent::parse_json(item.get().as_bytes(), now) {
+            Ok(event) => {
+                batch.positions.push(index);
+                batch.accepted.push(PreparedEvent::new(event));
+            }
+            Err(e) => {
+                let error = match e {
+                    ParseError::Fields(errors) => {
+                        crate::metrics::record_validation_failures(&errors);
+                        errors.to_string()
+                    }
+                    ParseError::Json(e) => e.to_string(),
+                };
+                batch.rejected[index] = Some(BatchItemResult {
+                    index,
+                    event_id: claimed_id(item),
+                    status: ItemStatus::Rejected,
+                    seq: None,
+                    error: Some(format!("validation error: {error}")),
+                });
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// The `event_id` a refused item names, when it is a UUID.
+fn claimed_id(item: &RawValue) -> Option<Uuid> {
+    let item: serde_json::Value = serde_json::from_str(item.get()).ok()?;
+    Uuid::parse_str(item.get("event_id")?.as_str()?).ok()
 }
 
 fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
