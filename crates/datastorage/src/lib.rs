@@ -179,15 +179,14 @@ impl Application {
         });
         let delay = config.shutdown_delay;
         let graceful = shutdown.clone();
-        let server = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
-            .with_graceful_shutdown(async move {
+        let stop_serving = async move {
             graceful.begun().await;
             tracing::info!(delay = ?delay, "shutdown begun: readiness is 503; waiting before closing the listener");
             tokio::time::sleep(delay).await;
             tracing::info!("listener closing; draining in-flight requests");
-        });
+        };
         tracing::info!(addr = %addr, store = store.backend(), "datastorage serving");
-        let mut server = tokio::spawn(async move { server.await });
+        let mut server = tokio::spawn(http::serve::serve(listener, app, stop_serving));
         let drain = config.drain_timeout;
         let served = tokio::select! {
             r = &mut server => r,
@@ -201,7 +200,7 @@ impl Application {
             }
         };
         match served {
-            Ok(result) => result?,
+            Ok(()) => {}
             Err(e) if e.is_cancelled() => {}
             Err(e) => return Err(e.into()),
         }

@@ -6,6 +6,7 @@ pub mod openapi;
 mod params;
 pub mod problem;
 pub mod routes;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -106,3 +106,42 @@ async fn unknown_routes_and_methods_are_problems() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn a_connection_buffer_is_bounded_and_still_reads_larger_bodies() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    // A request head is held in the read buffer whole, so a head well above it is refused
+    // (hyper's default buffer would take this one).
+    let r = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-padding", "p".repeat(160 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let r = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-padding", "p".repeat(32 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A body many times the buffer is read in several reads, and every event in it is stored.
+    let batch: Vec<_> = (0..400)
+        .map(|i| {
+            let mut e = event("rr-large-body");
+            e["event_data"] = serde_json::json!({"i": i, "note": "n".repeat(2048)});
+            e
+        })
+        .collect();
+    let body = serde_json::Value::Array(batch);
+    assert!(body.to_string().len() > 800 * 1024);
+    let (status, answer) = app.post("/api/v1/audit/events/batch", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["summary"]["created"], 400);
+    assert_eq!(app.db.count().await, 400);
+}
