@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -37,8 +37,9 @@ where
     S::Future: Send + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.max_buf_size(READ_BUFFER_BYTES)
-        .timer(TokioTimer::new());
+    // No timer, as with `axum::serve`: hyper's header read timeout would also close keep-alive
+    // connections idle for 30 s, a race with clients that reuse them.
+    http.max_buf_size(READ_BUFFER_BYTES);
     let connections = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
