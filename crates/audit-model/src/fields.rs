@@ -269,23 +269,21 @@ impl ObjectReader {
 
     /// A string as it is (no checks but its type), or `None` (absent or refused).
     pub fn opt_any_string(&mut self, key: &str) -> Option<String> {
-        match self.take(key)? {
-            Value::String(s) => Some(s),
-            _ => {
-                self.errors
-                    .add(key, Reason::InvalidType, "must be a string");
-                None
-            }
-        }
+        self.opt_str_or(key, Reason::InvalidType, "must be a string")
     }
 
     /// A string that must have a format (a UUID, a timestamp): anything else is refused with
     /// `message` as an invalid format.
     pub fn opt_formatted(&mut self, key: &str, message: &str) -> Option<String> {
+        self.opt_str_or(key, Reason::InvalidFormat, message)
+    }
+
+    /// A string, or `None` (absent, or refused for `reason` with `message`).
+    fn opt_str_or(&mut self, key: &str, reason: Reason, message: &str) -> Option<String> {
         match self.take(key)? {
             Value::String(s) => Some(s),
             _ => {
-                self.errors.add(key, Reason::InvalidFormat, message);
+                self.errors.add(key, reason, message);
                 None
             }
         }

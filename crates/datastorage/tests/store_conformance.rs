@@ -630,6 +630,18 @@ async fn sqlite_retention_purges_only_expired_unheld_events() {
     retention(Backend::Sqlite).await;
 }
 
+/// A local-journal DLQ in `dir`, for tests that run an ingest writer.
+async fn journal_dlq(dir: &std::path::Path) -> Arc<dyn datastorage::dlq::DlqBackend> {
+    datastorage::dlq::connect(&datastorage::dlq::DlqConfig {
+        url: format!("file://{}", dir.display()),
+        capacity: 1_000,
+        redis_prefix: String::new(),
+        claim_idle: std::time::Duration::from_secs(30),
+    })
+    .await
+    .unwrap()
+}
+
 /// Two replicas (two stores, each with its own ingest writer) given the same events at the same
 /// time: each event is stored once, answered `Created` by one replica and `Duplicate` (same seq)
 /// by the other, and `seq` stays gap-free. Whichever replica loses a race for an id either sees
@@ -637,7 +649,6 @@ async fn sqlite_retention_purges_only_expired_unheld_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_racing_on_the_same_events_store_each_once() {
     use datastorage::config::IngestConfig;
-    use datastorage::dlq::{self, DlqConfig};
     use datastorage::ingest::{IngestOutcome, IngestQueue};
 
     let Some(db) = TestDb::create(Backend::Postgres).await else {
@@ -648,14 +659,7 @@ async fn replicas_racing_on_the_same_events_store_each_once() {
     let mut writers = Vec::new();
     let mut dlqs = Vec::new();
     for dir in &dirs {
-        let dlq = dlq::connect(&DlqConfig {
-            url: format!("file://{}", dir.path().display()),
-            capacity: 1_000,
-            redis_prefix: String::new(),
-            claim_idle: std::time::Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+        let dlq = journal_dlq(dir.path()).await;
         let (queue, writer) = IngestQueue::new(
             open(&db).await,
             dlq.clone(),
@@ -722,21 +726,13 @@ async fn replicas_racing_on_the_same_events_store_each_once() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_stored_batch_is_answered_while_the_next_one_commits() {
     use datastorage::config::IngestConfig;
-    use datastorage::dlq::{self, DlqConfig};
     use datastorage::ingest::{IngestOutcome, IngestQueue};
 
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let dlq = dlq::connect(&DlqConfig {
-        url: format!("file://{}", dir.path().display()),
-        capacity: 1_000,
-        redis_prefix: String::new(),
-        claim_idle: std::time::Duration::from_secs(30),
-    })
-    .await
-    .unwrap();
+    let dlq = journal_dlq(dir.path()).await;
     let (gate, mut arrivals) = Gate::new();
     let store: Arc<dyn LogStore> = Arc::new(Busy {
         inner: open(&db).await,

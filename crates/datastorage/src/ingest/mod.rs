@@ -59,9 +59,7 @@ impl IngestOutcome {
             IngestOutcome::Created(_) | IngestOutcome::Duplicate(_) | IngestOutcome::Queued(_)
         )
     }
-}
 
-impl IngestOutcome {
     /// The outcome of appending `event`, which a created outcome takes over (no copy).
     fn of(event: PreparedEvent, appended: AppendOutcome) -> Self {
         match appended {

@@ -108,21 +108,16 @@ impl LogWriter {
                     let Some(first) = rx.recv().await else { break };
                     Some(first)
                 };
-                match first {
-                    // A linger would hold the answers back for as long as it lasts.
-                    Some(first) if self.config.batch_linger.is_zero() => {
-                        Self::collect(&mut rx, first, &self.config).await
-                    }
-                    Some(first) => {
-                        Stored::answer_any(unanswered.take());
-                        Self::collect(&mut rx, first, &self.config).await
-                    }
+                let Some(first) = first else {
                     // Nothing waiting: answer now, then wait for the next submission.
-                    None => {
-                        Stored::answer_any(unanswered.take());
-                        continue;
-                    }
+                    Stored::answer_any(unanswered.take());
+                    continue;
+                };
+                if !self.config.batch_linger.is_zero() {
+                    // A linger would hold the answers back for as long as it lasts.
+                    Stored::answer_any(unanswered.take());
                 }
+                Self::collect(&mut rx, first, &self.config).await
             };
             unanswered = self
                 .commit(Batch::new(submissions), unanswered.take())
@@ -212,9 +207,8 @@ impl LogWriter {
     /// Appends `batch`, answering `previous` as soon as the append is on its way to the store
     /// (its answers do not wait for this batch's commit, and this batch does not wait for them:
     /// answering was most of the writer's own time between two appends, which bounds the write
-    /// rate). A
-    /// stored batch is returned unanswered, to be answered the same way by the next call (or at
-    /// once when nothing is queued); a batch that failed is answered here.
+    /// rate). A stored batch is returned unanswered, to be answered the same way by the next call
+    /// (or at once when nothing is queued); a batch that failed is answered here.
     async fn commit(&mut self, mut batch: Batch, previous: Option<Stored>) -> Option<Stored> {
         let total = batch.submitted();
         // Replays always try the store: the worker only replays once the store answers.
