@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::fields::{FieldErrors, Reason};
+use crate::fields::{FieldErrors, Reason, DUPLICATE_KEY_MESSAGE};
+use crate::json::StrictJsonError;
 use crate::wire::WireEvent;
 
 /// Longest value of a `VARCHAR` field of the event.
@@ -131,11 +132,17 @@ impl AuditEvent {
             Ok(wire) => wire
                 .into_event(now, FieldErrors::default())
                 .map_err(ParseError::Fields),
-            // Not well typed, or not JSON: the tree says which fields are wrong, or what is.
-            Err(_) => {
-                let value: Value = serde_json::from_slice(text).map_err(ParseError::Json)?;
-                AuditEvent::parse(value, now).map_err(ParseError::Fields)
-            }
+            // Not well typed, not JSON, or a repeated key: the tree says which fields are wrong,
+            // or what is.
+            Err(_) => match crate::json::from_slice(text) {
+                Ok(value) => AuditEvent::parse(value, now).map_err(ParseError::Fields),
+                Err(StrictJsonError::Syntax(e)) => Err(ParseError::Json(e)),
+                Err(StrictJsonError::DuplicateKey { path }) => {
+                    let mut errors = FieldErrors::default();
+                    errors.add(path, Reason::DuplicateKey, DUPLICATE_KEY_MESSAGE);
+                    Err(ParseError::Fields(errors))
+                }
+            },
         }
     }
 
@@ -409,6 +416,38 @@ mod tests {
         v["event_type"] = json!("datastorage.legal_hold.placed");
         let errors = AuditEvent::parse(v, now()).unwrap_err();
         assert!(errors.to_string().contains("reserved"), "{errors}");
+    }
+
+    #[test]
+    fn the_system_prefix_is_refused_however_it_is_spelled() {
+        for (spelling, reason) in [
+            ("DataStorage.legal_hold.placed", "reserved"),
+            ("DATASTORAGE.x", "reserved"),
+            ("ｄａｔａｓｔｏｒａｇｅ.x", "reserved"),
+            ("Notification.Delivery.sent", "reserved"),
+            ("data\u{200b}storage.x", "invisible"),
+            ("datastorage\u{2060}.x", "invisible"),
+        ] {
+            let mut v = minimal();
+            v["event_type"] = json!(spelling);
+            let errors = AuditEvent::parse(v, now()).unwrap_err();
+            let message = &errors.get("event_type").unwrap().message;
+            assert!(message.contains(reason), "{spelling:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_leap_second_or_year_zero_is_refused_in_every_time_field() {
+        for ts in ["2016-12-31T23:59:60Z", "0000-01-01T00:00:00Z"] {
+            let mut v = minimal();
+            v["event_timestamp"] = json!(ts);
+            let errors = AuditEvent::parse(v, now()).unwrap_err();
+            assert_eq!(
+                errors.get("event_timestamp").unwrap().reason,
+                Reason::OutOfRange,
+                "{ts}"
+            );
+        }
     }
 
     #[test]

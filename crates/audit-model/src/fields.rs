@@ -28,6 +28,7 @@ pub enum Reason {
     TooDeep,
     Future,
     UnknownField,
+    DuplicateKey,
 }
 
 impl Reason {
@@ -44,6 +45,7 @@ impl Reason {
             Reason::TooDeep => "too_deep",
             Reason::Future => "future",
             Reason::UnknownField => "unknown_field",
+            Reason::DuplicateKey => "duplicate_key",
         }
     }
 }
@@ -117,6 +119,9 @@ impl std::error::Error for FieldErrors {}
 /// The message of a string field that is not an RFC 3339 timestamp.
 pub(crate) const TIMESTAMP_MESSAGE: &str =
     "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z";
+/// The message of a key an object names twice (see [`crate::json`]).
+pub const DUPLICATE_KEY_MESSAGE: &str =
+    "is given more than once; duplicate keys are refused, since parsers differ on which one they keep";
 /// The message of a string field that is not a UUID.
 pub(crate) const UUID_MESSAGE: &str = "must be a UUID";
 
@@ -177,17 +182,25 @@ pub(crate) fn check_member(
     }
 }
 
-/// An RFC 3339 timestamp, truncated to microseconds.
+/// An RFC 3339 timestamp that every store keeps as it is hashed (see [`crate::timestamp`]),
+/// truncated to microseconds.
 pub(crate) fn check_timestamp(
     errors: &mut FieldErrors,
     key: &str,
     s: &str,
 ) -> Option<DateTime<Utc>> {
-    let parsed = crate::timestamp::parse(s).ok();
-    if parsed.is_none() {
-        errors.add(key, Reason::InvalidFormat, TIMESTAMP_MESSAGE);
+    use crate::timestamp::TimestampError;
+    match crate::timestamp::parse(s) {
+        Ok(ts) => Some(ts),
+        Err(TimestampError::Format(_)) => {
+            errors.add(key, Reason::InvalidFormat, TIMESTAMP_MESSAGE);
+            None
+        }
+        Err(e @ (TimestampError::LeapSecond | TimestampError::YearOutOfRange)) => {
+            errors.add(key, Reason::OutOfRange, format!("{e}"));
+            None
+        }
     }
-    parsed
 }
 
 /// A UUID.

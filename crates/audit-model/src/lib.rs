@@ -16,6 +16,8 @@ pub mod checkpoint;
 mod event;
 pub mod export;
 mod fields;
+mod identifier;
+pub mod json;
 pub mod merkle;
 mod problem;
 pub mod records;
@@ -28,7 +30,7 @@ pub use event::{
     AuditEvent, EventOutcome, ParseError, StoredEvent, DEFAULT_RETENTION_DAYS,
     MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_FUTURE_SKEW, MAX_SHORT, SYSTEM_EVENT_PREFIX,
 };
-pub use fields::{FieldError, FieldErrors, ObjectReader, Reason};
+pub use fields::{FieldError, FieldErrors, ObjectReader, Reason, DUPLICATE_KEY_MESSAGE};
 pub use problem::{Problem, ProblemKind};
 pub use records::{
     AiAnalysisAudit, EffectivenessAudit, NotificationAudit, OrchestrationAudit, RecordKind,

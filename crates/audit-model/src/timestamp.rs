@@ -1,20 +1,49 @@
 //! One textual form for every timestamp: RFC 3339, UTC, exactly six fractional digits.
 //!
-//! PostgreSQL keeps microseconds, so every timestamp is truncated to microseconds when it is
-//! parsed. The fixed width also makes the text sort in time order, which the SQLite store relies
-//! on.
+//! The rule every time field follows, so that what is hashed is exactly what each store gives
+//! back (PostgreSQL keeps a `timestamptz`, SQLite this text):
+//!
+//! * microseconds: finer digits are truncated when the text is parsed (PostgreSQL's precision);
+//! * years 0001 to 9999: RFC 3339 has four-digit years, and PostgreSQL refuses year 0000;
+//! * no leap second: `23:59:60` is refused. PostgreSQL stores it as the next minute, so a hash
+//!   of the text as written would never match the row again, and normalising it would record a
+//!   time the client did not send. No platform service writes one (Go's `time.Time` and
+//!   Kubernetes' timestamps cannot hold a leap second).
+//!
+//! The fixed width also makes the text sort in time order, which the SQLite store relies on.
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
+
+/// Why a text is not a timestamp of the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("not an RFC 3339 timestamp: {0}")]
+    Format(#[from] chrono::ParseError),
+    #[error("a leap second (:60) cannot be stored; use :59.999999 or the next minute")]
+    LeapSecond,
+    #[error("the year must be from 0001 to 9999")]
+    YearOutOfRange,
+}
 
 /// Formats a timestamp in the canonical form, e.g. `2026-11-27T16:49:13.123456Z`.
 pub fn format(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Parses RFC 3339 text (any offset) into UTC, truncated to microseconds.
-pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+/// Parses RFC 3339 text (any offset) into UTC, truncated to microseconds; refuses what no store
+/// can give back as it was hashed (see the module docs).
+pub fn parse(text: &str) -> Result<DateTime<Utc>, TimestampError> {
+    let parsed = DateTime::parse_from_rfc3339(text)?;
+    // chrono keeps a leap second as a nanosecond count of a second or more.
+    if parsed.nanosecond() >= 1_000_000_000 {
+        return Err(TimestampError::LeapSecond);
+    }
+    let utc = parsed.with_timezone(&Utc).trunc_subsecs(6);
+    if !(1..=9999).contains(&utc.year()) {
+        return Err(TimestampError::YearOutOfRange);
+    }
+    Ok(utc)
 }
 
 /// Truncates to the precision every store keeps.
@@ -65,5 +94,35 @@ mod tests {
     fn whole_seconds_keep_six_digits() {
         let ts = parse("2026-01-02T03:04:05Z").unwrap();
         assert_eq!(format(&ts), "2026-01-02T03:04:05.000000Z");
+    }
+
+    #[test]
+    fn a_leap_second_is_refused_with_or_without_an_offset() {
+        for text in [
+            "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z",
+            "2017-01-01T00:59:60+01:00",
+        ] {
+            assert_eq!(parse(text), Err(TimestampError::LeapSecond), "{text}");
+        }
+    }
+
+    #[test]
+    fn years_outside_one_to_9999_in_utc_are_refused() {
+        assert_eq!(
+            parse("0000-12-31T12:00:00Z"),
+            Err(TimestampError::YearOutOfRange)
+        );
+        // Year 0001 in the offset's time, year 0000 in UTC.
+        assert_eq!(
+            parse("0001-01-01T00:30:00+01:00"),
+            Err(TimestampError::YearOutOfRange)
+        );
+        assert_eq!(
+            parse("9999-12-31T23:30:00-01:00"),
+            Err(TimestampError::YearOutOfRange)
+        );
+        assert!(parse("0001-01-01T00:00:00Z").is_ok());
+        assert!(parse("9999-12-31T23:59:59.999999Z").is_ok());
     }
 }

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{
@@ -24,6 +24,8 @@ use crate::fields::{
     check_member, check_range, check_text, check_timestamp, check_uuid, required, FieldErrors,
     ObjectReader, Reason, TIMESTAMP_MESSAGE, UUID_MESSAGE,
 };
+use crate::identifier::{fold, has_invisible, INVISIBLE_MESSAGE};
+use crate::json::StrictMap;
 
 /// The fields of an event with their JSON types (`null` reads as absent).
 #[derive(Debug, Default, Deserialize)]
@@ -51,7 +53,8 @@ pub(crate) struct WireEvent {
     duration_ms: Option<i64>,
     error_code: Option<String>,
     error_message: Option<String>,
-    event_data: Option<Map<String, Value>>,
+    /// Read strictly: a key repeated inside `event_data` is refused as at the top.
+    event_data: Option<StrictMap>,
     retention_days: Option<i64>,
 }
 
@@ -82,7 +85,7 @@ impl WireEvent {
             duration_ms: r.opt_any_int("duration_ms"),
             error_code: r.opt_any_string("error_code"),
             error_message: r.opt_any_string("error_message"),
-            event_data: r.opt_object("event_data"),
+            event_data: r.opt_object("event_data").map(StrictMap),
             retention_days: r.opt_any_int("retention_days"),
         };
         Ok((wire, r.finish()))
@@ -109,9 +112,18 @@ impl WireEvent {
         let event_timestamp = self
             .event_timestamp
             .and_then(|s| check_timestamp(e, "event_timestamp", &s));
-        let event_type = text(e, "event_type", self.event_type, MAX_SHORT);
-        let event_category = text(e, "event_category", self.event_category, MAX_SHORT);
-        let event_action = text(e, "event_action", self.event_action, MAX_SHORT);
+        let identifier = |e: &mut FieldErrors, key: &str, value: Option<String>| {
+            text(e, key, value, MAX_SHORT).filter(|s| {
+                let visible = !has_invisible(s);
+                if !visible {
+                    e.add(key, Reason::InvalidValue, INVISIBLE_MESSAGE);
+                }
+                visible
+            })
+        };
+        let event_type = identifier(e, "event_type", self.event_type);
+        let event_category = identifier(e, "event_category", self.event_category);
+        let event_action = identifier(e, "event_action", self.event_action);
         let event_outcome = text(e, "event_outcome", self.event_outcome, 50)
             .and_then(|s| check_member(e, "event_outcome", &s, &EventOutcome::ALL));
         let actor_type = opt_text(e, "actor_type", self.actor_type, MAX_SHORT);
@@ -136,11 +148,12 @@ impl WireEvent {
         let retention_days = self
             .retention_days
             .and_then(|n| check_range(e, "retention_days", n, 1, MAX_RETENTION_DAYS));
-        let event_data = required(e, "event_data", self.event_data);
+        let event_data = required(e, "event_data", self.event_data.map(|m| m.0));
         if let Some(data) = &event_data {
             check_event_data(data, e);
         }
-        if let Some(kind) = event_type
+        let folded_type = event_type.as_deref().map(fold);
+        if let Some(kind) = folded_type
             .as_deref()
             .and_then(crate::records::reserved_kind)
         {
@@ -154,7 +167,7 @@ impl WireEvent {
                 ),
             );
         }
-        if event_type
+        if folded_type
             .as_deref()
             .is_some_and(|t| t.starts_with(SYSTEM_EVENT_PREFIX))
         {

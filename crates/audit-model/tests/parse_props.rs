@@ -1,9 +1,11 @@
 //! Parsing an event from JSON text gives the same event, or the same errors, as parsing the
 //! text's JSON value, for any text: well typed or not, with unknown, repeated, null or missing
-//! fields, or not JSON at all. The text way reads well-typed events without a JSON tree; the
+//! fields, or not JSON at all. A repeated member, at the top or inside `event_data`, is refused
+//! both ways, naming it. The text way reads well-typed events without a JSON tree; the
 //! tree way is the reference that names every bad field.
 
-use audit_model::{AuditEvent, FieldErrors, ParseError};
+use audit_model::json::StrictJsonError;
+use audit_model::{AuditEvent, FieldErrors, ParseError, Reason, DUPLICATE_KEY_MESSAGE};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -62,6 +64,9 @@ fn member_value() -> impl Strategy<Value = String> {
         3 => Just("{\"channel\": \"slack\", \"attempt\": 1, \"nested\": {\"ok\": true}}".to_string()),
         1 => Just("{}".to_string()),
         1 => Just("{\"k\": \"a\\u0000\"}".to_string()),
+        1 => Just("{\"k\": 1, \"n\": {\"k\": 2, \"k\": 3}}".to_string()),
+        1 => Just("\"2016-12-31T23:59:60Z\"".to_string()),
+        1 => Just("\"0000-06-01T00:00:00Z\"".to_string()),
     ]
 }
 
@@ -124,8 +129,17 @@ fn outcome(result: Result<AuditEvent, ParseError>, text: &str) -> Outcome {
     }
 }
 
+/// The reference: the strict JSON tree (a repeated key is refused, naming it), then the tree's
+/// fields.
 fn by_tree(text: &str, now: DateTime<Utc>) -> Result<AuditEvent, ParseError> {
-    let value: Value = serde_json::from_str(text).map_err(ParseError::Json)?;
+    let value = audit_model::json::from_slice(text.as_bytes()).map_err(|e| match e {
+        StrictJsonError::Syntax(e) => ParseError::Json(e),
+        StrictJsonError::DuplicateKey { path } => {
+            let mut errors = FieldErrors::default();
+            errors.add(path, Reason::DuplicateKey, DUPLICATE_KEY_MESSAGE);
+            ParseError::Fields(errors)
+        }
+    })?;
     AuditEvent::parse(value, now).map_err(ParseError::Fields)
 }
 
@@ -148,10 +162,12 @@ fn both_ways_see_valid_and_invalid_events() {
     let valid = r#"{"event_type":"a.b","event_category":"c","event_action":"d","event_outcome":"success","correlation_id":"rr","event_data":{}}"#;
     assert!(AuditEvent::parse_json(valid.as_bytes(), now).is_ok());
     let repeated = r#"{"event_type":"a.b","event_type":"x.y","event_category":"c","event_action":"d","event_outcome":"success","correlation_id":"rr","event_data":{}}"#;
-    let event = AuditEvent::parse_json(repeated.as_bytes(), now).unwrap();
+    let Err(ParseError::Fields(errors)) = AuditEvent::parse_json(repeated.as_bytes(), now) else {
+        panic!("a repeated member is refused")
+    };
     assert_eq!(
-        event.event_type, "x.y",
-        "the last of a repeated member counts, as in the tree"
+        errors.get("event_type").map(|e| e.reason),
+        Some(Reason::DuplicateKey)
     );
     let wrong = r#"{"event_type":5,"event_category":"c","event_action":"d","event_outcome":"nope","correlation_id":"rr","event_data":{},"extra":1}"#;
     let Err(ParseError::Fields(errors)) = AuditEvent::parse_json(wrong.as_bytes(), now) else {
