@@ -20,6 +20,12 @@ pub enum ProblemKind {
     ServiceUnavailable,
     UnsupportedMediaType,
     MethodNotAllowed,
+    /// A request that HTTP/1.1 cannot parse (malformed request line or header field).
+    BadRequest,
+    /// The body did not arrive in time.
+    RequestTimeout,
+    UriTooLong,
+    HeaderFieldsTooLarge,
     Internal,
 }
 
@@ -34,6 +40,10 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => "service-unavailable",
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
             ProblemKind::MethodNotAllowed => "method-not-allowed",
+            ProblemKind::BadRequest => "bad-request",
+            ProblemKind::RequestTimeout => "request-timeout",
+            ProblemKind::UriTooLong => "uri-too-long",
+            ProblemKind::HeaderFieldsTooLarge => "header-fields-too-large",
             ProblemKind::Internal => "internal-error",
         }
     }
@@ -48,6 +58,10 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => "Service unavailable",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::MethodNotAllowed => "Method not allowed",
+            ProblemKind::BadRequest => "Bad request",
+            ProblemKind::RequestTimeout => "Request timeout",
+            ProblemKind::UriTooLong => "URI too long",
+            ProblemKind::HeaderFieldsTooLarge => "Request header fields too large",
             ProblemKind::Internal => "Internal error",
         }
     }
@@ -62,6 +76,10 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => 503,
             ProblemKind::UnsupportedMediaType => 415,
             ProblemKind::MethodNotAllowed => 405,
+            ProblemKind::BadRequest => 400,
+            ProblemKind::RequestTimeout => 408,
+            ProblemKind::UriTooLong => 414,
+            ProblemKind::HeaderFieldsTooLarge => 431,
             ProblemKind::Internal => 500,
         }
     }

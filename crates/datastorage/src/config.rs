@@ -104,6 +104,28 @@ pub struct ServeArgs {
     /// Most events in one batch request.
     #[arg(long, env = "DATASTORAGE_BATCH_MAX_ITEMS")]
     pub batch_max_items: Option<usize>,
+    /// Longest pause between two parts of a request body, and longest wait for room in the body
+    /// budget (e.g. `10s`); beyond it the request is answered 408 (or 503).
+    #[arg(long, env = "DATASTORAGE_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<String>,
+    /// Slowest average rate a body may arrive at after its first body_read_timeout, in bytes per
+    /// second.
+    #[arg(long, env = "DATASTORAGE_BODY_MIN_RATE_BYTES_PER_SECOND")]
+    pub body_min_rate_bytes_per_second: Option<u64>,
+    /// Longest time from the first byte of a request head to its end (e.g. `10s`).
+    #[arg(long, env = "DATASTORAGE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// A connection that sends and reads nothing this long between requests is closed (e.g.
+    /// `120s`; above the 90 s that Go's and reqwest's pools keep idle connections).
+    #[arg(long, env = "DATASTORAGE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Most connections open at once; beyond it a connection is answered 503 and closed.
+    #[arg(long, env = "DATASTORAGE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated; none by
+    /// default (the explorer is same-origin).
+    #[arg(long, env = "DATASTORAGE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
     /// Time between readiness turning 503 and the listener closing (e.g. `5s`).
     #[arg(long, env = "DATASTORAGE_SHUTDOWN_DELAY")]
     pub shutdown_delay: Option<String>,
@@ -172,6 +194,12 @@ struct FileConfig {
     body_limit_bytes: Option<usize>,
     body_budget_bytes: Option<usize>,
     batch_max_items: Option<usize>,
+    body_read_timeout: Option<String>,
+    body_min_rate_bytes_per_second: Option<u64>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    cors_allowed_origins: Option<Vec<String>>,
     shutdown_delay: Option<String>,
     drain_timeout: Option<String>,
     log_format: Option<String>,
@@ -260,6 +288,17 @@ pub struct RetentionConfig {
     pub batch_size: i64,
 }
 
+/// How long a client may take, and how many may be connected.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub body_read_timeout: Duration,
+    pub body_min_rate_bytes_per_second: u64,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
+}
+
 /// The validated configuration of `datastorage serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -274,6 +313,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub body_budget_bytes: usize,
     pub batch_max_items: usize,
+    /// Time limits of connections and request bodies.
+    pub http: HttpLimits,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
@@ -367,6 +408,7 @@ impl Config {
         if !(1..=100_000).contains(&batch_max_items) {
             return Err(invalid("batch_max_items", "must be between 1 and 100000"));
         }
+        let http = http_limits(args, &file)?;
         let log_format = match pick!(log_format).as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -450,6 +492,7 @@ impl Config {
             body_limit_bytes,
             body_budget_bytes,
             batch_max_items,
+            http,
             shutdown_delay: duration(
                 "shutdown_delay",
                 pick!(shutdown_delay),
@@ -464,6 +507,57 @@ impl Config {
             data_dir,
         })
     }
+}
+
+fn http_limits(args: &ServeArgs, file: &FileConfig) -> Result<HttpLimits, ConfigError> {
+    macro_rules! pick {
+        ($field:ident) => {
+            args.$field.clone().or(file.$field.clone())
+        };
+    }
+    let timeout = |key: &'static str, value: Option<String>, default: u64| {
+        let d = duration(key, value, Duration::from_secs(default))?;
+        if d.is_zero() {
+            return Err(invalid(key, "must be above 0"));
+        }
+        Ok(d)
+    };
+    let body_min_rate_bytes_per_second = pick!(body_min_rate_bytes_per_second).unwrap_or(64 * 1024);
+    if body_min_rate_bytes_per_second == 0 {
+        return Err(invalid(
+            "body_min_rate_bytes_per_second",
+            "must be at least 1",
+        ));
+    }
+    let max_connections = pick!(max_connections).unwrap_or(4096);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(invalid("max_connections", "must be between 1 and 1000000"));
+    }
+    let cors_allowed_origins = pick!(cors_allowed_origins)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|origin| {
+            let origin = origin.trim().trim_end_matches('/').to_string();
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.contains('*');
+            ok.then(|| axum::http::HeaderValue::from_str(&origin).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    invalid(
+                        "cors_allowed_origins",
+                        format!("{origin:?}: expected an origin such as https://audit.example.com (no wildcard)"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpLimits {
+        body_read_timeout: timeout("body_read_timeout", pick!(body_read_timeout), 10)?,
+        body_min_rate_bytes_per_second,
+        header_read_timeout: timeout("header_read_timeout", pick!(header_read_timeout), 10)?,
+        idle_timeout: timeout("idle_timeout", pick!(idle_timeout), 120)?,
+        max_connections,
+        cors_allowed_origins,
+    })
 }
 
 fn dlq_config(

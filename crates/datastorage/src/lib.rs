@@ -12,6 +12,7 @@ pub mod http;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+mod open_files;
 pub mod replay;
 pub mod retention;
 pub mod shutdown;
@@ -167,7 +168,25 @@ impl Application {
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         });
-        let app = http::app(state, config.body_limit_bytes, config.body_budget_bytes);
+        let app = http::app(
+            state,
+            &http::HttpSettings {
+                body: http::admission::BodyRules {
+                    limit: config.body_limit_bytes,
+                    read_timeout: config.http.body_read_timeout,
+                    min_rate_bytes_per_second: config.http.body_min_rate_bytes_per_second,
+                },
+                body_budget: config.body_budget_bytes,
+                cors_allowed_origins: config.http.cors_allowed_origins.clone(),
+            },
+        );
+        let limits = http::serve::ServeLimits {
+            connection: http::connection::ConnectionLimits {
+                header_read_timeout: config.http.header_read_timeout,
+                idle_timeout: config.http.idle_timeout,
+            },
+            max_connections: open_files::fit_connections(config.http.max_connections),
+        };
         let addr = listener.local_addr()?;
 
         let trigger = shutdown.clone();
@@ -186,7 +205,7 @@ impl Application {
             tracing::info!("listener closing; draining in-flight requests");
         };
         tracing::info!(addr = %addr, store = store.backend(), "datastorage serving");
-        let mut server = tokio::spawn(http::serve::serve(listener, app, stop_serving));
+        let mut server = tokio::spawn(http::serve::serve(listener, app, limits, stop_serving));
         let drain = config.drain_timeout;
         let served = tokio::select! {
             r = &mut server => r,

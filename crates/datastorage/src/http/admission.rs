@@ -1,76 +1,155 @@
-//! The request-body budget: how many bytes of request bodies the service holds at once.
+//! The request-body budget: how many bytes of request bodies the service holds at once, taken
+//! as the bytes arrive.
 //!
-//! A request takes its share of the budget (its `Content-Length`, or the body limit when the
-//! length is not declared) before its body is read, and gives it back when its response is
-//! built. A parsed body, and the events made from it, live until the writer has answered, so
-//! without a bound the memory grows with the number of clients sending large batches, not with
-//! what the writer can commit. Beyond the budget requests wait their turn (first come, first
-//! served); the writer still has enough queued to stay busy. Requests without a body (reads) do
-//! not take part.
+//! A parsed body, and the events made from it, live until the writer has answered, so without a
+//! bound the memory grows with the number of clients sending large batches, not with what the
+//! writer can commit. Each request is charged for the bytes of its body as they are read (by
+//! [`crate::http::extract::BodyBytes`]) and the charge is given back when its response is built.
+//! A client that announces a large body and sends nothing holds nothing; a slow one holds only
+//! what it has sent. When the budget is spent, reading a body waits for room at most the body
+//! read timeout, then the request is answered 503 with `Retry-After`
+//! and gives back what it held: since a request waits while holding what it already read, a
+//! bound on the wait is what keeps requests that each hold part of the budget from waiting on
+//! one another forever.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::metrics as m;
 
-/// Shared by every request of one service.
+/// The limits on one request's body, and the budget shared by every request of one service.
 #[derive(Clone)]
 pub struct BodyBudget {
-    permits: Arc<Semaphore>,
-    /// The whole budget; no request takes more.
-    total: u32,
-    /// The charge of a body whose length is not declared.
-    body_limit: u32,
+    shared: Arc<Shared>,
+    pub rules: BodyRules,
+}
+
+struct Shared {
+    /// Bytes not charged to any request.
+    free: AtomicUsize,
+    /// Woken when bytes are given back.
+    returned: Notify,
+}
+
+/// What a body must do to be read.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRules {
+    /// Largest body.
+    pub limit: usize,
+    /// Longest wait for the next bytes of a body (and for room in the budget).
+    pub read_timeout: Duration,
+    /// Slowest average rate a body may arrive at, beyond the first `read_timeout`.
+    pub min_rate_bytes_per_second: u64,
+}
+
+impl BodyRules {
+    /// The longest a body of `length` bytes may take to arrive.
+    pub fn deadline(&self, length: usize) -> Duration {
+        let rate = self.min_rate_bytes_per_second.max(1);
+        self.read_timeout + Duration::from_secs_f64(length as f64 / rate as f64)
+    }
 }
 
 impl BodyBudget {
-    /// A budget of `total` bytes for bodies of at most `body_limit` bytes each.
-    pub fn new(total: usize, body_limit: usize) -> BodyBudget {
-        let total = u32::try_from(total).unwrap_or(u32::MAX);
+    /// A budget of `total` bytes for bodies read under `rules`.
+    pub fn new(total: usize, rules: BodyRules) -> BodyBudget {
         BodyBudget {
-            permits: Arc::new(Semaphore::new(total as usize)),
-            total,
-            body_limit: u32::try_from(body_limit).unwrap_or(u32::MAX),
+            shared: Arc::new(Shared {
+                free: AtomicUsize::new(total),
+                returned: Notify::new(),
+            }),
+            rules,
         }
     }
 
-    /// The bytes a request is charged; 0 when it has no body.
-    fn charge(&self, req: &Request) -> u32 {
-        let hint = req.body().size_hint();
-        if hint.exact() == Some(0) {
-            return 0;
+    /// Takes `bytes` if they are free.
+    fn try_take(&self, bytes: usize) -> bool {
+        self.shared
+            .free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        if bytes > 0 {
+            self.shared.free.fetch_add(bytes, Ordering::AcqRel);
+            metrics::gauge!(m::BODY_BUDGET_HELD).decrement(bytes as f64);
+            self.shared.returned.notify_waiters();
         }
-        // A declared length above the limit is refused after at most `body_limit` bytes.
-        let declared = hint
-            .upper()
-            .map_or(self.body_limit, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        declared.min(self.body_limit).min(self.total)
     }
 }
 
-/// Middleware: holds the request's share of the budget until its response is built.
-pub async fn admit(State(budget): State<BodyBudget>, req: Request, next: Next) -> Response {
-    let charge = budget.charge(&req);
-    if charge == 0 {
-        return next.run(req).await;
+/// One request's share of the budget (a request extension), charged as its body is read and
+/// given back when the request is answered.
+#[derive(Clone)]
+pub struct BodyAccount {
+    budget: BodyBudget,
+    held: Arc<AtomicUsize>,
+}
+
+/// The budget had no room for the next bytes within the read timeout.
+#[derive(Debug)]
+pub struct BudgetExhausted;
+
+impl BodyAccount {
+    pub fn rules(&self) -> BodyRules {
+        self.budget.rules
     }
-    let permit = match budget.permits.clone().try_acquire_many_owned(charge) {
-        Ok(permit) => permit,
-        Err(_) => {
-            metrics::counter!(m::BODY_BUDGET_WAITS).increment(1);
-            match budget.permits.clone().acquire_many_owned(charge).await {
-                Ok(permit) => permit,
-                // The semaphore is never closed.
-                Err(_) => return next.run(req).await,
+
+    /// Charges `bytes` more to this request, waiting at most the read timeout for room.
+    ///
+    /// Room is not queued for: whichever waiting request's next part fits first takes it. A
+    /// first-come queue would make a request that holds part of the budget, and needs only its
+    /// last bytes, wait behind a newer one that waits for the bytes the first holds.
+    pub async fn charge(&self, bytes: usize) -> Result<(), BudgetExhausted> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.budget.rules.read_timeout;
+        let mut waited = false;
+        loop {
+            let returned = self.budget.shared.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if self.budget.try_take(bytes) {
+                self.held.fetch_add(bytes, Ordering::AcqRel);
+                metrics::gauge!(m::BODY_BUDGET_HELD).increment(bytes as f64);
+                return Ok(());
+            }
+            if !waited {
+                waited = true;
+                metrics::counter!(m::BODY_BUDGET_WAITS).increment(1);
+            }
+            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                self.release();
+                return Err(BudgetExhausted);
             }
         }
+    }
+
+    /// Gives back everything this request holds.
+    pub fn release(&self) {
+        self.budget.give_back(self.held.swap(0, Ordering::AcqRel));
+    }
+}
+
+/// Middleware: gives each request an account of the budget, and gives back its charge when
+/// the response is built.
+pub async fn admit(State(budget): State<BodyBudget>, mut req: Request, next: Next) -> Response {
+    let account = BodyAccount {
+        budget,
+        held: Arc::default(),
     };
+    req.extensions_mut().insert(account.clone());
     let response = next.run(req).await;
-    drop(permit);
+    account.release();
     response
 }

@@ -1,18 +1,20 @@
 //! The HTTP API: router, shared state, middleware (request ids, body limit and budget, tracing).
 
 pub mod admission;
+pub mod connection;
 pub mod extract;
 pub mod openapi;
 mod params;
 pub mod problem;
 pub mod routes;
 pub mod serve;
+mod text_params;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use audit_model::ProblemKind;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -67,16 +69,26 @@ pub struct Shared {
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The HTTP settings of [`app`].
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Request bodies: size limit and read timeouts.
+    pub body: admission::BodyRules,
+    /// Most bytes of request bodies held at once.
+    pub body_budget: usize,
+    /// Origins whose pages may call the API from a browser (CORS); none by default.
+    pub cors_allowed_origins: Vec<HeaderValue>,
+}
+
 /// The HTTP service: the router, with the cross-cutting middleware around it.
 ///
 /// Request ids, tracing, the request-id scope and the body budget wrap the router once, instead
 /// of every route (as `Router::layer` does): the router clones the route it dispatches to for
 /// every request, and a route that carried the whole middleware stack was cloned with all of it
-/// (a few per cent of a single-event request's CPU).
+/// (see `docs/benchmarks.md`).
 pub fn app(
     state: AppState,
-    body_limit: usize,
-    body_budget: usize,
+    settings: &HttpSettings,
 ) -> impl tower::Service<
     Request,
     Response = Response,
@@ -86,8 +98,10 @@ pub fn app(
        + Send
        + Sync
        + 'static {
+    let cors = (!settings.cors_allowed_origins.is_empty()).then(|| cors(settings));
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
+        .map_request(drop_unusable_request_id)
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -109,16 +123,48 @@ pub fn app(
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .option_layer(cors)
         .layer(middleware::from_fn(request_context))
         .layer(middleware::from_fn_with_state(
-            admission::BodyBudget::new(body_budget, body_limit),
+            admission::BodyBudget::new(settings.body_budget, settings.body),
             admission::admit,
         ))
-        .service(router(state, body_limit))
+        .service(router(state))
 }
 
-/// The routes, with the body limit.
-fn router(state: AppState, body_limit: usize) -> Router {
+/// CORS for the configured origins only: the explorer is served from the same origin and
+/// needs none, so by default no CORS header is sent and no other site's page may read answers.
+fn cors(settings: &HttpSettings) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(settings.cors_allowed_origins.clone())
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, X_REQUEST_ID])
+        .expose_headers([X_REQUEST_ID, header::LOCATION])
+}
+
+/// Longest `X-Request-ID` kept from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's `X-Request-ID` that is not a short token (letters, digits, `-._:/+=`), so
+/// that a fresh one is made: the id is echoed in answers and problem `instance`s and written to
+/// logs, which must not carry what a client smuggles in it.
+fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._:/+=".contains(c))
+    };
+    if req.headers().get(&X_REQUEST_ID).is_some_and(|v| !usable(v)) {
+        req.headers_mut().remove(&X_REQUEST_ID);
+    }
+    req
+}
+
+/// The routes, each parameter checked (see [`text_params`]).
+fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/api/v1/audit/events",
@@ -225,9 +271,9 @@ fn router(state: AppState, body_limit: usize) -> Router {
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))
+        .route_layer(middleware::from_fn(text_params::check))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 

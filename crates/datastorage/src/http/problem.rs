@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::ingest::IngestError;
-use crate::store::LogEntry;
+use crate::store::{LogEntry, StoreError};
 
 tokio::task_local! {
     /// The id of the request being handled (set by the request-id middleware; a header value,
@@ -73,6 +73,21 @@ impl ApiError {
                 "no audit event with event_id {event_id}"
             ))),
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A 503 that says which part is unavailable and never what the database said: its message
+    /// goes to the service's log with the request id, not to the client.
+    fn from(e: StoreError) -> Self {
+        let request_id = REQUEST_ID
+            .try_with(|id| id.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        tracing::error!(request_id, error = %e, kind = e.label(), "the store failed a request");
+        ApiError::new(
+            ProblemKind::ServiceUnavailable,
+            "the database is unavailable; retry shortly (the request id names the failure in the service's log)",
+        )
     }
 }
 

@@ -1,16 +1,18 @@
 //! The server loop: HTTP/1.1 connections served by hyper, with a bounded read buffer per
-//! connection, and a graceful stop.
+//! connection, time limits on silent connections, a cap on open connections, and a graceful
+//! stop.
 //!
-//! `axum::serve` keeps hyper's default read buffer, which grows to about 400 KiB on a
-//! connection that sends large bodies and stays that large while the connection is open. With
-//! 50 clients sending batches of 500 events that was 26 MB of the service's 80 MB peak heap
-//! (measured with a heap profiler over `audit-bench --against … --batches`), and it grows with
-//! every client that connects. A read buffer of [`READ_BUFFER_BYTES`] reads a large body in a
-//! few more reads; the memory then grows with the bodies being read, which the body budget
-//! bounds, not with the connections.
+//! `axum::serve` keeps hyper's default read buffer, which grows large on a connection that sends
+//! large bodies and stays that large while the connection is open (the heap profile is in
+//! `docs/benchmarks.md`). A read buffer of [`READ_BUFFER_BYTES`] reads a large body in a few
+//! more reads; the memory then grows with the bodies being read, which the body budget bounds,
+//! not with the connections. The number of connections is bounded by `max_connections`: beyond
+//! it a connection is answered 503 with a problem and closed, so file descriptors are never
+//! exhausted by idle sockets.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,27 +21,49 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
+
+use super::connection::{over_capacity_answer, Activity, ConnectionLimits, GuardedIo};
 
 /// The most a connection asks to read at once, and buffers of what it writes before flushing. A
 /// request head that does not fit is refused (431); one read may bring a little more than this,
 /// so the bound on a head is not exact.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// The largest request head (request line and header fields); a larger one is refused (431).
+pub const MAX_HEADER_BYTES: usize = 48 * 1024;
+
+/// The limits of the server's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    pub connection: ConnectionLimits,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
 /// Serves `app` on `listener` until `stop` resolves; then accepts no more connections, lets
 /// each open connection finish the request it is serving (closing it after its response), and
 /// returns when all have closed.
-pub async fn serve<S>(listener: TcpListener, app: S, stop: impl Future<Output = ()>)
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+pub async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    limits: ServeLimits,
+    stop: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    // No timer, as with `axum::serve`: hyper's header read timeout would also close keep-alive
-    // connections idle for 30 s, a race with clients that reuse them.
-    http.max_buf_size(READ_BUFFER_BYTES);
+    http.max_buf_size(READ_BUFFER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     let connections = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -53,20 +77,49 @@ where
             },
             () = &mut stop => break,
         };
-        let service = app
-            .clone()
-            .map_request(|req: hyper::Request<Incoming>| req.map(Body::new));
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
+            tokio::spawn(refuse(stream, limits.max_connections));
+            continue;
+        };
+        let activity = Activity::default();
+        let io = GuardedIo::new(stream, activity.clone(), limits.connection);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let serving = activity.serving();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(req.map(Body::new)).await;
+                drop(serving);
+                response
+            }
+        });
+        let connection = http.serve_connection(TokioIo::new(io), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
     connections.shutdown().await;
+}
+
+/// Answers a connection beyond the limit with a 503 problem and closes it. What the client
+/// sends meanwhile is read and dropped for a moment, so that closing does not reset the
+/// connection before the client has read the answer.
+async fn refuse(mut stream: TcpStream, max_connections: usize) {
+    let answer = over_capacity_answer(max_connections);
+    let polite = async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), polite).await;
 }
 
 /// A failed accept: one peer's trouble is skipped; anything else (out of file descriptors, for

@@ -233,6 +233,11 @@ pub struct AppOptions {
     /// Runs the retention worker at this interval.
     pub retention_interval: Option<String>,
     pub checkpoint_witness_file: Option<PathBuf>,
+    pub body_read_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -290,6 +295,11 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             .map(|_| "enabled".to_string()),
         retention_interval: options.retention_interval.clone(),
         checkpoint_witness_file: options.checkpoint_witness_file.clone(),
+        body_read_timeout: options.body_read_timeout.clone(),
+        header_read_timeout: options.header_read_timeout.clone(),
+        idle_timeout: options.idle_timeout.clone(),
+        max_connections: options.max_connections,
+        cors_allowed_origins: options.cors_allowed_origins.clone(),
         ..ServeArgs::default()
     };
     let config = Config::load(&args).expect("test config is valid");

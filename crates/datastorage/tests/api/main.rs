@@ -9,6 +9,7 @@ mod checkpoints;
 mod concurrency;
 mod export;
 mod health;
+mod hostile;
 mod query;
 mod records;
 mod retention;

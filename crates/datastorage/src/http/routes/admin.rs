@@ -14,10 +14,12 @@ use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::replay::ReplayReport;
 
+/// A 503 naming the dead-letter queue; what its backend said goes to the log, not the client.
 fn unavailable(e: DlqError) -> ApiError {
+    tracing::error!(error = %e, "the dead-letter queue failed a request");
     ApiError::new(
         ProblemKind::ServiceUnavailable,
-        format!("dead-letter queue: {e}"),
+        "the dead-letter queue is unavailable; retry shortly",
     )
 }
 
@@ -94,12 +96,7 @@ pub async fn dead_letters(
         (status = 503, description = "The store or the DLQ does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replay(State(state): State<AppState>) -> Result<Json<ReplayReport>, ApiError> {
-    state.store.ping().await.map_err(|e| {
-        ApiError::new(
-            ProblemKind::ServiceUnavailable,
-            format!("the store does not answer: {e}"),
-        )
-    })?;
+    state.store.ping().await.map_err(ApiError::from)?;
     state
         .replayer
         .drain(true, None)

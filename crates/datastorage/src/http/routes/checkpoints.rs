@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use audit_model::{FieldErrors, Problem, ProblemKind, Reason, StoredEvent};
+use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason, StoredEvent};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -15,12 +15,8 @@ use uuid::Uuid;
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint};
+use crate::store::{CheckpointQuery, StoredCheckpoint};
 use crate::tree;
-
-fn unavailable(e: StoreError) -> ApiError {
-    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
-}
 
 /// The key that signs checkpoints.
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,7 +103,7 @@ async fn one(
         .store
         .checkpoints(&query)
         .await
-        .map_err(unavailable)?
+        .map_err(ApiError::from)?
         .pop())
 }
 
@@ -182,7 +178,7 @@ pub async fn list(
             limit: i64::from(limit) + 1,
         })
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::from)?;
     let more = data.len() > limit as usize;
     data.truncate(limit as usize);
     let next_cursor = more
@@ -229,7 +225,7 @@ pub async fn event_proof(
     let (Some(id), true) = (id, errors.is_empty()) else {
         return Err(ApiError::validation(&errors));
     };
-    let event = ApiError::live_event(state.store.get(id).await.map_err(unavailable)?, id)?;
+    let event = ApiError::live_event(state.store.get(id).await.map_err(ApiError::from)?, id)?;
     let checkpoint = match size {
         Some(n) => one(&state, CheckpointQuery::Size(n as i64))
             .await?
@@ -248,7 +244,7 @@ pub async fn event_proof(
     let tree_size = checkpoint.tree_size as u64;
     let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(EventProof {
         event,
         leaf_index: index,
@@ -299,7 +295,7 @@ pub async fn consistency(
     }
     let proof = tree::consistency_proof(state.store.as_ref(), from, to)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(ConsistencyProof {
         from,
         to,
@@ -352,30 +348,9 @@ pub async fn verify_chain(
     State(state): State<AppState>,
     crate::http::extract::JsonBody(body): crate::http::extract::JsonBody,
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let mut correlation_id = None;
-    match body {
-        serde_json::Value::Object(map) => {
-            for (key, value) in map {
-                match (key.as_str(), value) {
-                    ("correlation_id", serde_json::Value::String(s)) if !s.trim().is_empty() => {
-                        correlation_id = Some(s)
-                    }
-                    ("correlation_id", serde_json::Value::String(_)) => {
-                        errors.add("correlation_id", Reason::Blank, "must not be blank")
-                    }
-                    ("correlation_id", _) => {
-                        errors.add("correlation_id", Reason::InvalidType, "must be a string")
-                    }
-                    (other, _) => errors.add(other, Reason::UnknownField, "is not a known field"),
-                }
-            }
-        }
-        _ => errors.add("body", Reason::InvalidType, "must be a JSON object"),
-    }
-    if correlation_id.is_none() && errors.is_empty() {
-        errors.add("correlation_id", Reason::Required, "is required");
-    }
+    let mut reader = ObjectReader::new(body).map_err(|e| ApiError::validation(&e))?;
+    let correlation_id = reader.string("correlation_id", audit_model::MAX_SHORT);
+    let errors = reader.finish();
     let (Some(correlation_id), true) = (correlation_id, errors.is_empty()) else {
         return Err(ApiError::validation(&errors));
     };
@@ -420,7 +395,7 @@ pub async fn verify_chain(
                 after,
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(ApiError::from)?;
         let Some(last) = page.last() else { break };
         after = Some(crate::store::Cursor {
             event_timestamp: last.event.event_timestamp,
@@ -444,7 +419,7 @@ pub async fn verify_chain(
             let index = stored.seq as u64 - 1;
             let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
                 .await
-                .map_err(unavailable)?;
+                .map_err(ApiError::from)?;
             if audit_model::merkle::verify_inclusion(&leaf, index, tree_size, &proof, &root) {
                 response.verified_events += 1;
             } else {

@@ -51,10 +51,24 @@ pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Respon
             }),
         )
             .into_response(),
-        IngestOutcome::Refused { reason, .. } => {
-            ApiError::field("$", format!("the database refused the event: {reason}")).into_response()
+        IngestOutcome::Refused { event_id, reason } => {
+            refused_by_database(event_id, &reason);
+            ApiError::field("$", REFUSED_BY_DATABASE).into_response()
         }
     }
+}
+
+/// What a client is told of an event the database refused although it passed validation; what
+/// the database said is logged (see [`refused_by_database`]).
+const REFUSED_BY_DATABASE: &str =
+    "the database refused the event's data although it passed validation; the service's log names the reason with the request id";
+
+/// Logs why the database refused an event.
+fn refused_by_database(event_id: Uuid, reason: &str) {
+    let request_id = crate::http::problem::REQUEST_ID
+        .try_with(|id| id.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    tracing::warn!(request_id, %event_id, reason, "the database refused an event");
 }
 
 fn conflict(resource: &str, field: &str, value: &str) -> Response {
@@ -207,12 +221,15 @@ fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
             Some("conflict: event_id is already stored with different content".to_string()),
         ),
         IngestOutcome::Queued(id) => (*id, ItemStatus::Queued, None, None),
-        IngestOutcome::Refused { event_id, reason } => (
-            *event_id,
-            ItemStatus::Rejected,
-            None,
-            Some(format!("refused by the database: {reason}")),
-        ),
+        IngestOutcome::Refused { event_id, reason } => {
+            refused_by_database(*event_id, reason);
+            (
+                *event_id,
+                ItemStatus::Rejected,
+                None,
+                Some(REFUSED_BY_DATABASE.to_string()),
+            )
+        }
     };
     BatchItemResult {
         index,
@@ -239,11 +256,7 @@ pub async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<StoredEvent>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::field("event_id", "must be a UUID"))?;
-    let event = state
-        .store
-        .get(id)
-        .await
-        .map_err(|e| ApiError::new(ProblemKind::ServiceUnavailable, e.to_string()))?;
+    let event = state.store.get(id).await.map_err(ApiError::from)?;
     ApiError::live_event(event, id).map(Json)
 }
 
@@ -297,11 +310,7 @@ pub async fn list_events(
     let limit = query.limit as usize;
     let mut fetch = query.clone();
     fetch.limit += 1;
-    let mut data = state
-        .store
-        .query(&fetch)
-        .await
-        .map_err(|e| ApiError::new(ProblemKind::ServiceUnavailable, e.to_string()))?;
+    let mut data = state.store.query(&fetch).await.map_err(ApiError::from)?;
     let next_cursor = if data.len() > limit {
         data.truncate(limit);
         data.last().map(|last| {

@@ -76,7 +76,8 @@ pub async fn export(
         .await
         .map_err(|e| match e {
             ExportError::NoCheckpoint(_) => ApiError::not_found(e.to_string()),
-            other => ApiError::new(ProblemKind::ServiceUnavailable, other.to_string()),
+            ExportError::Store(e) => ApiError::from(e),
+            ExportError::Write(e) => ApiError::new(ProblemKind::Internal, e.to_string()),
         })?;
     let size = export.tree_size();
     let chunks = futures::stream::try_unfold(export, |mut export| async move {

@@ -66,14 +66,21 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, 
     );
     let store = component(
         state.store.backend(),
-        store
-            .map_err(|_| "timeout".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+        store.map_err(|_| "timeout".to_string()).and_then(|r| {
+            r.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: the store does not answer");
+                format!("unavailable ({})", e.label())
+            })
+        }),
     );
     let dlq = component(
         state.dlq.name(),
-        dlq.map_err(|_| "timeout".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+        dlq.map_err(|_| "timeout".to_string()).and_then(|r| {
+            r.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: the dead-letter queue does not answer");
+                "unavailable".to_string()
+            })
+        }),
     );
     if !store.ok && !dlq.ok {
         return Err(ApiError::new(

@@ -20,7 +20,7 @@ use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::retention::hold_event;
-use crate::store::{HoldRequest, LegalHold, PlaceHold, StoreError};
+use crate::store::{HoldRequest, LegalHold, PlaceHold};
 
 /// Longest reason.
 const MAX_REASON: usize = 4096;
@@ -51,10 +51,6 @@ pub struct ReleaseHoldRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HoldList {
     pub data: Vec<LegalHold>,
-}
-
-fn unavailable(e: StoreError) -> ApiError {
-    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
 }
 
 /// A hold request's body: the correlation (when it is not in the path), the reason and who asks.
@@ -126,7 +122,7 @@ pub async fn place(
         .store
         .place_hold(&request)
         .await
-        .map_err(unavailable)?
+        .map_err(ApiError::from)?
     {
         PlaceHold::Placed(hold) => (StatusCode::CREATED, hold),
         PlaceHold::AlreadyHeld(hold) if hold.reason == request.reason => (StatusCode::OK, hold),
@@ -173,7 +169,7 @@ pub async fn release(
         .store
         .release_hold(&request)
         .await
-        .map_err(unavailable)?
+        .map_err(ApiError::from)?
     {
         Some(hold) => hold,
         None => {
@@ -182,7 +178,7 @@ pub async fn release(
                 .store
                 .holds(Some(&request.correlation_id), true)
                 .await
-                .map_err(unavailable)?
+                .map_err(ApiError::from)?
                 .into_iter()
                 .next();
             match latest {
@@ -237,6 +233,6 @@ pub async fn list(
         .store
         .holds(correlation_id.as_deref(), include_released)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(HoldList { data }))
 }

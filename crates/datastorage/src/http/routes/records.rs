@@ -149,7 +149,7 @@ pub(crate) async fn list<R: SeedRecord>(
     }
     let limit = query.limit as usize;
     query.limit += 1;
-    let mut rows = state.store.records(&query).await.map_err(unavailable)?;
+    let mut rows = state.store.records(&query).await.map_err(ApiError::from)?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|r| encode_cursor(r.seq))
@@ -175,7 +175,7 @@ pub(crate) async fn subject<R: SeedRecord>(
         limit: MAX_SUBJECT_RECORDS,
         ..RecordQuery::default()
     };
-    let rows = state.store.records(&query).await.map_err(unavailable)?;
+    let rows = state.store.records(&query).await.map_err(ApiError::from)?;
     if rows.is_empty() {
         return Err(ApiError::not_found(format!(
             "no {} record with {} {id}",
@@ -187,10 +187,6 @@ pub(crate) async fn subject<R: SeedRecord>(
 
 pub(crate) fn row_json(r: &StoredRecord) -> Map<String, Value> {
     record_json(r.seq, r.event_id, &r.record, r.received_at)
-}
-
-pub(crate) fn unavailable(e: crate::store::StoreError) -> ApiError {
-    ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
 }
 
 fn encode_cursor(seq: i64) -> String {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::http::extract::JsonBody;
 use crate::http::problem::ApiError;
-use crate::http::routes::records::{row_json, unavailable};
+use crate::http::routes::records::row_json;
 use crate::http::AppState;
 
 /// One similar decision.
@@ -68,7 +68,7 @@ pub async fn similar(
     };
     let found = crate::similarity::nearest(state.store.as_ref(), &embedding, limit, min_similarity)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::from)?;
     Ok(Json(SimilarDecisions {
         data: found
             .into_iter()
