@@ -12,8 +12,9 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
     info(
         title = "Data Storage",
         description = "The audit trail of the remediation platform: an append-only, tamper-evident log of every controller decision and status change.",
-        license(name = "Apache-2.0")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
+    servers((url = "/", description = "This Data Storage service (the document is served by it)")),
     paths(
         events::create_event,
         events::create_batch,
@@ -110,9 +111,11 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
 pub struct ApiDoc;
 
 /// The document as JSON: the generated one, with the allowed values of the records' enumerated
-/// string fields added (they are checked by the records' parsers, from the same constants).
+/// string fields added (they are checked by the records' parsers, from the same constants), and
+/// the answers every route can give whatever its handler does (see [`add_common_answers`]).
 pub fn value() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_common_answers(&mut doc);
     for (schema, field, values) in audit_model::records::enum_fields() {
         let property = &mut doc["components"]["schemas"][schema]["properties"][field];
         if property.is_object() {
@@ -120,6 +123,48 @@ pub fn value() -> serde_json::Value {
         }
     }
     doc
+}
+
+/// The refusals the middleware gives on every route, and on every route that takes a body,
+/// before any handler runs: a malformed parameter (400, [`super::text_params`]); a body that is
+/// not JSON (415), too large (413), too slow (408), or beyond the body budget (503).
+fn add_common_answers(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        })
+    };
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let takes_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| problem(description));
+            };
+            add(
+                "400",
+                "A malformed parameter (not UTF-8, holding NUL, or given twice)",
+            );
+            if takes_body {
+                add("408", "The body did not arrive in time");
+                add("413", "The body is larger than the limit");
+                add("415", "The body is not uncompressed application/json");
+                add("503", "The service holds as many request bodies as it may, or a dependency is unavailable");
+            }
+        }
+    }
 }
 
 /// The document as pretty JSON with a trailing newline (the committed form).

@@ -237,6 +237,26 @@ async fn duplicate_keys_are_refused_naming_them(app: TestApp) {
     assert_eq!(app.db.count().await, 0);
 }
 
+/// A batch whose items are not all objects is not a batch of events: 400, nothing stored.
+async fn a_batch_of_non_objects_is_refused_whole(app: TestApp) {
+    for body in [
+        json!([[null, null]]),
+        json!([event("rr-mixed"), 42]),
+        json!([null]),
+    ] {
+        let (status, answer) = app.post("/api/v1/audit/events/batch", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["field_errors"]["body"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.db.count().await, 0);
+}
+
 /// The reserved prefix, however it is spelled.
 async fn the_reserved_prefix_is_refused_however_spelled(app: TestApp) {
     for spelling in [
@@ -320,6 +340,7 @@ on_both_stores!(
     a_repeated_parameter_is_refused,
     only_json_bodies_are_taken,
     duplicate_keys_are_refused_naming_them,
+    a_batch_of_non_objects_is_refused_whole,
     the_reserved_prefix_is_refused_however_spelled,
     an_unusable_request_id_is_replaced,
     the_http_layers_refusals_are_problems,

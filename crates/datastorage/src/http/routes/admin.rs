@@ -24,7 +24,7 @@ fn unavailable(e: DlqError) -> ApiError {
 }
 
 /// DLQ figures.
-#[utoipa::path(get, path = "/api/v1/admin/dlq", tag = "admin",
+#[utoipa::path(get, path = "/api/v1/admin/dlq", operation_id = "dlq_stats", tag = "admin",
     responses(
         (status = 200, description = "Depth, oldest entry age, dead letters, backend", body = DlqStats),
         (status = 503, description = "The DLQ does not answer", body = Problem, content_type = "application/problem+json"),
@@ -90,7 +90,7 @@ pub async fn dead_letters(
 }
 
 /// Drain the DLQ now (every entry, also those waiting for their backoff).
-#[utoipa::path(post, path = "/api/v1/admin/dlq/replay", tag = "admin",
+#[utoipa::path(post, path = "/api/v1/admin/dlq/replay", operation_id = "replay_dlq", tag = "admin",
     responses(
         (status = 200, description = "What the drain did", body = ReplayReport),
         (status = 503, description = "The store or the DLQ does not answer", body = Problem, content_type = "application/problem+json"),

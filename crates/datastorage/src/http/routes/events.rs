@@ -172,6 +172,23 @@ fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<Pars
             format!("must hold at most {max_items} events"),
         ));
     }
+    // Each item is answered on its own, but an item that is not an object at all is not an
+    // event that failed validation: the body is not a batch of events.
+    let not_objects: Vec<String> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| !item.get().starts_with('{'))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if !not_objects.is_empty() {
+        return Err(ApiError::field(
+            "body",
+            format!(
+                "every item must be a JSON object (an event); item(s) {} are not",
+                not_objects.join(", ")
+            ),
+        ));
+    }
     let mut batch = ParsedBatch {
         accepted: Vec::with_capacity(items.len()),
         positions: Vec::with_capacity(items.len()),

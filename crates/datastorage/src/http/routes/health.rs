@@ -37,7 +37,9 @@ pub struct ComponentStatus {
 
 /// Liveness: 200 while the process runs.
 #[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "Alive", body = HealthStatus)))]
+    responses(
+        (status = 200, description = "Alive", body = HealthStatus),
+    ))]
 pub async fn live() -> Json<HealthStatus> {
     Json(HealthStatus {
         status: "alive",
@@ -109,7 +111,9 @@ fn component(backend: &'static str, result: Result<(), String>) -> ComponentStat
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // DLQ gauges are read at scrape time, so they are current whatever the worker is doing.
     state.replayer.refresh_metrics().await;
@@ -121,7 +125,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// This API's OpenAPI 3.1 description.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
-    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+    responses(
+        (status = 200, description = "OpenAPI document", content_type = "application/json"),
+    ))]
 pub async fn openapi() -> impl IntoResponse {
     Json(crate::http::openapi::value())
 }

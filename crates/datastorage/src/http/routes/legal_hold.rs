@@ -98,7 +98,7 @@ async fn record(state: &AppState, hold: &LegalHold, released: bool) -> Result<()
 }
 
 /// Places a legal hold on a correlation.
-#[utoipa::path(post, path = "/api/v1/audit/legal-hold", tag = "retention",
+#[utoipa::path(post, path = "/api/v1/audit/legal-hold", operation_id = "place_legal_hold", tag = "retention",
     request_body = PlaceHoldRequest,
     responses(
         (status = 201, description = "The hold, placed now", body = LegalHold),
@@ -144,7 +144,7 @@ pub async fn place(
 }
 
 /// Releases the legal hold on a correlation; retention may purge its expired events again.
-#[utoipa::path(delete, path = "/api/v1/audit/legal-hold/{correlation_id}", tag = "retention",
+#[utoipa::path(delete, path = "/api/v1/audit/legal-hold/{correlation_id}", operation_id = "release_legal_hold", tag = "retention",
     params(("correlation_id" = String, Path, description = "The held correlation")),
     request_body = ReleaseHoldRequest,
     responses(
@@ -197,7 +197,7 @@ pub async fn release(
 }
 
 /// The legal holds: the active ones, or with `include_released=true` their history too.
-#[utoipa::path(get, path = "/api/v1/audit/legal-hold", tag = "retention",
+#[utoipa::path(get, path = "/api/v1/audit/legal-hold", operation_id = "list_legal_holds", tag = "retention",
     params(
         ("correlation_id" = Option<String>, Query, description = "Only the holds on this correlation"),
         ("include_released" = Option<bool>, Query, description = "Also the released holds (default false)"),

@@ -209,6 +209,7 @@ macro_rules! record_routes {
     ($record:ty, $create:ident, $list:ident, $subject:ident, $path:literal, $id:literal, $tag:literal) => {
         #[doc = concat!("Write one record (`", $path, "`).")]
         #[utoipa::path(post, path = $path, tag = $tag,
+            summary = concat!("Write one record (", $path, ")"),
             request_body = $record,
             responses(
                 (status = 201, description = "Stored; the record with `id`, `event_id`, `created_at`", body = Object),
@@ -224,6 +225,7 @@ macro_rules! record_routes {
 
         #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]
         #[utoipa::path(get, path = $path, tag = $tag,
+            summary = concat!("List records (", $path, "), filtered, in id order"),
             params(
                 ("since" = Option<String>, Query, description = "RFC 3339 time or a duration back from now (30m, 24h, 7d), on the record's main time"),
                 ("until" = Option<String>, Query, description = "RFC 3339 time or a duration back from now"),
