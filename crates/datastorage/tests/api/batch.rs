@@ -32,7 +32,7 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         twice,
         twice,
         event("rr-batch"),
-        json!("not an event")
+        json!({"event_type": "no.fields"})
     ]);
 
     let (status, answer) = app.post("/api/v1/audit/events/batch", &batch).await;
@@ -77,6 +77,15 @@ async fn mixed_batch_stores_the_valid_items_only(app: TestApp) {
         .as_str()
         .unwrap()
         .contains("validation error"));
+    // An item that is not an object at all makes the body no batch of events.
+    let mut not_events = batch.clone();
+    not_events[7] = json!("not an event");
+    let (refused, problem) = app.post("/api/v1/audit/events/batch", &not_events).await;
+    assert_eq!(refused, 400, "{problem}");
+    assert!(problem["field_errors"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("item(s) 7"));
     assert!(answer["results"][3]["error"]
         .as_str()
         .unwrap()
