@@ -17,8 +17,7 @@ use std::sync::Arc;
 
 use audit_model::AuditEvent;
 use chrono::Utc;
-use datastorage::config::DatabaseTarget;
-use datastorage::store::{self, AppendOutcome, LogEntry, LogStore, PreparedEvent};
+use datastorage::store::{AppendOutcome, LogEntry, LogStore, PreparedEvent};
 use helpers::{Backend, TestDb};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -160,14 +159,7 @@ fn event_text() -> impl Strategy<Value = String> {
 }
 
 async fn open(db: &TestDb) -> Arc<dyn LogStore> {
-    let target = match db {
-        TestDb::Postgres { url, .. } => DatabaseTarget::Postgres {
-            url: url.clone(),
-            password: None,
-        },
-        TestDb::Sqlite { path, .. } => DatabaseTarget::Sqlite { path: path.clone() },
-    };
-    store::connect(&target, 2).await.expect("store opens")
+    helpers::open_store(db, 2).await
 }
 
 fn round_trips(backend: Backend, cases: u32) {

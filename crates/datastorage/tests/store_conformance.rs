@@ -13,7 +13,6 @@ use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
 use audit_model::{AuditEvent, StoredEvent};
 use chrono::{DateTime, Utc};
-use datastorage::config::DatabaseTarget;
 use datastorage::store::{
     self, AppendOutcome, CheckpointQuery, EventFilter, EventQuery, HoldRequest, LegalHold,
     LogEntry, LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
@@ -23,14 +22,7 @@ use helpers::{Backend, TestDb};
 use serde_json::json;
 
 async fn open(db: &TestDb) -> Arc<dyn LogStore> {
-    let target = match db {
-        TestDb::Postgres { url, .. } => DatabaseTarget::Postgres {
-            url: url.clone(),
-            password: None,
-        },
-        TestDb::Sqlite { path, .. } => DatabaseTarget::Sqlite { path: path.clone() },
-    };
-    store::connect(&target, 4).await.expect("store opens")
+    helpers::open_store(db, 4).await
 }
 
 /// The stored event of a read that must find live content.

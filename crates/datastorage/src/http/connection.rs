@@ -188,6 +188,26 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
     }
 }
 
+impl<T> GuardedIo<T> {
+    /// Notes the activity of a write, or times out a write that cannot go on.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.last_activity = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_silence(cx).map(Err),
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -202,16 +222,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             // hyper's whole answer is this one head: it is taken as written once ours is.
             return this.poll_replacement(cx).map_ok(|()| buf.len());
         }
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.last_activity = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_silence(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -231,16 +243,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
                 return this.poll_replacement(cx).map_ok(|()| total);
             }
         }
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.last_activity = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_silence(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -185,6 +185,25 @@ impl Drop for TestDb {
     }
 }
 
+/// The store of a test database, opened directly (no HTTP in between).
+pub async fn open_store(
+    db: &TestDb,
+    max_connections: u32,
+) -> Arc<dyn datastorage::store::LogStore> {
+    let target = match db {
+        TestDb::Postgres { url, .. } => datastorage::config::DatabaseTarget::Postgres {
+            url: url.clone(),
+            password: None,
+        },
+        TestDb::Sqlite { path, .. } => {
+            datastorage::config::DatabaseTarget::Sqlite { path: path.clone() }
+        }
+    };
+    datastorage::store::connect(&target, max_connections)
+        .await
+        .expect("store opens")
+}
+
 /// In CI a missing service is a failure; elsewhere a loud skip.
 pub fn service_missing<T>(service: &str, error: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
