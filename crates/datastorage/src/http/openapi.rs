@@ -68,6 +68,7 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         audit_model::ItemStatus,
         audit_model::Problem,
         events::EventPage,
+        events::SortOrder,
         audit_model::NotificationAudit,
         audit_model::SignalProcessingAudit,
         audit_model::OrchestrationAudit,

@@ -51,7 +51,7 @@ pub struct DeadLetterPage {
 /// Dead letters, oldest first.
 #[utoipa::path(get, path = "/api/v1/admin/dlq/dead-letters", tag = "admin",
     params(
-        ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(

@@ -140,7 +140,7 @@ pub async fn latest(State(state): State<AppState>) -> Result<Json<CheckpointView
 #[utoipa::path(get, path = "/api/v1/audit/checkpoints", operation_id = "list_checkpoints", tag = "tamper-evidence",
     params(
         ("since" = Option<String>, Query, description = "Signed at or after (RFC 3339 or a duration back, e.g. 24h)"),
-        ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(

@@ -295,11 +295,22 @@ pub struct EventListParams {
     /// RFC 3339 time, or a duration back from now.
     until: Option<String>,
     /// `asc` (default) or `desc`, by event_timestamp then seq.
+    #[param(value_type = Option<SortOrder>)]
     order: Option<String>,
     /// 1..1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The order of a page of events.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the `order` parameter, which `parse_list_params` reads
+pub enum SortOrder {
+    Asc,
+    Desc,
 }
 
 /// One page of events.

@@ -229,7 +229,7 @@ macro_rules! record_routes {
             params(
                 ("since" = Option<String>, Query, description = "RFC 3339 time or a duration back from now (30m, 24h, 7d), on the record's main time"),
                 ("until" = Option<String>, Query, description = "RFC 3339 time or a duration back from now"),
-                ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+                ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
                 ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
             ),
             responses(
