@@ -126,8 +126,9 @@ pub fn value() -> serde_json::Value {
     doc
 }
 
-/// The refusals the middleware gives on every route, and on every route that takes a body,
-/// before any handler runs: a malformed parameter (400, [`super::text_params`]); a body that is
+/// What is shared by every route: the form of the time parameters, and the refusals the
+/// middleware gives on every route, and on every route that takes a body, before any handler
+/// runs: a malformed parameter (400, [`super::text_params`]); a body that is
 /// not JSON (415), too large (413), too slow (408), or beyond the body budget (503).
 fn add_common_answers(doc: &mut serde_json::Value) {
     use serde_json::json;
@@ -137,6 +138,11 @@ fn add_common_answers(doc: &mut serde_json::Value) {
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         })
     };
+    // `since` and `until` are read by one function (`params::time_range`) on every route.
+    let time = json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^(0|[0-9]{1,9}(ms|s|m|h|d|w))$"}
+    ]});
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -145,6 +151,22 @@ fn add_common_answers(doc: &mut serde_json::Value) {
             continue;
         };
         for operation in item.values_mut() {
+            // (`get_mut`: indexing would add a null `parameters` where there is none.)
+            if let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(|p| p.as_array_mut())
+            {
+                for p in parameters {
+                    if matches!(p["name"].as_str(), Some("since" | "until")) && p["in"] == "query" {
+                        p["schema"] = time.clone();
+                    } else if p["schema"]["type"] == "string"
+                        && p["schema"].get("pattern").is_none()
+                    {
+                        // No text parameter may hold NUL (`text_params`).
+                        p["schema"]["pattern"] = json!("^[^\\u0000]*$");
+                    }
+                }
+            }
             let takes_body = operation.get("requestBody").is_some();
             let Some(responses) = operation["responses"].as_object_mut() else {
                 continue;

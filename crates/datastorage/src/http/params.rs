@@ -49,11 +49,21 @@ pub(crate) fn reject_unknown(params: HashMap<String, String>, errors: &mut Field
     }
 }
 
+/// An RFC 3339 time, or a duration back from `now`; a duration reaching before year 0001 is
+/// taken as the start of year 0001 (every store keeps years 0001-9999).
 fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(t) = audit_model::timestamp::parse(text) {
         return Some(t);
     }
     let d = humantime::parse_duration(text).ok()?;
-    let d = chrono::Duration::from_std(d).ok()?;
-    now.checked_sub_signed(d)
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    Some(clamp_micros(now.timestamp_micros().saturating_sub(micros)))
+}
+
+/// The time `micros` after the epoch, within the years 0001-9999 every store keeps.
+pub(crate) fn clamp_micros(micros: i64) -> DateTime<Utc> {
+    // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z.
+    const FIRST: i64 = -62_135_596_800_000_000;
+    const LAST: i64 = 253_402_300_799_999_999;
+    DateTime::from_timestamp_micros(micros.clamp(FIRST, LAST)).unwrap_or_default()
 }

@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -300,7 +299,8 @@ pub struct EventListParams {
     /// 1..1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a position, good for either order).
+    #[param(pattern = r"^-?[0-9]{1,18}\.[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
@@ -342,13 +342,10 @@ pub async fn list_events(
     let next_cursor = if data.len() > limit {
         data.truncate(limit);
         data.last().map(|last| {
-            encode_cursor(
-                Cursor {
-                    event_timestamp: last.event.event_timestamp,
-                    seq: last.seq,
-                },
-                query.order,
-            )
+            encode_cursor(Cursor {
+                event_timestamp: last.event.event_timestamp,
+                seq: last.seq,
+            })
         })
     } else {
         None
@@ -385,12 +382,7 @@ pub(crate) fn parse_list_params(
     }
     if let Some(cursor) = params.remove("cursor") {
         match decode_cursor(&cursor) {
-            Some((c, order)) if order == query.order => query.after = Some(c),
-            Some(_) => errors.add(
-                "cursor",
-                Reason::InvalidValue,
-                "was made for the other order",
-            ),
+            Some(c) => query.after = Some(c),
             None => errors.add(
                 "cursor",
                 Reason::InvalidFormat,
@@ -402,39 +394,29 @@ pub(crate) fn parse_list_params(
     errors.into_result(query)
 }
 
-fn encode_cursor(c: Cursor, order: Order) -> String {
-    let dir = match order {
-        Order::Asc => 'a',
-        Order::Desc => 'd',
-    };
-    let raw = format!("{}:{}:{dir}", c.event_timestamp.timestamp_micros(), c.seq);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+/// A page's cursor: the position of its last event, `<event_timestamp in µs>.<seq>`
+///. It holds no order: a position is a place to go on from in
+/// either order.
+fn encode_cursor(c: Cursor) -> String {
+    format!("{}.{}", c.event_timestamp.timestamp_micros(), c.seq)
 }
 
-fn decode_cursor(text: &str) -> Option<(Cursor, Order)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let mut parts = raw.split(':');
-    let micros: i64 = parts.next()?.parse().ok()?;
-    let seq: i64 = parts.next()?.parse().ok()?;
-    let order = match parts.next()? {
-        "a" => Order::Asc,
-        "d" => Order::Desc,
-        _ => return None,
-    };
-    if parts.next().is_some() {
+/// A cursor's position; a time outside the years 0001-9999 is taken as the nearest end of
+/// that range (a place before or after every event).
+fn decode_cursor(text: &str) -> Option<Cursor> {
+    let (micros, seq) = text.split_once('.')?;
+    let valid = |s: &str| (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let negative = micros.starts_with('-');
+    let digits = micros.strip_prefix('-').unwrap_or(micros);
+    if !valid(digits) || !valid(seq) {
         return None;
     }
-    let event_timestamp = DateTime::from_timestamp_micros(micros)?;
-    Some((
-        Cursor {
-            event_timestamp,
-            seq,
-        },
-        order,
-    ))
+    let micros: i64 = digits.parse().ok()?;
+    let micros = if negative { -micros } else { micros };
+    Some(Cursor {
+        event_timestamp: params::clamp_micros(micros),
+        seq: seq.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -454,11 +436,24 @@ mod tests {
             event_timestamp: audit_model::timestamp::parse("2026-01-01T00:00:00.123456Z").unwrap(),
             seq: 42,
         };
+        assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));
+        assert_eq!(encode_cursor(c), "1767225600123456.42");
+        for bad in [
+            "garbage!",
+            "1.2.3",
+            "1.",
+            ".1",
+            "1.-2",
+            "1234567890123456789.1",
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+        // A place beyond year 9999 is the end of time, not an error.
+        let far = decode_cursor("999999999999999999.1").unwrap();
         assert_eq!(
-            decode_cursor(&encode_cursor(c, Order::Desc)),
-            Some((c, Order::Desc))
+            audit_model::timestamp::format(&far.event_timestamp),
+            "9999-12-31T23:59:59.999999Z"
         );
-        assert_eq!(decode_cursor("garbage!"), None);
     }
 
     #[test]
