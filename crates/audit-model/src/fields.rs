@@ -26,7 +26,6 @@ pub enum Reason {
     OutOfRange,
     TooLarge,
     TooDeep,
-    Future,
     UnknownField,
     DuplicateKey,
 }
@@ -43,7 +42,6 @@ impl Reason {
             Reason::OutOfRange => "out_of_range",
             Reason::TooLarge => "too_large",
             Reason::TooDeep => "too_deep",
-            Reason::Future => "future",
             Reason::UnknownField => "unknown_field",
             Reason::DuplicateKey => "duplicate_key",
         }
@@ -232,9 +230,110 @@ pub(crate) fn check_range(
 }
 
 /// Reads typed fields out of a JSON object, collecting errors instead of stopping at the first.
+///
+/// The same calls that check a body also describe it: run under [`describe`], a parser records
+/// each field it reads with the rule it checks, which is where the API document's schema of the
+/// body comes from ([`crate::schema`]), so the two cannot drift apart.
 pub struct ObjectReader {
     map: Map<String, Value>,
     errors: FieldErrors,
+}
+
+/// What a reader checks of one field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldRule {
+    /// Not blank, no NUL, at most `max` characters.
+    Text {
+        max: usize,
+    },
+    /// One of `values` (compared case-insensitively).
+    Enum {
+        values: Vec<String>,
+    },
+    Timestamp,
+    Uuid,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Number {
+        min: f64,
+        max: f64,
+    },
+    Bool,
+    Object,
+    /// An array of finite numbers, exactly `len` of them when given.
+    Numbers {
+        len: Option<usize>,
+    },
+    Array,
+}
+
+/// One field of a described body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedField {
+    pub name: String,
+    pub rule: FieldRule,
+    pub required: bool,
+}
+
+/// A field being described: its rule once a typed read gave one.
+struct Noted {
+    name: String,
+    rule: Option<FieldRule>,
+    required: bool,
+}
+
+thread_local! {
+    /// The fields read while [`describe`] runs on this thread.
+    static DESCRIBING: std::cell::RefCell<Option<Vec<Noted>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The fields `parse` reads, in order, with their rules: `parse` runs a parser on an empty
+/// object (every read finds nothing; the result is ignored).
+pub fn describe(parse: impl FnOnce()) -> Vec<DescribedField> {
+    DESCRIBING.with(|d| *d.borrow_mut() = Some(Vec::new()));
+    parse();
+    let noted = DESCRIBING
+        .with(|d| d.borrow_mut().take())
+        .unwrap_or_default();
+    noted
+        .into_iter()
+        .map(|n| DescribedField {
+            name: n.name,
+            rule: n.rule.unwrap_or(FieldRule::Array),
+            required: n.required,
+        })
+        .collect()
+}
+
+/// Records a field read under [`describe`]; the first rule given for a field counts (a typed
+/// read calls the looser reads it is made of after it has noted its own rule).
+fn note(key: &str, rule: Option<FieldRule>, required: bool) {
+    DESCRIBING.with(|d| {
+        let mut d = d.borrow_mut();
+        let Some(fields) = d.as_mut() else {
+            return;
+        };
+        match fields.iter_mut().find(|f| f.name == key) {
+            Some(f) => {
+                f.required |= required;
+                if f.rule.is_none() {
+                    f.rule = rule;
+                }
+            }
+            None => fields.push(Noted {
+                name: key.to_string(),
+                rule,
+                required,
+            }),
+        }
+    });
+}
+
+fn describing() -> bool {
+    DESCRIBING.with(|d| d.borrow().is_some())
 }
 
 impl ObjectReader {
@@ -253,6 +352,18 @@ impl ObjectReader {
         }
     }
 
+    /// Tells [`describe`] the rule of a field this reader's caller checks itself (read with a
+    /// looser call, such as [`ObjectReader::opt_array`]).
+    pub fn describe_field(&mut self, key: &str, rule: FieldRule) {
+        DESCRIBING.with(|d| {
+            if let Some(fields) = d.borrow_mut().as_mut() {
+                fields.retain(|f| f.name != key);
+            }
+        });
+        note(key, Some(rule), false);
+        // (Not required: the reads that require a field note it themselves.)
+    }
+
     pub fn errors_mut(&mut self) -> &mut FieldErrors {
         &mut self.errors
     }
@@ -267,6 +378,10 @@ impl ObjectReader {
 
     /// Whether `key` holds a non-null value; records "is required" when it does not.
     fn require(&mut self, key: &str) -> bool {
+        if describing() {
+            note(key, None, true);
+            return true;
+        }
         let present = self.map.get(key).is_some_and(|v| !v.is_null());
         if !present {
             self.errors.add(key, Reason::Required, "is required");
@@ -276,6 +391,7 @@ impl ObjectReader {
 
     /// A string of at most `max` characters that is not blank, or `None` (absent or refused).
     pub fn opt_string(&mut self, key: &str, max: usize) -> Option<String> {
+        note(key, Some(FieldRule::Text { max }), false);
         let s = self.opt_any_string(key)?;
         check_text(&mut self.errors, key, s, max)
     }
@@ -313,6 +429,8 @@ impl ObjectReader {
     /// An optional string that is one of `allowed` (compared case-insensitively), returned lower-case.
     /// The length is checked before the membership, so an overlong value says so.
     pub fn opt_enum(&mut self, key: &str, allowed: &[&str], max: usize) -> Option<String> {
+        let values = allowed.iter().map(|a| a.to_string()).collect();
+        note(key, Some(FieldRule::Enum { values }), false);
         let s = self.opt_string(key, max)?;
         check_member(&mut self.errors, key, &s, allowed)
     }
@@ -327,6 +445,7 @@ impl ObjectReader {
 
     /// An optional RFC 3339 timestamp, truncated to microseconds.
     pub fn opt_timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        note(key, Some(FieldRule::Timestamp), false);
         let s = self.opt_formatted(key, TIMESTAMP_MESSAGE)?;
         check_timestamp(&mut self.errors, key, &s)
     }
@@ -341,12 +460,14 @@ impl ObjectReader {
 
     /// An optional UUID.
     pub fn opt_uuid(&mut self, key: &str) -> Option<Uuid> {
+        note(key, Some(FieldRule::Uuid), false);
         let s = self.opt_formatted(key, UUID_MESSAGE)?;
         check_uuid(&mut self.errors, key, &s)
     }
 
     /// An optional integer within `min..=max`.
     pub fn opt_int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        note(key, Some(FieldRule::Int { min, max }), false);
         let n = self.opt_any_int(key)?;
         check_range(&mut self.errors, key, n, min, max)
     }
@@ -354,7 +475,13 @@ impl ObjectReader {
     /// An integer as it is (no checks but its type), or `None` (absent or refused).
     pub fn opt_any_int(&mut self, key: &str) -> Option<i64> {
         let value = self.take(key)?;
-        let n = value.as_i64();
+        // JSON has one number type: 5.0 is the integer 5 (as JSON Schema's `integer` says).
+        let n = value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= -9.2e18 && *f <= 9.2e18)
+                .map(|f| f as i64)
+        });
         if n.is_none() {
             self.errors
                 .add(key, Reason::InvalidType, "must be an integer");
@@ -372,6 +499,7 @@ impl ObjectReader {
 
     /// An optional finite number within `min..=max`.
     pub fn opt_number(&mut self, key: &str, min: f64, max: f64) -> Option<f64> {
+        note(key, Some(FieldRule::Number { min, max }), false);
         let value = self.take(key)?;
         let Some(n) = value.as_f64().filter(|n| n.is_finite()) else {
             self.errors
@@ -399,6 +527,7 @@ impl ObjectReader {
 
     /// An optional boolean.
     pub fn opt_bool(&mut self, key: &str) -> Option<bool> {
+        note(key, Some(FieldRule::Bool), false);
         let value = self.take(key)?;
         let b = value.as_bool();
         if b.is_none() {
@@ -410,6 +539,7 @@ impl ObjectReader {
 
     /// An optional JSON object.
     pub fn opt_object(&mut self, key: &str) -> Option<Map<String, Value>> {
+        note(key, Some(FieldRule::Object), false);
         match self.take(key)? {
             Value::Object(m) => Some(m),
             _ => {
@@ -430,6 +560,7 @@ impl ObjectReader {
 
     /// An optional JSON array.
     pub fn opt_array(&mut self, key: &str) -> Option<Vec<Value>> {
+        note(key, Some(FieldRule::Array), false);
         match self.take(key)? {
             Value::Array(a) => Some(a),
             _ => {
@@ -440,8 +571,21 @@ impl ObjectReader {
         }
     }
 
+    /// A required JSON array.
+    pub fn array(&mut self, key: &str) -> Option<Vec<Value>> {
+        if !self.require(key) {
+            return None;
+        }
+        self.opt_array(key)
+    }
+
     /// Ends reading: every field not taken is reported as unknown.
     pub fn finish(mut self) -> FieldErrors {
+        if describing() {
+            // Describing reads an empty object as if every field were there: build nothing.
+            self.errors
+                .add("$", Reason::Required, "described, not parsed");
+        }
         let unknown: Vec<String> = self.map.keys().cloned().collect();
         for key in unknown {
             self.errors

@@ -39,28 +39,35 @@ pub(crate) fn fold(text: &str) -> Cow<'_, str> {
 }
 
 /// Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, stable since
-/// Unicode 5.2 apart from additions inside the reserved ranges listed here).
+/// Unicode 5.2 apart from additions inside the reserved ranges listed here), as ranges.
+pub(crate) const DEFAULT_IGNORABLE: [(u32, u32); 17] = [
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+];
+
+/// The control characters (Cc), as ranges.
+pub(crate) const CONTROL: [(u32, u32); 2] = [(0x0000, 0x001F), (0x007F, 0x009F)];
+
 fn is_default_ignorable(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x00AD
-            | 0x034F
-            | 0x061C
-            | 0x115F..=0x1160
-            | 0x17B4..=0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF0..=0xFFF8
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-    )
+    let c = c as u32;
+    DEFAULT_IGNORABLE
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&c))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod json;
 pub mod merkle;
 mod problem;
 pub mod records;
+pub mod schema;
 pub mod subtrees;
 pub mod timestamp;
 mod wire;
@@ -28,9 +29,12 @@ mod wire;
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
 pub use event::{
     AuditEvent, EventOutcome, ParseError, StoredEvent, DEFAULT_RETENTION_DAYS,
-    MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_FUTURE_SKEW, MAX_SHORT, SYSTEM_EVENT_PREFIX,
+    MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_SHORT, SYSTEM_EVENT_PREFIX,
 };
-pub use fields::{FieldError, FieldErrors, ObjectReader, Reason, DUPLICATE_KEY_MESSAGE};
+pub use fields::{
+    describe, DescribedField, FieldError, FieldErrors, FieldRule, ObjectReader, Reason,
+    DUPLICATE_KEY_MESSAGE,
+};
 pub use problem::{Problem, ProblemKind};
 pub use records::{
     AiAnalysisAudit, EffectivenessAudit, NotificationAudit, OrchestrationAudit, RecordKind,

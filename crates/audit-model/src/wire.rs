@@ -17,8 +17,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{
-    check_event_data, AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_FUTURE_SKEW,
-    MAX_RETENTION_DAYS, MAX_SHORT, MAX_TEXT, SYSTEM_EVENT_PREFIX,
+    check_event_data, AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS,
+    MAX_SHORT, MAX_TEXT, SYSTEM_EVENT_PREFIX,
 };
 use crate::fields::{
     check_member, check_range, check_text, check_timestamp, check_uuid, required, FieldErrors,
@@ -178,15 +178,6 @@ impl WireEvent {
                     "the prefix {SYSTEM_EVENT_PREFIX} is reserved for the events Data Storage writes itself (legal holds, retention runs)"
                 ),
             );
-        }
-        if let Some(ts) = event_timestamp {
-            if ts > now + MAX_FUTURE_SKEW {
-                e.add(
-                    "event_timestamp",
-                    Reason::Future,
-                    "must not be more than 5 minutes in the future",
-                );
-            }
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -6,11 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
-use crate::fields::{FieldErrors, ObjectReader, Reason};
+use crate::fields::{FieldErrors, FieldRule, ObjectReader, Reason};
 
 pub const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 pub const COMPLETION: [&str; 4] = ["completed", "failed", "timeout", "pending_human_review"];
@@ -127,7 +125,7 @@ impl SeedRecord for AiAnalysisAudit {
         let environment = r.string("environment", MAX_NAME);
         let severity = r.enumeration("severity", &SEVERITIES, MAX_ENUM);
         let start = r.timestamp("investigation_start_time");
-        let investigation_start_time = not_future(&mut r, "investigation_start_time", start, rules);
+        let investigation_start_time = start;
         let confidence_score = r.number("confidence_score", 0.0, 1.0);
         let completion_status = r.enumeration("completion_status", &COMPLETION, MAX_ENUM);
         let investigation_end_time = r.opt_timestamp("investigation_end_time");
@@ -148,6 +146,12 @@ impl SeedRecord for AiAnalysisAudit {
         let workflow_crd_name = r.opt_string("workflow_crd_name", MAX_NAME);
         let workflow_crd_namespace = r.opt_string("workflow_crd_namespace", MAX_NAME);
         let failure_reason = r.opt_string("failure_reason", MAX_TEXT);
+        r.describe_field(
+            "embedding",
+            FieldRule::Numbers {
+                len: Some(rules.embedding_dimension),
+            },
+        );
         let embedding = r
             .opt_array("embedding")
             .and_then(|values| embedding(values, rules.embedding_dimension, &mut r));

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
 use crate::fields::{FieldErrors, ObjectReader};
 
@@ -74,7 +72,7 @@ impl SeedRecord for EffectivenessAudit {
         ],
     };
 
-    fn parse(value: Value, rules: &RecordRules) -> Result<Self, FieldErrors> {
+    fn parse(value: Value, _rules: &RecordRules) -> Result<Self, FieldErrors> {
         let mut r = ObjectReader::new(value)?;
         let assessment_id = r.string("assessment_id", MAX_NAME);
         let remediation_id = r.string("remediation_id", MAX_NAME);
@@ -82,7 +80,7 @@ impl SeedRecord for EffectivenessAudit {
         let traditional_score = r.number("traditional_score", 0.0, 1.0);
         let confidence = r.number("confidence", 0.0, 1.0);
         let completed = r.timestamp("completed_at");
-        let completed_at = not_future(&mut r, "completed_at", completed, rules);
+        let completed_at = completed;
         let recent_success_rate = r.opt_number("recent_success_rate", 0.0, 1.0);
         let historical_success_rate = r.opt_number("historical_success_rate", 0.0, 1.0);
         let environmental_impact = r.opt_number("environmental_impact", -1.0, 1.0);

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_FUTURE_SKEW};
-use crate::fields::{FieldErrors, ObjectReader, Reason};
+use crate::event::{AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS};
+use crate::fields::{FieldErrors, ObjectReader};
 
 pub use ai_analysis::{embedding, AiAnalysisAudit};
 pub use effectiveness::EffectivenessAudit;
@@ -77,55 +77,6 @@ pub const KINDS: [RecordKind; 6] = [
     WorkflowExecutionAudit::KIND,
     EffectivenessAudit::KIND,
 ];
-
-/// The enumerated fields of every record schema: (schema name, field, allowed values).
-pub fn enum_fields() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
-    vec![
-        ("NotificationAudit", "channel", &notification::CHANNELS),
-        ("NotificationAudit", "status", &notification::STATUSES),
-        (
-            "SignalProcessingAudit",
-            "status",
-            &signal_processing::STATUSES,
-        ),
-        (
-            "SignalProcessingAudit",
-            "created_crd_type",
-            &signal_processing::CRD_TYPES,
-        ),
-        (
-            "OrchestrationAudit",
-            "overall_phase",
-            &orchestration::PHASES,
-        ),
-        ("AiAnalysisAudit", "severity", &ai_analysis::SEVERITIES),
-        (
-            "AiAnalysisAudit",
-            "completion_status",
-            &ai_analysis::COMPLETION,
-        ),
-        (
-            "WorkflowExecutionAudit",
-            "outcome",
-            &workflow_execution::OUTCOMES,
-        ),
-        (
-            "WorkflowExecutionAudit",
-            "status",
-            &workflow_execution::STATUSES,
-        ),
-        (
-            "EffectivenessAudit",
-            "trend_direction",
-            &effectiveness::TRENDS,
-        ),
-        (
-            "EffectivenessAudit",
-            "data_quality",
-            &effectiveness::DATA_QUALITY,
-        ),
-    ]
-}
 
 /// The server's settings a record's validation depends on.
 #[derive(Debug, Clone, Copy)]
@@ -224,25 +175,6 @@ pub fn reserved_kind(event_type: &str) -> Option<RecordKind> {
             .and_then(|rest| rest.strip_prefix(k.noun))
             .is_some_and(|rest| rest.starts_with('.'))
     })
-}
-
-/// Reports a main time more than the allowed skew in the future.
-pub(crate) fn not_future(
-    r: &mut ObjectReader,
-    field: &str,
-    value: Option<DateTime<Utc>>,
-    rules: &RecordRules,
-) -> Option<DateTime<Utc>> {
-    let value = value?;
-    if value > rules.now + MAX_FUTURE_SKEW {
-        r.errors_mut().add(
-            field,
-            Reason::Future,
-            "must not be more than 5 minutes in the future",
-        );
-        return None;
-    }
-    Some(value)
 }
 
 /// A required value, or `unreachable` when `errors` is empty (every absent required field adds an

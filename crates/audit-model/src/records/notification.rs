@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
 use crate::fields::{FieldErrors, ObjectReader};
 
@@ -58,7 +56,7 @@ impl SeedRecord for NotificationAudit {
         filters: &["remediation_id", "status", "channel"],
     };
 
-    fn parse(value: Value, rules: &RecordRules) -> Result<Self, FieldErrors> {
+    fn parse(value: Value, _rules: &RecordRules) -> Result<Self, FieldErrors> {
         let mut r = ObjectReader::new(value)?;
         let remediation_id = r.string("remediation_id", MAX_NAME);
         let notification_id = r.string("notification_id", MAX_NAME);
@@ -67,7 +65,6 @@ impl SeedRecord for NotificationAudit {
         let message_summary = r.string("message_summary", MAX_TEXT);
         let status = r.enumeration("status", &STATUSES, MAX_ENUM);
         let sent_at = r.timestamp("sent_at");
-        let sent_at = not_future(&mut r, "sent_at", sent_at, rules);
         let escalation_level = r.opt_int("escalation_level", 0, 100);
         let delivery_status = r.opt_string("delivery_status", MAX_NAME);
         let error_message = r.opt_string("error_message", MAX_TEXT);

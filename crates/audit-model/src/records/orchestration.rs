@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
 use crate::fields::{FieldErrors, ObjectReader};
 
@@ -70,13 +68,13 @@ impl SeedRecord for OrchestrationAudit {
         filters: &["overall_phase", "remediation_name", "alert_fingerprint"],
     };
 
-    fn parse(value: Value, rules: &RecordRules) -> Result<Self, FieldErrors> {
+    fn parse(value: Value, _rules: &RecordRules) -> Result<Self, FieldErrors> {
         let mut r = ObjectReader::new(value)?;
         let remediation_id = r.string("remediation_id", MAX_NAME);
         let remediation_name = r.string("remediation_name", MAX_NAME);
         let overall_phase = r.enumeration("overall_phase", &PHASES, MAX_ENUM);
         let start = r.timestamp("start_time");
-        let start_time = not_future(&mut r, "start_time", start, rules);
+        let start_time = start;
         let alert_fingerprint = r.opt_string("alert_fingerprint", MAX_NAME);
         let completion_time = r.opt_timestamp("completion_time");
         let remediation_processing_name = r.opt_string("remediation_processing_name", MAX_NAME);

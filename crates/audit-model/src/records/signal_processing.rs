@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
 use crate::fields::{FieldErrors, ObjectReader};
 
@@ -80,7 +78,7 @@ impl SeedRecord for SignalProcessingAudit {
         ],
     };
 
-    fn parse(value: Value, rules: &RecordRules) -> Result<Self, FieldErrors> {
+    fn parse(value: Value, _rules: &RecordRules) -> Result<Self, FieldErrors> {
         let mut r = ObjectReader::new(value)?;
         let remediation_id = r.string("remediation_id", MAX_NAME);
         let signal_id = r.string("signal_id", MAX_NAME);
@@ -89,7 +87,7 @@ impl SeedRecord for SignalProcessingAudit {
         let severity = r.string("severity", MAX_ENUM);
         let status = r.enumeration("status", &STATUSES, MAX_ENUM);
         let start = r.timestamp("processing_start_time");
-        let processing_start_time = not_future(&mut r, "processing_start_time", start, rules);
+        let processing_start_time = start;
         let processing_end_time = r.opt_timestamp("processing_end_time");
         let processing_duration_ms = r.opt_int("processing_duration_ms", 0, i64::MAX);
         let enrichment_quality = r.opt_number("enrichment_quality", 0.0, 1.0);

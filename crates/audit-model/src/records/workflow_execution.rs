@@ -5,11 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{
-    finish, not_future, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT,
-};
+use super::{finish, req, RecordKind, RecordRules, SeedRecord, MAX_ENUM, MAX_NAME, MAX_TEXT};
 use crate::event::EventOutcome;
-use crate::fields::{FieldErrors, ObjectReader, Reason};
+use crate::fields::{FieldErrors, ObjectReader};
 
 pub const OUTCOMES: [&str; 5] = [
     "success",
@@ -84,28 +82,15 @@ impl SeedRecord for WorkflowExecutionAudit {
         let total_steps = r.int("total_steps", 0, i64::MAX);
         let steps_completed = r.int("steps_completed", 0, i64::MAX);
         let steps_failed = r.int("steps_failed", 0, i64::MAX);
-        if let (Some(total), Some(done), Some(failed)) =
-            (total_steps, steps_completed, steps_failed)
-        {
-            if done.saturating_add(failed) > total {
-                r.errors_mut().add(
-                    "steps_completed",
-                    Reason::OutOfRange,
-                    "steps_completed + steps_failed must not exceed total_steps",
-                );
-            }
-        }
         let outcome = r.enumeration("outcome", &OUTCOMES, MAX_ENUM);
         let status = r.enumeration("status", &STATUSES, MAX_ENUM);
         let recorded_at = r.opt_timestamp("recorded_at");
-        let recorded_at = not_future(&mut r, "recorded_at", recorded_at, rules);
         let effectiveness_score = r.opt_number("effectiveness_score", 0.0, 1.0);
         let total_duration_ms = r.opt_int("total_duration_ms", 0, i64::MAX);
         let rollbacks_performed = r.opt_int("rollbacks_performed", 0, i64::MAX);
         let step_executions = r.opt_array("step_executions");
         let adaptive_adjustments = r.opt_array("adaptive_adjustments");
         let completed_at = r.opt_timestamp("completed_at");
-        let completed_at = not_future(&mut r, "completed_at", completed_at, rules);
         let error_message = r.opt_string("error_message", MAX_TEXT);
         finish(r, || WorkflowExecutionAudit {
             remediation_id: req(remediation_id),

@@ -69,12 +69,6 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         audit_model::Problem,
         events::EventPage,
         events::SortOrder,
-        audit_model::NotificationAudit,
-        audit_model::SignalProcessingAudit,
-        audit_model::OrchestrationAudit,
-        audit_model::AiAnalysisAudit,
-        audit_model::WorkflowExecutionAudit,
-        audit_model::EffectivenessAudit,
         records::RecordPage,
         similar::SimilarDecision,
         similar::SimilarDecisions,
@@ -92,12 +86,9 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         checkpoints::CheckpointPage,
         checkpoints::EventProof,
         checkpoints::ConsistencyProof,
-        checkpoints::VerifyChainRequest,
         checkpoints::VerifyChainResponse,
         checkpoints::ChainFailure,
         crate::store::LegalHold,
-        legal_hold::PlaceHoldRequest,
-        legal_hold::ReleaseHoldRequest,
         legal_hold::HoldList,
     )),
     tags(
@@ -116,14 +107,120 @@ pub struct ApiDoc;
 /// the answers every route can give whatever its handler does (see [`add_common_answers`]).
 pub fn value() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_body_schemas(&mut doc);
     add_common_answers(&mut doc);
-    for (schema, field, values) in audit_model::records::enum_fields() {
-        let property = &mut doc["components"]["schemas"][schema]["properties"][field];
-        if property.is_object() {
-            property["enum"] = serde_json::json!(values);
+    doc
+}
+
+/// Each request body's schema, made from the parser that reads it (see `audit_model::schema`),
+/// so the document states exactly what the handler takes.
+fn add_body_schemas(doc: &mut serde_json::Value) {
+    use audit_model::records::{RecordRules, SeedRecord};
+    use audit_model::{describe, schema};
+    use serde_json::{json, Value};
+
+    /// The default of `embedding_dimension` (the document is the same for every deployment).
+    const DIMENSION: usize = 1536;
+    fn record<R: SeedRecord>() -> Value {
+        let rules = RecordRules {
+            now: chrono::Utc::now(),
+            embedding_dimension: DIMENSION,
+        };
+        let fields = describe(|| {
+            let _ = R::parse(json!({}), &rules);
+        });
+        schema::object(&fields, &format!("A {} record", R::KIND.view))
+    }
+    let event = schema::event_request();
+    let bodies: Vec<(&str, &str, Value)> = vec![
+        ("/api/v1/audit/events", "post", event),
+        (
+            "/api/v1/audit/events/batch",
+            "post",
+            json!({
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "description": "Audit events (at most batch_max_items, default 1000). Each item must be an object; each is validated and answered on its own (see the single event's schema).",
+                "items": {"type": "object"},
+            }),
+        ),
+        (
+            "/api/v1/audit/notifications",
+            "post",
+            record::<audit_model::NotificationAudit>(),
+        ),
+        (
+            "/api/v1/audit/signal-processing",
+            "post",
+            record::<audit_model::SignalProcessingAudit>(),
+        ),
+        (
+            "/api/v1/audit/orchestration",
+            "post",
+            record::<audit_model::OrchestrationAudit>(),
+        ),
+        (
+            "/api/v1/audit/ai-decisions",
+            "post",
+            record::<audit_model::AiAnalysisAudit>(),
+        ),
+        (
+            "/api/v1/audit/executions",
+            "post",
+            record::<audit_model::WorkflowExecutionAudit>(),
+        ),
+        (
+            "/api/v1/audit/effectiveness",
+            "post",
+            record::<audit_model::EffectivenessAudit>(),
+        ),
+        (
+            "/api/v1/audit/ai-decisions/similar",
+            "post",
+            schema::object(
+                &describe(|| {
+                    let _ = similar::read_request(json!({}), DIMENSION);
+                }),
+                "An embedding (a zero vector finds nothing) and how many neighbours",
+            ),
+        ),
+        (
+            "/api/v1/audit/legal-hold",
+            "post",
+            schema::object(
+                &describe(|| {
+                    let _ = legal_hold::read_body(json!({}), true, "reason");
+                }),
+                "A legal hold on one correlation",
+            ),
+        ),
+        (
+            "/api/v1/audit/legal-hold/{correlation_id}",
+            "delete",
+            schema::object(
+                &describe(|| {
+                    let _ = legal_hold::read_body(json!({}), false, "release_reason");
+                }),
+                "Why the hold ends",
+            ),
+        ),
+        (
+            "/api/v1/audit/verify-chain",
+            "post",
+            schema::object(
+                &describe(|| {
+                    let _ = checkpoints::read_verify_chain(json!({}));
+                }),
+                "The correlation whose events to verify",
+            ),
+        ),
+    ];
+    doc["components"]["schemas"]["JsonValue"] = schema::json_value();
+    for (path, method, schema) in bodies {
+        let body = &mut doc["paths"][path][method]["requestBody"]["content"]["application/json"];
+        if body.is_object() {
+            body["schema"] = schema;
         }
     }
-    doc
 }
 
 /// What is shared by every route: the form of the time parameters, and the refusals the

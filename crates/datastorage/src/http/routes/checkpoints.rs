@@ -141,7 +141,7 @@ pub async fn latest(State(state): State<AppState>) -> Result<Json<CheckpointView
     params(
         ("since" = Option<String>, Query, description = "Signed at or after (RFC 3339 or a duration back, e.g. 24h)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "`next_cursor` of the previous page (the last checkpoint's tree size)"),
     ),
     responses(
         (status = 200, description = "A page of checkpoints", body = CheckpointPage),
@@ -156,14 +156,17 @@ pub async fn list(
     let limit = params::limit(&mut q, &mut errors).unwrap_or(100);
     let after_size = match q.remove("cursor") {
         None => 0,
-        Some(c) => c.parse::<i64>().unwrap_or_else(|_| {
-            errors.add(
-                "cursor",
-                Reason::InvalidFormat,
-                "is not a cursor of this list",
-            );
-            0
-        }),
+        Some(c) => Some(&c)
+            .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<i64>().ok())
+            .unwrap_or_else(|| {
+                errors.add(
+                    "cursor",
+                    Reason::InvalidFormat,
+                    "is not a cursor of this list",
+                );
+                0
+            }),
     };
     q.remove("until");
     params::reject_unknown(q, &mut errors);
@@ -192,10 +195,13 @@ pub async fn list(
 
 fn size_param(q: &mut HashMap<String, String>, key: &str, errors: &mut FieldErrors) -> Option<u64> {
     let text = q.remove(key)?;
-    text.parse::<u64>().ok().or_else(|| {
-        errors.add(key, Reason::InvalidFormat, "must be a non-negative integer");
-        None
-    })
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .or_else(|| {
+            errors.add(key, Reason::InvalidFormat, "must be a non-negative integer");
+            None
+        })
 }
 
 /// An event, its inclusion proof and the checkpoint it proves against.
@@ -257,12 +263,13 @@ pub async fn event_proof(
 /// A consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/api/v1/audit/consistency", tag = "tamper-evidence",
     params(
-        ("from" = u64, Query, description = "The smaller tree size"),
-        ("to" = u64, Query, description = "The larger tree size, at most the latest checkpoint's"),
+        ("from" = i64, Query, minimum = 0, description = "The smaller tree size"),
+        ("to" = i64, Query, minimum = 0, description = "The larger tree size, at most the latest checkpoint's"),
     ),
     responses(
         (status = 200, description = "The proof", body = ConsistencyProof),
         (status = 400, description = "Bad or missing sizes", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such proof: `to` beyond the latest checkpoint, or `from` above `to`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn consistency(
     State(state): State<AppState>,
@@ -284,14 +291,16 @@ pub async fn consistency(
     let latest = one(&state, CheckpointQuery::Latest)
         .await?
         .map_or(0, |c| c.tree_size as u64);
+    // Sizes the log has not reached, or a log that would have shrunk, have no proof: not found.
     if from > to {
-        return Err(ApiError::field("from", "must not be larger than to"));
+        return Err(ApiError::not_found(format!(
+            "no consistency proof from tree size {from} to the smaller {to}"
+        )));
     }
     if to > latest {
-        return Err(ApiError::field(
-            "to",
-            format!("must not be larger than the latest checkpoint's tree size ({latest})"),
-        ));
+        return Err(ApiError::not_found(format!(
+            "no checkpoint of tree size {to}: the latest is {latest}"
+        )));
     }
     let proof = tree::consistency_proof(state.store.as_ref(), from, to)
         .await
@@ -335,10 +344,23 @@ pub struct VerifyChainResponse {
     pub checkpoint: Option<CheckpointView>,
 }
 
+/// Reads a verify-chain request; every bad field is reported at once.
+pub(crate) fn read_verify_chain(
+    body: serde_json::Value,
+) -> Result<VerifyChainRequest, FieldErrors> {
+    let mut reader = ObjectReader::new(body)?;
+    let correlation_id = reader.string("correlation_id", audit_model::MAX_SHORT);
+    let errors = reader.finish();
+    match correlation_id {
+        Some(correlation_id) if errors.is_empty() => Ok(VerifyChainRequest { correlation_id }),
+        _ => Err(errors),
+    }
+}
+
 /// Checks every event of a correlation against the latest signed checkpoint: its content
 /// re-hashed, its inclusion proof verified against the signed root.
 #[utoipa::path(post, path = "/api/v1/audit/verify-chain", tag = "tamper-evidence",
-    request_body = VerifyChainRequest,
+    request_body(content = Object, description = "`correlation_id` (the schema is made from `read_verify_chain`)"),
     responses(
         (status = 200, description = "The verdict, valid or not", body = VerifyChainResponse),
         (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),
@@ -348,13 +370,7 @@ pub async fn verify_chain(
     State(state): State<AppState>,
     crate::http::extract::JsonBody(body): crate::http::extract::JsonBody,
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
-    let mut reader = ObjectReader::new(body).map_err(|e| ApiError::validation(&e))?;
-    let correlation_id = reader.string("correlation_id", audit_model::MAX_SHORT);
-    let errors = reader.finish();
-    let (Some(correlation_id), true) = (correlation_id, errors.is_empty()) else {
-        return Err(ApiError::validation(&errors));
-    };
-    let request = VerifyChainRequest { correlation_id };
+    let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
     let checkpoint = one(&state, CheckpointQuery::Latest).await?;
     let (tree_size, root) = match &checkpoint {

@@ -29,9 +29,9 @@ pub const TREE_SIZE_HEADER: &str = "x-audit-tree-size";
         ("since" = Option<String>, Query, description = "Events at or after this time (RFC 3339, or a duration back such as 24h)"),
         ("until" = Option<String>, Query, description = "Events before this time"),
         ("correlation_id" = Option<String>, Query, description = "Only this correlation's events"),
-        ("tree_size" = Option<u64>, Query, description = "Prove against the checkpoint of this size (default: the latest)"),
-        ("after_seq" = Option<i64>, Query, description = "Resume after this seq (with the tree_size of the interrupted export)"),
-        ("format" = Option<String>, Query, description = "ndjson (default; verifiable offline with `datastorage verify --export`) or csv"),
+        ("tree_size" = Option<i64>, Query, minimum = 0, description = "Prove against the checkpoint of this size (default: the latest)"),
+        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Resume after this seq (with the tree_size of the interrupted export)"),
+        ("format" = Option<String>, Query, pattern = "^(ndjson|csv)$", description = "ndjson (default; verifiable offline with `datastorage verify --export`) or csv"),
     ),
     responses(
         (status = 200, description = "The export, streamed; X-Audit-Tree-Size names its checkpoint", content_type = "application/x-ndjson"),

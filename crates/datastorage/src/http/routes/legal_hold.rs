@@ -25,28 +25,6 @@ use crate::store::{HoldRequest, LegalHold, PlaceHold};
 /// Longest reason.
 const MAX_REASON: usize = 4096;
 
-/// `POST /api/v1/audit/legal-hold` body.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; the handler reads it field by field
-pub struct PlaceHoldRequest {
-    /// The correlation (remediation) whose events must be kept.
-    correlation_id: String,
-    /// Why (a case or ticket reference).
-    reason: String,
-    /// Who asks (recorded as the audit event's actor); default `unknown`.
-    requested_by: Option<String>,
-}
-
-/// `DELETE /api/v1/audit/legal-hold/{correlation_id}` body.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; the handler reads it field by field
-pub struct ReleaseHoldRequest {
-    /// Why the hold ends.
-    release_reason: String,
-    /// Who asks (recorded as the audit event's actor); default `unknown`.
-    requested_by: Option<String>,
-}
-
 /// The holds.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HoldList {
@@ -54,14 +32,14 @@ pub struct HoldList {
 }
 
 /// A hold request's body: the correlation (when it is not in the path), the reason and who asks.
-struct HoldBody {
+pub(crate) struct HoldBody {
     correlation_id: Option<String>,
     reason: String,
     requested_by: String,
 }
 
 /// Reads the body; every bad or unknown field is reported at once.
-fn read_body(
+pub(crate) fn read_body(
     body: serde_json::Value,
     with_correlation: bool,
     reason_field: &str,
@@ -99,7 +77,7 @@ async fn record(state: &AppState, hold: &LegalHold, released: bool) -> Result<()
 
 /// Places a legal hold on a correlation.
 #[utoipa::path(post, path = "/api/v1/audit/legal-hold", operation_id = "place_legal_hold", tag = "retention",
-    request_body = PlaceHoldRequest,
+    request_body(content = Object, description = "`correlation_id`, `reason`, optional `requested_by` (the schema is made from `read_body`)"),
     responses(
         (status = 201, description = "The hold, placed now", body = LegalHold),
         (status = 200, description = "The same hold was already placed (a retry)", body = LegalHold),
@@ -146,7 +124,7 @@ pub async fn place(
 /// Releases the legal hold on a correlation; retention may purge its expired events again.
 #[utoipa::path(delete, path = "/api/v1/audit/legal-hold/{correlation_id}", operation_id = "release_legal_hold", tag = "retention",
     params(("correlation_id" = String, Path, description = "The held correlation")),
-    request_body = ReleaseHoldRequest,
+    request_body(content = Object, description = "`release_reason`, optional `requested_by` (the schema is made from `read_body`)"),
     responses(
         (status = 200, description = "The hold, released", body = LegalHold),
         (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),

@@ -24,6 +24,13 @@ use crate::http::AppState;
 use crate::ingest::IngestOutcome;
 use crate::store::{PreparedEvent, RecordQuery, StoredRecord};
 
+/// What a path segment must percent-encode (RFC 3986: everything but unreserved characters).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Most records `GET /api/v1/audit/<kind>/{id}` answers with.
 const MAX_SUBJECT_RECORDS: u32 = 1000;
 
@@ -76,7 +83,9 @@ pub(crate) async fn create<R: SeedRecord>(
         .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
     Ok(match outcome {
         IngestOutcome::Created(s) => {
-            let location = format!("/api/v1/audit/{}/{}", R::KIND.path, record.subject_id());
+            // The id is any text: percent-encoded, it is one path segment and a valid header.
+            let id = percent_encoding::utf8_percent_encode(record.subject_id(), PATH_SEGMENT);
+            let location = format!("/api/v1/audit/{}/{id}", R::KIND.path);
             (
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
@@ -204,7 +213,7 @@ macro_rules! record_routes {
         #[doc = concat!("Write one record (`", $path, "`).")]
         #[utoipa::path(post, path = $path, tag = $tag,
             summary = concat!("Write one record (", $path, ")"),
-            request_body = $record,
+            request_body(content = Object, description = "The record (its schema is made from the record's parser)"),
             responses(
                 (status = 201, description = "Stored; the record with `id`, `event_id`, `created_at`", body = Object),
                 (status = 200, description = "The identical record was already stored", body = Object),
