@@ -342,7 +342,7 @@ impl std::io::Write for ByteCount {
     }
 }
 
-fn holds_nul(value: &Value) -> bool {
+pub(crate) fn holds_nul(value: &Value) -> bool {
     match value {
         Value::String(s) => s.contains('\0'),
         Value::Array(a) => a.iter().any(holds_nul),

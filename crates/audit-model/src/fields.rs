@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::event::holds_nul;
+
 /// PostgreSQL cannot store U+0000 in text or JSONB, so no field may hold it.
 pub(crate) const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
 
@@ -541,6 +543,10 @@ impl ObjectReader {
     pub fn opt_object(&mut self, key: &str) -> Option<Map<String, Value>> {
         note(key, Some(FieldRule::Object), false);
         match self.take(key)? {
+            Value::Object(m) if m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) => {
+                self.errors.add(key, Reason::InvalidValue, NUL_MESSAGE);
+                None
+            }
             Value::Object(m) => Some(m),
             _ => {
                 self.errors
@@ -562,6 +568,10 @@ impl ObjectReader {
     pub fn opt_array(&mut self, key: &str) -> Option<Vec<Value>> {
         note(key, Some(FieldRule::Array), false);
         match self.take(key)? {
+            Value::Array(a) if a.iter().any(holds_nul) => {
+                self.errors.add(key, Reason::InvalidValue, NUL_MESSAGE);
+                None
+            }
             Value::Array(a) => Some(a),
             _ => {
                 self.errors

@@ -114,8 +114,12 @@ fn property(rule: &FieldRule, required: bool) -> Value {
             json!({"type": kind("number"), "minimum": min, "maximum": max})
         }
         FieldRule::Bool => json!({"type": kind("boolean")}),
-        FieldRule::Object => json!({"type": kind("object")}),
-        FieldRule::Array => json!({"type": kind("array")}),
+        FieldRule::Object => json!({
+            "type": kind("object"),
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": JSON_VALUE_REF},
+        }),
+        FieldRule::Array => json!({"type": kind("array"), "items": {"$ref": JSON_VALUE_REF}}),
         FieldRule::Numbers { len } => {
             let mut s = json!({"type": kind("array"), "items": {"type": "number"}});
             if let Some(n) = len {
@@ -401,6 +405,12 @@ mod drift {
                     "{name}: any case"
                 );
                 refused_naming(parse, with(json!("no-such-value")), name, "not a member");
+            }
+            if p["additionalProperties"].get("$ref").is_some() {
+                refused_naming(parse, with(json!({"k": ["a\u{0}"]})), name, "NUL inside");
+            }
+            if p["items"].get("$ref").is_some() {
+                refused_naming(parse, with(json!([{"k": "a\u{0}"}])), name, "NUL inside");
             }
             if let Some(n) = p["minItems"].as_u64() {
                 refused_naming(

@@ -34,7 +34,7 @@ pub const TREE_SIZE_HEADER: &str = "x-audit-tree-size";
         ("format" = Option<String>, Query, pattern = "^(ndjson|csv)$", description = "ndjson (default; verifiable offline with `datastorage verify --export`) or csv"),
     ),
     responses(
-        (status = 200, description = "The export, streamed; X-Audit-Tree-Size names its checkpoint", content_type = "application/x-ndjson"),
+        (status = 200, description = "The export, streamed; X-Audit-Tree-Size names its checkpoint", content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such checkpoint (or none signed yet)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
