@@ -20,6 +20,9 @@ pub(crate) const INVISIBLE_MESSAGE: &str =
 /// Unicode property: zero-width spaces and joiners, bidirectional controls, variation
 /// selectors, tags, the soft hyphen, …).
 pub(crate) fn has_invisible(text: &str) -> bool {
+    if text.is_ascii() {
+        return text.bytes().any(|b| b < 0x20 || b == 0x7f);
+    }
     text.chars()
         .any(|c| c.is_control() || is_default_ignorable(c))
 }

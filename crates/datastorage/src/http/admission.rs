@@ -35,6 +35,10 @@ struct Shared {
     free: AtomicUsize,
     /// Woken when bytes are given back.
     returned: Notify,
+    /// Requests waiting for room (so that giving back wakes nobody when nobody waits).
+    waiting: AtomicUsize,
+    /// `datastorage_body_budget_held_bytes`, looked up once.
+    held: metrics::Gauge,
 }
 
 /// What a body must do to be read.
@@ -63,6 +67,8 @@ impl BodyBudget {
             shared: Arc::new(Shared {
                 free: AtomicUsize::new(total),
                 returned: Notify::new(),
+                waiting: AtomicUsize::new(0),
+                held: metrics::gauge!(m::BODY_BUDGET_HELD),
             }),
             rules,
         }
@@ -72,7 +78,7 @@ impl BodyBudget {
     fn try_take(&self, bytes: usize) -> bool {
         self.shared
             .free
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |free| {
                 free.checked_sub(bytes)
             })
             .is_ok()
@@ -80,9 +86,11 @@ impl BodyBudget {
 
     fn give_back(&self, bytes: usize) {
         if bytes > 0 {
-            self.shared.free.fetch_add(bytes, Ordering::AcqRel);
-            metrics::gauge!(m::BODY_BUDGET_HELD).decrement(bytes as f64);
-            self.shared.returned.notify_waiters();
+            self.shared.free.fetch_add(bytes, Ordering::SeqCst);
+            self.shared.held.decrement(bytes as f64);
+            if self.shared.waiting.load(Ordering::SeqCst) > 0 {
+                self.shared.returned.notify_waiters();
+            }
         }
     }
 }
@@ -115,20 +123,35 @@ impl BodyAccount {
         }
         let deadline = tokio::time::Instant::now() + self.budget.rules.read_timeout;
         let mut waited = false;
+        let shared = &self.budget.shared;
+        let take = |account: &Self| {
+            account.held.fetch_add(bytes, Ordering::AcqRel);
+            shared.held.increment(bytes as f64);
+        };
+        if self.budget.try_take(bytes) {
+            take(self);
+            return Ok(());
+        }
         loop {
-            let returned = self.budget.shared.returned.notified();
+            let returned = shared.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
+            // Counted as waiting before the try: a release either sees the count (and wakes
+            // this request, registered above) or came before the try (which then sees its
+            // bytes). Both orders need sequential consistency between the two atomics.
+            shared.waiting.fetch_add(1, Ordering::SeqCst);
             if self.budget.try_take(bytes) {
-                self.held.fetch_add(bytes, Ordering::AcqRel);
-                metrics::gauge!(m::BODY_BUDGET_HELD).increment(bytes as f64);
+                shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                take(self);
                 return Ok(());
             }
             if !waited {
                 waited = true;
                 metrics::counter!(m::BODY_BUDGET_WAITS).increment(1);
             }
-            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+            let woken = tokio::time::timeout_at(deadline, returned).await;
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            if woken.is_err() {
                 self.release();
                 return Err(BudgetExhausted);
             }

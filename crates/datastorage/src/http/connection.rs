@@ -127,15 +127,25 @@ impl<T> GuardedIo<T> {
                 "idle connection",
             ),
         };
-        if self.timer.deadline() != deadline {
+        // The timer is moved only when the deadline comes earlier; a later one (the usual case:
+        // activity since it was set) is taken up when the timer fires, so a busy connection
+        // does not touch the timer wheel on every read.
+        if deadline < self.timer.deadline() {
             self.timer.as_mut().reset(deadline);
         }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{what} timed out"),
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() < deadline => {
+                    self.timer.as_mut().reset(deadline);
+                }
+                Poll::Ready(()) => {
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{what} timed out"),
+                    ))
+                }
+            }
         }
     }
 }
