@@ -131,6 +131,10 @@ fn add_body_schemas(doc: &mut serde_json::Value) {
         });
         schema::object(&fields, &format!("A {} record", R::KIND.view))
     }
+    /// The schema of a body read by `parse` (run on an empty object).
+    fn described(description: &str, parse: impl FnOnce()) -> Value {
+        schema::object(&describe(parse), description)
+    }
     let event = schema::event_request();
     let bodies: Vec<(&str, &str, Value)> = vec![
         ("/api/v1/audit/events", "post", event),
@@ -176,42 +180,33 @@ fn add_body_schemas(doc: &mut serde_json::Value) {
         (
             "/api/v1/audit/ai-decisions/similar",
             "post",
-            schema::object(
-                &describe(|| {
-                    let _ = similar::read_request(json!({}), DIMENSION);
-                }),
+            described(
                 "An embedding (a zero vector finds nothing) and how many neighbours",
+                || {
+                    let _ = similar::read_request(json!({}), DIMENSION);
+                },
             ),
         ),
         (
             "/api/v1/audit/legal-hold",
             "post",
-            schema::object(
-                &describe(|| {
-                    let _ = legal_hold::read_body(json!({}), true, "reason");
-                }),
-                "A legal hold on one correlation",
-            ),
+            described("A legal hold on one correlation", || {
+                let _ = legal_hold::read_body(json!({}), true, "reason");
+            }),
         ),
         (
             "/api/v1/audit/legal-hold/{correlation_id}",
             "delete",
-            schema::object(
-                &describe(|| {
-                    let _ = legal_hold::read_body(json!({}), false, "release_reason");
-                }),
-                "Why the hold ends",
-            ),
+            described("Why the hold ends", || {
+                let _ = legal_hold::read_body(json!({}), false, "release_reason");
+            }),
         ),
         (
             "/api/v1/audit/verify-chain",
             "post",
-            schema::object(
-                &describe(|| {
-                    let _ = checkpoints::read_verify_chain(json!({}));
-                }),
-                "The correlation whose events to verify",
-            ),
+            described("The correlation whose events to verify", || {
+                let _ = checkpoints::read_verify_chain(json!({}));
+            }),
         ),
     ];
     doc["components"]["schemas"]["JsonValue"] = schema::json_value();
