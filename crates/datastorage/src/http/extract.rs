@@ -129,7 +129,14 @@ async fn read_body(
         let wait = rules
             .read_timeout
             .min(deadline.saturating_duration_since(now));
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
+        // A body that is already here (most are, whole, with their head) is taken without
+        // arming a timer; only a part that has yet to arrive is waited for with one.
+        let mut next = std::pin::pin!(body.frame());
+        let arrived = match futures::poll!(next.as_mut()) {
+            std::task::Poll::Ready(frame) => Ok(frame),
+            std::task::Poll::Pending => tokio::time::timeout(wait, next).await,
+        };
+        let frame = match arrived {
             Ok(Some(Ok(frame))) => frame,
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(ApiError::field("body", format!("unreadable: {e}"))),
