@@ -25,7 +25,10 @@ pub async fn nearest(
     k: usize,
     min_similarity: Option<f64>,
 ) -> Result<Vec<Neighbour>, StoreError> {
-    let query_norm = norm(query);
+    // A zero query has no direction: nothing is similar to it.
+    let Some(query) = unit(query) else {
+        return Ok(Vec::new());
+    };
     let mut best: Vec<Neighbour> = Vec::with_capacity(k + 1);
     let mut after = None;
     loop {
@@ -43,7 +46,7 @@ pub async fn nearest(
         after = Some(last.seq);
         let full = page.len() as u32 == PAGE;
         for record in page {
-            let Some(similarity) = similarity_of(&record, query, query_norm) else {
+            let Some(similarity) = similarity_of(&record, &query) else {
                 continue;
             };
             if min_similarity.is_some_and(|m| similarity < m) {
@@ -64,25 +67,43 @@ pub async fn nearest(
     Ok(best)
 }
 
-fn similarity_of(record: &StoredRecord, query: &[f64], query_norm: f64) -> Option<f64> {
+/// The cosine similarity of a stored decision's embedding to the unit `query`.
+fn similarity_of(record: &StoredRecord, query: &[f64]) -> Option<f64> {
     let Some(Value::Array(values)) = record.record.get("embedding") else {
         return None;
     };
     if values.len() != query.len() {
         return None;
     }
-    let mut dot = 0.0;
-    let mut sq = 0.0;
-    for (v, q) in values.iter().zip(query) {
-        let v = v.as_f64()?;
-        dot += v * q;
-        sq += v * v;
-    }
-    let n = sq.sqrt();
-    (n > 0.0 && query_norm > 0.0).then(|| (dot / (n * query_norm)).clamp(-1.0, 1.0))
+    let stored: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
+    let stored = unit(&stored?)?;
+    let cosine: f64 = stored.iter().zip(query).map(|(a, b)| a * b).sum();
+    cosine.is_finite().then(|| cosine.clamp(-1.0, 1.0))
 }
 
-/// Euclidean norm.
-pub fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+/// `v` scaled to length 1, or `None` for a zero vector. It is first divided by its largest
+/// magnitude, so that squaring neither overflows (values near 1e300) nor underflows (near
+/// 1e-200) on the way.
+pub fn unit(v: &[f64]) -> Option<Vec<f64>> {
+    let largest = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if largest == 0.0 || !largest.is_finite() {
+        return None;
+    }
+    let scaled: Vec<f64> = v.iter().map(|x| x / largest).collect();
+    let length = scaled.iter().map(|x| x * x).sum::<f64>().sqrt();
+    Some(scaled.into_iter().map(|x| x / length).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_and_tiny_vectors_have_a_direction() {
+        let huge = unit(&[3e300, 4e300]).unwrap();
+        assert!((huge[0] - 0.6).abs() < 1e-12 && (huge[1] - 0.8).abs() < 1e-12);
+        let tiny = unit(&[3e-200, -4e-200]).unwrap();
+        assert!((tiny[0] - 0.6).abs() < 1e-12 && (tiny[1] + 0.8).abs() < 1e-12);
+        assert!(unit(&[0.0, 0.0]).is_none());
+    }
 }

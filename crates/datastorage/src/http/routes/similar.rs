@@ -76,10 +76,6 @@ pub async fn similar(
 ) -> Result<Json<SimilarDecisions>, ApiError> {
     let request =
         read_request(body, state.embedding_dimension).map_err(|e| ApiError::validation(&e))?;
-    // A zero vector has no direction: nothing is similar to it.
-    if crate::similarity::norm(&request.embedding) == 0.0 {
-        return Ok(Json(SimilarDecisions { data: Vec::new() }));
-    }
     let (embedding, limit, min_similarity) =
         (request.embedding, request.limit, request.min_similarity);
     let found = crate::similarity::nearest(state.store.as_ref(), &embedding, limit, min_similarity)
