@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::event::holds_nul;
 
 /// PostgreSQL cannot store U+0000 in text or JSONB, so no field may hold it.
-pub(crate) const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
 
 /// Why a field was refused. A bounded set, so it can label a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

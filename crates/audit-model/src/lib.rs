@@ -33,7 +33,7 @@ pub use event::{
 };
 pub use fields::{
     describe, DescribedField, FieldError, FieldErrors, FieldRule, ObjectReader, Reason,
-    DUPLICATE_KEY_MESSAGE,
+    DUPLICATE_KEY_MESSAGE, NUL_MESSAGE,
 };
 pub use problem::{Problem, ProblemKind};
 pub use records::{

@@ -159,7 +159,7 @@ fn any_case_alternatives(values: &[String]) -> String {
 }
 
 /// Text without NUL.
-const NO_NUL: &str = "^[^\\u0000]*$";
+pub const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// Where the API document keeps [`json_value`].
 pub const JSON_VALUE_REF: &str = "#/components/schemas/JsonValue";

@@ -255,7 +255,7 @@ fn add_common_answers(doc: &mut serde_json::Value) {
                         && p["schema"].get("pattern").is_none()
                     {
                         // No text parameter may hold NUL (`text_params`).
-                        p["schema"]["pattern"] = json!("^[^\\u0000]*$");
+                        p["schema"]["pattern"] = json!(audit_model::schema::NO_NUL);
                     }
                 }
             }

@@ -6,7 +6,7 @@
 //! given once: with `?limit=1&limit=1000` one reader takes the first and another the last. Each
 //! refusal is a 400 problem naming the parameter.
 
-use audit_model::{FieldErrors, Reason};
+use audit_model::{FieldErrors, Reason, NUL_MESSAGE as NUL};
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request};
 use axum::middleware::Next;
@@ -15,7 +15,6 @@ use percent_encoding::percent_decode;
 
 use super::problem::ApiError;
 
-const NUL: &str = "must not contain the NUL character (U+0000)";
 const NOT_UTF8: &str = "must be percent-encoded UTF-8";
 
 /// Route middleware: refuses a path or query parameter that no handler could use.
