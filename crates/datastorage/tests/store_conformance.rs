@@ -147,6 +147,67 @@ async fn sqlite_store_conforms() {
     conformance(Backend::Sqlite).await;
 }
 
+/// The receipt time is taken under the log head: concurrent appenders never make it step
+/// backwards along `seq`, a clock behind the last receipt time does not either (the time carries
+/// on from the last one), and the time an append answers is the one stored.
+async fn receipt_times_follow_seq(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    assert_eq!(store.received_in_order_from().await.unwrap(), 1);
+    let appenders = (0..8).map(|t| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for b in 0..20 {
+                let batch: Vec<PreparedEvent> = (0..1 + (t + b) % 5)
+                    .map(|i| prepared("rr-receipt", json!({"t": t, "b": b, "i": i})))
+                    .collect();
+                store.append(&batch).await.unwrap();
+            }
+        })
+    });
+    for task in futures::future::join_all(appenders).await {
+        task.unwrap();
+    }
+    let steps_back =
+        "SELECT count(*) FROM (SELECT received_at < lag(received_at) OVER (ORDER BY seq) \
+         AS back FROM audit_events) steps WHERE back";
+    assert!(db.scalar("SELECT count(*) FROM audit_events").await >= 160);
+    assert_eq!(db.scalar(steps_back).await, 0);
+
+    // The database's clock (PostgreSQL) or the process's (SQLite) is an hour behind the last
+    // receipt time, as after a clock stepped back or on a replica whose clock runs late.
+    let ahead = audit_model::timestamp::truncate(Utc::now() + chrono::Duration::hours(1));
+    db.execute(&format!(
+        "UPDATE log_head SET last_received_at = '{}' WHERE id = 1",
+        audit_model::timestamp::format(&ahead)
+    ))
+    .await
+    .unwrap();
+    let e = prepared("rr-receipt", json!({"after": "the step"}));
+    let outcomes = store.append(std::slice::from_ref(&e)).await.unwrap();
+    let AppendOutcome::Created { received_at, .. } = outcomes[0] else {
+        panic!("not created: {:?}", outcomes[0])
+    };
+    assert_eq!(received_at, ahead);
+    assert_eq!(
+        live(store.get(e.event.event_id).await.unwrap()).received_at,
+        ahead
+    );
+    assert_eq!(db.scalar(steps_back).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_receipt_times_follow_seq() {
+    receipt_times_follow_seq(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_receipt_times_follow_seq() {
+    receipt_times_follow_seq(Backend::Sqlite).await;
+}
+
 /// Numbers and strings that a naive round trip could alter keep their hash in both stores.
 async fn awkward_values_round_trip(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
@@ -340,6 +401,9 @@ impl LogStore for Busy {
     }
     async fn count(&self) -> Result<i64, StoreError> {
         self.inner.count().await
+    }
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        self.inner.received_in_order_from().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

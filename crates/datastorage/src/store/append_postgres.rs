@@ -24,6 +24,10 @@
 //! stored are those rows read back, after the commit (a stored row never goes away), to tell a
 //! duplicate from a conflict.
 //!
+//! The receipt time is assigned in the statement, under the head's lock (see [`RECEIVED`]): the
+//! order of the log is decided there, so the time is too, and it never steps backwards along
+//! `seq` however many replicas append.
+//!
 //! Both statements are prepared, and PostgreSQL soon runs them with a generic plan, made once
 //! (possibly while the table was nearly empty) and kept. A plain `NOT EXISTS` or `IN` then became
 //! a hash anti-join over a sequential scan of the whole log, on every batch. The checked
@@ -81,28 +85,24 @@ impl Appenders {
 
     /// Inserts `events` on a kept connection, or a new one: fresh, and checked when that met a
     /// stored id (or a fresh insert did so lately).
-    pub(super) async fn insert(
-        &self,
-        events: &[PreparedEvent],
-        received_at: DateTime<Utc>,
-    ) -> Result<Assigned, sqlx::Error> {
+    pub(super) async fn insert(&self, events: &[PreparedEvent]) -> Result<Assigned, sqlx::Error> {
         let (mut conn, kept) = self.take().await?;
         let how = self.next_insert();
-        let mut result = match insert(&mut conn, how, events, received_at).await {
+        let mut result = match insert(&mut conn, how, events).await {
             // A kept connection the server closed meanwhile (restart, failover, a terminated
             // backend): once more on a new one. Safe even if the first attempt did commit: its
             // events are then found stored.
             Err(error) if kept && connection_lost(&error) => {
                 tracing::info!(%error, "an append connection was closed by the server; retrying on a new one");
                 conn = self.open().await?;
-                insert(&mut conn, how, events, received_at).await
+                insert(&mut conn, how, events).await
             }
             result => result,
         };
         if how == Insert::Fresh && result.as_ref().is_err_and(unique_violation) {
             // Nothing of the statement is stored and the connection is idle again.
             self.met_stored_id();
-            result = insert(&mut conn, Insert::Checked, events, received_at).await;
+            result = insert(&mut conn, Insert::Checked, events).await;
         }
         match result {
             Ok(assigned) => {
@@ -201,21 +201,23 @@ fn unique_violation(error: &sqlx::Error) -> bool {
 pub(super) struct Assigned {
     /// The log head before the insert; `None` when nothing was inserted.
     base: Option<i64>,
+    /// The receipt time of the inserted events; `None` when nothing was inserted.
+    pub(super) received_at: Option<DateTime<Utc>>,
     /// The input positions (from 1) of the inserted events; `None` when every event was.
     inserted: Option<Vec<i64>>,
 }
 
 impl Assigned {
     /// The seq of each of `n` input events, `None` for those not inserted (their ids were stored).
-    pub(super) fn seqs(self, n: usize) -> Vec<Option<i64>> {
+    pub(super) fn seqs(&self, n: usize) -> Vec<Option<i64>> {
         let Some(base) = self.base else {
             return vec![None; n];
         };
-        match self.inserted {
+        match &self.inserted {
             None => (1..=n as i64).map(|k| Some(base + k)).collect(),
             Some(positions) => {
                 let mut seqs = vec![None; n];
-                for (k, position) in positions.into_iter().enumerate() {
+                for (k, &position) in positions.iter().enumerate() {
                     if let Some(seq) = seqs.get_mut(position as usize - 1) {
                         *seq = Some(base + k as i64 + 1);
                     }
@@ -226,7 +228,7 @@ impl Assigned {
     }
 }
 
-/// The batch as column arrays (`$1`–`$25`, with `$26` the time received), `input` its rows.
+/// The batch as column arrays (`$1`–`$25`), `input` its rows.
 const INPUT: &str = "UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
     $13::text[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
@@ -243,16 +245,23 @@ const CONTENT: &str = "event_id, event_version, event_timestamp, event_type, eve
     correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, severity, \
     duration_ms, error_code, error_message, event_data, retention_days, leaf_hash";
 
+/// The receipt time, taken under the head's row lock (the `SET` is evaluated on the row version
+/// the lock was granted on, after any wait): the database's clock, but never before the last
+/// receipt time, so that it does not step backwards along `seq` (replicas, clock steps).
+const RECEIVED: &str = "last_received_at = GREATEST(clock_timestamp(), last_received_at)";
+
 /// [`Insert::Fresh`]: the head moves by the batch's size and every event is inserted.
 fn fresh_sql() -> String {
     format!(
         "WITH head AS ( \
-           UPDATE log_head SET last_seq = last_seq + cardinality($1::uuid[]) WHERE id = 1 \
-           RETURNING last_seq - cardinality($1::uuid[]) AS base), \
+           UPDATE log_head SET last_seq = last_seq + cardinality($1::uuid[]), {RECEIVED} \
+           WHERE id = 1 \
+           RETURNING last_seq - cardinality($1::uuid[]) AS base, last_received_at), \
          inserted AS ( \
            INSERT INTO audit_events (seq, {CONTENT}, received_at) \
-           SELECT head.base + input.ord, {CONTENT}, $26 FROM head CROSS JOIN {INPUT}) \
-         SELECT base, NULL::int8[] AS inserted FROM head"
+           SELECT head.base + input.ord, {CONTENT}, head.last_received_at \
+           FROM head CROSS JOIN {INPUT}) \
+         SELECT base, last_received_at AS received_at, NULL::int8[] AS inserted FROM head"
     )
 }
 
@@ -267,13 +276,14 @@ fn checked_sql() -> String {
                               WHERE e.event_id = input.event_id LIMIT 1) stored ON true \
            WHERE stored.seq IS NULL), \
          head AS ( \
-           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM fresh) \
+           UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM fresh), {RECEIVED} \
            WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
-           RETURNING last_seq - (SELECT count(*) FROM fresh) AS base), \
+           RETURNING last_seq - (SELECT count(*) FROM fresh) AS base, last_received_at), \
          inserted AS ( \
            INSERT INTO audit_events (seq, {CONTENT}, received_at) \
-           SELECT head.base + n, {CONTENT}, $26 FROM fresh CROSS JOIN head) \
+           SELECT head.base + n, {CONTENT}, head.last_received_at FROM fresh CROSS JOIN head) \
          SELECT (SELECT base FROM head) AS base, \
+           (SELECT last_received_at FROM head) AS received_at, \
            CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::uuid[]) THEN NULL \
                 ELSE ARRAY(SELECT ord FROM fresh ORDER BY ord) END AS inserted"
     )
@@ -295,7 +305,6 @@ async fn insert(
     conn: &mut PgConnection,
     how: Insert,
     events: &[PreparedEvent],
-    received_at: DateTime<Utc>,
 ) -> Result<Assigned, sqlx::Error> {
     macro_rules! col {
         ($e:ident => $value:expr) => {
@@ -340,7 +349,6 @@ async fn insert(
         )
         .bind(col!(e => e.retention_days))
         .bind(&hashes)
-        .bind(received_at)
         .fetch_one(conn)
         .await
 }

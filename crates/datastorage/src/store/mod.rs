@@ -296,6 +296,9 @@ pub trait LogStore: Send + Sync + 'static {
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError>;
     /// Number of stored events.
     async fn count(&self) -> Result<i64, StoreError>;
+    /// The first seq whose receipt time was taken under the log head: from there on it never
+    /// steps backwards along `seq` (rows before it may, when several replicas wrote them).
+    async fn received_in_order_from(&self) -> Result<i64, StoreError>;
     /// Answers when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Up to `limit` rows after `after_seq`, in seq order (the verifier's scan).

@@ -105,13 +105,10 @@ impl LogStore for PostgresStore {
     }
 
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let received_at = audit_model::timestamp::truncate(Utc::now());
-        // One statement, committed on its own: a single round trip to the database.
-        let seqs = self
-            .appenders
-            .insert(events, received_at)
-            .await?
-            .seqs(events.len());
+        // One statement, committed on its own: a single round trip to the database. It assigns
+        // the seqs and the receipt time, both under the log head.
+        let assigned = self.appenders.insert(events).await?;
+        let seqs = assigned.seqs(events.len());
         let missing: Vec<Uuid> = events
             .iter()
             .zip(&seqs)
@@ -139,7 +136,12 @@ impl LogStore for PostgresStore {
             .into_iter()
             .zip(seqs)
             .map(|((event, found), seq)| match (found, seq) {
-                (_, Some(seq)) => AppendOutcome::Created { seq, received_at },
+                (_, Some(seq)) => AppendOutcome::Created {
+                    seq,
+                    received_at: assigned
+                        .received_at
+                        .expect("an insert that assigned seqs assigned a receipt time"),
+                },
                 (Some(stored), None) => existing_outcome(event, stored),
                 // Not inserted means its id was stored when the insert ran.
                 (None, None) => unreachable!("event neither inserted nor stored"),
@@ -177,6 +179,14 @@ impl LogStore for PostgresStore {
         Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -106,11 +106,23 @@ impl LogStore for SqliteStore {
             }
         }
         let existing = existing_events(events, existing);
-        let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-
-        let received_at = timestamp::truncate(Utc::now());
+        let (head, last_received): (i64, Option<String>) =
+            sqlx::query_as("SELECT last_seq, last_received_at FROM log_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        // The receipt time is taken here, under the write lock that decides the order: never
+        // before the last one, so it does not step backwards along `seq` (several processes on
+        // one file, a clock stepped back).
+        let now = timestamp::truncate(Utc::now());
+        let received_at = match last_received.as_deref().map(timestamp::parse) {
+            Some(Ok(last)) => now.max(last),
+            Some(Err(e)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "log_head.last_received_at is not a time: {e}"
+                )))
+            }
+            None => now,
+        };
         let mut next_seq = head;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut fresh = Vec::new();
@@ -131,8 +143,9 @@ impl LogStore for SqliteStore {
             insert(&mut tx, chunk, received_at).await?;
         }
         if !fresh.is_empty() {
-            sqlx::query("UPDATE log_head SET last_seq = ?1 WHERE id = 1")
+            sqlx::query("UPDATE log_head SET last_seq = ?1, last_received_at = ?2 WHERE id = 1")
                 .bind(next_seq)
+                .bind(timestamp::format(&received_at))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -170,6 +183,14 @@ impl LogStore for SqliteStore {
         Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
