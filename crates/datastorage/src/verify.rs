@@ -9,7 +9,12 @@
 //!
 //! * **content changed**: a row's content no longer hashes to its stored leaf hash;
 //! * **row missing**: `seq` has a gap;
-//! * **rows reordered**: `received_at` goes backwards between neighbours (rows moved in `seq`);
+//! * **rows reordered**: `received_at` goes backwards between neighbours (rows moved in `seq`)
+//!   where no checkpoint the content reproduces fixes their order. The receipt time is taken
+//!   under the log head, where the order is decided, so it never steps backwards along `seq`.
+//!   Rows appended before that (`received_in_order_from`, recorded by the migration that made
+//!   it so) were stamped by each replica's own clock and may step backwards without a fault:
+//!   the tree alone proves their order;
 //! * **row added**: a row after the latest checkpoint that was received before it (it should be
 //!   covered), or received in the future;
 //! * **checkpoint forged**: a checkpoint's signature does not verify, or its note disagrees with
@@ -97,6 +102,32 @@ impl Report {
 
     fn add(&mut self, fault: Fault, seq: Option<i64>, detail: String) {
         self.findings.push(Finding { fault, seq, detail });
+    }
+}
+
+/// Two neighbours whose receipt times step backwards along `seq`.
+struct Backstep {
+    prev_seq: i64,
+    seq: i64,
+    /// The one that looks out of place.
+    bad: i64,
+}
+
+impl Backstep {
+    /// The row to report as moved. Not when either row was appended before `in_order_from`
+    /// (several replicas then stamped receipt times from their own clocks: a step there is how
+    /// the log was written), nor when a signed tree of `proven` leaves fixes both rows' places
+    /// (it proves their order; a step there can only come from a replica of a version before
+    /// `in_order_from`, still writing during a rolling upgrade). When only the earlier row's
+    /// place is proven, the later one is out of place.
+    fn unproven(&self, proven: i64, in_order_from: i64) -> Option<i64> {
+        if self.prev_seq < in_order_from || self.seq <= proven {
+            None
+        } else if self.bad <= proven {
+            Some(self.seq)
+        } else {
+            Some(self.bad)
+        }
     }
 }
 
@@ -207,6 +238,7 @@ pub async fn verify_log(
     let mut last_good: u64 = 0;
     let mut previous_received = None;
     let mut before_previous = None;
+    let mut backsteps = Vec::new();
     let mut after = 0i64;
     loop {
         let rows = store.scan(after, PAGE).await?;
@@ -261,11 +293,7 @@ pub async fn verify_log(
                         Some(oldest) if oldest > received_at => seq,
                         _ => prev_seq,
                     };
-                    report.add(
-                        Fault::RowsReordered,
-                        Some(bad),
-                        format!("seq {prev_seq} was received after seq {seq}"),
-                    );
+                    backsteps.push(Backstep { prev_seq, seq, bad });
                 }
                 before_previous = Some(prev);
             }
@@ -321,6 +349,40 @@ pub async fn verify_log(
         }
     }
     report.verified_tree_size = last_good;
+    let in_order_from = store.received_in_order_from().await?;
+    for step in backsteps {
+        if let Some(bad) = step.unproven(last_good as i64, in_order_from) {
+            report.add(
+                Fault::RowsReordered,
+                Some(bad),
+                format!("seq {} was received after seq {}", step.prev_seq, step.seq),
+            );
+        }
+    }
     report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backstep;
+
+    fn step(prev_seq: i64, seq: i64, bad: i64) -> Backstep {
+        Backstep { prev_seq, seq, bad }
+    }
+
+    #[test]
+    fn a_step_is_a_fault_only_where_neither_the_tree_nor_the_old_format_explains_it() {
+        // Receipt times in order from seq 1, nothing signed: the step is a moved row.
+        assert_eq!(step(100, 101, 100).unproven(0, 1), Some(100));
+        // Both rows under a checkpoint the content reproduces: their order is proven.
+        assert_eq!(step(100, 101, 100).unproven(2000, 1), None);
+        assert_eq!(step(2000, 2001, 2001).unproven(2000, 1), Some(2001));
+        // Only the earlier row's place is proven: the later one moved.
+        assert_eq!(step(2000, 2001, 2000).unproven(2000, 1), Some(2001));
+        // Rows appended before receipt times were taken under the log head.
+        assert_eq!(step(100, 101, 100).unproven(0, 500), None);
+        assert_eq!(step(499, 500, 500).unproven(0, 500), None);
+        assert_eq!(step(500, 501, 500).unproven(0, 500), Some(500));
+    }
 }

@@ -21,9 +21,10 @@ impl ServerProcess {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--create-checkpoint-key");
-        // Without a data directory the key would land in the working directory: give it a
-        // directory of its own (a restart with a data directory keeps its key there).
-        let key_dir = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        // Without a data directory or a key file the key would land in the working directory:
+        // give it a directory of its own (a restart with a data directory keeps its key there).
+        let key_dir = (!args.contains(&"--data-dir") && !args.contains(&"--checkpoint-key-file"))
+            .then(|| tempfile::tempdir().unwrap());
         if let Some(dir) = &key_dir {
             command
                 .arg("--checkpoint-key-file")
