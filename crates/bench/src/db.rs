@@ -67,6 +67,19 @@ impl BenchDb {
         Ok(n)
     }
 
+    /// Neighbours along `seq` whose receipt time is earlier than the row before them.
+    pub async fn receipt_steps_back(&self) -> anyhow::Result<i64> {
+        let pool = PgPool::connect(&self.url).await?;
+        let n = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT received_at < lag(received_at) OVER (ORDER BY seq) \
+             AS back FROM audit_events) steps WHERE back",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok(n)
+    }
+
     /// The ids of up to `n` events spread evenly over the log.
     pub async fn sample_event_ids(&self, n: i64) -> anyhow::Result<Vec<uuid::Uuid>> {
         let pool = PgPool::connect(&self.url).await?;

@@ -130,11 +130,22 @@ pub async fn closed_loop(
     duration: Duration,
     shape: Shape,
 ) -> anyhow::Result<LoadResult> {
+    closed_loop_on(&[base], clients, duration, shape).await
+}
+
+/// [`closed_loop`] with the clients spread over several servers (client `c` on `bases[c % n]`).
+pub async fn closed_loop_on(
+    bases: &[&str],
+    clients: usize,
+    duration: Duration,
+    shape: Shape,
+) -> anyhow::Result<LoadResult> {
     let path: hyper::Uri = shape.path().parse()?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
+        let base = bases[c % bases.len()];
         let (mut conn, stop, path) = (Conn::new(base)?, stop.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut r = LoadResult::default();

@@ -213,6 +213,7 @@ impl Bench {
             false,
         )
         .await?;
+        self.replicas().await?;
         self.service("(i) SQLite: POST /events", &[], Shape::Single, true)
             .await?;
         self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
@@ -368,23 +369,78 @@ impl Bench {
         // The verifier recomputes every leaf from content and the whole tree, and checks every
         // checkpoint's signature.
         let started = Instant::now();
-        let out = tokio::process::Command::new(&self.bin)
-            .args(["verify", "--database-url", &db.url, "--public-key", &key])
-            .output()
-            .await?;
-        let elapsed = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && stdout.contains(&format!("OK: {n} events")),
-            "verify failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.verifier = Some(elapsed);
+        verify(&self.bin, &db.url, &key, n).await?;
+        self.verifier = Some(started.elapsed());
         ensure!(
             db.count().await? as u64 == n,
             "the log does not hold {n} events"
         );
         db.drop_db().await?;
+        Ok(())
+    }
+
+    /// (m) Single events through two replicas on one PostgreSQL database, half the clients on
+    /// each, in turns with (m1) one replica on another database: what a second replica on the
+    /// shared log head adds or costs. Afterwards the two replicas' log must be gap-free (checked
+    /// by the count), its receipt times must not step backwards along `seq`, and `verify` must
+    /// pass it, checkpoints of both replicas included.
+    async fn replicas(&mut self) -> anyhow::Result<()> {
+        let (c, turn) = (self.args.clients, self.d() / TURNS);
+        let mut one = Scenario::start(&self.bin, &self.args.pg, &[], false).await?;
+        let mut two = Scenario::start(&self.bin, &self.args.pg, &[], false).await?;
+        let url = two
+            .db
+            .as_ref()
+            .context("a PostgreSQL scenario")?
+            .url
+            .clone();
+        // The second replica: the same database, a data directory of its own, the same key.
+        let second_dir = tempfile::tempdir()?;
+        let key_file = two.dir.path().join("checkpoint.key");
+        let second = Server::start(
+            &self.bin,
+            &[
+                "--database-url".to_string(),
+                url.clone(),
+                "--data-dir".to_string(),
+                second_dir.path().display().to_string(),
+                "--checkpoint-key-file".to_string(),
+                key_file.display().to_string(),
+            ],
+        )
+        .await?;
+        for _ in 0..TURNS {
+            db::checkpoint(&self.args.pg).await;
+            one.load(c, turn, Shape::Single).await?;
+            db::checkpoint(&self.args.pg).await;
+            let cpu = two.server.cpu_seconds() + second.cpu_seconds();
+            let bases = [two.server.base.as_str(), second.base.as_str()];
+            let r = load::closed_loop_on(&bases, c, turn, Shape::Single).await?;
+            two.cpu += two.server.cpu_seconds() + second.cpu_seconds() - cpu;
+            two.result.add(&r);
+        }
+        let n = two.result.events;
+        two.server.wait_for_tree(n).await?;
+        let key = two.server.public_key().await?;
+        self.peak_rss = self.peak_rss.max(second.peak_rss_mib());
+        second.stop().await?;
+        let db = two.db.as_ref().context("a PostgreSQL scenario")?;
+        let steps = db.receipt_steps_back().await?;
+        ensure!(
+            steps == 0,
+            "receipt times step backwards {steps} times along seq"
+        );
+        verify(&self.bin, &url, &key, n).await?;
+        let row = one.finish(
+            "(m1) POST /events, one replica (in turns with m)",
+            &mut self.peak_rss,
+        );
+        self.rows.push(row.await?);
+        let row = two.finish(
+            "(m) POST /events, two replicas on one database",
+            &mut self.peak_rss,
+        );
+        self.rows.push(row.await?);
         Ok(())
     }
 
@@ -459,6 +515,10 @@ impl Bench {
             println!(
                 "(d)/(k) = {:.2} (single-event ingest with tree maintenance and checkpoints over without)",
                 rate("(d)") / rate("(k)")
+            );
+            println!(
+                "(m)/(m1) = {:.2} (single events through two replicas on one log over one replica)",
+                rate("(m)") / rate("(m1)")
             );
         }
         let n = self.args.log_events as f64;
@@ -580,6 +640,21 @@ impl Scenario {
             rss: Some(rss),
         })
     }
+}
+
+/// `datastorage verify` passes the log at `url`, of `n` events, with the public key `key`.
+async fn verify(bin: &Path, url: &str, key: &str, n: u64) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(bin)
+        .args(["verify", "--database-url", url, "--public-key", key])
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains(&format!("OK: {n} events")),
+        "verify failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// Every event counted as written is in the database.

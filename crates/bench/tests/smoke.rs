@@ -52,6 +52,8 @@ fn smoke_run_produces_every_figure() {
         "(j)",
         "(k)",
         "(l)",
+        "(m) POST /events, two replicas",
+        "(m1)",
     ] {
         let row = stdout
             .lines()
@@ -74,6 +76,7 @@ fn smoke_run_produces_every_figure() {
         "(d)/(e) =",
         "(f)/(c) =",
         "(d)/(k) =",
+        "(m)/(m1) =",
         "tree over the 2000-event log built and signed in",
         "verifier over the 2000-event log:",
         "peak RSS of datastorage:",
