@@ -12,9 +12,9 @@ use crate::json::StrictJsonError;
 use crate::wire::WireEvent;
 
 /// Longest value of a `VARCHAR` field of the event.
-pub const MAX_SHORT: usize = 255;
+pub use crate::limits::MAX_SHORT;
 /// Longest `error_message` (a `TEXT` field; bounded so one event cannot exhaust memory).
-pub const MAX_TEXT: usize = 65_536;
+pub use crate::limits::MAX_TEXT;
 /// Largest serialised `event_data`.
 pub const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
 /// Deepest nesting of `event_data` (the object itself is depth 1).

@@ -18,6 +18,7 @@ pub mod export;
 mod fields;
 mod identifier;
 pub mod json;
+pub mod limits;
 pub mod merkle;
 mod problem;
 pub mod records;

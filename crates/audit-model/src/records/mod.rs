@@ -29,11 +29,11 @@ pub use signal_processing::SignalProcessingAudit;
 pub use workflow_execution::WorkflowExecutionAudit;
 
 /// Identifiers and names.
-pub(crate) const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = crate::limits::MAX_SHORT;
 /// Enumerated values (checked for length before membership).
 pub(crate) const MAX_ENUM: usize = 50;
 /// Free text (reports, messages).
-pub(crate) const MAX_TEXT: usize = 65_536;
+pub(crate) const MAX_TEXT: usize = crate::limits::MAX_TEXT;
 
 /// Namespace of the records' UUIDv5 event ids.
 pub const RECORD_NAMESPACE: Uuid = Uuid::from_u128(0x6b75_6265_726e_6175_7400_6175_6469_7431);
