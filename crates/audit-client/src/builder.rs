@@ -21,6 +21,26 @@ pub struct AuditClientBuilder {
     pub(crate) spill_dir: Option<PathBuf>,
     pub(crate) token: Option<TokenSource>,
     pub(crate) service: String,
+    pub(crate) on_rejected: Option<RejectionHook>,
+}
+
+/// What Data Storage refused for good (invalid, or a conflicting event with the same id): the
+/// record is not stored and will not be sent again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub event_id: uuid::Uuid,
+    /// Data Storage's reason (its problem's detail), or why the request could not be made.
+    pub reason: String,
+}
+
+/// Called for every [`Rejection`], on the client's sending task: it must not block.
+#[derive(Clone)]
+pub(crate) struct RejectionHook(pub(crate) std::sync::Arc<dyn Fn(Rejection) + Send + Sync>);
+
+impl std::fmt::Debug for RejectionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RejectionHook")
+    }
 }
 
 impl AuditClientBuilder {
@@ -37,6 +57,7 @@ impl AuditClientBuilder {
             spill_dir: None,
             token: None,
             service: "unknown".to_string(),
+            on_rejected: None,
         }
     }
 
@@ -93,6 +114,14 @@ impl AuditClientBuilder {
     }
 
     /// Starts the client (its background tasks run on the current Tokio runtime).
+    /// Calls `hook` for every record Data Storage refuses for good (besides counting and logging
+    /// it), so the caller can report the loss where it belongs (a Kubernetes event on the object
+    /// the record was about, say). `hook` runs on the sending task and must not block.
+    pub fn on_rejected(mut self, hook: impl Fn(Rejection) + Send + Sync + 'static) -> Self {
+        self.on_rejected = Some(RejectionHook(std::sync::Arc::new(hook)));
+        self
+    }
+
     pub fn build(self) -> Result<AuditClient, crate::RecordError> {
         AuditClient::start(self)
     }

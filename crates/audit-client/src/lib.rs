@@ -21,7 +21,7 @@ mod sender;
 mod token;
 mod transport;
 
-pub use builder::AuditClientBuilder;
+pub use builder::{AuditClientBuilder, Rejection};
 pub use client::{AuditClient, CloseReport, RecordError};
 pub use token::TokenSource;
 

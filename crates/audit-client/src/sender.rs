@@ -376,6 +376,12 @@ impl Sender {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::DROPPED, "service" => self.service.to_string(), "reason" => "rejected").increment(1);
                 tracing::error!(event_id = %p.event_id(), %reason, "audit event rejected by Data Storage");
+                if let Some(hook) = &self.config.on_rejected {
+                    (hook.0)(crate::builder::Rejection {
+                        event_id: p.event_id(),
+                        reason,
+                    });
+                }
             }
         }
     }

@@ -313,8 +313,11 @@ async fn a_503_is_retried_and_stored_once_and_a_refused_item_is_not_retried() {
     original["event_timestamp"] = json!("2026-01-01T00:00:00Z");
     assert_eq!(app.post("/api/v1/audit/events", &original).await.0, 201);
     let (front, seen, forwarded) = flaky_front(app.base.clone(), 2, 503).await;
+    let rejections = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = rejections.clone();
     let client = fast(AuditClient::builder(&front))
         .retry(5, Duration::from_millis(10), Duration::from_millis(50))
+        .on_rejected(move |r| heard.lock().unwrap().push(r))
         .build()
         .unwrap();
     let good = client.record(event("rr-flaky")).unwrap();
@@ -327,6 +330,14 @@ async fn a_503_is_retried_and_stored_once_and_a_refused_item_is_not_retried() {
         (1, 1, 0),
         "{report:?}"
     );
+    // The refusal reached the caller's hook, naming the event (the 503s did not: retried).
+    let rejections = rejections.lock().unwrap().clone();
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    assert_eq!(
+        rejections[0].event_id.to_string(),
+        "0190b5a2-1c3d-7e4f-8a9b-00000000abcd"
+    );
+    assert!(!rejections[0].reason.is_empty());
     // The client may send the two items together or one after the other; either way the two
     // 503s are the only failed requests and each item is forwarded exactly once (the refused
     // one is not retried).
