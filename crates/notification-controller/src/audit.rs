@@ -7,10 +7,17 @@
 //! `notification_audit` record. All ids are deterministic (UUIDv5 of the CR's uid and what
 //! happened), so re-recording after a restart is a no-op in Data Storage.
 //!
+//! Every text a record carries is held to Data Storage's limits by construction
+//! ([`audit_model::limits`], the limits Data Storage enforces): a value that may be longer (a
+//! recipient, a name, a provider's answer, an error) is shortened by [`fit`], which keeps its
+//! prefix and a digest of the whole, so a record is never refused for a long value and two long
+//! values never collide. The typed record's `notification_id` is the object's uid.
+//!
 //! Recording never waits: the audit client queues the record and returns. A refusal (invalid
 //! record, full buffer without spill, closed client) is counted and logged by the caller, never
 //! turned into a reconcile error.
 
+use audit_model::limits::{fit, MAX_SHORT, MAX_TEXT};
 use audit_model::NotificationAudit;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -120,10 +127,10 @@ fn base(subject: &Subject, event_id: Uuid, at: DateTime<Utc>) -> Value {
         "actor_type": "service",
         "actor_id": ACTOR_ID,
         "resource_type": "NotificationRequest",
-        "resource_id": subject.name,
-        "resource_name": subject.name,
-        "correlation_id": subject.correlation_id,
-        "namespace": subject.namespace,
+        "resource_id": short(&subject.name),
+        "resource_name": short(&subject.name),
+        "correlation_id": short(&subject.correlation_id),
+        "namespace": short(&subject.namespace),
     })
 }
 
@@ -164,11 +171,11 @@ pub fn record(subject: &Subject, intent: &AuditIntent) -> AuditRecord {
             e["event_outcome"] = json!(if ok { "success" } else { "failure" });
             e["duration_ms"] = json!((a.duration_seconds * 1000.0).round() as i64);
             if let Some(err) = &a.error {
-                e["error_message"] = json!(err);
+                e["error_message"] = json!(text(err));
             }
             e["event_data"] = json!({
                 "channel": a.channel.as_str(),
-                "recipient": a.recipient,
+                "recipient": short(&a.recipient),
                 "attempt": a.attempt,
                 "status": a.status,
                 "duration_seconds": a.duration_seconds,
@@ -182,19 +189,38 @@ pub fn record(subject: &Subject, intent: &AuditIntent) -> AuditRecord {
             attempt,
             sent,
         } => AuditRecord::Notification(NotificationAudit {
-            remediation_id: subject.correlation_id.clone(),
-            notification_id: subject.name.clone(),
-            recipient: target.recipient.clone(),
+            remediation_id: short(&subject.correlation_id),
+            // The object's uid: unique across namespaces and across a delete and re-create
+            // under the same name, so the record's natural key never meets another object's.
+            notification_id: short(&subject.uid),
+            recipient: short(&target.recipient),
             channel: target.channel.as_str().to_string(),
-            message_summary: subject.summary.clone(),
+            message_summary: text(&subject.summary),
             status: if *sent { "sent" } else { "failed" }.to_string(),
             sent_at: attempt.timestamp,
             escalation_level: 0,
-            delivery_status: attempt
-                .provider_response
-                .clone()
-                .or_else(|| Some(format!("{:?}", attempt.status).to_lowercase())),
-            error_message: if *sent { None } else { attempt.error.clone() },
+            delivery_status: Some(short(
+                attempt
+                    .provider_response
+                    .as_deref()
+                    .unwrap_or(&format!("{:?}", attempt.status).to_lowercase()),
+            )),
+            error_message: if *sent {
+                None
+            } else {
+                attempt.error.as_deref().map(text)
+            },
         }),
     }
+}
+
+/// A name or identifier as Data Storage takes it: at most [`MAX_SHORT`] characters, a longer
+/// one shortened by [`fit`] (its prefix and a digest of the whole, so it stays distinct).
+fn short(value: &str) -> String {
+    fit(value, MAX_SHORT).into_owned()
+}
+
+/// Free text as Data Storage takes it (at most [`MAX_TEXT`] characters).
+fn text(value: &str) -> String {
+    fit(value, MAX_TEXT).into_owned()
 }

@@ -10,6 +10,7 @@ use audit_client::AuditClient;
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
@@ -19,9 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::CircuitBreakers;
 use crate::channels::Channels;
 use crate::config::RunArgs;
+use crate::crd::NotificationRequest;
 use crate::leader::LeaseLock;
+use crate::losses::Auditing;
 use crate::metrics::PhaseGauge;
-use crate::reconcile::{error_policy, reconcile, Clock, Context};
+use crate::reconcile::{error_policy_object, reconcile_object, report_refusals, Clock, Context};
 
 /// The name the controller reports events and audit records as.
 pub const CONTROLLER_NAME: &str = "notification-controller";
@@ -31,7 +34,7 @@ pub fn context(
     client: Client,
     channels: Channels,
     breakers: CircuitBreakers,
-    audit: Option<AuditClient>,
+    audit: Option<Auditing>,
     clock: Clock,
 ) -> Arc<Context> {
     let reporter = Reporter {
@@ -50,24 +53,37 @@ pub fn context(
 }
 
 /// Runs the controller loop until `stop` completes, then lets running reconciles finish.
+///
+/// The loop lists and watches the objects untyped and reads each one on its own
+/// ([`reconcile_object`]): a typed list would fail as a whole on one object this version cannot
+/// read, and deliver nothing until someone deleted it.
 pub async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let resource = ApiResource::erase::<NotificationRequest>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
     };
-    Controller::new(api, watcher::Config::default())
+    let refusals = ctx
+        .audit
+        .as_ref()
+        .and_then(|a| a.losses.take_refusals())
+        .map(|rx| tokio::spawn(report_refusals(ctx.clone(), rx)));
+    Controller::new_with(api, watcher::Config::default(), resource)
         .graceful_shutdown_on(stop)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_object, error_policy_object, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
         })
         .await;
+    if let Some(task) = refusals {
+        task.abort();
+    }
 }
 
 fn health_router(metrics: PrometheusHandle) -> Router {
@@ -116,11 +132,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("cannot configure the Kubernetes client")?;
-    let audit = AuditClient::builder(&args.data_storage_url)
-        .spill_dir(&args.audit_spill_dir)
-        .service_name(CONTROLLER_NAME)
-        .build()
-        .context("cannot start the audit client")?;
+    let auditing = Auditing::build(
+        AuditClient::builder(&args.data_storage_url)
+            .spill_dir(&args.audit_spill_dir)
+            .service_name(CONTROLLER_NAME),
+    )
+    .context("cannot start the audit client")?;
+    let audit = auditing.client.clone();
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
@@ -181,7 +199,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client,
         channels,
         breakers,
-        Some(audit.clone()),
+        Some(auditing),
         Arc::new(chrono::Utc::now),
     );
     let namespace = (!args.watch_namespace.is_empty()).then_some(args.watch_namespace.as_str());

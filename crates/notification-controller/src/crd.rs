@@ -290,7 +290,8 @@ pub enum AttemptStatus {
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     pub channel: ChannelKind,
-    /// The address the attempt went to (email, `#channel`, phone, URL host, `console`, `file`).
+    /// The address the attempt went to (email, `#channel`, phone, `console`, `file`; for a
+    /// webhook the URL's origin, `scheme://host[:port]`, never its path, query or userinfo).
     pub recipient: String,
     /// 1 for the first attempt to this channel and recipient.
     pub attempt: u32,

@@ -34,7 +34,48 @@ pub const NO_ADDRESS: &str = "(none)";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Target {
     pub channel: ChannelKind,
+    /// How the target is named in the status, the audit trail and the logs. For every channel
+    /// but webhook, its address; for a webhook, the URL's origin (scheme, host, port: no
+    /// userinfo, path, query or fragment, where secrets live), with ` #2`, ` #3`… for further
+    /// URLs of one notification on the same origin.
     pub recipient: String,
+    /// Where the delivery goes (for a webhook, the whole URL). Never written anywhere.
+    pub address: String,
+}
+
+impl Target {
+    /// A target whose name is its address.
+    pub fn named(channel: ChannelKind, recipient: &str) -> Target {
+        Target {
+            channel,
+            recipient: recipient.to_string(),
+            address: recipient.to_string(),
+        }
+    }
+
+    /// The endpoint a delivery to this target calls, as the circuit breakers key it: a
+    /// webhook's own URL; for the other channels the one endpoint they are configured with.
+    pub fn endpoint(&self) -> &str {
+        match self.channel {
+            ChannelKind::Webhook => &self.address,
+            _ => "",
+        }
+    }
+
+    /// Whether a recorded attempt was made to this target (by its name, or by its address as
+    /// versions before webhook names were origins recorded it).
+    fn made(&self, a: &DeliveryAttempt) -> bool {
+        a.channel == self.channel && (a.recipient == self.recipient || a.recipient == self.address)
+    }
+}
+
+/// The origin of a webhook URL (`https://host:port`), or a fixed name for one that does not
+/// parse (its delivery is refused as invalid).
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.has_host() => u.origin().ascii_serialization(),
+        _ => "(invalid URL)".to_string(),
+    }
 }
 
 /// The delivery targets of a spec, in a stable order, without duplicates.
@@ -60,19 +101,38 @@ pub fn targets(spec: &NotificationRequestSpec) -> Vec<Target> {
             ChannelKind::Email | ChannelKind::Sms => NO_ADDRESS,
         };
         if addresses.is_empty() {
-            out.insert(Target {
-                channel,
-                recipient: fallback.to_string(),
-            });
+            out.insert(Target::named(channel, fallback));
         }
+        let mut seen = BTreeSet::new();
+        let mut per_origin: BTreeMap<String, usize> = BTreeMap::new();
         for a in addresses {
+            if !seen.insert(a) {
+                continue;
+            }
+            if channel != ChannelKind::Webhook {
+                out.insert(Target::named(channel, a));
+                continue;
+            }
+            let origin = origin(a);
+            let n = per_origin.entry(origin.clone()).or_insert(0);
+            *n += 1;
+            let recipient = match *n {
+                1 => origin,
+                n => format!("{origin} #{n}"),
+            };
             out.insert(Target {
                 channel,
-                recipient: a.to_string(),
+                recipient,
+                address: a.to_string(),
             });
         }
     }
     out.into_iter().collect()
+}
+
+/// The target of `states` that `a` was made to.
+fn target_of<'s, V>(states: &'s mut BTreeMap<Target, V>, a: &DeliveryAttempt) -> Option<&'s mut V> {
+    states.iter_mut().find_map(|(t, v)| t.made(a).then_some(v))
 }
 
 /// What the stored attempts say about one target.
@@ -119,11 +179,7 @@ pub fn target_states(
         })
         .collect();
     for a in &status.delivery_attempts {
-        let key = Target {
-            channel: a.channel,
-            recipient: a.recipient.clone(),
-        };
-        if let Some(s) = states.get_mut(&key) {
+        if let Some(s) = target_of(&mut states, a) {
             s.attempts += 1;
             if a.status == AttemptStatus::Success && s.succeeded.is_none() {
                 s.succeeded = Some(a.clone());
@@ -199,12 +255,12 @@ pub struct View<'a> {
     pub status: &'a NotificationRequestStatus,
 }
 
-/// Decides the next step. `blocked_until` says until when a channel's circuit breaker refuses
-/// deliveries (None: the channel may be tried now).
+/// Decides the next step. `blocked_until` says until when the circuit breaker of a target's
+/// endpoint refuses deliveries (None: the target may be tried now).
 pub fn next_step(
     view: &View<'_>,
     now: DateTime<Utc>,
-    blocked_until: &dyn Fn(ChannelKind) -> Option<DateTime<Utc>>,
+    blocked_until: &dyn Fn(&Target) -> Option<DateTime<Utc>>,
 ) -> Step {
     let status = view.status;
     if status.completion_time.is_some() && status.phase.is_some_and(Phase::is_final) {
@@ -246,7 +302,7 @@ pub fn next_step(
         let Some(at) = next_attempt_at(view.uid, target, state, policy) else {
             continue;
         };
-        let at = match blocked_until(target.channel) {
+        let at = match blocked_until(target) {
             Some(open_until) if open_until > at.max(now) => open_until,
             _ => at,
         };
@@ -279,11 +335,7 @@ pub fn apply_attempts(
     let mut states = target_states(spec, status);
     let mut next = status.clone();
     for a in attempts {
-        let key = Target {
-            channel: a.channel,
-            recipient: a.recipient.clone(),
-        };
-        let Some(state) = states.get_mut(&key) else {
+        let Some(state) = target_of(&mut states, a) else {
             continue;
         };
         if state.is_resolved(policy) {

@@ -13,6 +13,8 @@ pub mod controller;
 pub mod crd;
 pub mod decide;
 pub mod leader;
+pub mod logging;
+pub mod losses;
 pub mod metrics;
 pub mod reconcile;
 pub mod redact;

@@ -17,6 +17,7 @@ pub const BREAKER_STATE: &str = "notification_circuit_breaker_state";
 pub const RECONCILES: &str = "notification_reconcile_total";
 pub const RECONCILE_ERRORS: &str = "notification_reconcile_errors_total";
 pub const AUDIT_FAILURES: &str = "notification_audit_write_failures_total";
+pub const UNREADABLE: &str = "notification_unreadable_objects_total";
 
 fn status_label(s: AttemptStatus) -> &'static str {
     match s {

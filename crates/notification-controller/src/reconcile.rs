@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_client::AuditClient;
 use chrono::{DateTime, Utc};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,6 +26,7 @@ use crate::crd::{
     AttemptStatus, DeliveryAttempt, NotificationRequest, NotificationRequestStatus, Phase,
 };
 use crate::decide::{self, Step, Target, View};
+use crate::losses::Auditing;
 use crate::metrics::{self as m, PhaseGauge};
 
 /// How many status writes one reconcile makes at most before it lets others have a turn.
@@ -42,7 +43,7 @@ pub struct Context {
     pub channels: Channels,
     pub breakers: CircuitBreakers,
     /// None when auditing is disabled (tests of the delivery path only).
-    pub audit: Option<AuditClient>,
+    pub audit: Option<Auditing>,
     pub recorder: Recorder,
     pub phases: PhaseGauge,
     pub clock: Clock,
@@ -76,6 +77,70 @@ enum WriteOutcome {
     Unchanged(NotificationRequest),
 }
 
+/// Reconciles one object of the NotificationRequest kind as the API server gives it: reads it
+/// as a [`NotificationRequest`] and reconciles that, or, when it cannot be read (a spec of a
+/// newer CRD version, say, with a channel this version does not know), reports it (a warning
+/// event on the object and `notification_unreadable_objects_total`) and leaves it until it
+/// changes, serving every other object meanwhile.
+pub async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match read(&obj) {
+        Ok(nr) => reconcile(Arc::new(nr), ctx).await,
+        Err(why) => {
+            let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+            metrics::counter!(m::UNREADABLE, "namespace" => namespace).increment(1);
+            tracing::warn!(
+                namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+                notification = obj.metadata.name.as_deref().unwrap_or_default(),
+                reason = %why,
+                "cannot read this NotificationRequest; it is left alone until it changes"
+            );
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "Unreadable".to_string(),
+                note: Some(why),
+                action: "Read".to_string(),
+                secondary: None,
+            };
+            let ar = ApiResource::erase::<NotificationRequest>(&());
+            publish_on(&ctx, &obj.object_ref(&ar), event).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The object as a NotificationRequest, or why it is not one this version can serve. The reason
+/// names where reading stopped and why, never a value of the spec beyond an enum's (a string
+/// field could hold a secret).
+fn read(obj: &DynamicObject) -> Result<NotificationRequest, String> {
+    let value = serde_json::to_value(obj).map_err(|e| format!("cannot encode the object: {e}"))?;
+    serde_path_to_error::deserialize::<_, NotificationRequest>(value).map_err(|e| {
+        let inner = e.inner().to_string();
+        let safe = ["unknown variant", "unknown field", "missing field"]
+            .iter()
+            .any(|kind| inner.starts_with(kind));
+        let why = if safe {
+            inner
+        } else {
+            "a value of a type or form this controller version does not know".to_string()
+        };
+        format!(
+            "`{}` cannot be read by this controller version: {why}",
+            e.path()
+        )
+    })
+}
+
+/// [`error_policy`] for [`reconcile_object`].
+pub fn error_policy_object(obj: Arc<DynamicObject>, error: &Error, _ctx: Arc<Context>) -> Action {
+    metrics::counter!(m::RECONCILE_ERRORS).increment(1);
+    tracing::warn!(
+        notification = obj.metadata.name.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
 /// Reconciles one NotificationRequest.
 pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
     metrics::counter!(m::RECONCILES).increment(1);
@@ -100,7 +165,7 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
             spec: &current.spec,
             status: &status,
         };
-        let step = decide::next_step(&view, now, &|c| ctx.breakers.blocked_until(c, now));
+        let step = decide::next_step(&view, now, &|t| ctx.breakers.blocked_until(t, now));
         match step {
             Step::Done => {
                 ctx.phases
@@ -121,7 +186,7 @@ pub async fn reconcile(nr: Arc<NotificationRequest>, ctx: Arc<Context>) -> Resul
                         spec: &obj.spec,
                         status: fresh,
                     };
-                    match decide::next_step(&view, now, &|c| ctx.breakers.blocked_until(c, now)) {
+                    match decide::next_step(&view, now, &|t| ctx.breakers.blocked_until(t, now)) {
                         Step::Write(next) => Some(next),
                         _ => None,
                     }
@@ -252,9 +317,10 @@ async fn after_write(
 
 /// Hands the records to the audit client (which never waits); returns how many it refused.
 fn record_audit(ctx: &Context, nr: &NotificationRequest, intents: &[audit::AuditIntent]) -> usize {
-    let Some(client) = &ctx.audit else {
+    let Some(Auditing { client, losses }) = &ctx.audit else {
         return 0;
     };
+    let object = nr.object_ref(&());
     let name = nr.name_any();
     let subject = Subject {
         uid: nr.uid().unwrap_or_default(),
@@ -273,13 +339,45 @@ fn record_audit(ctx: &Context, nr: &NotificationRequest, intents: &[audit::Audit
             AuditRecord::Event(e) => client.record(e),
             AuditRecord::Notification(r) => client.record_notification(&r),
         };
-        if let Err(error) = result {
-            failures += 1;
-            metrics::counter!(m::AUDIT_FAILURES).increment(1);
-            tracing::warn!(notification = %subject.name, %error, "audit record refused");
+        match result {
+            Ok(event_id) => losses.remember(event_id, object.clone()),
+            Err(error) => {
+                failures += 1;
+                metrics::counter!(m::AUDIT_FAILURES, "reason" => "refused").increment(1);
+                tracing::warn!(notification = %subject.name, %error, "audit record refused");
+            }
         }
     }
     failures
+}
+
+/// Reports the records Data Storage refused for good, as the audit client hands them over: an
+/// `AuditWriteFailed` warning on the object each was about (they are already counted).
+pub async fn report_refusals(
+    ctx: Arc<Context>,
+    mut refusals: tokio::sync::mpsc::UnboundedReceiver<audit_client::Rejection>,
+) {
+    while let Some(refusal) = refusals.recv().await {
+        let Some(object) = ctx
+            .audit
+            .as_ref()
+            .and_then(|a| a.losses.object_of(refusal.event_id))
+        else {
+            continue;
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "AuditWriteFailed".to_string(),
+            note: Some(format!(
+                "Data Storage refused audit record {}: {}",
+                refusal.event_id,
+                audit_model::limits::fit(&refusal.reason, 512)
+            )),
+            action: "Deliver".to_string(),
+            secondary: None,
+        };
+        publish_on(&ctx, &object, event).await;
+    }
 }
 
 async fn publish(
@@ -296,17 +394,25 @@ async fn publish(
         action: "Deliver".to_string(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &nr.object_ref(&())).await {
-        tracing::warn!(notification = %nr.name_any(), %error, "cannot publish a Kubernetes event");
+    publish_on(ctx, &nr.object_ref(&()), event).await;
+}
+
+async fn publish_on(ctx: &Context, object: &ObjectReference, event: Event) {
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
+        tracing::warn!(
+            notification = object.name.as_deref().unwrap_or_default(),
+            %error,
+            "cannot publish a Kubernetes event"
+        );
     }
 }
 
-/// Delivers to every target whose channel's breaker lets it through, concurrently.
+/// Delivers to every target whose endpoint's breaker lets it through, concurrently.
 async fn deliver_all(ctx: &Context, message: &Message, targets: &[Target]) -> Vec<DeliveryAttempt> {
     let rounds = targets.iter().filter_map(|t| {
         let now = ctx.now();
-        let allowed = ctx.breakers.try_acquire(t.channel, now);
-        m::breaker(t.channel, ctx.breakers.state(t.channel));
+        let allowed = ctx.breakers.try_acquire(t, now);
+        m::breaker(t.channel, ctx.breakers.channel_state(t.channel));
         allowed.then(|| deliver_one(ctx, message, t))
     });
     futures::future::join_all(rounds).await
@@ -317,12 +423,12 @@ async fn deliver_one(ctx: &Context, message: &Message, target: &Target) -> Deliv
     let clock = Instant::now();
     let result = ctx
         .channels
-        .deliver(target.channel, message, &target.recipient)
+        .deliver(target.channel, message, &target.address)
         .await;
     let duration_seconds = clock.elapsed().as_secs_f64();
     let healthy = matches!(result, Ok(_) | Err(DeliveryError::Permanent(_)));
-    ctx.breakers.record(target.channel, healthy, ctx.now());
-    m::breaker(target.channel, ctx.breakers.state(target.channel));
+    ctx.breakers.record(target, healthy, ctx.now());
+    m::breaker(target.channel, ctx.breakers.channel_state(target.channel));
     let (status, provider_response, error) = match result {
         Ok(d) => (AttemptStatus::Success, Some(d.provider_response), None),
         Err(e @ DeliveryError::Timeout(_)) => (AttemptStatus::Timeout, None, Some(e.to_string())),

@@ -333,3 +333,75 @@ async fn one_replica_leads_and_a_standby_takes_over_a_released_or_expired_lease(
     assert_eq!(holder(&api), "replica-a");
     assert!(!b.try_acquire_or_renew().await.unwrap());
 }
+
+/// A controller meets an object it cannot read (a channel a newer CRD version added), on its
+/// watch and, restarted, in its first LIST: it reports that object (a warning event naming the
+/// field, a metric) and serves the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_object_is_reported_and_the_others_are_served() {
+    let Some(mut h) = Harness::start(false, None).await else {
+        return;
+    };
+    let mut newer = all_channels_spec();
+    newer["channels"] = json!(["console", "pagerduty"]);
+    h.create_raw("ops", "from-a-newer-crd", newer).await;
+    let mut spec = all_channels_spec();
+    spec["channels"] = json!(["webhook"]);
+    h.create_raw("ops", "disk-full", spec.clone()).await;
+    let nr = h.finished_in("ops", "disk-full").await;
+    assert_eq!(nr["status"]["phase"], "Sent", "{nr}");
+    let event = h
+        .api
+        .api
+        .wait_for("events", |e| {
+            e["regarding"]["name"] == "from-a-newer-crd" && e["reason"] == "Unreadable"
+        })
+        .await;
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("spec.channels[1]") && note.contains("unknown variant `pagerduty`"),
+        "{note}"
+    );
+    assert!(!note.contains("hunter2"), "{note}");
+
+    // Restarted, the controller's first LIST holds the unreadable object: it still serves.
+    h.halt().await;
+    h.run();
+    h.create_raw("ops", "disk-full-again", spec).await;
+    let nr = h.finished_in("ops", "disk-full-again").await;
+    assert_eq!(nr["status"]["phase"], "Sent", "{nr}");
+    assert_eq!(h.http.receivers.on("/hook").len(), 2);
+    // The unreadable one is left alone: no status written.
+    let unreadable = h
+        .api
+        .api
+        .objects("notificationrequests")
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "from-a-newer-crd")
+        .unwrap();
+    assert!(unreadable["status"].is_null(), "{unreadable}");
+}
+
+/// One recipient's webhook is dead: its breaker opens, and the other webhook recipients keep
+/// receiving at once (a breaker per channel would have held them back for the cool-down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_does_not_hold_back_the_others() {
+    let Some(h) = Harness::start_with_breakers(false, None, 1).await else {
+        return;
+    };
+    h.http.receivers.script("/dead", &[503; 20]);
+    let url = h.http.url.clone();
+    let mut spec = all_channels_spec();
+    spec["channels"] = json!(["webhook"]);
+    spec["recipients"] = json!([{"webhookURL": format!("{url}/dead")}]);
+    spec["retryPolicy"]["maxAttempts"] = json!(1);
+    h.create_raw("ops", "to-the-dead-one", spec.clone()).await;
+    let dead = h.finished_in("ops", "to-the-dead-one").await;
+    assert_eq!(dead["status"]["phase"], "Failed", "{dead}");
+    spec["recipients"] = json!([{"webhookURL": format!("{url}/alive")}]);
+    h.create_raw("ops", "to-a-live-one", spec).await;
+    let alive = h.finished_in("ops", "to-a-live-one").await;
+    assert_eq!(alive["status"]["phase"], "Sent", "{alive}");
+    assert_eq!(h.http.receivers.on("/alive").len(), 1);
+    assert_eq!(h.http.receivers.on("/dead").len(), 1);
+}

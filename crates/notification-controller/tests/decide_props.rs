@@ -92,7 +92,7 @@ fn drive(
         delivered: HashMap::new(),
         end: now,
     };
-    let no_breaker = |_: ChannelKind| None;
+    let no_breaker = |_: &Target| None;
     for i in 0..1000 {
         let view = View {
             uid,
@@ -286,15 +286,9 @@ fn a_breaker_holds_deliveries_back_without_spending_attempts() {
         status: &status,
     };
     let open_until = now + ChronoDuration::seconds(30);
-    let blocked = |c: ChannelKind| (c == ChannelKind::Slack).then_some(open_until);
+    let blocked = |t: &Target| (t.channel == ChannelKind::Slack).then_some(open_until);
     match next_step(&view, now, &blocked) {
-        Step::Deliver(due) => assert_eq!(
-            due,
-            vec![Target {
-                channel: ChannelKind::Console,
-                recipient: "console".into()
-            }]
-        ),
+        Step::Deliver(due) => assert_eq!(due, vec![Target::named(ChannelKind::Console, "console")]),
         other => panic!("expected console only, got {other:?}"),
     }
     let after = apply_attempts(

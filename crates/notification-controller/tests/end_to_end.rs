@@ -13,6 +13,7 @@ use std::time::Duration;
 use audit_client::AuditClient;
 use helpers::{spawn_app, start_on, AppOptions, Backend, TestApp, TestDb};
 use notification_controller::crd::Phase;
+use notification_controller::losses::Auditing;
 use serde_json::{json, Value};
 use support::harness::{all_channels_spec, Harness};
 
@@ -20,15 +21,16 @@ const CORRELATION: &str = "rr-2041";
 /// 4 phase changes, 5 attempts (Slack fails twice), 3 delivery records.
 const EXPECTED_EVENTS: i64 = 12;
 
-fn audit_client(base: &str, spill: &std::path::Path) -> AuditClient {
-    AuditClient::builder(base)
-        .flush_interval(Duration::from_millis(50))
-        .retry(2, Duration::from_millis(20), Duration::from_millis(100))
-        .request_timeout(Duration::from_secs(2))
-        .spill_dir(spill)
-        .service_name("notification-controller")
-        .build()
-        .unwrap()
+fn audit_client(base: &str, spill: &std::path::Path) -> Auditing {
+    Auditing::build(
+        AuditClient::builder(base)
+            .flush_interval(Duration::from_millis(50))
+            .retry(2, Duration::from_millis(20), Duration::from_millis(100))
+            .request_timeout(Duration::from_secs(2))
+            .spill_dir(spill)
+            .service_name("notification-controller"),
+    )
+    .unwrap()
 }
 
 fn three_channels_slack_failing_twice(h: &Harness) -> Value {
@@ -67,11 +69,15 @@ async fn assert_trail(db: &TestDb) {
     assert_eq!(rows.len() as i64, EXPECTED_EVENTS, "{rows:#?}");
     let distinct: std::collections::HashSet<&str> = rows.iter().map(|r| r.5.as_str()).collect();
     assert_eq!(distinct.len(), rows.len(), "an event was stored twice");
-    for (_, _, resource, _, actor, _) in &rows {
-        assert_eq!(
-            (resource.as_str(), actor.as_str()),
-            ("disk-full", "notification-controller")
-        );
+    for (event_type, _, resource, _, actor, _) in &rows {
+        assert_eq!(actor, "notification-controller");
+        if event_type.starts_with("notification.delivery.") {
+            // The typed record's subject is its notification_id: the object's uid, unique
+            // across namespaces and re-creations.
+            assert!(uuid::Uuid::parse_str(resource).is_ok(), "{resource}");
+        } else {
+            assert_eq!(resource, "disk-full");
+        }
     }
 
     let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
@@ -184,9 +190,9 @@ async fn the_database_holds_exactly_the_expected_trail() {
     h.create(three_channels_slack_failing_twice(&h)).await;
     let status = h.finished("disk-full").await.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Sent));
-    audit.flush().await;
+    audit.client.flush().await;
     assert_trail(&app.db).await;
-    let report = audit.close(Duration::from_secs(5)).await;
+    let report = audit.client.close(Duration::from_secs(5)).await;
     assert_eq!(
         (report.sent, report.rejected, report.dropped),
         (12, 0, 0),
@@ -222,9 +228,13 @@ async fn with_data_storage_down_the_trail_arrives_later_once() {
         Some(Phase::Sent),
         "auditing must not hold delivery back"
     );
-    audit.flush().await;
-    let spilled = audit.report().spilled;
-    assert!(spilled > 0, "nothing was spilled: {:?}", audit.report());
+    audit.client.flush().await;
+    let spilled = audit.client.report().spilled;
+    assert!(
+        spilled > 0,
+        "nothing was spilled: {:?}",
+        audit.client.report()
+    );
     assert_eq!(stored_count(&db).await, 0);
 
     // Data Storage comes back: the spill is re-sent.
@@ -235,7 +245,7 @@ async fn with_data_storage_down_the_trail_arrives_later_once() {
     let _app = start_on(db.clone(), Backend::Postgres, options).await;
     let arrived = tokio::time::timeout(Duration::from_secs(60), async {
         while stored_count(&db).await < EXPECTED_EVENTS {
-            audit.flush().await;
+            audit.client.flush().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -246,6 +256,6 @@ async fn with_data_storage_down_the_trail_arrives_later_once() {
         stored_count(&db).await
     );
     assert_trail(&db).await;
-    let report = audit.close(Duration::from_secs(5)).await;
+    let report = audit.client.close(Duration::from_secs(5)).await;
     assert_eq!(report.dropped, 0, "{report:?}");
 }

@@ -1,6 +1,8 @@
 //! The reconciler against a mocked API server (`tower-test`): each test states the exact
 //! requests the reconciler must make, in order, and what the server answers.
 
+use notification_controller::decide::Target;
+use notification_controller::losses::Auditing;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ fn notification(resource_version: &str, status: Value) -> Arc<NotificationReques
     Arc::new(serde_json::from_value(object(resource_version, status)).unwrap())
 }
 
-fn ctx(audit: Option<audit_client::AuditClient>) -> (Arc<Context>, ApiHandle) {
+fn ctx(audit: Option<Auditing>) -> (Arc<Context>, ApiHandle) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let channels = Channels::from_settings(&ChannelSettings {
@@ -219,10 +221,8 @@ async fn a_finished_notification_is_not_touched() {
 #[tokio::test]
 async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() {
     // A closed audit client refuses every record.
-    let audit = audit_client::AuditClient::builder("http://127.0.0.1:9")
-        .build()
-        .unwrap();
-    audit.close(Duration::from_secs(1)).await;
+    let audit = Auditing::build(audit_client::AuditClient::builder("http://127.0.0.1:9")).unwrap();
+    audit.client.close(Duration::from_secs(1)).await;
     let (ctx, mut handle) = ctx(Some(audit));
     let verifier = tokio::spawn(async move {
         // Before delivering, the reconciler reads the object past its cache.
@@ -263,7 +263,11 @@ async fn an_open_circuit_breaker_holds_deliveries_without_calls_or_spent_attempt
     .unwrap();
     let breakers = CircuitBreakers::new(1, Duration::from_secs(60));
     let now = Utc::now();
-    breakers.record(notification_controller::crd::ChannelKind::Slack, false, now);
+    breakers.record(
+        &Target::named(notification_controller::crd::ChannelKind::Slack, "#ops"),
+        false,
+        now,
+    );
     let ctx = context(
         Client::new(service, "default"),
         channels,

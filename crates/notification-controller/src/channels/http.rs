@@ -7,6 +7,9 @@ use super::{Delivered, DeliveryError};
 /// answer retryable.
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Delivered, DeliveryError> {
     let response = request.send().await.map_err(|e| {
+        // The error would name the URL, whose query or path may hold a token: the error goes
+        // into the status, the audit trail and the logs.
+        let e = e.without_url();
         if e.is_timeout() {
             DeliveryError::Retryable(format!("no answer in time: {e}"))
         } else {

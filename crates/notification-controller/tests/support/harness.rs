@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_client::AuditClient;
 use chrono::Utc;
 use kube::api::PostParams;
 use kube::runtime::wait::await_condition;
@@ -12,6 +11,7 @@ use notification_controller::breaker::CircuitBreakers;
 use notification_controller::channels::{ChannelSettings, Channels, SmsSettings, SmtpSettings};
 use notification_controller::controller::{context, run_controller};
 use notification_controller::crd::NotificationRequest;
+use notification_controller::losses::Auditing;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +28,21 @@ pub struct Harness {
     pub files: tempfile::TempDir,
     stop: CancellationToken,
     running: Option<tokio::task::JoinHandle<()>>,
-    audit: Option<AuditClient>,
+    audit: Option<Auditing>,
+    breaker_threshold: u32,
 }
 
 impl Harness {
-    pub async fn start(with_smtp: bool, audit: Option<AuditClient>) -> Option<Harness> {
+    pub async fn start(with_smtp: bool, audit: Option<Auditing>) -> Option<Harness> {
+        Self::start_with_breakers(with_smtp, audit, 50).await
+    }
+
+    /// [`Harness::start`] with breakers that open after `breaker_threshold` failures.
+    pub async fn start_with_breakers(
+        with_smtp: bool,
+        audit: Option<Auditing>,
+        breaker_threshold: u32,
+    ) -> Option<Harness> {
         let smtp = if with_smtp {
             Some(SmtpServer::start().await?)
         } else {
@@ -46,6 +56,7 @@ impl Harness {
             stop: CancellationToken::new(),
             running: None,
             audit,
+            breaker_threshold,
         };
         h.run();
         Some(h)
@@ -83,7 +94,7 @@ impl Harness {
         let ctx = context(
             self.api.client(),
             channels,
-            CircuitBreakers::new(50, Duration::from_secs(60)),
+            CircuitBreakers::new(self.breaker_threshold, Duration::from_secs(60)),
             self.audit.clone(),
             Arc::new(Utc::now),
         );
@@ -104,6 +115,40 @@ impl Harness {
 
     pub fn notifications(&self) -> Api<NotificationRequest> {
         Api::namespaced(self.api.client(), "ops")
+    }
+
+    /// Creates an object as given, even one the controller cannot read; returns it as stored.
+    pub async fn create_raw(&self, namespace: &str, name: &str, spec: Value) -> Value {
+        let url = format!(
+            "{}/apis/notification.kubernaut.ai/v1alpha1/namespaces/{namespace}/notificationrequests",
+            self.api.url
+        );
+        let object = json!({
+            "apiVersion": "notification.kubernaut.ai/v1alpha1",
+            "kind": "NotificationRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        });
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&object)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        answer.json().await.unwrap()
+    }
+
+    /// Waits until the notification `namespace/name` has finished (a `completionTime`).
+    pub async fn finished_in(&self, namespace: &str, name: &str) -> Value {
+        self.api
+            .api
+            .wait_for("notificationrequests", |o| {
+                o["metadata"]["namespace"] == namespace
+                    && o["metadata"]["name"] == name
+                    && !o["status"]["completionTime"].is_null()
+            })
+            .await
     }
 
     pub async fn create(&self, spec: Value) -> NotificationRequest {
