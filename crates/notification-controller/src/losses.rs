@@ -84,8 +84,9 @@ impl AuditLosses {
         recent.objects.get(&event_id).cloned()
     }
 
-    /// The refusals, for the one task that reports them.
-    pub(crate) fn take_refusals(&self) -> Option<mpsc::UnboundedReceiver<Rejection>> {
+    /// The refusals, for the one task that reports them (the controller loop starts it; a test
+    /// driving [`crate::reconcile::reconcile`] directly may take them itself).
+    pub fn take_refusals(&self) -> Option<mpsc::UnboundedReceiver<Rejection>> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -30,19 +30,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            use tracing_subscriber::filter::FilterExt;
-            use tracing_subscriber::layer::SubscriberExt;
-            use tracing_subscriber::util::SubscriberInitExt;
-            use tracing_subscriber::Layer;
-            let wanted = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into());
-            tracing_subscriber::registry()
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .json()
-                        .with_filter(wanted.and(notification_controller::logging::no_bodies())),
-                )
-                .init();
+            notification_controller::logging::install(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+                std::io::stdout,
+            );
             notification_controller::controller::run(*args).await
         }
     }

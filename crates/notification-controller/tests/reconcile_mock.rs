@@ -3,6 +3,7 @@
 
 use notification_controller::decide::Target;
 use notification_controller::losses::Auditing;
+use notification_controller::reconcile::report_refusals;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,6 +250,94 @@ async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() 
         .unwrap();
     assert_eq!(action, Action::await_change());
     verifier.await.unwrap();
+}
+
+/// A Data Storage that refuses everything for good, as it refuses an invalid record or an id
+/// stored with other content.
+async fn refusing_data_storage() -> String {
+    let router = axum::Router::new().fallback(|| async {
+        (
+            StatusCode::CONFLICT,
+            [("content-type", "application/problem+json")],
+            r#"{"type":"https://kubernaut.ai/problems/conflict","title":"Conflict","status":409,"detail":"event_id is stored with other content"}"#,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn a_record_data_storage_refuses_later_is_reported_as_a_warning_event() {
+    let audit = Auditing::build(
+        audit_client::AuditClient::builder(refusing_data_storage().await)
+            .flush_interval(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let refusals = audit.losses.take_refusals().unwrap();
+    let (ctx, mut handle) = ctx(Some(audit.clone()));
+    let reporter = tokio::spawn(report_refusals(ctx.clone(), refusals));
+    let verifier = tokio::spawn(async move {
+        let (method, path, _, send) = next(&mut handle).await;
+        assert_eq!((method, path.as_str()), (Method::GET, STATUS_PATH));
+        answer(
+            send,
+            StatusCode::OK,
+            &object("3", json!({"phase": "Sending"})),
+        );
+        let sent = expect_status_patch(&mut handle, "3", "4").await;
+        assert_eq!(sent["phase"], "Sent");
+        // NotificationSent, and the attempt record, the outcome record and the phase
+        // transition, each refused by Data Storage after it was queued and reported on the
+        // object (the refusals may come before or after NotificationSent).
+        let mut reasons = Vec::new();
+        for _ in 0..4 {
+            let (method, path, body, send) = next(&mut handle).await;
+            if method == Method::PATCH {
+                // The recorder counts a repeat of an event it published into that event's
+                // series; only AuditWriteFailed repeats here.
+                assert!(path.starts_with(EVENTS_PATH), "{path}");
+                reasons.push("AuditWriteFailed".to_string());
+                answer(send, StatusCode::OK, &body);
+                continue;
+            }
+            assert_eq!((method, path.as_str()), (Method::POST, EVENTS_PATH));
+            assert_eq!(body["regarding"]["name"], "n1");
+            if body["reason"] == "AuditWriteFailed" {
+                assert_eq!(body["type"], "Warning");
+                let note = body["note"].as_str().unwrap();
+                assert!(
+                    note.starts_with("Data Storage refused audit record")
+                        && note.contains("stored with other content"),
+                    "{note}"
+                );
+            }
+            reasons.push(body["reason"].as_str().unwrap().to_string());
+            answer(send, StatusCode::CREATED, &body);
+        }
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                "AuditWriteFailed",
+                "AuditWriteFailed",
+                "AuditWriteFailed",
+                "NotificationSent"
+            ]
+        );
+    });
+    let action = reconcile(notification("3", json!({"phase": "Sending"})), ctx)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    audit.client.flush().await;
+    tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("three AuditWriteFailed events")
+        .unwrap();
+    assert_eq!(audit.client.report().rejected, 3);
+    reporter.abort();
 }
 
 #[tokio::test]
