@@ -20,13 +20,17 @@ pub struct RunArgs {
     /// Data Storage base URL (the audit trail's destination).
     #[arg(long, env = "DATA_STORAGE_URL")]
     pub data_storage_url: String,
-    /// Where the audit client spills records it cannot send yet.
+    /// Where the audit client spills records it cannot send yet. The default is relative to the
+    /// working directory (`./audit-spill`); in a cluster give it a volume that outlives the
+    /// container (the Deployment mounts one), or spilled records die with the pod.
     #[arg(long, env = "AUDIT_SPILL_DIR", default_value = "./audit-spill")]
     pub audit_spill_dir: PathBuf,
     /// How long shutdown waits for buffered audit records to be sent or spilled.
     #[arg(long, env = "AUDIT_CLOSE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub audit_close_timeout: Duration,
-    /// Address of `/health/live`, `/health/ready` and `/metrics`.
+    /// Address of `/health/live`, `/health/ready` and `/metrics`. The default listens on every
+    /// interface, as the kubelet's probes and Prometheus need in a pod; outside one, use
+    /// `127.0.0.1:8081` to keep it local.
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:8081")]
     pub metrics_listen: SocketAddr,
     /// Only watch this namespace (all namespaces when empty).
@@ -77,7 +81,9 @@ pub struct RunArgs {
     pub smtp_host: Option<String>,
     #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
     pub smtp_port: u16,
-    /// Require STARTTLS.
+    /// Require STARTTLS (on by default, so credentials and messages never cross the network in
+    /// clear). A relay that offers no STARTTLS (a plain local relay on port 25, a test server)
+    /// refuses every email until this is set to `false`; the failure is recorded per delivery.
     #[arg(long, env = "SMTP_STARTTLS", default_value_t = true, action = clap::ArgAction::Set)]
     pub smtp_starttls: bool,
     #[arg(long, env = "SMTP_USERNAME")]

@@ -133,6 +133,9 @@ pub struct RetryPolicy {
     #[serde(default = "default_multiplier")]
     #[schemars(range(min = 1, max = 10))]
     pub backoff_multiplier: u32,
+    /// The longest wait between two attempts (default 480). At least 60, as the platform's CRD
+    /// has it: a short `initialBackoffSeconds` still retries quickly at first, but never waits
+    /// less than the backoff computed, and the cap cannot be set below a minute.
     #[serde(default = "default_max_backoff")]
     #[schemars(range(min = 60, max = 3600))]
     pub max_backoff_seconds: u32,
