@@ -219,7 +219,7 @@ macro_rules! record_routes {
                 (status = 200, description = "The identical record was already stored", body = Object),
                 (status = 202, description = "The database is unavailable; held in the dead-letter queue", body = crate::http::routes::events::QueuedAnswer),
                 (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
-                (status = 409, description = "The natural key is stored with different content; `resource`, `field`, `value` name it", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "A record with the same natural key (the record's id field and its status fields; for notifications `notification_id`, `channel`, `recipient`, `status`, `escalation_level`) is stored with different content: nothing is stored, `resource`, `field`, `value` name the key. Two writers reusing one id for different subjects meet this, so a writer's id must name its subject uniquely across the platform (the Notification controller writes the object's uid)", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "Neither the database nor the dead-letter queue can take it", body = Problem, content_type = "application/problem+json"),
             ))]
         pub async fn $create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
