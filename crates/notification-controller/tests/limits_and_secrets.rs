@@ -71,7 +71,7 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
             .service_name("notification-controller"),
     )
     .unwrap();
-    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+    let Some(h) = Harness::start(true, Some(audit.clone())).await else {
         return;
     };
 
@@ -85,9 +85,21 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
     let teams = "T".repeat(256);
     let slack = format!("#{}", "c".repeat(79));
     let remediation = format!("rr-{}", "r".repeat(997)); // metadata values have no limit
+                                                         // 254 characters: a 64-character local part and a domain of three labels.
+    let email = format!(
+        "{}@{}.{}.{}",
+        "e".repeat(64),
+        "d".repeat(63),
+        "d".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(email.len(), 254);
+    let phone = "+123456789012345"; // E.164 at its longest
     let mut spec = all_channels_spec();
-    spec["channels"] = json!(["webhook", "teams", "slack"]);
-    spec["recipients"] = json!([{"webhookURL": webhook_url, "teams": teams, "slack": slack}]);
+    spec["channels"] = json!(["webhook", "teams", "slack", "email", "sms"]);
+    spec["recipients"] = json!([{
+        "webhookURL": webhook_url, "teams": teams, "slack": slack, "email": email, "phone": phone
+    }]);
     spec["subject"] = json!("S".repeat(500));
     spec["body"] = json!(format!("db password={BODY_SECRET} in the logs"));
     spec["metadata"] = json!({"remediationRequestName": remediation});
@@ -117,7 +129,7 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
         "{report:?}"
     );
 
-    // Every typed record is stored: three targets for each object, told apart by its uid.
+    // Every typed record is stored: five targets for each object, told apart by its uid.
     let pool = pool(&app.db);
     let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT notification_id, channel, recipient, status, remediation_id \
@@ -126,7 +138,7 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
     .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert_eq!(rows.len(), 10, "{rows:#?}");
     let origin = h.http.url.clone();
     for object in [&ops, &dev] {
         let uid = object["metadata"]["uid"].as_str().unwrap();
@@ -138,7 +150,9 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
         assert_eq!(
             by_channel,
             [
+                ("email", email.as_str(), "sent"),
                 ("slack", slack.as_str(), "sent"),
+                ("sms", phone, "sent"),
                 ("teams", &*fit(&teams, MAX_SHORT), "sent"),
                 ("webhook", origin.as_str(), "sent"),
             ]
@@ -152,8 +166,8 @@ async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywh
         .fetch_one(pool)
         .await
         .unwrap();
-    // Each object: three phase changes (Pending, Sending, Sent), three attempts, three records.
-    assert_eq!(stored, 2 * (3 + 3 + 3));
+    // Each object: three phase changes (Pending, Sending, Sent), five attempts, five records.
+    assert_eq!(stored, 2 * (3 + 5 + 5));
 
     // No secret anywhere it could stay: stored rows, statuses, events, the log.
     for secret in [URL_SECRET, BODY_SECRET] {
