@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use audit_client::AuditClient;
 use axum::routing::get;
 use axum::Router;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
@@ -72,19 +72,47 @@ pub async fn run_controller(
         .as_ref()
         .and_then(|a| a.losses.take_refusals())
         .map(|rx| tokio::spawn(report_refusals(ctx.clone(), rx)));
-    Controller::new_with(api, watcher::Config::default(), resource)
-        .graceful_shutdown_on(stop)
+    let stop = stop.shared();
+    let controller = Controller::new_with(api, watcher::Config::default(), resource);
+    let store = controller.store();
+    let run = controller
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile_object, error_policy_object, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // kube-runtime's runner waits for the first LIST before it ends, even after a graceful
+    // shutdown: a controller stopped before it could list (the API server unreachable, a
+    // SIGTERM at start) would never stop, and the audit client would never be flushed. Nothing
+    // can be reconciling then, so it stops at once; otherwise running reconciles get
+    // SHUTDOWN_GRACE to finish.
+    let bounded = async {
+        stop.clone().await;
+        if store.wait_until_ready().now_or_never().is_none() {
+            tracing::info!("stopping before the first list of NotificationRequests completed");
+            return;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "reconciles did not finish within the shutdown grace; stopping them"
+        );
+    };
+    tokio::select! {
+        _ = run => {}
+        _ = bounded => {}
+    }
     if let Some(task) = refusals {
         task.abort();
     }
 }
+
+/// How long a stopping controller lets running reconciles finish (a delivery takes at most
+/// `DELIVERY_TIMEOUT`, 10 s by default); the audit client's close follows, within the pod's
+/// default 30 s termination grace.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn health_router(metrics: PrometheusHandle) -> Router {
     Router::new()

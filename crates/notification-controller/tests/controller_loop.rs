@@ -405,3 +405,25 @@ async fn a_dead_webhook_does_not_hold_back_the_others() {
     assert_eq!(h.http.receivers.on("/alive").len(), 1);
     assert_eq!(h.http.receivers.on("/dead").len(), 1);
 }
+
+/// A controller stopped before its first LIST completed (at start, or with the API server
+/// unreachable) stops at once: kube-runtime's runner would wait for that LIST forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_stopped_before_its_first_list_stops() {
+    let Some(mut h) = Harness::start(false, None).await else {
+        return;
+    };
+    tokio::time::timeout(Duration::from_secs(10), h.halt())
+        .await
+        .expect("the controller stopped");
+    // And it starts again and serves.
+    h.run();
+    let mut spec = all_channels_spec();
+    spec["channels"] = json!(["console"]);
+    h.create_raw("ops", "after-the-restart", spec).await;
+    let nr = h.finished_in("ops", "after-the-restart").await;
+    assert_eq!(nr["status"]["phase"], "Sent", "{nr}");
+    tokio::time::timeout(Duration::from_secs(10), h.halt())
+        .await
+        .expect("the controller stopped");
+}
