@@ -219,6 +219,20 @@ async fn a_finished_notification_is_not_touched() {
     }
 }
 
+/// A notification in `Sending` (resourceVersion 3): before delivering the reconciler reads the
+/// object past its cache, then writes `Sent`.
+async fn expect_read_then_sent(handle: &mut ApiHandle) {
+    let (method, path, _, send) = next(handle).await;
+    assert_eq!((method, path.as_str()), (Method::GET, STATUS_PATH));
+    answer(
+        send,
+        StatusCode::OK,
+        &object("3", json!({"phase": "Sending"})),
+    );
+    let sent = expect_status_patch(handle, "3", "4").await;
+    assert_eq!(sent["phase"], "Sent");
+}
+
 #[tokio::test]
 async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() {
     // A closed audit client refuses every record.
@@ -226,16 +240,7 @@ async fn an_audit_record_that_cannot_be_queued_is_reported_as_a_warning_event() 
     audit.client.close(Duration::from_secs(1)).await;
     let (ctx, mut handle) = ctx(Some(audit));
     let verifier = tokio::spawn(async move {
-        // Before delivering, the reconciler reads the object past its cache.
-        let (method, path, _, send) = next(&mut handle).await;
-        assert_eq!((method, path.as_str()), (Method::GET, STATUS_PATH));
-        answer(
-            send,
-            StatusCode::OK,
-            &object("3", json!({"phase": "Sending"})),
-        );
-        let sent = expect_status_patch(&mut handle, "3", "4").await;
-        assert_eq!(sent["phase"], "Sent");
+        expect_read_then_sent(&mut handle).await;
         let warning = expect_event(&mut handle, "Warning", "AuditWriteFailed").await;
         // The attempt record, the outcome record and the phase transition were refused.
         assert_eq!(
@@ -279,15 +284,7 @@ async fn a_record_data_storage_refuses_later_is_reported_as_a_warning_event() {
     let (ctx, mut handle) = ctx(Some(audit.clone()));
     let reporter = tokio::spawn(report_refusals(ctx.clone(), refusals));
     let verifier = tokio::spawn(async move {
-        let (method, path, _, send) = next(&mut handle).await;
-        assert_eq!((method, path.as_str()), (Method::GET, STATUS_PATH));
-        answer(
-            send,
-            StatusCode::OK,
-            &object("3", json!({"phase": "Sending"})),
-        );
-        let sent = expect_status_patch(&mut handle, "3", "4").await;
-        assert_eq!(sent["phase"], "Sent");
+        expect_read_then_sent(&mut handle).await;
         // NotificationSent, and the attempt record, the outcome record and the phase
         // transition, each refused by Data Storage after it was queued and reported on the
         // object (the refusals may come before or after NotificationSent).

@@ -70,3 +70,35 @@ impl ServerProcess {
             .expect("SIGTERM sent");
     }
 }
+
+/// `datastorage keygen --out <dir>/checkpoint.key`: the key file's path and the public key.
+pub fn keygen(dir: &std::path::Path) -> (String, String) {
+    let path = dir.join("checkpoint.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    (path.display().to_string(), public)
+}
+
+/// `datastorage verify` of the log at `url`: whether it passed, and what it printed.
+pub fn verify(url: &str, public_key: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["verify", "--database-url", url, "--public-key", public_key])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.code().is_some(),
+        "verify was killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), stdout)
+}

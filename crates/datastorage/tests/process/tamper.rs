@@ -3,7 +3,6 @@
 //! database. Each fault is detected, the first bad seq named, the exit status non-zero; the
 //! untouched log verifies.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use audit_model::checkpoint::CheckpointSigner;
@@ -73,20 +72,12 @@ async fn tamper(pool: &PgPool, sql: &str) {
     sqlx::raw_sql(sql).execute(&mut *conn).await.unwrap();
 }
 
+/// `datastorage verify` of the copy `name`.
 fn verify(name: &str, public_key: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
-        .args(["verify", "--database-url"])
-        .arg(format!("postgres://postgres@127.0.0.1:5432/{name}"))
-        .args(["--public-key", public_key])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.code().is_some(),
-        "verify was killed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), stdout)
+    crate::child::verify(
+        &format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        public_key,
+    )
 }
 
 /// The leaf hash of the row now stored at `seq`, recomputed from its content.

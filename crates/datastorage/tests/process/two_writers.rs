@@ -4,59 +4,25 @@
 //! were taken under the log head still verifies, while a real reordering is still found.
 
 use std::borrow::Cow;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use audit_model::AuditEvent;
 use chrono::Utc;
-use datastorage::config::DatabaseTarget;
-use datastorage::store::{self, PreparedEvent};
+use datastorage::store::PreparedEvent;
 use datastorage::tree::Checkpointer;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::child::ServerProcess;
+use crate::child::{keygen, verify, ServerProcess};
 use crate::helpers::{event, eventually, Backend, TestDb};
 
 const CLIENTS: usize = 16;
 const REQUESTS_PER_CLIENT: usize = 60;
 /// Every sixth request is a batch of this many events; the others carry one.
 const BATCH: usize = 10;
-
-/// A new signing key in `dir`, and its public key as `verify` takes it.
-fn keygen(dir: &std::path::Path) -> (String, String) {
-    let path = dir.join("checkpoint.key");
-    let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
-        .args(["keygen", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    (path.display().to_string(), public)
-}
-
-/// `datastorage verify` on `url`: whether it passed, and what it printed.
-fn verify(url: &str, public_key: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
-        .args(["verify", "--database-url", url, "--public-key", public_key])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.code().is_some(),
-        "verify was killed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), stdout)
-}
 
 /// How many neighbours along `seq` have a receipt time earlier than the row before them.
 async fn backward_steps(db: &TestDb) -> i64 {
@@ -308,15 +274,7 @@ async fn a_log_written_by_two_replicas_before_the_change_verifies() {
     assert_eq!(backward_steps(&db).await, 20, "the old log steps backwards");
 
     // The upgraded service: migrates, signs the old rows, and appends new ones.
-    let store = store::connect(
-        &DatabaseTarget::Postgres {
-            url: db.url(),
-            password: None,
-        },
-        2,
-    )
-    .await
-    .unwrap();
+    let store = crate::helpers::open_store(&db, 2).await;
     let signer = Arc::new(
         audit_model::checkpoint::CheckpointSigner::from_seed("two-replicas.test/log", [7; 32])
             .unwrap(),
