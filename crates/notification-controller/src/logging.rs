@@ -38,3 +38,47 @@ where
         )
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_kubernetes_clients_body_logging_is_dropped_at_any_level() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(move || writer.clone())
+                .with_filter(EnvFilter::new("trace").and(no_bodies())),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            // What the client logs for an answer it cannot decode, and for a failed request.
+            tracing::warn!(target: "kube_client::client", "{{\"spec\":{{\"body\":\"password=hunter2\"}}}}, Error(\"unknown variant\")");
+            tracing::debug!(target: "kube_client::client", "Unsuccessful data error parse: hunter2");
+            tracing::error!(target: "kube_client::client", "an error is kept");
+            tracing::warn!(target: "notification_controller::reconcile", "our own warning is kept");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("an error is kept"), "{text}");
+        assert!(text.contains("our own warning is kept"), "{text}");
+    }
+}
