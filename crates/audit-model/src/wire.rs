@@ -7,9 +7,8 @@
 //! one) so that the answer names all of them. Either way the second step,
 //! [`WireEvent::into_event`], checks the values and fills the defaults. A text that serde reads
 //! is read the same from its tree, so both ways give the same event or the same errors (a
-//! property test holds them to it); serde's way only costs less: building the tree and taking
-//! the fields out of it were 12 % of a single-event request's CPU in the service, reading the
-//! text this way 7 %.
+//! property test holds them to it); serde's way only costs less than building the tree (figures
+//! in `docs/benchmarks.md`, 2026-12-01).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

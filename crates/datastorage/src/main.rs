@@ -18,9 +18,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keeps the kernel from backing this process's memory with transparent huge pages. mimalloc 3
 /// asks for them on its arenas (before `main` runs, so its own option comes too late): a 2 MiB
-/// page stays resident while any byte of it is in use, and each purge of part of one splits it.
-/// Measured with `audit-bench`: peak RSS of the SQLite batch scenario 139–146 → 109–113 MiB and
-/// of single events 51–58 → 26–28 MiB, single events about 7 % faster.
+/// page stays resident while any byte of it is in use, and each purge of part of one splits it,
+/// so peak memory rose by a third under batch load (`docs/benchmarks.md`, 2026-11-28).
 fn no_transparent_huge_pages() {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         // Not fatal: the memory use is then higher, nothing else changes.
@@ -33,9 +32,8 @@ const PURGE_DELAY_MS: std::os::raw::c_long = 50;
 
 /// Returns freed memory to the OS after 50 ms instead of mimalloc's default 1 s: under batch load
 /// the writer, the checkpointer and SQLite's connection threads free in bursts, and a long delay
-/// lets their freed pages pile up. Measured with `audit-bench` (transparent huge pages off), peak
-/// RSS of the SQLite batch scenario: 1 s 135 MiB, 50 ms 117–122, 0 ms 111–118; single events
-/// with 50 ms about 4 % faster than with 0 ms (each purge is a system call).
+/// lets their freed pages pile up, while no delay makes every purge a system call (both measured:
+/// `docs/benchmarks.md`, 2026-11-28).
 fn purge_freed_memory_soon() {
     // SAFETY: sets one of mimalloc's documented runtime options; takes no pointers.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }

@@ -33,8 +33,9 @@ use crate::store::LogStore;
 use problem::{ApiError, REQUEST_ID};
 use routes::records;
 
-/// What every handler can reach. Axum clones the state for every request, so it is one `Arc`
-/// (cloning the fields one by one, the queue's sender among them, was 2 % of a request's CPU).
+/// What every handler can reach. Axum clones the state for every request, so it is one `Arc`:
+/// cloning the fields one by one (the queue's sender among them) showed in the profile
+/// (`docs/benchmarks.md`, 2026-11-28).
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
@@ -281,9 +282,9 @@ fn router(state: AppState) -> Router {
 /// error (5xx) with the request it answers.
 ///
 /// The per-request span is at DEBUG (tower-http's default level): formatting its fields for
-/// every request was 4 % of a single-event request's CPU, and at the default level nothing is
-/// logged inside a request but the failures logged here. `RUST_LOG=debug` shows every request
-/// with its span.
+/// every request costs CPU on the hottest path (`docs/benchmarks.md`, 2026-12-01), and at the
+/// default level nothing is logged inside a request but the failures logged here.
+/// `RUST_LOG=debug` shows every request with its span.
 async fn request_context(req: Request, next: Next) -> Response {
     // Set by the request-id layer before this one.
     let id = req
