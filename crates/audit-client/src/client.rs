@@ -1,6 +1,6 @@
 //! The handle controllers hold: `record` (synchronous, never blocks), `flush`, `close`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +10,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::builder::AuditClientBuilder;
+use crate::config::ClientConfig;
 use crate::metric_names as m;
 use crate::pending::Pending;
+use crate::report::{CloseReport, Counters};
 use crate::sender::{Item, Sender, SpillItem, Spiller};
 use crate::token::Token;
 use crate::transport::Transport;
@@ -34,43 +35,6 @@ pub enum RecordError {
     Start(String),
 }
 
-/// What the client did over its life, returned by [`AuditClient::close`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CloseReport {
-    /// Stored by the server (or durably queued by it).
-    pub sent: u64,
-    /// Already stored on the server (a resend).
-    pub duplicates: u64,
-    /// Refused by the server (invalid or conflicting); logged, never retried.
-    pub rejected: u64,
-    /// Written to the disk spill, for a later resend.
-    pub spilled: u64,
-    /// Given up without a trace on the server or on disk.
-    pub dropped: u64,
-}
-
-/// Shared counters (also the source of the close report).
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub sent: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub rejected: AtomicU64,
-    pub spilled: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn report(&self) -> CloseReport {
-        CloseReport {
-            sent: self.sent.load(Ordering::Relaxed),
-            duplicates: self.duplicates.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            spilled: self.spilled.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        }
-    }
-}
-
 /// The audit client. Cheap to clone; all clones share one buffer and one background task.
 #[derive(Clone)]
 pub struct AuditClient {
@@ -82,12 +46,7 @@ pub struct AuditClient {
 }
 
 impl AuditClient {
-    /// Starts configuring a client for the Data Storage at `base_url`.
-    pub fn builder(base_url: impl Into<String>) -> AuditClientBuilder {
-        AuditClientBuilder::new(base_url)
-    }
-
-    pub(crate) fn start(config: AuditClientBuilder) -> Result<AuditClient, RecordError> {
+    pub(crate) fn start(config: ClientConfig) -> Result<AuditClient, RecordError> {
         let transport = Transport::new(
             config.base_url.clone(),
             config.request_timeout,

@@ -16,13 +16,17 @@
 
 mod builder;
 mod client;
+mod config;
 mod pending;
+mod report;
 mod sender;
 mod token;
 mod transport;
 
-pub use builder::{AuditClientBuilder, Rejection};
-pub use client::{AuditClient, CloseReport, RecordError};
+pub use builder::AuditClientBuilder;
+pub use client::{AuditClient, RecordError};
+pub use config::Rejection;
+pub use report::CloseReport;
 pub use token::TokenSource;
 
 /// The most events the server takes in one batch request (its default `batch_max_items`).

@@ -10,10 +10,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::builder::AuditClientBuilder;
-use crate::client::{CloseReport, Counters};
+use crate::config::{ClientConfig, Rejection};
 use crate::metric_names as m;
 use crate::pending::Pending;
+use crate::report::{CloseReport, Counters};
 use crate::transport::{Failure, ItemResult, Transport};
 
 /// What the handle sends to the background task.
@@ -116,7 +116,7 @@ async fn spill(
 pub(crate) struct Sender {
     rx: mpsc::Receiver<Item>,
     transport: Transport,
-    config: AuditClientBuilder,
+    config: ClientConfig,
     spill: Option<Journal>,
     counters: Arc<Counters>,
     service: Arc<str>,
@@ -126,7 +126,7 @@ impl Sender {
     pub(crate) fn new(
         rx: mpsc::Receiver<Item>,
         transport: Transport,
-        config: AuditClientBuilder,
+        config: ClientConfig,
         spill: Option<Journal>,
         counters: Arc<Counters>,
         service: Arc<str>,
@@ -377,7 +377,7 @@ impl Sender {
                 metrics::counter!(m::DROPPED, "service" => self.service.to_string(), "reason" => "rejected").increment(1);
                 tracing::error!(event_id = %p.event_id(), %reason, "audit event rejected by Data Storage");
                 if let Some(hook) = &self.config.on_rejected {
-                    (hook.0)(crate::builder::Rejection {
+                    (hook.0)(Rejection {
                         event_id: p.event_id(),
                         reason,
                     });
