@@ -27,6 +27,10 @@ pub enum RecordError {
     /// The buffer is full and no spill directory is configured; the event is dropped (counted).
     #[error("the audit buffer is full and no spill directory is configured")]
     BufferFull,
+    /// The buffer is full and so is the queue to the disk spill (the disk cannot keep up); the
+    /// event is dropped (counted).
+    #[error("the audit buffer is full and the disk spill cannot keep up")]
+    SpillBehind,
     /// The client was closed.
     #[error("the audit client is closed")]
     Closed,
@@ -39,7 +43,9 @@ pub enum RecordError {
 #[derive(Clone)]
 pub struct AuditClient {
     tx: mpsc::Sender<Item>,
-    overflow: Option<mpsc::UnboundedSender<SpillItem>>,
+    /// To the spiller, when the buffer is full: bounded like the buffer, so memory stays bounded
+    /// whatever the disk's speed.
+    overflow: Option<mpsc::Sender<SpillItem>>,
     counters: Arc<Counters>,
     closed: Arc<AtomicBool>,
     service: Arc<str>,
@@ -66,7 +72,7 @@ impl AuditClient {
         let service: Arc<str> = config.service.clone().into();
         let (tx, rx) = mpsc::channel(config.buffer_capacity);
         let overflow = spill.clone().map(|journal| {
-            let (otx, orx) = mpsc::unbounded_channel();
+            let (otx, orx) = mpsc::channel(config.buffer_capacity);
             tokio::spawn(Spiller::new(journal, orx, counters.clone(), service.clone()).run());
             otx
         });
@@ -171,18 +177,25 @@ impl AuditClient {
         let result = match self.tx.try_send(Item::Pending(pending)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(Item::Pending(pending))) => match &self.overflow {
-                Some(overflow) if overflow.send(SpillItem::Pending(pending)).is_ok() => Ok(()),
-                _ => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(m::DROPPED, "service" => self.service.to_string(), "reason" => "buffer_full").increment(1);
-                    Err(RecordError::BufferFull)
-                }
+                Some(overflow) => match overflow.try_send(SpillItem::Pending(pending)) {
+                    Ok(()) => Ok(()),
+                    Err(_) => self.drop_one("spill_full", RecordError::SpillBehind),
+                },
+                None => self.drop_one("buffer_full", RecordError::BufferFull),
             },
             Err(_) => Err(RecordError::Closed),
         };
         metrics::gauge!(m::BUFFER_LEN, "service" => self.service.to_string())
             .set(self.buffer_len() as f64);
         result
+    }
+
+    /// Counts an event given up at `record`, and the error that says why.
+    fn drop_one(&self, reason: &'static str, error: RecordError) -> Result<(), RecordError> {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::DROPPED, "service" => self.service.to_string(), "reason" => reason)
+            .increment(1);
+        Err(error)
     }
 
     /// Events waiting in memory.
@@ -203,7 +216,7 @@ impl AuditClient {
     async fn flush_overflow(&self) {
         if let Some(overflow) = &self.overflow {
             let (reply, done) = oneshot::channel();
-            if overflow.send(SpillItem::Barrier(reply)).is_ok() {
+            if overflow.send(SpillItem::Barrier(reply)).await.is_ok() {
                 let _ = done.await;
             }
         }

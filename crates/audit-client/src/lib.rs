@@ -9,7 +9,10 @@
 //! * when the buffer is full, or a batch has exhausted its retries, and a spill directory is
 //!   configured, events go to a local [`audit_journal`] and are re-sent, in order, when Data
 //!   Storage answers again — with their original `event_id`s, so a resend after a lost answer is
-//!   a duplicate on the server, not a second record;
+//!   a duplicate on the server, not a second record. Events on their way to the journal wait in a
+//!   second queue as large as the buffer; when the disk cannot keep up with that either, `record`
+//!   returns [`RecordError::SpillBehind`] and the event is counted as dropped, so memory stays
+//!   bounded whatever happens;
 //! * without a spill directory, a full buffer makes `record` return [`RecordError::BufferFull`],
 //!   and every event given up is counted (`audit_client_events_dropped_total{reason}` and the
 //!   [`CloseReport`]).

@@ -35,7 +35,7 @@ pub(crate) enum SpillItem {
 /// Appends overflowing events to the spill journal, in the order they were recorded.
 pub(crate) struct Spiller {
     journal: Journal,
-    rx: mpsc::UnboundedReceiver<SpillItem>,
+    rx: mpsc::Receiver<SpillItem>,
     counters: Arc<Counters>,
     service: Arc<str>,
 }
@@ -43,7 +43,7 @@ pub(crate) struct Spiller {
 impl Spiller {
     pub(crate) fn new(
         journal: Journal,
-        rx: mpsc::UnboundedReceiver<SpillItem>,
+        rx: mpsc::Receiver<SpillItem>,
         counters: Arc<Counters>,
         service: Arc<str>,
     ) -> Self {

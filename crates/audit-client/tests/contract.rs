@@ -388,6 +388,40 @@ async fn record_never_blocks_when_the_server_is_unreachable() {
     );
 }
 
+/// Memory stays bounded with a spill directory too: past the buffer, events wait for the disk in
+/// a queue as large as the buffer, and past that `record` refuses (counted), never queueing
+/// without bound. On a single-threaded runtime nothing drains while `record` is called in a
+/// loop, so the two queues fill exactly.
+#[tokio::test(flavor = "current_thread")]
+async fn the_queue_to_the_disk_spill_is_bounded() {
+    let spill = tempfile::tempdir().unwrap();
+    let client = AuditClient::builder("http://127.0.0.1:9")
+        .buffer_capacity(3)
+        .retry(1, Duration::from_millis(1), Duration::from_millis(1))
+        .request_timeout(Duration::from_secs(1))
+        .spill_dir(spill.path())
+        .build()
+        .unwrap();
+    let mut kept = 0;
+    let mut refused = 0;
+    for i in 0..10 {
+        match client.record(event(&format!("rr-bounded-{i}"))) {
+            Ok(_) => kept += 1,
+            Err(RecordError::SpillBehind) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        (kept, refused),
+        (6, 4),
+        "three in the buffer, three on their way to disk"
+    );
+    assert_eq!(client.report().dropped, 4);
+    // What was kept ends on disk (nothing answers at the server's address).
+    let report = client.close(Duration::from_secs(10)).await;
+    assert_eq!((report.spilled, report.dropped), (6, 4), "{report:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_typed_helper_is_accepted_by_the_real_server() {
     let Some(app) = spawn_app(Backend::Postgres).await else {
