@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use audit_model::checkpoint::CheckpointVerifier;
 use audit_model::merkle::Hash;
 use audit_model::subtrees;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
@@ -164,11 +164,36 @@ pub async fn verify_log(
     witnessed: &[Witnessed],
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
-    // Signed roots by tree size; forged checkpoints are reported and left out.
-    let mut signed: BTreeMap<u64, Hash> = BTreeMap::new();
     let checkpoints = all_checkpoints(store).await?;
     report.checkpoints = checkpoints.len() as u64;
-    for c in &checkpoints {
+    let mut signed = signed_roots(&checkpoints, key, &mut report);
+    check_witnessed(witnessed, &checkpoints, key, &mut signed, &mut report);
+    let mut scan = Scan::new(signed, checkpoints.last().cloned());
+    let mut after = 0i64;
+    loop {
+        let rows = store.scan(after, PAGE).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            after = row.seq();
+            scan.row(&row, &mut report);
+        }
+    }
+    scan.finish(store.received_in_order_from().await?, &mut report);
+    report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));
+    Ok(report)
+}
+
+/// The signed roots by tree size, from the checkpoints whose signature verifies; forged
+/// checkpoints are reported and left out.
+fn signed_roots(
+    checkpoints: &[StoredCheckpoint],
+    key: &CheckpointVerifier,
+    report: &mut Report,
+) -> BTreeMap<u64, Hash> {
+    let mut signed = BTreeMap::new();
+    for c in checkpoints {
         match key.verify(&c.note) {
             Ok(note) => {
                 // What was signed is the truth, whatever the row's columns now say.
@@ -191,6 +216,18 @@ pub async fn verify_log(
             ),
         }
     }
+    signed
+}
+
+/// Holds the database's checkpoints to the `witnessed` ones, and adds the witnessed roots to
+/// `signed` (the content must reproduce them).
+fn check_witnessed(
+    witnessed: &[Witnessed],
+    checkpoints: &[StoredCheckpoint],
+    key: &CheckpointVerifier,
+    signed: &mut BTreeMap<u64, Hash>,
+    report: &mut Report,
+) {
     let stored_notes: BTreeMap<i64, &str> = checkpoints
         .iter()
         .map(|c| (c.tree_size, c.note.as_str()))
@@ -227,140 +264,187 @@ pub async fn verify_log(
             ),
         }
     }
-    let latest = checkpoints.last().cloned();
-    // A row committed while the latest checkpoint was being made may have been received just
-    // before it and still be uncovered; older uncovered rows were added behind the log's back.
-    let pending_slack = chrono::Duration::seconds(10);
+}
 
-    let mut size: u64 = 0;
-    let mut frontier: Vec<Hash> = Vec::new();
-    let mut tree_broken = false;
-    let mut last_good: u64 = 0;
-    let mut previous_received = None;
-    let mut before_previous = None;
-    let mut backsteps = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let rows = store.scan(after, PAGE).await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in rows {
-            report.events += 1;
-            let seq = row.seq();
-            let expected = size as i64 + 1;
-            if seq != expected && !tree_broken {
-                report.add(
-                    Fault::RowMissing,
-                    Some(expected),
-                    format!("seq {expected} is missing (the next row is seq {seq})"),
-                );
-                tree_broken = true;
-            }
-            let (leaf, received_at) = match &row {
-                LogEntry::Event(e) => {
-                    let leaf = e.event.leaf_hash();
-                    if hex::encode(leaf) != e.leaf_hash {
-                        report.add(
-                            Fault::ContentChanged,
-                            Some(seq),
-                            format!("seq {seq}: the content does not hash to the stored leaf hash"),
-                        );
-                    }
-                    (leaf, e.received_at)
-                }
-                LogEntry::Purged(p) => {
-                    report.purged += 1;
-                    if p.purged_at < p.expired_at() {
-                        report.add(
-                            Fault::PurgedEarly,
-                            Some(seq),
-                            format!(
-                                "seq {seq}: its content was purged at {}, before its retention ended at {}",
-                                audit_model::timestamp::format(&p.purged_at),
-                                audit_model::timestamp::format(&p.expired_at())
-                            ),
-                        );
-                    }
-                    (p.leaf_hash, p.received_at)
-                }
-            };
-            if let Some((prev_seq, prev)) = previous_received {
-                if received_at < prev {
-                    // One of the two is out of place: the earlier row if it is also later than
-                    // its own predecessor's successor (moved back), else this one (moved forward).
-                    let bad = match before_previous {
-                        Some(oldest) if oldest > received_at => seq,
-                        _ => prev_seq,
-                    };
-                    backsteps.push(Backstep { prev_seq, seq, bad });
-                }
-                before_previous = Some(prev);
-            }
-            previous_received = Some((seq, received_at));
-            if let Some(latest) = &latest {
-                if seq > latest.tree_size
-                    && (received_at < latest.signed_at - pending_slack || received_at > Utc::now())
-                {
-                    report.add(
-                        Fault::RowAdded,
-                        Some(seq),
-                        format!(
-                            "seq {seq} is not covered by the latest checkpoint ({}) although it was received before it",
-                            latest.tree_size
-                        ),
-                    );
-                }
-            }
-            if latest.as_ref().is_none_or(|l| seq > l.tree_size) {
-                report.pending += 1;
-            }
-            if !tree_broken {
-                let ext = subtrees::extend(size, &frontier, &[leaf]);
-                frontier = ext.frontier.into_iter().map(|(_, h)| h).collect();
-                size += 1;
-                if let Some(root) = signed.get(&size) {
-                    if *root == subtrees::range_root(&frontier) {
-                        last_good = size;
-                    } else {
-                        report.window_start = Some(last_good as i64 + 1);
-                        report.add(
-                            Fault::CheckpointInconsistent,
-                            None,
-                            format!(
-                                "the content no longer reproduces checkpoint {size}; the last checkpoint it reproduces is {last_good}, so a row between seq {} and {size} was changed, added, removed or moved",
-                                last_good + 1
-                            ),
-                        );
-                        tree_broken = true;
-                    }
-                }
-            }
-            after = seq;
+/// A row committed while the latest checkpoint was being made may have been received just
+/// before it and still be uncovered; older uncovered rows were added behind the log's back.
+const PENDING_SLACK: chrono::Duration = chrono::Duration::seconds(10);
+
+/// The pass over the rows in `seq` order: each row's own checks, and the tree rebuilt from
+/// their leaves against the signed roots.
+struct Scan {
+    signed: BTreeMap<u64, Hash>,
+    latest: Option<StoredCheckpoint>,
+    /// Leaves integrated into the rebuilt tree, and its right edge.
+    size: u64,
+    frontier: Vec<Hash>,
+    /// A row is missing or a signed root was not reproduced: the tree is rebuilt no further.
+    tree_broken: bool,
+    /// The largest signed size the content reproduces.
+    last_good: u64,
+    previous_received: Option<(i64, DateTime<Utc>)>,
+    before_previous: Option<DateTime<Utc>>,
+    backsteps: Vec<Backstep>,
+}
+
+impl Scan {
+    fn new(signed: BTreeMap<u64, Hash>, latest: Option<StoredCheckpoint>) -> Self {
+        Scan {
+            signed,
+            latest,
+            size: 0,
+            frontier: Vec::new(),
+            tree_broken: false,
+            last_good: 0,
+            previous_received: None,
+            before_previous: None,
+            backsteps: Vec::new(),
         }
     }
-    if let Some((&largest, _)) = signed.iter().next_back() {
-        if largest > size && !tree_broken {
+
+    fn row(&mut self, row: &LogEntry, report: &mut Report) {
+        report.events += 1;
+        let seq = row.seq();
+        let expected = self.size as i64 + 1;
+        if seq != expected && !self.tree_broken {
             report.add(
                 Fault::RowMissing,
-                Some(size as i64 + 1),
-                format!("checkpoint {largest} covers rows up to seq {largest}, the log ends at seq {size}"),
+                Some(expected),
+                format!("seq {expected} is missing (the next row is seq {seq})"),
             );
+            self.tree_broken = true;
+        }
+        let (leaf, received_at) = leaf_of(row, report);
+        self.receipt_time(seq, received_at);
+        self.coverage(seq, received_at, report);
+        if !self.tree_broken {
+            self.extend_tree(leaf, report);
         }
     }
-    report.verified_tree_size = last_good;
-    let in_order_from = store.received_in_order_from().await?;
-    for step in backsteps {
-        if let Some(bad) = step.unproven(last_good as i64, in_order_from) {
-            report.add(
-                Fault::RowsReordered,
-                Some(bad),
-                format!("seq {} was received after seq {}", step.prev_seq, step.seq),
-            );
+
+    /// Notes a receipt time stepping back along `seq` (judged in [`Scan::finish`]).
+    fn receipt_time(&mut self, seq: i64, received_at: DateTime<Utc>) {
+        if let Some((prev_seq, prev)) = self.previous_received {
+            if received_at < prev {
+                // One of the two is out of place: the earlier row if it is also later than
+                // its own predecessor's successor (moved back), else this one (moved forward).
+                let bad = match self.before_previous {
+                    Some(oldest) if oldest > received_at => seq,
+                    _ => prev_seq,
+                };
+                self.backsteps.push(Backstep { prev_seq, seq, bad });
+            }
+            self.before_previous = Some(prev);
+        }
+        self.previous_received = Some((seq, received_at));
+    }
+
+    /// Whether a row the latest checkpoint does not cover may be uncovered, and counts it.
+    fn coverage(&mut self, seq: i64, received_at: DateTime<Utc>, report: &mut Report) {
+        if let Some(latest) = &self.latest {
+            if seq > latest.tree_size
+                && (received_at < latest.signed_at - PENDING_SLACK || received_at > Utc::now())
+            {
+                report.add(
+                    Fault::RowAdded,
+                    Some(seq),
+                    format!(
+                        "seq {seq} is not covered by the latest checkpoint ({}) although it was received before it",
+                        latest.tree_size
+                    ),
+                );
+            }
+        }
+        if self.latest.as_ref().is_none_or(|l| seq > l.tree_size) {
+            report.pending += 1;
         }
     }
-    report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));
-    Ok(report)
+
+    /// Adds the leaf to the rebuilt tree and checks the root against a signed one of that size.
+    fn extend_tree(&mut self, leaf: Hash, report: &mut Report) {
+        let ext = subtrees::extend(self.size, &self.frontier, &[leaf]);
+        self.frontier = ext.frontier.into_iter().map(|(_, h)| h).collect();
+        self.size += 1;
+        let size = self.size;
+        if let Some(root) = self.signed.get(&size) {
+            if *root == subtrees::range_root(&self.frontier) {
+                self.last_good = size;
+            } else {
+                report.window_start = Some(self.last_good as i64 + 1);
+                report.add(
+                    Fault::CheckpointInconsistent,
+                    None,
+                    format!(
+                        "the content no longer reproduces checkpoint {size}; the last checkpoint it reproduces is {}, so a row between seq {} and {size} was changed, added, removed or moved",
+                        self.last_good,
+                        self.last_good + 1
+                    ),
+                );
+                self.tree_broken = true;
+            }
+        }
+    }
+
+    /// What only the whole pass shows: a signed size beyond the log's end, how far the content
+    /// is proven, and the receipt-time steps that prove a reordering.
+    fn finish(self, in_order_from: i64, report: &mut Report) {
+        if let Some((&largest, _)) = self.signed.iter().next_back() {
+            if largest > self.size && !self.tree_broken {
+                report.add(
+                    Fault::RowMissing,
+                    Some(self.size as i64 + 1),
+                    format!(
+                        "checkpoint {largest} covers rows up to seq {largest}, the log ends at seq {}",
+                        self.size
+                    ),
+                );
+            }
+        }
+        report.verified_tree_size = self.last_good;
+        for step in self.backsteps {
+            if let Some(bad) = step.unproven(self.last_good as i64, in_order_from) {
+                report.add(
+                    Fault::RowsReordered,
+                    Some(bad),
+                    format!("seq {} was received after seq {}", step.prev_seq, step.seq),
+                );
+            }
+        }
+    }
+}
+
+/// A row's leaf, recomputed from its content (its stored hash for a purged row), and its
+/// receipt time; reports content that no longer hashes to its leaf and an early purge.
+fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
+    let seq = row.seq();
+    match row {
+        LogEntry::Event(e) => {
+            let leaf = e.event.leaf_hash();
+            if hex::encode(leaf) != e.leaf_hash {
+                report.add(
+                    Fault::ContentChanged,
+                    Some(seq),
+                    format!("seq {seq}: the content does not hash to the stored leaf hash"),
+                );
+            }
+            (leaf, e.received_at)
+        }
+        LogEntry::Purged(p) => {
+            report.purged += 1;
+            if p.purged_at < p.expired_at() {
+                report.add(
+                    Fault::PurgedEarly,
+                    Some(seq),
+                    format!(
+                        "seq {seq}: its content was purged at {}, before its retention ended at {}",
+                        audit_model::timestamp::format(&p.purged_at),
+                        audit_model::timestamp::format(&p.expired_at())
+                    ),
+                );
+            }
+            (p.leaf_hash, p.received_at)
+        }
+    }
 }
 
 #[cfg(test)]
