@@ -39,29 +39,38 @@ where
         .init();
 }
 
+/// A writer that keeps what is logged in memory, for checking what a run would have logged
+/// (the tests search it for secrets). Clones share one buffer.
+#[derive(Clone, Default)]
+pub struct MemoryLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemoryLog {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for MemoryLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn the_kubernetes_clients_body_logging_is_dropped_at_any_level() {
-        let captured = Captured::default();
+        let captured = MemoryLog::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
@@ -76,7 +85,7 @@ mod tests {
             tracing::error!(target: "kube_client::client", "an error is kept");
             tracing::warn!(target: "notification_controller::reconcile", "our own warning is kept");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("an error is kept"), "{text}");
         assert!(text.contains("our own warning is kept"), "{text}");

@@ -11,39 +11,18 @@
 mod helpers;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_client::AuditClient;
 use audit_model::limits::{fit, MAX_SHORT};
 use helpers::{spawn_app, Backend, TestDb};
+use notification_controller::logging::MemoryLog;
 use notification_controller::losses::Auditing;
 use serde_json::json;
 use support::harness::{all_channels_spec, Harness};
 
 const URL_SECRET: &str = "tok-8f2c61d5e0b4";
 const BODY_SECRET: &str = "hunter2-7d1a";
-
-/// The captured log, shared by every writer the logger makes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 fn pool(db: &TestDb) -> &sqlx::PgPool {
     match db {
@@ -54,7 +33,7 @@ fn pool(db: &TestDb) -> &sqlx::PgPool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywhere() {
-    let log = Captured::default();
+    let log = MemoryLog::default();
     let writer = log.clone();
     notification_controller::logging::install(
         tracing_subscriber::EnvFilter::new("debug"),
