@@ -139,16 +139,34 @@ impl Harness {
         answer.json().await.unwrap()
     }
 
-    /// Waits until the notification `namespace/name` has finished (a `completionTime`).
+    /// Waits until the notification `namespace/name` has finished (a `completionTime`) and the
+    /// controller has finished with it (its final event, published after the audit records are
+    /// handed to the audit client); the object as it then was.
     pub async fn finished_in(&self, namespace: &str, name: &str) -> Value {
-        self.api
+        let object = self
+            .api
             .api
             .wait_for("notificationrequests", |o| {
                 o["metadata"]["namespace"] == namespace
                     && o["metadata"]["name"] == name
                     && !o["status"]["completionTime"].is_null()
             })
-            .await
+            .await;
+        self.api
+            .api
+            .wait_for("events", |e| {
+                e["regarding"]["namespace"] == namespace
+                    && e["regarding"]["name"] == name
+                    && [
+                        "NotificationSent",
+                        "NotificationPartiallySent",
+                        "NotificationFailed",
+                    ]
+                    .iter()
+                    .any(|r| e["reason"] == *r)
+            })
+            .await;
+        object
     }
 
     pub async fn create(&self, spec: Value) -> NotificationRequest {
