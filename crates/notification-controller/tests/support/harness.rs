@@ -152,6 +152,13 @@ impl Harness {
                     && !o["status"]["completionTime"].is_null()
             })
             .await;
+        self.final_event(namespace, name).await;
+        object
+    }
+
+    /// Waits for the final event of `namespace/name`, which the controller publishes after it
+    /// has handed the notification's audit records to the audit client.
+    async fn final_event(&self, namespace: &str, name: &str) {
         self.api
             .api
             .wait_for("events", |e| {
@@ -166,7 +173,6 @@ impl Harness {
                     .any(|r| e["reason"] == *r)
             })
             .await;
-        object
     }
 
     pub async fn create(&self, spec: Value) -> NotificationRequest {
@@ -188,19 +194,7 @@ impl Harness {
     /// handed to the audit client.
     pub async fn finished(&self, name: &str) -> NotificationRequest {
         let nr = self.final_status(name).await;
-        self.api
-            .api
-            .wait_for("events", |e| {
-                e["regarding"]["name"] == name
-                    && [
-                        "NotificationSent",
-                        "NotificationPartiallySent",
-                        "NotificationFailed",
-                    ]
-                    .iter()
-                    .any(|r| e["reason"] == *r)
-            })
-            .await;
+        self.final_event("ops", name).await;
         nr
     }
 
