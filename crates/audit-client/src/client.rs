@@ -98,7 +98,7 @@ impl AuditClient {
     /// `event_timestamp` are filled when absent). Returns the event's id. Never blocks.
     pub fn record(&self, event: Value) -> Result<Uuid, RecordError> {
         let event = AuditEvent::parse(event, Utc::now()).map_err(RecordError::Invalid)?;
-        let id = event.event_id;
+        let id = event.event_id();
         self.enqueue(Pending::Event {
             event: Box::new(event),
         })?;

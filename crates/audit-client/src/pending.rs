@@ -21,7 +21,7 @@ pub(crate) enum Pending {
 impl Pending {
     pub(crate) fn event_id(&self) -> Uuid {
         match self {
-            Pending::Event { event } => event.event_id,
+            Pending::Event { event } => event.event_id(),
             Pending::Record { event_id, .. } => *event_id,
         }
     }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::event_field::FieldRef;
 use crate::fields::{FieldErrors, Reason, DUPLICATE_KEY_MESSAGE};
 use crate::json::StrictJsonError;
 use crate::wire::WireEvent;
@@ -66,48 +67,56 @@ pub enum ParseError {
     Fields(FieldErrors),
 }
 
-/// One audit event with every default filled in: exactly the immutable content that is stored
-/// and hashed. Absent optional fields are omitted from the canonical encoding, so adding an
-/// optional field later does not change the hash of older events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct AuditEvent {
-    pub event_id: Uuid,
-    pub event_version: String,
-    #[serde(with = "crate::timestamp")]
-    #[schema(value_type = String, format = DateTime)]
-    pub event_timestamp: DateTime<Utc>,
-    pub event_type: String,
-    pub event_category: String,
-    pub event_action: String,
-    pub event_outcome: EventOutcome,
-    pub actor_type: String,
-    pub actor_id: String,
-    pub resource_type: String,
-    pub resource_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_name: Option<String>,
-    pub correlation_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_event_id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub span_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    #[schema(value_type = Object)]
-    pub event_data: Map<String, Value>,
-    pub retention_days: i32,
+crate::event_field::define_event! {
+    // Built by the parsers (`AuditEvent::parse`, `AuditEvent::parse_json`) or rebuilt from its
+    // fields (`AuditEvent::from_fields`); read through its accessors. `Deserialize` reads an
+    // event whose content is proven otherwise (an export's line, checked by its hash). This
+    // list is the one definition of the event's fields (`name / Variant: type`): the stores,
+    // the canonical encoding and the exports follow it through `EventField`. (The doc comment
+    // below is the API document's description of the event; its line breaks are kept there.)
+    /// One audit event with every default filled in: exactly the immutable content that is stored
+    /// and hashed. Absent optional fields are omitted from the canonical encoding, so adding an
+    /// optional field later does not change the hash of older events.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct AuditEvent {
+        event_id / EventId: Uuid,
+        event_version / EventVersion: String,
+        #[serde(with = "crate::timestamp")]
+        #[schema(value_type = String, format = DateTime)]
+        event_timestamp / EventTimestamp: DateTime<Utc>,
+        event_type / EventType: String,
+        event_category / EventCategory: String,
+        event_action / EventAction: String,
+        event_outcome / EventOutcome: EventOutcome,
+        actor_type / ActorType: String,
+        actor_id / ActorId: String,
+        resource_type / ResourceType: String,
+        resource_id / ResourceId: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_name / ResourceName: Option<String>,
+        correlation_id / CorrelationId: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_event_id / ParentEventId: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_id / TraceId: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        span_id / SpanId: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace / Namespace: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster_id / ClusterId: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity / Severity: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms / DurationMs: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code / ErrorCode: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_message / ErrorMessage: Option<String>,
+        #[schema(value_type = Object)]
+        event_data / EventData: Map<String, Value>,
+        retention_days / RetentionDays: i32,
+    }
 }
 
 impl AuditEvent {
@@ -145,54 +154,49 @@ impl AuditEvent {
     /// RFC 8785 (JCS) encoding of the event.
     ///
     /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
-    /// it for any content), written member by member: the member names are fixed ASCII names,
-    /// so their JCS order (UTF-16 code units) is the byte order below. Text is written by
+    /// it for any content), written member by member: the member names are the fields' ASCII
+    /// names, so their JCS order (UTF-16 code units) is their byte order
+    /// ([`EventField::jcs_order`]). Text is written by
     /// serde_json, whose string escapes are exactly JCS's; numbers as ECMAScript prints the
     /// double (`ryu-js`, as the crate does); `event_data` by [`Members::value`]. The crate buffers
     /// every member and parses each object key back from JSON to sort it, which profiles of the
     /// write path showed as the largest single cost of a request.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut m = Members(Vec::with_capacity(384 + self.event_data.len() * 32));
-        m.text("actor_id", &self.actor_id);
-        m.text("actor_type", &self.actor_type);
-        m.optional_text("cluster_id", &self.cluster_id);
-        m.text("correlation_id", &self.correlation_id);
-        if let Some(duration) = &self.duration_ms {
-            m.number("duration_ms", *duration as f64);
+        for &field in EventField::jcs_order() {
+            let name = field.name();
+            match self.get(field) {
+                FieldRef::Absent => {}
+                FieldRef::Uuid(u) => m.uuid(name, &u),
+                FieldRef::Text(t) => m.text(name, t),
+                FieldRef::Time(t) => m.text(name, &crate::timestamp::format(&t)),
+                // Integers as JCS writes every number: the double's shortest form.
+                FieldRef::Int(i) => m.number(name, i as f64),
+                FieldRef::Object(o) => m.object(name, o),
+            }
         }
-        m.optional_text("error_code", &self.error_code);
-        m.optional_text("error_message", &self.error_message);
-        m.text("event_action", &self.event_action);
-        m.text("event_category", &self.event_category);
-        m.object("event_data", &self.event_data);
-        m.uuid("event_id", &self.event_id);
-        m.text("event_outcome", self.event_outcome.as_str());
-        m.text(
-            "event_timestamp",
-            &crate::timestamp::format(&self.event_timestamp),
-        );
-        m.text("event_type", &self.event_type);
-        m.text("event_version", &self.event_version);
-        m.optional_text("namespace", &self.namespace);
-        if let Some(parent) = &self.parent_event_id {
-            m.uuid("parent_event_id", parent);
-        }
-        m.text("resource_id", &self.resource_id);
-        m.optional_text("resource_name", &self.resource_name);
-        m.text("resource_type", &self.resource_type);
-        m.number("retention_days", f64::from(self.retention_days));
-        m.optional_text("severity", &self.severity);
-        m.optional_text("span_id", &self.span_id);
-        m.optional_text("trace_id", &self.trace_id);
         m.finish()
     }
 
     /// RFC 9162 leaf hash: `SHA-256(0x00 || canonical_bytes)`.
-    pub fn leaf_hash(&self) -> [u8; 32] {
+    pub fn leaf_hash(&self) -> LeafHash {
         let mut hasher = Sha256::new();
         hasher.update([0u8]);
         hasher.update(self.canonical_bytes());
-        hasher.finalize().into()
+        LeafHash(hasher.finalize().into())
+    }
+}
+
+impl EventField {
+    /// The fields in the order JCS sorts member names (UTF-16 code units, which for these ASCII
+    /// names is byte order).
+    pub fn jcs_order() -> &'static [EventField] {
+        static ORDER: std::sync::LazyLock<Vec<EventField>> = std::sync::LazyLock::new(|| {
+            let mut fields = EventField::ALL.to_vec();
+            fields.sort_by_key(|f| f.name());
+            fields
+        });
+        &ORDER
     }
 }
 
@@ -277,13 +281,6 @@ impl Members {
         self.write_string(value);
     }
 
-    /// An absent optional member is left out, as the struct's serialisation does.
-    fn optional_text(&mut self, name: &str, value: &Option<String>) {
-        if let Some(value) = value {
-            self.text(name, value);
-        }
-    }
-
     /// A UUID as serde writes it: hyphenated lower-case text.
     fn uuid(&mut self, name: &str, value: &Uuid) {
         self.text(
@@ -359,6 +356,70 @@ fn depth_of(value: &Value) -> usize {
     }
 }
 
+/// An event's RFC 9162 leaf hash: 32 bytes inside the program, lower-case hex at its edges
+/// (JSON, text columns, messages).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeafHash([u8; 32]);
+
+impl LeafHash {
+    pub const fn new(bytes: [u8; 32]) -> LeafHash {
+        LeafHash(bytes)
+    }
+
+    /// The hash of a stored column's bytes; `None` unless there are exactly 32.
+    pub fn from_slice(bytes: &[u8]) -> Option<LeafHash> {
+        bytes.try_into().ok().map(LeafHash)
+    }
+
+    /// The hash written as 64 hex digits (either case); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<LeafHash> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(LeafHash(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl From<LeafHash> for [u8; 32] {
+    fn from(hash: LeafHash) -> [u8; 32] {
+        hash.0
+    }
+}
+
+impl std::fmt::Display for LeafHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Debug for LeafHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeafHash({self})")
+    }
+}
+
+impl Serialize for LeafHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for LeafHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        LeafHash::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("a leaf hash is 64 hex digits"))
+    }
+}
+
 /// An event as stored in the log: its content plus what the server assigned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StoredEvent {
@@ -367,7 +428,8 @@ pub struct StoredEvent {
     /// Position in the log: gap-free and strictly increasing in commit order.
     pub seq: i64,
     /// Hex of the RFC 9162 leaf hash of the event.
-    pub leaf_hash: String,
+    #[schema(value_type = String)]
+    pub leaf_hash: LeafHash,
     /// When the server committed the event.
     #[serde(with = "crate::timestamp")]
     #[schema(value_type = String, format = DateTime)]

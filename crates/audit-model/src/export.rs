@@ -146,7 +146,7 @@ pub fn verify_export(
             .collect::<Result<_, _>>()?;
         let leaf = item.event.leaf_hash();
         if !verify_inclusion(
-            &leaf,
+            leaf.as_bytes(),
             index,
             checkpoint.tree_size,
             &proof,

@@ -14,6 +14,7 @@
 mod batch;
 pub mod checkpoint;
 mod event;
+pub mod event_field;
 pub mod export;
 mod fields;
 mod identifier;
@@ -29,9 +30,11 @@ mod wire;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
 pub use event::{
-    AuditEvent, EventOutcome, ParseError, StoredEvent, DEFAULT_RETENTION_DAYS,
-    MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_SHORT, SYSTEM_EVENT_PREFIX,
+    AuditEvent, EventField, EventOutcome, LeafHash, ParseError, StoredEvent,
+    DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_SHORT,
+    SYSTEM_EVENT_PREFIX,
 };
+pub use event_field::{FieldKind, FieldRef, FieldValue, FromFieldsError};
 pub use fields::{
     describe, DescribedField, FieldError, FieldErrors, FieldRule, ObjectReader, Reason,
     DUPLICATE_KEY_MESSAGE, NUL_MESSAGE,

@@ -1,7 +1,7 @@
 //! The event's canonical encoding, written member by member, equals the JCS crate's encoding of
 //! the whole struct for any content: the stored leaf hashes depend on every byte of it.
 
-use audit_model::{AuditEvent, EventOutcome};
+use audit_model::{AuditEvent, EventField, EventOutcome, FieldValue};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
@@ -79,32 +79,34 @@ prop_compose! {
         event_data in event_data(),
         retention_days in any::<i32>(),
     ) -> AuditEvent {
-        AuditEvent {
-            event_id: Uuid::from_u128(ids.0),
-            event_version: version,
-            event_timestamp: ts,
-            event_type: names[0].clone(),
-            event_category: names[1].clone(),
-            event_action: names[2].clone(),
-            event_outcome: outcome,
-            actor_type: names[3].clone(),
-            actor_id: names[4].clone(),
-            resource_type: names[5].clone(),
-            resource_id: names[6].clone(),
-            resource_name: optional[0].clone(),
-            correlation_id: names[7].clone(),
-            parent_event_id: ids.1.map(Uuid::from_u128),
-            trace_id: optional[1].clone(),
-            span_id: optional[2].clone(),
-            namespace: optional[3].clone(),
-            cluster_id: optional[4].clone(),
-            severity: optional[5].clone(),
-            duration_ms,
-            error_code: optional[6].clone(),
-            error_message: optional[7].clone(),
-            event_data,
-            retention_days,
-        }
+        let (text, optional_text) = (FieldValue::Text, FieldValue::text);
+        AuditEvent::from_fields(|field| Ok::<_, std::convert::Infallible>(match field {
+            EventField::EventId => FieldValue::Uuid(Uuid::from_u128(ids.0)),
+            EventField::EventVersion => text(version.clone()),
+            EventField::EventTimestamp => FieldValue::Time(ts),
+            EventField::EventType => text(names[0].clone()),
+            EventField::EventCategory => text(names[1].clone()),
+            EventField::EventAction => text(names[2].clone()),
+            EventField::EventOutcome => text(outcome.as_str().into()),
+            EventField::ActorType => text(names[3].clone()),
+            EventField::ActorId => text(names[4].clone()),
+            EventField::ResourceType => text(names[5].clone()),
+            EventField::ResourceId => text(names[6].clone()),
+            EventField::ResourceName => optional_text(optional[0].clone()),
+            EventField::CorrelationId => text(names[7].clone()),
+            EventField::ParentEventId => ids.1.map_or(FieldValue::Absent, |u| FieldValue::Uuid(Uuid::from_u128(u))),
+            EventField::TraceId => optional_text(optional[1].clone()),
+            EventField::SpanId => optional_text(optional[2].clone()),
+            EventField::Namespace => optional_text(optional[3].clone()),
+            EventField::ClusterId => optional_text(optional[4].clone()),
+            EventField::Severity => optional_text(optional[5].clone()),
+            EventField::DurationMs => duration_ms.map_or(FieldValue::Absent, FieldValue::Int),
+            EventField::ErrorCode => optional_text(optional[6].clone()),
+            EventField::ErrorMessage => optional_text(optional[7].clone()),
+            EventField::EventData => FieldValue::Object(event_data.clone()),
+            EventField::RetentionDays => FieldValue::Int(i64::from(retention_days)),
+        }))
+        .unwrap()
     }
 }
 

@@ -5,7 +5,9 @@
 //! tree way is the reference that names every bad field.
 
 use audit_model::json::StrictJsonError;
-use audit_model::{AuditEvent, FieldErrors, ParseError, Reason, DUPLICATE_KEY_MESSAGE};
+use audit_model::{
+    AuditEvent, EventField, FieldErrors, FieldValue, ParseError, Reason, DUPLICATE_KEY_MESSAGE,
+};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -120,7 +122,13 @@ fn outcome(result: Result<AuditEvent, ParseError>, text: &str) -> Outcome {
     match result {
         Ok(mut event) => {
             if !given_id {
-                event.event_id = Uuid::nil();
+                event = AuditEvent::from_fields(|field| {
+                    Ok::<_, std::convert::Infallible>(match field {
+                        EventField::EventId => FieldValue::Uuid(Uuid::nil()),
+                        field => event.get(field).to_owned(),
+                    })
+                })
+                .unwrap();
             }
             Outcome::Event(Box::new(event))
         }

@@ -19,7 +19,7 @@ const COLUMNS: &str = "seq, event_id, event_version, event_timestamp, event_type
 /// A parsed event and its hash, as the service would store it.
 fn row(client: usize, i: u64) -> (AuditEvent, Vec<u8>) {
     let e = AuditEvent::parse(event(client, i), Utc::now()).expect("bench events are valid");
-    let h = e.leaf_hash().to_vec();
+    let h = e.leaf_hash().as_bytes().to_vec();
     (e, h)
 }
 
@@ -49,21 +49,21 @@ async fn write(
                 QueryBuilder::<Postgres>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
             q.push_values(rows.iter().enumerate(), |mut b, (k, (e, h))| {
                 b.push_bind(seq + k as i64)
-                    .push_bind(e.event_id)
-                    .push_bind(&e.event_version)
-                    .push_bind(e.event_timestamp)
-                    .push_bind(&e.event_type)
-                    .push_bind(&e.event_category)
-                    .push_bind(&e.event_action)
-                    .push_bind(e.event_outcome.as_str())
-                    .push_bind(&e.actor_type)
-                    .push_bind(&e.actor_id)
-                    .push_bind(&e.resource_type)
-                    .push_bind(&e.resource_id)
-                    .push_bind(&e.correlation_id)
-                    .push_bind(&e.namespace)
-                    .push_bind(sqlx::types::Json(&e.event_data))
-                    .push_bind(e.retention_days)
+                    .push_bind(e.event_id())
+                    .push_bind(e.event_version())
+                    .push_bind(e.event_timestamp())
+                    .push_bind(e.event_type())
+                    .push_bind(e.event_category())
+                    .push_bind(e.event_action())
+                    .push_bind(e.event_outcome().as_str())
+                    .push_bind(e.actor_type())
+                    .push_bind(e.actor_id())
+                    .push_bind(e.resource_type())
+                    .push_bind(e.resource_id())
+                    .push_bind(e.correlation_id())
+                    .push_bind(e.namespace())
+                    .push_bind(sqlx::types::Json(e.event_data()))
+                    .push_bind(e.retention_days())
                     .push_bind(h)
                     .push_bind(Utc::now());
             });
@@ -86,25 +86,25 @@ async fn write(
 
 /// One row in COPY text format.
 pub fn copy_line(out: &mut String, seq: i64, e: &AuditEvent, hash: &[u8]) {
-    let ts = audit_model::timestamp::format(&e.event_timestamp);
-    let data = serde_json::Value::Object(e.event_data.clone()).to_string();
+    let ts = audit_model::timestamp::format(&e.event_timestamp());
+    let data = serde_json::Value::Object(e.event_data().clone()).to_string();
     let fields = [
         seq.to_string(),
-        e.event_id.to_string(),
-        e.event_version.clone(),
+        e.event_id().to_string(),
+        e.event_version().to_string(),
         ts,
-        e.event_type.clone(),
-        e.event_category.clone(),
-        e.event_action.clone(),
-        e.event_outcome.as_str().to_string(),
-        e.actor_type.clone(),
-        e.actor_id.clone(),
-        e.resource_type.clone(),
-        e.resource_id.clone(),
-        e.correlation_id.clone(),
-        e.namespace.clone().unwrap_or_default(),
+        e.event_type().to_string(),
+        e.event_category().to_string(),
+        e.event_action().to_string(),
+        e.event_outcome().as_str().to_string(),
+        e.actor_type().to_string(),
+        e.actor_id().to_string(),
+        e.resource_type().to_string(),
+        e.resource_id().to_string(),
+        e.correlation_id().to_string(),
+        e.namespace().unwrap_or_default().to_string(),
         data,
-        e.retention_days.to_string(),
+        e.retention_days().to_string(),
         format!("\\x{}", hex(hash)),
         audit_model::timestamp::format(&Utc::now()),
     ];
@@ -203,7 +203,7 @@ pub async fn fill_log(url: &str, n: u64, correlations: u64) -> anyhow::Result<()
             v["correlation_id"] =
                 serde_json::json!(format!("rr-log-{}", seq as u64 % correlations));
             let e = AuditEvent::parse(v, Utc::now()).expect("bench events are valid");
-            copy_line(&mut text, seq, &e, &e.leaf_hash());
+            copy_line(&mut text, seq, &e, e.leaf_hash().as_bytes());
         }
         let mut copy = conn
             .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN"))

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use audit_model::export::{ExportHeader, ExportedEvent, FORMAT};
 use audit_model::merkle::Hash;
-use audit_model::StoredEvent;
+use audit_model::{EventField, FieldRef, StoredEvent};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -38,12 +38,12 @@ pub struct ExportFilter {
 
 impl ExportFilter {
     fn matches(&self, e: &StoredEvent) -> bool {
-        self.since.is_none_or(|t| e.event.event_timestamp >= t)
-            && self.until.is_none_or(|t| e.event.event_timestamp < t)
+        self.since.is_none_or(|t| e.event.event_timestamp() >= t)
+            && self.until.is_none_or(|t| e.event.event_timestamp() < t)
             && self
                 .correlation_id
                 .as_ref()
-                .is_none_or(|c| &e.event.correlation_id == c)
+                .is_none_or(|c| e.event.correlation_id() == c)
     }
 }
 
@@ -91,36 +91,13 @@ pub enum ExportError {
     NoCheckpoint(String),
 }
 
-/// The CSV columns, in order.
-const CSV_COLUMNS: [&str; 27] = [
-    "seq",
-    "event_id",
-    "event_version",
-    "event_timestamp",
-    "event_type",
-    "event_category",
-    "event_action",
-    "event_outcome",
-    "actor_type",
-    "actor_id",
-    "resource_type",
-    "resource_id",
-    "resource_name",
-    "correlation_id",
-    "parent_event_id",
-    "trace_id",
-    "span_id",
-    "namespace",
-    "cluster_id",
-    "severity",
-    "duration_ms",
-    "error_code",
-    "error_message",
-    "event_data",
-    "retention_days",
-    "leaf_hash",
-    "inclusion_proof",
-];
+/// The CSV columns, in order: the seq, the event's fields, the leaf hash and the proof.
+fn csv_columns() -> Vec<&'static str> {
+    std::iter::once("seq")
+        .chain(EventField::ALL.iter().map(|f| f.name()))
+        .chain(["leaf_hash", "inclusion_proof"])
+        .collect()
+}
 
 /// An export in progress: call [`Export::next_chunk`] until it answers `None`.
 pub struct Export {
@@ -215,7 +192,7 @@ impl Export {
                 line.push(b'\n');
                 line
             }
-            ExportFormat::Csv => CSV_COLUMNS
+            ExportFormat::Csv => csv_columns()
                 .join(",")
                 .into_bytes()
                 .into_iter()
@@ -254,39 +231,21 @@ impl Export {
 
 /// One event as CSV fields (absent optional fields are empty).
 fn csv_row(e: &StoredEvent, proof: &[Hash]) -> Vec<String> {
-    let ev = &e.event;
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    vec![
-        e.seq.to_string(),
-        ev.event_id.to_string(),
-        ev.event_version.clone(),
-        audit_model::timestamp::format(&ev.event_timestamp),
-        ev.event_type.clone(),
-        ev.event_category.clone(),
-        ev.event_action.clone(),
-        ev.event_outcome.as_str().to_string(),
-        ev.actor_type.clone(),
-        ev.actor_id.clone(),
-        ev.resource_type.clone(),
-        ev.resource_id.clone(),
-        opt(&ev.resource_name),
-        ev.correlation_id.clone(),
-        ev.parent_event_id
-            .map(|u| u.to_string())
-            .unwrap_or_default(),
-        opt(&ev.trace_id),
-        opt(&ev.span_id),
-        opt(&ev.namespace),
-        opt(&ev.cluster_id),
-        opt(&ev.severity),
-        ev.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-        opt(&ev.error_code),
-        opt(&ev.error_message),
-        serde_json::Value::Object(ev.event_data.clone()).to_string(),
-        ev.retention_days.to_string(),
-        e.leaf_hash.clone(),
-        proof.iter().map(hex::encode).collect::<Vec<_>>().join(" "),
-    ]
+    let fields = EventField::ALL.iter().map(|&f| match e.event.get(f) {
+        FieldRef::Absent => String::new(),
+        FieldRef::Uuid(u) => u.to_string(),
+        FieldRef::Text(t) => t.to_string(),
+        FieldRef::Time(t) => audit_model::timestamp::format(&t),
+        FieldRef::Int(i) => i.to_string(),
+        FieldRef::Object(o) => serde_json::to_string(o).unwrap_or_default(),
+    });
+    std::iter::once(e.seq.to_string())
+        .chain(fields)
+        .chain([
+            e.leaf_hash.to_hex(),
+            proof.iter().map(hex::encode).collect::<Vec<_>>().join(" "),
+        ])
+        .collect()
 }
 
 /// Writes a whole export to `out`; returns the number of events written and the tree size.

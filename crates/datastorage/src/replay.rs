@@ -253,7 +253,7 @@ impl Replayer {
 
 fn bury(entry: DlqEntry, reason: String, label: &'static str) -> DeadLetter {
     metrics::counter!(m::DLQ_DEAD_LETTERS, "reason" => label).increment(1);
-    tracing::warn!(event_id = %entry.event.event_id, %reason, "DLQ entry moved to the dead letters");
+    tracing::warn!(event_id = %entry.event.event_id(), %reason, "DLQ entry moved to the dead letters");
     DeadLetter {
         event: entry.event,
         attempts: entry.attempts,

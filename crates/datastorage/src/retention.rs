@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use audit_model::{AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS};
+use audit_model::{AuditEvent, EventField, EventOutcome, FieldValue, DEFAULT_RETENTION_DAYS};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::config::RetentionConfig;
 use crate::ingest::{IngestOutcome, IngestQueue};
 use crate::shutdown::Shutdown;
-use crate::store::{LegalHold, LogStore, PreparedEvent, StoreError};
+use crate::store::{HoldStore, LegalHold, PreparedEvent, StoreError};
 
 /// `event_type` of a hold being placed.
 pub const HOLD_PLACED: &str = "datastorage.legal_hold.placed";
@@ -51,35 +51,31 @@ struct SystemEvent {
 
 impl SystemEvent {
     fn prepare(self) -> PreparedEvent {
-        let serde_json::Value::Object(event_data) = self.data else {
+        let serde_json::Value::Object(event_data) = &self.data else {
             unreachable!("system event data is a JSON object")
         };
-        PreparedEvent::new(AuditEvent {
-            event_id: self.event_id,
-            event_version: "1.0".into(),
-            event_timestamp: audit_model::timestamp::truncate(self.at),
-            event_type: self.event_type.into(),
-            event_category: "datastorage".into(),
-            event_action: self.action.into(),
-            event_outcome: EventOutcome::Success,
-            actor_type: self.actor.0.into(),
-            actor_id: self.actor.1,
-            resource_type: self.resource.0.into(),
-            resource_id: self.resource.1,
-            resource_name: None,
-            correlation_id: self.correlation_id,
-            parent_event_id: None,
-            trace_id: None,
-            span_id: None,
-            namespace: None,
-            cluster_id: None,
-            severity: None,
-            duration_ms: None,
-            error_code: None,
-            error_message: None,
-            event_data,
-            retention_days: DEFAULT_RETENTION_DAYS,
-        })
+        let event = AuditEvent::from_fields(|field| {
+            Ok::<_, std::convert::Infallible>(match field {
+                EventField::EventId => FieldValue::Uuid(self.event_id),
+                EventField::EventVersion => FieldValue::Text("1.0".into()),
+                EventField::EventTimestamp => {
+                    FieldValue::Time(audit_model::timestamp::truncate(self.at))
+                }
+                EventField::EventType => FieldValue::Text(self.event_type.into()),
+                EventField::EventCategory => FieldValue::Text("datastorage".into()),
+                EventField::EventAction => FieldValue::Text(self.action.into()),
+                EventField::EventOutcome => FieldValue::Text(EventOutcome::Success.as_str().into()),
+                EventField::ActorType => FieldValue::Text(self.actor.0.into()),
+                EventField::ActorId => FieldValue::Text(self.actor.1.clone()),
+                EventField::ResourceType => FieldValue::Text(self.resource.0.into()),
+                EventField::ResourceId => FieldValue::Text(self.resource.1.clone()),
+                EventField::CorrelationId => FieldValue::Text(self.correlation_id.clone()),
+                EventField::EventData => FieldValue::Object(event_data.clone()),
+                EventField::RetentionDays => FieldValue::Int(DEFAULT_RETENTION_DAYS.into()),
+                _ => FieldValue::Absent,
+            })
+        });
+        PreparedEvent::new(event.expect("a system event has every required field"))
     }
 }
 
@@ -153,7 +149,7 @@ impl RunReport {
 
 /// Purges everything expired at `now` that no hold keeps, `batch_size` events per transaction.
 pub async fn run_once(
-    store: &dyn LogStore,
+    store: &dyn HoldStore,
     batch_size: i64,
     now: DateTime<Utc>,
 ) -> Result<RunReport, StoreError> {
@@ -188,7 +184,7 @@ pub async fn run_once(
 
 /// The worker: a run every interval until shutdown begins.
 pub struct RetentionWorker {
-    pub store: Arc<dyn LogStore>,
+    pub store: Arc<dyn HoldStore>,
     pub queue: IngestQueue,
     pub config: RetentionConfig,
 }

@@ -7,7 +7,7 @@
 use audit_model::{AiAnalysisAudit, SeedRecord};
 use serde_json::Value;
 
-use crate::store::{LogStore, RecordQuery, StoreError, StoredRecord};
+use crate::store::{EventLog, RecordQuery, StoreError, StoredRecord};
 
 const PAGE: u32 = 1000;
 
@@ -20,7 +20,7 @@ pub struct Neighbour {
 
 /// The `k` stored AI decisions most similar to `query` (at least `min_similarity`), best first.
 pub async fn nearest(
-    store: &dyn LogStore,
+    store: &dyn EventLog,
     query: &[f64],
     k: usize,
     min_similarity: Option<f64>,

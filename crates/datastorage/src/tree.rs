@@ -29,7 +29,7 @@ use audit_model::subtrees::{self, NodeId};
 use chrono::Utc;
 
 use crate::shutdown::Shutdown;
-use crate::store::{CheckpointQuery, LogStore, StoreError, StoredCheckpoint};
+use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
 use crate::witness::FileWitness;
 
 /// Leaves integrated per checkpoint at most, by default (a backlog becomes several checkpoints).
@@ -46,7 +46,7 @@ fn folded(id: &NodeId) -> bool {
 /// Reads nodes: stored ones as stored, the lowest levels folded from their leaf hashes. A node
 /// that cannot be read (or one of whose leaves is missing) is absent from the answer.
 async fn read_nodes(
-    store: &dyn LogStore,
+    store: &dyn TreeStore,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoreError> {
     let mut wanted: HashSet<NodeId> = HashSet::with_capacity(ids.len());
@@ -73,7 +73,7 @@ async fn read_nodes(
 
 /// Signs checkpoints over the log as it grows.
 pub struct Checkpointer {
-    store: Arc<dyn LogStore>,
+    store: Arc<dyn TreeStore>,
     signer: Arc<CheckpointSigner>,
     witness: Option<FileWitness>,
     /// Leaves integrated per checkpoint at most.
@@ -81,7 +81,7 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(store: Arc<dyn LogStore>, signer: Arc<CheckpointSigner>) -> Checkpointer {
+    pub fn new(store: Arc<dyn TreeStore>, signer: Arc<CheckpointSigner>) -> Checkpointer {
         Checkpointer {
             store,
             signer,
@@ -223,7 +223,7 @@ impl Checkpointer {
 
 /// The hashes of `ranges` (each an RFC 9162 subtree range) read from the stored tree.
 async fn range_hashes(
-    store: &dyn LogStore,
+    store: &dyn TreeStore,
     ranges: &[Range<u64>],
 ) -> Result<Vec<Hash>, StoreError> {
     let plans: Vec<Vec<NodeId>> = ranges
@@ -256,7 +256,7 @@ async fn range_hashes(
 
 /// The inclusion proof of leaf `index` (seq − 1) in the tree of `size` leaves.
 pub async fn inclusion_proof(
-    store: &dyn LogStore,
+    store: &dyn TreeStore,
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
@@ -265,7 +265,7 @@ pub async fn inclusion_proof(
 
 /// The inclusion proofs of many leaves in the tree of `size` leaves, reading each stored node once.
 pub async fn inclusion_proofs(
-    store: &dyn LogStore,
+    store: &dyn TreeStore,
     indices: &[u64],
     size: u64,
 ) -> Result<Vec<Vec<Hash>>, StoreError> {
@@ -283,7 +283,7 @@ pub async fn inclusion_proofs(
 
 /// The consistency proof from tree size `first` to `second`.
 pub async fn consistency_proof(
-    store: &dyn LogStore,
+    store: &dyn TreeStore,
     first: u64,
     second: u64,
 ) -> Result<Vec<Hash>, StoreError> {

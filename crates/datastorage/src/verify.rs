@@ -420,14 +420,14 @@ fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
     match row {
         LogEntry::Event(e) => {
             let leaf = e.event.leaf_hash();
-            if hex::encode(leaf) != e.leaf_hash {
+            if leaf != e.leaf_hash {
                 report.add(
                     Fault::ContentChanged,
                     Some(seq),
                     format!("seq {seq}: the content does not hash to the stored leaf hash"),
                 );
             }
-            (leaf, e.received_at)
+            (leaf.into(), e.received_at)
         }
         LogEntry::Purged(p) => {
             report.purged += 1;
@@ -442,7 +442,7 @@ fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
                     ),
                 );
             }
-            (p.leaf_hash, p.received_at)
+            (p.leaf_hash.into(), p.received_at)
         }
     }
 }

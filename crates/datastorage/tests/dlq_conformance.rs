@@ -63,13 +63,13 @@ async fn settles_entries_in_every_way(kind: &str) {
     let first = q.claim(3).await.unwrap();
     let order: Vec<&str> = first
         .iter()
-        .map(|c| c.entry.event.correlation_id.as_str())
+        .map(|c| c.entry.event.correlation_id())
         .collect();
     assert_eq!(order, ["rr-dlq-0", "rr-dlq-1", "rr-dlq-2"]);
     let rest = q.claim(3).await.unwrap();
     let order: Vec<&str> = rest
         .iter()
-        .map(|c| c.entry.event.correlation_id.as_str())
+        .map(|c| c.entry.event.correlation_id())
         .collect();
     assert_eq!(
         order,
@@ -86,7 +86,7 @@ async fn settles_entries_in_every_way(kind: &str) {
     let again = q.claim(10).await.unwrap();
     let order: Vec<&str> = again
         .iter()
-        .map(|c| c.entry.event.correlation_id.as_str())
+        .map(|c| c.entry.event.correlation_id())
         .collect();
     assert_eq!(
         order,
@@ -117,7 +117,7 @@ async fn settles_entries_in_every_way(kind: &str) {
     assert_eq!(
         (
             requeued[0].entry.attempts,
-            requeued[0].entry.event.correlation_id.as_str()
+            requeued[0].entry.event.correlation_id()
         ),
         (1, "rr-dlq-3")
     );
@@ -126,10 +126,7 @@ async fn settles_entries_in_every_way(kind: &str) {
     let dead = q.dead_letters(10, None).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
-        (
-            dead[0].1.reason.as_str(),
-            dead[0].1.event.correlation_id.as_str()
-        ),
+        (dead[0].1.reason.as_str(), dead[0].1.event.correlation_id()),
         ("conflict", "rr-dlq-4")
     );
     assert!(
@@ -149,10 +146,7 @@ async fn settles_entries_in_every_way(kind: &str) {
     assert_eq!((stats.depth, stats.dead_letters), (1, 0));
     let back = q.claim(10).await.unwrap();
     assert_eq!(
-        (
-            back[0].entry.attempts,
-            back[0].entry.event.correlation_id.as_str()
-        ),
+        (back[0].entry.attempts, back[0].entry.event.correlation_id()),
         (0, "rr-dlq-4")
     );
 }
@@ -172,10 +166,7 @@ async fn refuses_beyond_capacity_without_evicting(kind: &str) {
         Err(DlqError::Full { .. })
     ));
     let all = q.claim(10).await.unwrap();
-    let order: Vec<&str> = all
-        .iter()
-        .map(|c| c.entry.event.correlation_id.as_str())
-        .collect();
+    let order: Vec<&str> = all.iter().map(|c| c.entry.event.correlation_id()).collect();
     assert_eq!(
         order,
         ["rr-dlq-0", "rr-dlq-1", "rr-dlq-2"],
@@ -202,7 +193,7 @@ async fn unsettled_entries_survive_their_owner(kind: &str) {
     let mut got: Vec<String> = Vec::new();
     for _ in 0..50 {
         for c in second.claim(10).await.unwrap() {
-            got.push(c.entry.event.correlation_id.clone());
+            got.push(c.entry.event.correlation_id().to_string());
             second.ack(&[c.id]).await.unwrap();
         }
         if got.len() == 3 {

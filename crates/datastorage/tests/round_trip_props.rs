@@ -194,7 +194,7 @@ fn round_trips(backend: Backend, cases: u32) {
                     AppendOutcome::Created { seq, .. } => *seq,
                     other => panic!("expected created, got {other:?}"),
                 };
-                let by_id = store.get(event.event_id).await.unwrap();
+                let by_id = store.get(event.event_id()).await.unwrap();
                 let scanned = store.scan(seq - 1, 1).await.unwrap();
                 (by_id, scanned)
             });
@@ -211,8 +211,8 @@ fn round_trips(backend: Backend, cases: u32) {
                     "text: {}",
                     text
                 );
-                prop_assert_eq!(&back.leaf_hash, &hex::encode(prepared.leaf_hash));
-                prop_assert_eq!(hex::encode(back.event.leaf_hash()), back.leaf_hash.clone());
+                prop_assert_eq!(back.leaf_hash, prepared.leaf_hash);
+                prop_assert_eq!(back.event.leaf_hash(), back.leaf_hash);
             }
             Ok(())
         })

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
-use audit_model::{AuditEvent, StoredEvent};
-use chrono::{DateTime, Utc};
+use audit_model::{AuditEvent, EventField, FieldValue, StoredEvent};
+use chrono::Utc;
 use datastorage::store::{
-    self, AppendOutcome, CheckpointQuery, EventFilter, EventQuery, HoldRequest, LegalHold,
-    LogEntry, LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
-    StoredRecord,
+    self, AppendOutcome, CheckpointQuery, EventFilter, EventLog, EventQuery, HoldRequest, LogEntry,
+    LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
+    StoredRecord, TreeStore,
 };
 use helpers::{Backend, TestDb};
 use serde_json::json;
@@ -39,6 +39,19 @@ fn prepared(correlation: &str, data: serde_json::Value) -> PreparedEvent {
     PreparedEvent::new(AuditEvent::parse(v, Utc::now()).unwrap())
 }
 
+/// The event with `key` set in its `event_data`: the same id, other content.
+fn with_data(event: &AuditEvent, key: &str, value: serde_json::Value) -> AuditEvent {
+    let mut data = event.event_data().clone();
+    data.insert(key.into(), value);
+    AuditEvent::from_fields(|field| {
+        Ok::<_, std::convert::Infallible>(match field {
+            EventField::EventData => FieldValue::Object(data.clone()),
+            field => event.get(field).to_owned(),
+        })
+    })
+    .unwrap()
+}
+
 async fn conformance(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
@@ -59,13 +72,11 @@ async fn conformance(backend: Backend) {
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
 
     // The same ids again: duplicates; changed content: conflicts; nothing new stored.
-    let mut changed = batch[1].clone();
-    changed.event.event_data.insert("i".into(), json!(99));
-    let changed = PreparedEvent::new(changed.event);
+    let changed = PreparedEvent::new(with_data(&batch[1].event, "i", json!(99)));
     let outcomes = store.append(&[batch[0].clone(), changed]).await.unwrap();
     assert!(matches!(&outcomes[0], AppendOutcome::Duplicate(s) if s.seq == 1));
     assert!(
-        matches!(&outcomes[1], AppendOutcome::Conflict(s) if s.seq == 2 && s.event.event_data["i"] == 1)
+        matches!(&outcomes[1], AppendOutcome::Conflict(s) if s.seq == 2 && s.event.event_data()["i"] == 1)
     );
     assert_eq!(store.count().await.unwrap(), 5);
 
@@ -98,15 +109,15 @@ async fn conformance(backend: Backend) {
         ),
         "{outcomes:?}"
     );
-    assert_eq!(live(store.get(x.event.event_id).await.unwrap()).seq, 7);
-    assert_eq!(live(store.get(y.event.event_id).await.unwrap()).seq, 8);
+    assert_eq!(live(store.get(x.event.event_id()).await.unwrap()).seq, 7);
+    assert_eq!(live(store.get(y.event.event_id()).await.unwrap()).seq, 8);
 
     // Reads give back exactly what was appended, hash included.
-    let got = live(store.get(batch[3].event.event_id).await.unwrap());
+    let got = live(store.get(batch[3].event.event_id()).await.unwrap());
     assert_eq!(got.event, batch[3].event);
-    assert_eq!(got.leaf_hash, hex::encode(batch[3].leaf_hash));
+    assert_eq!(got.leaf_hash, batch[3].leaf_hash);
     assert_eq!(
-        hex::encode(got.event.leaf_hash()),
+        got.event.leaf_hash(),
         got.leaf_hash,
         "hash survives the round trip"
     );
@@ -192,7 +203,7 @@ async fn receipt_times_follow_seq(backend: Backend) {
     };
     assert_eq!(received_at, ahead);
     assert_eq!(
-        live(store.get(e.event.event_id).await.unwrap()).received_at,
+        live(store.get(e.event.event_id()).await.unwrap()).received_at,
         ahead
     );
     assert_eq!(db.scalar(steps_back).await, 0);
@@ -220,8 +231,8 @@ async fn awkward_values_round_trip(backend: Backend) {
                "s": "tab\t\"quote\" é 😀 \\u0000 \u{1}", "nested": {"b": [1, {"a": null}]}}),
     );
     store.append(std::slice::from_ref(&e)).await.unwrap();
-    let got = live(store.get(e.event.event_id).await.unwrap());
-    assert_eq!(hex::encode(got.event.leaf_hash()), hex::encode(e.leaf_hash));
+    let got = live(store.get(e.event.event_id()).await.unwrap());
+    assert_eq!(got.event.leaf_hash(), e.leaf_hash);
 }
 
 #[tokio::test]
@@ -339,13 +350,78 @@ async fn sqlite_tree_conforms() {
     tree_conformance(Backend::Sqlite).await;
 }
 
-/// A store with hooks around the real one. Under steady writes (`more`): each time the
-/// checkpointer reads leaves, a writer commits one more event (while `more` lasts), as happens
-/// while a checkpoint is being made under load. With a `gate`, every append waits at it.
+/// The tree of a real store, busy: each time the checkpointer reads leaves, a writer commits one
+/// more event (while `more` lasts), as happens while a checkpoint is being made under load.
 struct Busy {
     inner: Arc<dyn LogStore>,
     more: std::sync::atomic::AtomicUsize,
-    gate: Option<Gate>,
+}
+
+#[async_trait::async_trait]
+impl TreeStore for Busy {
+    async fn leaf_hashes(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Hash)>, StoreError> {
+        let leaves = self.inner.leaf_hashes(after_seq, limit).await?;
+        let left = self.more.load(Ordering::SeqCst);
+        if left > 0 {
+            self.more.store(left - 1, Ordering::SeqCst);
+            self.inner
+                .append(&[prepared("rr-busy", json!({"left": left}))])
+                .await?;
+        }
+        Ok(leaves)
+    }
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        self.inner.nodes(ids).await
+    }
+    async fn add_checkpoint(
+        &self,
+        nodes: &[(NodeId, Hash)],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<bool, StoreError> {
+        self.inner.add_checkpoint(nodes, checkpoint).await
+    }
+    async fn checkpoints(
+        &self,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoints(query).await
+    }
+}
+
+/// The event log of a real store whose every append waits at a gate.
+struct Gated {
+    inner: Arc<dyn LogStore>,
+    gate: Gate,
+}
+
+#[async_trait::async_trait]
+impl EventLog for Gated {
+    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.gate.pass().await;
+        self.inner.append(events).await
+    }
+    async fn get(&self, event_id: uuid::Uuid) -> Result<Option<LogEntry>, StoreError> {
+        self.inner.get(event_id).await
+    }
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner.records(query).await
+    }
+    async fn count(&self) -> Result<i64, StoreError> {
+        self.inner.count().await
+    }
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.scan(after_seq, limit).await
+    }
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        self.inner.received_in_order_from().await
+    }
 }
 
 /// Holds each append until the test lets one through, and tells when one arrives.
@@ -379,93 +455,6 @@ impl Gate {
     }
 }
 
-#[async_trait::async_trait]
-impl LogStore for Busy {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
-        if let Some(gate) = &self.gate {
-            gate.pass().await;
-        }
-        self.inner.append(events).await
-    }
-    async fn get(&self, event_id: uuid::Uuid) -> Result<Option<LogEntry>, StoreError> {
-        self.inner.get(event_id).await
-    }
-    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.query(query).await
-    }
-    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
-        self.inner.records(query).await
-    }
-    async fn count(&self) -> Result<i64, StoreError> {
-        self.inner.count().await
-    }
-    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
-        self.inner.received_in_order_from().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
-        self.inner.scan(after_seq, limit).await
-    }
-    async fn leaf_hashes(
-        &self,
-        after_seq: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Hash)>, StoreError> {
-        let leaves = self.inner.leaf_hashes(after_seq, limit).await?;
-        let left = self.more.load(Ordering::SeqCst);
-        if left > 0 {
-            self.more.store(left - 1, Ordering::SeqCst);
-            self.inner
-                .append(&[prepared("rr-busy", json!({"left": left}))])
-                .await?;
-        }
-        Ok(leaves)
-    }
-    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
-        self.inner.nodes(ids).await
-    }
-    async fn add_checkpoint(
-        &self,
-        nodes: &[(NodeId, Hash)],
-        checkpoint: &StoredCheckpoint,
-    ) -> Result<bool, StoreError> {
-        self.inner.add_checkpoint(nodes, checkpoint).await
-    }
-    async fn checkpoints(
-        &self,
-        query: &CheckpointQuery,
-    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        self.inner.checkpoints(query).await
-    }
-    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError> {
-        self.inner.place_hold(request).await
-    }
-    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError> {
-        self.inner.release_hold(request).await
-    }
-    async fn holds(
-        &self,
-        correlation_id: Option<&str>,
-        include_released: bool,
-    ) -> Result<Vec<LegalHold>, StoreError> {
-        self.inner.holds(correlation_id, include_released).await
-    }
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
-        self.inner.purge_expired(now, limit).await
-    }
-    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
-        self.inner.count_held_expired(now).await
-    }
-    async fn close(&self) {
-        self.inner.close().await
-    }
-}
-
 /// The sizes of all stored checkpoints, ascending.
 async fn checkpoint_sizes(store: &dyn LogStore) -> Vec<i64> {
     let page = CheckpointQuery::Page {
@@ -488,10 +477,9 @@ async fn tick_covers_what_was_committed(backend: Backend) {
     };
     let inner = open(&db).await;
     let signer = Arc::new(CheckpointSigner::from_seed("test.example/log", [9; 32]).unwrap());
-    let busy: Arc<dyn LogStore> = Arc::new(Busy {
+    let busy: Arc<dyn TreeStore> = Arc::new(Busy {
         inner: inner.clone(),
         more: 4.into(),
-        gate: None,
     });
     let batch: Vec<PreparedEvent> = (0..3)
         .map(|i| prepared("rr-tick", json!({"i": i})))
@@ -591,11 +579,11 @@ async fn retention(backend: Backend) {
         Vec::<i64>::new()
     );
     assert_eq!(store.count_held_expired(now).await.unwrap(), 1);
-    let Some(LogEntry::Purged(p)) = store.get(expired.event.event_id).await.unwrap() else {
+    let Some(LogEntry::Purged(p)) = store.get(expired.event.event_id()).await.unwrap() else {
         panic!("seq 1 should be purged");
     };
     assert_eq!((p.seq, p.leaf_hash), (1, expired.leaf_hash));
-    assert_eq!(p.event_timestamp, expired.event.event_timestamp);
+    assert_eq!(p.event_timestamp, expired.event.event_timestamp());
     assert!(p.purged_at >= p.expired_at());
     let content = db
         .scalar(
@@ -619,8 +607,7 @@ async fn retention(backend: Backend) {
     // Re-sent, the purged event is a duplicate at its seq; with other content, a conflict.
     let outcomes = store.append(std::slice::from_ref(&expired)).await.unwrap();
     assert!(matches!(&outcomes[0], AppendOutcome::Duplicate(s) if s.seq == 1));
-    let mut changed = expired.event.clone();
-    changed.event_data.insert("x".into(), json!(1));
+    let changed = with_data(&expired.event, "x", json!(1));
     let outcomes = store.append(&[PreparedEvent::new(changed)]).await.unwrap();
     assert!(matches!(&outcomes[0], AppendOutcome::Conflict(s) if s.seq == 1));
     assert_eq!(store.count().await.unwrap(), 3);
@@ -671,7 +658,7 @@ async fn retention(backend: Backend) {
     assert_eq!(history.len(), 1);
     assert!(store.holds(None, false).await.unwrap().is_empty());
     assert!(matches!(
-        store.get(fresh.event.event_id).await.unwrap(),
+        store.get(fresh.event.event_id()).await.unwrap(),
         Some(LogEntry::Event(_))
     ));
 }
@@ -747,12 +734,12 @@ async fn replicas_racing_on_the_same_events_store_each_once() {
             .map(Result::unwrap)
             .collect();
         for (event, pair) in events.iter().zip(outcomes.chunks(2)) {
-            let id = event.event.event_id;
+            let id = event.event.event_id();
             match pair {
                 [IngestOutcome::Created(a), IngestOutcome::Duplicate(b)]
                 | [IngestOutcome::Duplicate(b), IngestOutcome::Created(a)] => {
-                    assert_eq!((a.event.event_id, a.seq), (id, b.seq));
-                    assert_eq!(b.event.event_id, id);
+                    assert_eq!((a.event.event_id(), a.seq), (id, b.seq));
+                    assert_eq!(b.event.event_id(), id);
                     created += 1;
                 }
                 other => {
@@ -790,10 +777,9 @@ async fn a_stored_batch_is_answered_while_the_next_one_commits() {
     let dir = tempfile::tempdir().unwrap();
     let dlq = journal_dlq(dir.path()).await;
     let (gate, mut arrivals) = Gate::new();
-    let store: Arc<dyn LogStore> = Arc::new(Busy {
+    let store: Arc<dyn EventLog> = Arc::new(Gated {
         inner: open(&db).await,
-        more: 0.into(),
-        gate: Some(gate.clone()),
+        gate: gate.clone(),
     });
     let (queue, writer) = IngestQueue::new(
         store,
@@ -874,6 +860,6 @@ async fn an_append_connection_closed_by_the_server_is_replaced() {
         other => panic!("expected created, got {other:?}"),
     }
     assert_eq!(db.assert_seq_gap_free().await, 2);
-    let stored = live(store.get(second.event.event_id).await.unwrap());
-    assert_eq!(stored.leaf_hash, hex::encode(second.leaf_hash));
+    let stored = live(store.get(second.event.event_id()).await.unwrap());
+    assert_eq!(stored.leaf_hash, second.leaf_hash);
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use audit_model::LeafHash;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -12,8 +13,8 @@ use crate::store::PreparedEvent;
 /// occurrence and of this one.
 #[derive(Clone, Copy)]
 struct Repeat {
-    first: [u8; 32],
-    own: [u8; 32],
+    first: LeafHash,
+    own: LeafHash,
 }
 
 /// One batch, de-duplicated by `event_id`.
@@ -43,7 +44,7 @@ impl Batch {
             let live = sub.source == Source::Live;
             let mut sub_refs = Vec::with_capacity(sub.events.len());
             for event in sub.events {
-                match first_index.get(&event.event.event_id) {
+                match first_index.get(&event.event.event_id()) {
                     Some(&i) => {
                         batch.live[i] |= live;
                         let repeat = Repeat {
@@ -53,7 +54,7 @@ impl Batch {
                         sub_refs.push((i, Some(repeat)));
                     }
                     None => {
-                        first_index.insert(event.event.event_id, batch.unique.len());
+                        first_index.insert(event.event.event_id(), batch.unique.len());
                         sub_refs.push((batch.unique.len(), None));
                         batch.unique.push(event);
                         batch.live.push(live);
@@ -136,7 +137,7 @@ fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
     } = repeat;
     match outcome {
         IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
-            if s.leaf_hash == hex::encode(hash) {
+            if s.leaf_hash == hash {
                 IngestOutcome::Duplicate(s.clone())
             } else {
                 IngestOutcome::Conflict(s.clone())

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::config::IngestConfig;
 use crate::dlq::DlqBackend;
 use crate::metrics as m;
-use crate::store::{AppendOutcome, LogStore, PreparedEvent};
+use crate::store::{AppendOutcome, EventLog, PreparedEvent};
 
 pub use writer::{LogWriter, WriterThread};
 
@@ -120,7 +120,7 @@ pub struct IngestQueue {
 impl IngestQueue {
     /// Creates the queue and the writer that drains it into `store` (or `dlq`).
     pub fn new(
-        store: Arc<dyn LogStore>,
+        store: Arc<dyn EventLog>,
         dlq: Arc<dyn DlqBackend>,
         config: IngestConfig,
         store_retry_interval: Duration,

@@ -14,12 +14,12 @@ use super::{Answer, IngestError, IngestOutcome, Source, Submission};
 use crate::config::IngestConfig;
 use crate::dlq::{DlqBackend, DlqEntry, DlqError};
 use crate::metrics as m;
-use crate::store::{AppendOutcome, LogStore, PreparedEvent};
+use crate::store::{AppendOutcome, EventLog, PreparedEvent};
 
 /// The single task that commits queued events.
 pub struct LogWriter {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
-    store: Arc<dyn LogStore>,
+    store: Arc<dyn EventLog>,
     dlq: Arc<dyn DlqBackend>,
     config: IngestConfig,
     depth: Arc<AtomicUsize>,
@@ -66,7 +66,7 @@ impl WriterThread {
 impl LogWriter {
     pub(super) fn new(
         rx: mpsc::Receiver<Submission>,
-        store: Arc<dyn LogStore>,
+        store: Arc<dyn EventLog>,
         dlq: Arc<dyn DlqBackend>,
         config: IngestConfig,
         depth: Arc<AtomicUsize>,
@@ -284,19 +284,19 @@ impl LogWriter {
                 metrics::counter!(m::DLQ_ENQUEUED, "reason" => reason).increment(n);
                 for (event, live) in batch.unique.iter().zip(&batch.live) {
                     if *live {
-                        metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(&event.event.event_category), "status" => "dlq_fallback").increment(1);
+                        metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(event.event.event_category()), "status" => "dlq_fallback").increment(1);
                     }
                 }
                 Ok(batch
                     .unique
                     .iter()
-                    .map(|e| IngestOutcome::Queued(e.event.event_id))
+                    .map(|e| IngestOutcome::Queued(e.event.event_id()))
                     .collect())
             }
             Err(dlq_error) => {
                 tracing::error!(error = %dlq_error, "the DLQ refused the events too; answering 503");
                 for event in batch.unique.iter().zip(&batch.live).filter(|(_, l)| **l) {
-                    metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(&event.0.event.event_category), "status" => "error").increment(1);
+                    metrics::counter!(m::AUDIT_TRACES, "service" => m::service_label(event.0.event.event_category()), "status" => "error").increment(1);
                 }
                 let why = match dlq_error {
                     DlqError::Full { .. } => format!("{detail}; {dlq_error}"),
@@ -364,7 +364,7 @@ impl Stored {
 
 fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
     IngestOutcome::Refused {
-        event_id: event.event.event_id,
+        event_id: event.event.event_id(),
         reason,
     }
 }
@@ -373,7 +373,7 @@ fn refused(event: &PreparedEvent, reason: String) -> IngestOutcome {
 fn services(events: &[PreparedEvent]) -> Vec<&'static str> {
     events
         .iter()
-        .map(|e| m::service_label(&e.event.event_category))
+        .map(|e| m::service_label(e.event.event_category()))
         .collect()
 }
 
@@ -386,7 +386,7 @@ fn record_outcomes(services: &[&'static str], outcomes: &[IngestOutcome]) {
     for (&service, outcome) in services.iter().zip(outcomes) {
         *counts.entry((service, outcome.status())).or_default() += 1;
         if let IngestOutcome::Created(stored) = outcome {
-            let lag = (now - stored.event.event_timestamp)
+            let lag = (now - stored.event.event_timestamp())
                 .num_microseconds()
                 .unwrap_or(0) as f64
                 / 1e6;

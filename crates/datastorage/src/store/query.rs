@@ -76,13 +76,6 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
-/// The columns every read selects, in the order the row decoders expect.
-pub(crate) const COLUMNS: &str = "seq, event_id, event_version, event_timestamp, event_type, \
-    event_category, event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, \
-    resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, \
-    severity, duration_ms, error_code, error_message, event_data, retention_days, leaf_hash, \
-    received_at, purged_at";
-
 impl EventQuery {
     /// Renders the query; `mark` is the placeholder prefix (`$` for PostgreSQL, `?` for SQLite).
     pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
@@ -117,8 +110,9 @@ impl EventQuery {
         let filter = format!(" WHERE {}", clauses.join(" AND "));
         let limit = next(Bind::Int(i64::from(self.limit)), &mut binds);
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events{filter} \
-             ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}"
+            "SELECT {} FROM audit_events{filter} \
+             ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}",
+            super::columns::log_columns()
         );
         (sql, binds)
     }
@@ -215,42 +209,3 @@ impl RecordQuery {
         (sql, binds)
     }
 }
-
-/// The columns the retention purge blanks: everything but `seq`, `event_id`, `event_timestamp`,
-/// `retention_days`, `leaf_hash` and `received_at`.
-pub(crate) const CONTENT_COLUMNS: [&str; 21] = [
-    "event_version",
-    "event_type",
-    "event_category",
-    "event_action",
-    "event_outcome",
-    "actor_type",
-    "actor_id",
-    "resource_type",
-    "resource_id",
-    "resource_name",
-    "correlation_id",
-    "parent_event_id",
-    "trace_id",
-    "span_id",
-    "namespace",
-    "cluster_id",
-    "severity",
-    "duration_ms",
-    "error_code",
-    "error_message",
-    "event_data",
-];
-
-/// `col = NULL, …` for every content column.
-pub(crate) fn blank_content() -> String {
-    CONTENT_COLUMNS
-        .iter()
-        .map(|c| format!("{c} = NULL"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The columns of a legal hold row.
-pub(crate) const HOLD_COLUMNS: &str = "id, correlation_id, reason, placed_by, placed_at, \
-    released_at, release_reason, released_by";

@@ -64,7 +64,7 @@ async fn checkpoints_and_proofs_verify(app: TestApp) {
         let index = proof["leaf_index"].as_u64().unwrap();
         assert_eq!(index, stored.seq as u64 - 1);
         assert!(verify_inclusion(
-            &leaf,
+            leaf.as_bytes(),
             index,
             signed.tree_size,
             &path,
@@ -74,7 +74,7 @@ async fn checkpoints_and_proofs_verify(app: TestApp) {
         let mut broken = path.clone();
         broken[0][0] ^= 1;
         assert!(!verify_inclusion(
-            &leaf,
+            leaf.as_bytes(),
             index,
             signed.tree_size,
             &broken,

@@ -97,7 +97,7 @@ async fn recomputed_leaf(pool: &PgPool, seq: i64) -> Vec<u8> {
     let datastorage::store::LogEntry::Event(row) = row else {
         panic!("seq {seq} is purged")
     };
-    row.event.leaf_hash().to_vec()
+    row.event.leaf_hash().as_bytes().to_vec()
 }
 
 /// A forger without the signing key: changes event 2 500, recomputes its leaf hash, every tree

@@ -215,7 +215,7 @@ async fn append_as_old_replica(
         .map(|(k, p)| {
             let mut row = serde_json::to_value(&p.event).unwrap();
             row["seq"] = json!(head + k as i64 + 1);
-            row["leaf_hash"] = json!(format!("\\x{}", hex::encode(p.leaf_hash)));
+            row["leaf_hash"] = json!(format!("\\x{}", p.leaf_hash.to_hex()));
             row["received_at"] = json!(audit_model::timestamp::format(&clock));
             row
         })

@@ -414,15 +414,15 @@ pub async fn verify_chain(
             .map_err(ApiError::from)?;
         let Some(last) = page.last() else { break };
         after = Some(crate::store::Cursor {
-            event_timestamp: last.event.event_timestamp,
+            event_timestamp: last.event.event_timestamp(),
             seq: last.seq,
         });
         for stored in &page {
             response.total_events += 1;
             let leaf = stored.event.leaf_hash();
-            if hex::encode(leaf) != stored.leaf_hash {
+            if leaf != stored.leaf_hash {
                 response.failures.push(ChainFailure {
-                    event_id: stored.event.event_id,
+                    event_id: stored.event.event_id(),
                     seq: stored.seq,
                     reason: "content_changed",
                 });
@@ -436,11 +436,17 @@ pub async fn verify_chain(
             let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
                 .await
                 .map_err(ApiError::from)?;
-            if audit_model::merkle::verify_inclusion(&leaf, index, tree_size, &proof, &root) {
+            if audit_model::merkle::verify_inclusion(
+                leaf.as_bytes(),
+                index,
+                tree_size,
+                &proof,
+                &root,
+            ) {
                 response.verified_events += 1;
             } else {
                 response.failures.push(ChainFailure {
-                    event_id: stored.event.event_id,
+                    event_id: stored.event.event_id(),
                     seq: stored.seq,
                     reason: "not_in_tree",
                 });

@@ -36,11 +36,11 @@ pub struct QueuedAnswer {
 pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Response {
     match outcome {
         IngestOutcome::Created(e) => {
-            let location = format!("/api/v1/audit/events/{}", e.event.event_id);
+            let location = format!("/api/v1/audit/events/{}", e.event.event_id());
             (StatusCode::CREATED, [(header::LOCATION, location)], Json(e)).into_response()
         }
         IngestOutcome::Duplicate(e) => (StatusCode::OK, Json(e)).into_response(),
-        IngestOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id.to_string()),
+        IngestOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id().to_string()),
         IngestOutcome::Queued(event_id) => (
             StatusCode::ACCEPTED,
             Json(QueuedAnswer {
@@ -228,10 +228,12 @@ fn claimed_id(item: &RawValue) -> Option<Uuid> {
 
 fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
     let (event_id, status, seq, error) = match outcome {
-        IngestOutcome::Created(s) => (s.event.event_id, ItemStatus::Created, Some(s.seq), None),
-        IngestOutcome::Duplicate(s) => (s.event.event_id, ItemStatus::Duplicate, Some(s.seq), None),
+        IngestOutcome::Created(s) => (s.event.event_id(), ItemStatus::Created, Some(s.seq), None),
+        IngestOutcome::Duplicate(s) => {
+            (s.event.event_id(), ItemStatus::Duplicate, Some(s.seq), None)
+        }
         IngestOutcome::Conflict(s) => (
-            s.event.event_id,
+            s.event.event_id(),
             ItemStatus::Rejected,
             None,
             Some("conflict: event_id is already stored with different content".to_string()),
@@ -343,7 +345,7 @@ pub async fn list_events(
         data.truncate(limit);
         data.last().map(|last| {
             encode_cursor(Cursor {
-                event_timestamp: last.event.event_timestamp,
+                event_timestamp: last.event.event_timestamp(),
                 seq: last.seq,
             })
         })

@@ -61,7 +61,12 @@ pub(crate) fn record_json(
 }
 
 fn stored_json(s: &StoredEvent) -> Map<String, Value> {
-    record_json(s.seq, s.event.event_id, &s.event.event_data, s.received_at)
+    record_json(
+        s.seq,
+        s.event.event_id(),
+        s.event.event_data(),
+        s.received_at,
+    )
 }
 
 /// `POST /api/v1/audit/<kind>`.
@@ -94,7 +99,7 @@ pub(crate) async fn create<R: SeedRecord>(
                 .into_response()
         }
         IngestOutcome::Duplicate(s) => (StatusCode::OK, Json(stored_json(&s))).into_response(),
-        IngestOutcome::Conflict(s) if record.same_record(&s.event.event_data) => {
+        IngestOutcome::Conflict(s) if record.same_record(s.event.event_data()) => {
             (StatusCode::OK, Json(stored_json(&s))).into_response()
         }
         IngestOutcome::Conflict(_) => {

@@ -2,29 +2,18 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 
-use super::{to_hash, CheckpointQuery, PostgresStore, StoreError, StoredCheckpoint};
+use super::PostgresStore;
+use crate::store::columns::to_hash;
+use crate::store::tree::{decode_checkpoint, CHECKPOINT_COLUMNS};
+use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
 
-const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, origin, key_id, note";
-
-fn decode_checkpoint(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
-    Ok(StoredCheckpoint {
-        tree_size: row.try_get("tree_size")?,
-        root_hash: to_hash(row.try_get("root_hash")?)?,
-        signed_at: row.try_get::<DateTime<Utc>, _>("signed_at")?,
-        origin: row.try_get("origin")?,
-        key_id: row.try_get("key_id")?,
-        note: row.try_get("note")?,
-    })
-}
-
-impl PostgresStore {
-    pub(super) async fn tree_leaf_hashes(
+#[async_trait]
+impl TreeStore for PostgresStore {
+    async fn leaf_hashes(
         &self,
         after_seq: i64,
         limit: i64,
@@ -34,17 +23,14 @@ impl PostgresStore {
         )
         .bind(after_seq)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?
         .into_iter()
         .map(|(seq, h)| Ok((seq, to_hash(h)?)))
         .collect()
     }
 
-    pub(super) async fn tree_nodes(
-        &self,
-        ids: &[NodeId],
-    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
         let seqs: Vec<i64> = ids
             .iter()
             .filter(|n| n.level == 0)
@@ -60,7 +46,7 @@ impl PostgresStore {
             let rows: Vec<(i64, Vec<u8>)> =
                 sqlx::query_as("SELECT seq, leaf_hash FROM audit_events WHERE seq = ANY($1)")
                     .bind(&seqs)
-                    .fetch_all(self.pool())
+                    .fetch_all(&self.pool)
                     .await?;
             for (seq, h) in rows {
                 out.insert(NodeId::new(0, (seq - 1) as u64), to_hash(h)?);
@@ -73,7 +59,7 @@ impl PostgresStore {
             )
             .bind(&levels)
             .bind(&indexes)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await?;
             for (level, idx, h) in rows {
                 out.insert(NodeId::new(level as u8, idx as u64), to_hash(h)?);
@@ -82,12 +68,13 @@ impl PostgresStore {
         Ok(out)
     }
 
-    pub(super) async fn tree_add_checkpoint(
+    async fn add_checkpoint(
         &self,
         nodes: &[(NodeId, Hash)],
-        c: &StoredCheckpoint,
+        checkpoint: &StoredCheckpoint,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let c = checkpoint;
+        let mut tx = self.pool.begin().await?;
         if !nodes.is_empty() {
             let levels: Vec<i16> = nodes.iter().map(|(n, _)| i16::from(n.level)).collect();
             let indexes: Vec<i64> = nodes.iter().map(|(n, _)| n.index as i64).collect();
@@ -120,7 +107,7 @@ impl PostgresStore {
         Ok(inserted == 1)
     }
 
-    pub(super) async fn tree_checkpoints(
+    async fn checkpoints(
         &self,
         query: &CheckpointQuery,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
@@ -128,13 +115,13 @@ impl PostgresStore {
         let rows = match query {
             CheckpointQuery::Latest => {
                 sqlx::query(&format!("{base} ORDER BY tree_size DESC LIMIT 1"))
-                    .fetch_all(self.pool())
+                    .fetch_all(&self.pool)
                     .await?
             }
             CheckpointQuery::Size(size) => {
                 sqlx::query(&format!("{base} WHERE tree_size = $1"))
                     .bind(size)
-                    .fetch_all(self.pool())
+                    .fetch_all(&self.pool)
                     .await?
             }
             CheckpointQuery::Covering(size) => {
@@ -142,7 +129,7 @@ impl PostgresStore {
                     "{base} WHERE tree_size >= $1 ORDER BY tree_size LIMIT 1"
                 ))
                 .bind(size)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             }
             CheckpointQuery::Page {
@@ -157,7 +144,7 @@ impl PostgresStore {
                 .bind(after_size)
                 .bind(since)
                 .bind(limit)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             }
         };

@@ -41,7 +41,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 
-use super::PreparedEvent;
+use audit_model::{EventField, FieldKind, FieldRef};
+use uuid::Uuid;
+
+use crate::store::columns::event_columns;
+use crate::store::PreparedEvent;
 
 /// The `application_name` of the append connections (the pool's is `datastorage`).
 pub const APPEND_APPLICATION_NAME: &str = "datastorage-append";
@@ -61,7 +65,7 @@ pub(super) enum Insert {
     Checked,
 }
 
-/// Connections kept for [`super::LogStore::append`], outside the pool.
+/// Connections kept for [`crate::store::EventLog::append`], outside the pool.
 ///
 /// The pool pings a connection when it is handed out and again when it comes back: two extra
 /// round trips per batch on the one path whose round trips bound the write rate. The writers
@@ -228,22 +232,44 @@ impl Assigned {
     }
 }
 
-/// The batch as column arrays (`$1`–`$25`), `input` its rows.
-const INPUT: &str = "UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-    $13::text[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
-    $20::int8[], $21::text[], $22::text[], $23::text[]::jsonb[], $24::int4[], $25::bytea[]) \
-    WITH ORDINALITY AS input(event_id, event_version, event_timestamp, event_type, \
-    event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
-    resource_id, resource_name, correlation_id, parent_event_id, trace_id, span_id, namespace, \
-    cluster_id, severity, duration_ms, error_code, error_message, event_data, retention_days, \
-    leaf_hash, ord)";
+/// The batch as column arrays, one per field of the event (`$1`…) and the leaf hashes last;
+/// `input` its rows, numbered by `ord`.
+fn input() -> &'static str {
+    static INPUT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let arrays: Vec<String> = EventField::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("${}::{}[]", i + 1, array_type(f.kind())))
+            .chain([format!("${}::bytea[]", EventField::ALL.len() + 1)])
+            .collect();
+        format!(
+            "UNNEST({}) WITH ORDINALITY AS input({}, leaf_hash, ord)",
+            arrays.join(", "),
+            event_columns()
+        )
+    });
+    &INPUT
+}
 
-/// The stored columns but `seq` and `received_at`, as named in [`INPUT`].
-const CONTENT: &str = "event_id, event_version, event_timestamp, event_type, event_category, \
-    event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, resource_name, \
-    correlation_id, parent_event_id, trace_id, span_id, namespace, cluster_id, severity, \
-    duration_ms, error_code, error_message, event_data, retention_days, leaf_hash";
+/// The element type of a field's array parameter (`event_data` travels as prepared JSON text).
+fn array_type(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Uuid => "uuid",
+        FieldKind::Text => "text",
+        FieldKind::Time => "timestamptz",
+        FieldKind::Int64 => "int8",
+        FieldKind::Int32 => "int4",
+        FieldKind::Object => "text[]::jsonb",
+    }
+}
+
+/// `cardinality` of the batch: the event ids' array is the first parameter.
+const BATCH_SIZE: &str = "cardinality($1::uuid[])";
+
+/// The stored columns but `seq` and `received_at`, as named in [`input`].
+fn content() -> String {
+    format!("{}, leaf_hash", event_columns())
+}
 
 /// The receipt time, taken under the head's row lock (the `SET` is evaluated on the row version
 /// the lock was granted on, after any wait): the database's clock, but never before the last
@@ -252,15 +278,16 @@ const RECEIVED: &str = "last_received_at = GREATEST(clock_timestamp(), last_rece
 
 /// [`Insert::Fresh`]: the head moves by the batch's size and every event is inserted.
 fn fresh_sql() -> String {
+    let (input, content) = (input(), content());
     format!(
         "WITH head AS ( \
-           UPDATE log_head SET last_seq = last_seq + cardinality($1::uuid[]), {RECEIVED} \
+           UPDATE log_head SET last_seq = last_seq + {BATCH_SIZE}, {RECEIVED} \
            WHERE id = 1 \
-           RETURNING last_seq - cardinality($1::uuid[]) AS base, last_received_at), \
+           RETURNING last_seq - {BATCH_SIZE} AS base, last_received_at), \
          inserted AS ( \
-           INSERT INTO audit_events (seq, {CONTENT}, received_at) \
-           SELECT head.base + input.ord, {CONTENT}, head.last_received_at \
-           FROM head CROSS JOIN {INPUT}) \
+           INSERT INTO audit_events (seq, {content}, received_at) \
+           SELECT head.base + input.ord, {content}, head.last_received_at \
+           FROM head CROSS JOIN {input}) \
          SELECT base, last_received_at AS received_at, NULL::int8[] AS inserted FROM head"
     )
 }
@@ -268,10 +295,11 @@ fn fresh_sql() -> String {
 /// [`Insert::Checked`]: only the events whose ids are not stored are numbered and inserted; the
 /// head moves by their number (not at all when there are none).
 fn checked_sql() -> String {
+    let (input, content) = (input(), content());
     format!(
         "WITH fresh AS ( \
            SELECT input.*, row_number() OVER (ORDER BY input.ord) AS n \
-           FROM {INPUT} \
+           FROM {input} \
            LEFT JOIN LATERAL (SELECT e.seq FROM audit_events e \
                               WHERE e.event_id = input.event_id LIMIT 1) stored ON true \
            WHERE stored.seq IS NULL), \
@@ -280,11 +308,11 @@ fn checked_sql() -> String {
            WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
            RETURNING last_seq - (SELECT count(*) FROM fresh) AS base, last_received_at), \
          inserted AS ( \
-           INSERT INTO audit_events (seq, {CONTENT}, received_at) \
-           SELECT head.base + n, {CONTENT}, head.last_received_at FROM fresh CROSS JOIN head) \
+           INSERT INTO audit_events (seq, {content}, received_at) \
+           SELECT head.base + n, {content}, head.last_received_at FROM fresh CROSS JOIN head) \
          SELECT (SELECT base FROM head) AS base, \
            (SELECT last_received_at FROM head) AS received_at, \
-           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::uuid[]) THEN NULL \
+           CASE WHEN (SELECT count(*) FROM fresh) = {BATCH_SIZE} THEN NULL \
                 ELSE ARRAY(SELECT ord FROM fresh ORDER BY ord) END AS inserted"
     )
 }
@@ -306,51 +334,58 @@ async fn insert(
     how: Insert,
     events: &[PreparedEvent],
 ) -> Result<Assigned, sqlx::Error> {
-    macro_rules! col {
-        ($e:ident => $value:expr) => {
-            events
-                .iter()
-                .map(|p| {
-                    let $e = &p.event;
-                    $value
-                })
-                .collect::<Vec<_>>()
+    let mut statement = sqlx::query_as::<_, Assigned>(sql(how));
+    for &field in EventField::ALL {
+        let values = events.iter().map(|p| p.event.get(field));
+        statement = match field.kind() {
+            FieldKind::Uuid => statement.bind(values.map(as_uuid).collect::<Vec<_>>()),
+            FieldKind::Text => statement.bind(values.map(as_text).collect::<Vec<_>>()),
+            FieldKind::Time => statement.bind(values.map(as_time).collect::<Vec<_>>()),
+            FieldKind::Int64 => statement.bind(values.map(as_int).collect::<Vec<_>>()),
+            FieldKind::Int32 => statement.bind(
+                values
+                    .map(|v| as_int(v).and_then(|i| i32::try_from(i).ok()))
+                    .collect::<Vec<_>>(),
+            ),
+            // The event's one object, serialised outside the writer.
+            FieldKind::Object => statement.bind(
+                events
+                    .iter()
+                    .map(|p| p.event_data_json.as_str())
+                    .collect::<Vec<_>>(),
+            ),
         };
     }
-    let hashes: Vec<&[u8]> = events.iter().map(|p| &p.leaf_hash[..]).collect();
-    sqlx::query_as::<_, Assigned>(sql(how))
-        .bind(col!(e => e.event_id))
-        .bind(col!(e => e.event_version.as_str()))
-        .bind(col!(e => e.event_timestamp))
-        .bind(col!(e => e.event_type.as_str()))
-        .bind(col!(e => e.event_category.as_str()))
-        .bind(col!(e => e.event_action.as_str()))
-        .bind(col!(e => e.event_outcome.as_str()))
-        .bind(col!(e => e.actor_type.as_str()))
-        .bind(col!(e => e.actor_id.as_str()))
-        .bind(col!(e => e.resource_type.as_str()))
-        .bind(col!(e => e.resource_id.as_str()))
-        .bind(col!(e => e.resource_name.as_deref()))
-        .bind(col!(e => e.correlation_id.as_str()))
-        .bind(col!(e => e.parent_event_id))
-        .bind(col!(e => e.trace_id.as_deref()))
-        .bind(col!(e => e.span_id.as_deref()))
-        .bind(col!(e => e.namespace.as_deref()))
-        .bind(col!(e => e.cluster_id.as_deref()))
-        .bind(col!(e => e.severity.as_deref()))
-        .bind(col!(e => e.duration_ms))
-        .bind(col!(e => e.error_code.as_deref()))
-        .bind(col!(e => e.error_message.as_deref()))
-        .bind(
-            events
-                .iter()
-                .map(|p| p.event_data_json.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(col!(e => e.retention_days))
-        .bind(&hashes)
-        .fetch_one(conn)
-        .await
+    let hashes: Vec<&[u8]> = events.iter().map(|p| &p.leaf_hash.as_bytes()[..]).collect();
+    statement.bind(hashes).fetch_one(conn).await
+}
+
+fn as_uuid(value: FieldRef<'_>) -> Option<Uuid> {
+    match value {
+        FieldRef::Uuid(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn as_text(value: FieldRef<'_>) -> Option<&str> {
+    match value {
+        FieldRef::Text(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn as_time(value: FieldRef<'_>) -> Option<DateTime<Utc>> {
+    match value {
+        FieldRef::Time(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn as_int(value: FieldRef<'_>) -> Option<i64> {
+    match value {
+        FieldRef::Int(i) => Some(i),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -372,5 +407,27 @@ mod tests {
         // Another stored id in the streak starts it again.
         appenders.met_stored_id();
         assert_eq!(appenders.next_insert(), Insert::Checked);
+    }
+
+    #[test]
+    fn the_batch_arrays_follow_the_event_fields() {
+        assert_eq!(
+            EventField::ALL[0],
+            EventField::EventId,
+            "BATCH_SIZE counts $1"
+        );
+        let input = input();
+        assert!(
+            input.starts_with("UNNEST($1::uuid[], $2::text[], $3::timestamptz[]"),
+            "{input}"
+        );
+        assert!(
+            input.contains("$23::text[]::jsonb[], $24::int4[], $25::bytea[])"),
+            "{input}"
+        );
+        assert!(
+            input.ends_with("retention_days, leaf_hash, ord)"),
+            "{input}"
+        );
     }
 }

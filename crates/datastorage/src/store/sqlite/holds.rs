@@ -1,31 +1,14 @@
 //! Legal holds and the retention purge on SQLite (see
 //! `migrations/sqlite/0004_retention_and_legal_hold.sql`).
 
+use async_trait::async_trait;
 use audit_model::timestamp;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
-use super::query::{blank_content, HOLD_COLUMNS};
-use super::sqlite::text_time;
-use super::{HoldRequest, LegalHold, PlaceHold, SqliteStore, StoreError};
-
-fn decode_hold(row: &SqliteRow) -> Result<LegalHold, StoreError> {
-    let released: Option<String> = row.try_get("released_at")?;
-    Ok(LegalHold {
-        id: row.try_get("id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        reason: row.try_get("reason")?,
-        placed_by: row.try_get("placed_by")?,
-        placed_at: text_time(row, "placed_at")?,
-        released_at: match released {
-            Some(_) => Some(text_time(row, "released_at")?),
-            None => None,
-        },
-        release_reason: row.try_get("release_reason")?,
-        released_by: row.try_get("released_by")?,
-    })
-}
+use super::SqliteStore;
+use crate::store::columns::blank_content;
+use crate::store::holds::{decode_hold, HOLD_COLUMNS};
+use crate::store::{HoldRequest, HoldStore, LegalHold, PlaceHold, StoreError};
 
 /// Expired by `?1`, and no active hold on the correlation.
 const PURGEABLE: &str = "e.purged_at IS NULL \
@@ -33,12 +16,10 @@ const PURGEABLE: &str = "e.purged_at IS NULL \
 const HELD: &str = "EXISTS (SELECT 1 FROM legal_holds h \
     WHERE h.correlation_id = e.correlation_id AND h.released_at IS NULL)";
 
-impl SqliteStore {
-    pub(super) async fn retention_place_hold(
-        &self,
-        request: &HoldRequest,
-    ) -> Result<PlaceHold, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+#[async_trait]
+impl HoldStore for SqliteStore {
+    async fn place_hold(&self, request: &HoldRequest) -> Result<PlaceHold, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let placed = sqlx::query(&format!(
             "INSERT INTO legal_holds (correlation_id, reason, placed_by, placed_at) \
              VALUES (?1, ?2, ?3, ?4) \
@@ -68,10 +49,7 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    pub(super) async fn retention_release_hold(
-        &self,
-        request: &HoldRequest,
-    ) -> Result<Option<LegalHold>, StoreError> {
+    async fn release_hold(&self, request: &HoldRequest) -> Result<Option<LegalHold>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE legal_holds SET released_at = ?2, release_reason = ?3, released_by = ?4 \
              WHERE correlation_id = ?1 AND released_at IS NULL RETURNING {HOLD_COLUMNS}"
@@ -80,12 +58,12 @@ impl SqliteStore {
         .bind(timestamp::format(&request.at))
         .bind(&request.reason)
         .bind(&request.by)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(decode_hold).transpose()
     }
 
-    pub(super) async fn retention_holds(
+    async fn holds(
         &self,
         correlation_id: Option<&str>,
         include_released: bool,
@@ -97,18 +75,14 @@ impl SqliteStore {
         ))
         .bind(correlation_id)
         .bind(include_released)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(decode_hold)
         .collect()
     }
 
-    pub(super) async fn retention_purge(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
         let mut seqs: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE audit_events SET purged_at = ?1, {} WHERE seq IN ( \
                SELECT e.seq FROM audit_events e WHERE {PURGEABLE} AND NOT {HELD} \
@@ -117,18 +91,18 @@ impl SqliteStore {
         ))
         .bind(timestamp::format(&now))
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?;
         seqs.sort_unstable();
         Ok(seqs)
     }
 
-    pub(super) async fn retention_count_held(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(&format!(
             "SELECT count(*) FROM audit_events e WHERE {PURGEABLE} AND {HELD}"
         ))
         .bind(timestamp::format(&now))
-        .fetch_one(self.pool())
+        .fetch_one(&self.pool)
         .await?)
     }
 }

@@ -2,34 +2,23 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
 use audit_model::timestamp;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::{to_hash, CheckpointQuery, SqliteStore, StoreError, StoredCheckpoint};
+use super::SqliteStore;
+use crate::store::columns::to_hash;
+use crate::store::tree::{decode_checkpoint, CHECKPOINT_COLUMNS};
+use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
 
 /// SQLite's default limit of bound parameters is 32766; three per node.
 const NODES_PER_INSERT: usize = 5000;
 
-const CHECKPOINT_COLUMNS: &str = "tree_size, root_hash, signed_at, origin, key_id, note";
-
-fn decode_checkpoint(row: &SqliteRow) -> Result<StoredCheckpoint, StoreError> {
-    let signed_at: String = row.try_get("signed_at")?;
-    Ok(StoredCheckpoint {
-        tree_size: row.try_get("tree_size")?,
-        root_hash: to_hash(row.try_get("root_hash")?)?,
-        signed_at: timestamp::parse(&signed_at)
-            .map_err(|e| StoreError::Corrupt(format!("signed_at {signed_at:?}: {e}")))?,
-        origin: row.try_get("origin")?,
-        key_id: row.try_get("key_id")?,
-        note: row.try_get("note")?,
-    })
-}
-
-impl SqliteStore {
-    pub(super) async fn tree_leaf_hashes(
+#[async_trait]
+impl TreeStore for SqliteStore {
+    async fn leaf_hashes(
         &self,
         after_seq: i64,
         limit: i64,
@@ -39,17 +28,14 @@ impl SqliteStore {
         )
         .bind(after_seq)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?
         .into_iter()
         .map(|(seq, h)| Ok((seq, to_hash(h)?)))
         .collect()
     }
 
-    pub(super) async fn tree_nodes(
-        &self,
-        ids: &[NodeId],
-    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         let leaves: Vec<i64> = ids
             .iter()
@@ -67,7 +53,7 @@ impl SqliteStore {
             for (seq, h) in q
                 .build_query_as::<(i64, Vec<u8>)>()
                 .persistent(false)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             {
                 out.insert(NodeId::new(0, (seq - 1) as u64), to_hash(h)?);
@@ -90,7 +76,7 @@ impl SqliteStore {
             for (level, idx, h) in q
                 .build_query_as::<(i64, i64, Vec<u8>)>()
                 .persistent(false)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             {
                 out.insert(NodeId::new(level as u8, idx as u64), to_hash(h)?);
@@ -99,12 +85,13 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) async fn tree_add_checkpoint(
+    async fn add_checkpoint(
         &self,
         nodes: &[(NodeId, Hash)],
-        c: &StoredCheckpoint,
+        checkpoint: &StoredCheckpoint,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let c = checkpoint;
+        let mut tx = self.pool.begin().await?;
         for chunk in nodes.chunks(NODES_PER_INSERT) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) ");
@@ -132,7 +119,7 @@ impl SqliteStore {
         Ok(inserted == 1)
     }
 
-    pub(super) async fn tree_checkpoints(
+    async fn checkpoints(
         &self,
         query: &CheckpointQuery,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
@@ -140,13 +127,13 @@ impl SqliteStore {
         let rows = match query {
             CheckpointQuery::Latest => {
                 sqlx::query(&format!("{base} ORDER BY tree_size DESC LIMIT 1"))
-                    .fetch_all(self.pool())
+                    .fetch_all(&self.pool)
                     .await?
             }
             CheckpointQuery::Size(size) => {
                 sqlx::query(&format!("{base} WHERE tree_size = ?"))
                     .bind(size)
-                    .fetch_all(self.pool())
+                    .fetch_all(&self.pool)
                     .await?
             }
             CheckpointQuery::Covering(size) => {
@@ -154,7 +141,7 @@ impl SqliteStore {
                     "{base} WHERE tree_size >= ? ORDER BY tree_size LIMIT 1"
                 ))
                 .bind(size)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             }
             CheckpointQuery::Page {
@@ -170,7 +157,7 @@ impl SqliteStore {
                 .bind(since.map(|t| timestamp::format(&t)))
                 .bind(since.map(|t| timestamp::format(&t)))
                 .bind(limit)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?
             }
         };

@@ -1,0 +1,192 @@
+//! The log's columns and the one row decoder of each kind of row.
+//!
+//! The event's columns are its fields ([`EventField::ALL`], declared once with the event); the
+//! decoders here are written once for both backends over [`ReadColumn`], which each backend
+//! implements for its row type with what really differs (SQLite stores UUIDs, times and JSON
+//! as text).
+
+use std::sync::LazyLock;
+
+use audit_model::merkle::Hash;
+use audit_model::{
+    AuditEvent, EventField, FieldKind, FieldValue, FromFieldsError, LeafHash, StoredEvent,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{LogEntry, PurgedEvent, StoreError, StoredRecord};
+
+/// Reads one column of a row, by name, as the kind of value it holds (`None` for SQL NULL).
+pub(crate) trait ReadColumn {
+    fn uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int64(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn int32(&self, column: &str) -> Result<Option<i32>, StoreError>;
+    /// A JSON object (anything else is corruption).
+    fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError>;
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A SHA-256 hash (anything but 32 bytes is corruption).
+    fn hash(&self, column: &str) -> Result<Option<Hash>, StoreError> {
+        self.bytes(column)?.map(to_hash).transpose()
+    }
+
+    /// A column that must not be NULL.
+    fn required<T>(
+        &self,
+        read: impl Fn(&Self, &str) -> Result<Option<T>, StoreError>,
+        column: &str,
+    ) -> Result<T, StoreError> {
+        read(self, column)?.ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+}
+
+/// A hash column's bytes as a hash (anything but 32 bytes is corruption).
+pub(crate) fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+/// A JSON object read from a column, or why it is not one.
+pub(crate) fn json_object(column: &str, value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!(
+            "{column} is not a JSON object"
+        ))),
+    }
+}
+
+/// The event's fields as a column list, in declaration order.
+pub(crate) fn event_columns() -> &'static str {
+    static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+        let names: Vec<&str> = EventField::ALL.iter().map(|f| f.name()).collect();
+        names.join(", ")
+    });
+    &COLUMNS
+}
+
+/// What every read of the log selects, in this order: the seq, the event's fields, then what
+/// the log assigned.
+pub(crate) fn log_columns() -> &'static str {
+    static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "seq, {}, leaf_hash, received_at, purged_at",
+            event_columns()
+        )
+    });
+    &COLUMNS
+}
+
+/// The fields the retention purge keeps: what the tree, the verifier and the proof that the
+/// purge came after expiry need.
+const KEPT_BY_PURGE: [EventField; 3] = [
+    EventField::EventId,
+    EventField::EventTimestamp,
+    EventField::RetentionDays,
+];
+
+/// `col = NULL, …` for every field the purge blanks.
+pub(crate) fn blank_content() -> &'static str {
+    static SET: LazyLock<String> = LazyLock::new(|| {
+        let blanks: Vec<String> = EventField::ALL
+            .iter()
+            .filter(|f| !KEPT_BY_PURGE.contains(f))
+            .map(|f| format!("{} = NULL", f.name()))
+            .collect();
+        blanks.join(", ")
+    });
+    &SET
+}
+
+/// A row of the log: an event, or what the purge left of one.
+pub(crate) fn decode_entry(row: &impl ReadColumn) -> Result<LogEntry, StoreError> {
+    let Some(purged_at) = row.time("purged_at")? else {
+        return decode_event(row).map(|e| LogEntry::Event(Box::new(e)));
+    };
+    Ok(LogEntry::Purged(PurgedEvent {
+        seq: row.required(ReadColumn::int64, "seq")?,
+        event_id: row.required(ReadColumn::uuid, "event_id")?,
+        leaf_hash: leaf_hash(row)?,
+        event_timestamp: row.required(ReadColumn::time, "event_timestamp")?,
+        retention_days: row.required(ReadColumn::int32, "retention_days")?,
+        received_at: row.required(ReadColumn::time, "received_at")?,
+        purged_at,
+    }))
+}
+
+/// A row of the log holding an event.
+pub(crate) fn decode_event(row: &impl ReadColumn) -> Result<StoredEvent, StoreError> {
+    let event = AuditEvent::from_fields(|field| field_value(row, field)).map_err(|e| match e {
+        FromFieldsError::Read(e) => e,
+        e @ FromFieldsError::Value { .. } => StoreError::Corrupt(e.to_string()),
+    })?;
+    Ok(StoredEvent {
+        event,
+        seq: row.required(ReadColumn::int64, "seq")?,
+        leaf_hash: leaf_hash(row)?,
+        received_at: row.required(ReadColumn::time, "received_at")?,
+    })
+}
+
+/// A typed record from its view's row joined to the log.
+pub(crate) fn decode_record(row: &impl ReadColumn) -> Result<StoredRecord, StoreError> {
+    Ok(StoredRecord {
+        seq: row.required(ReadColumn::int64, "seq")?,
+        event_id: row.required(ReadColumn::uuid, "event_id")?,
+        record: row.required(ReadColumn::object, "event_data")?,
+        received_at: row.required(ReadColumn::time, "received_at")?,
+    })
+}
+
+fn leaf_hash(row: &impl ReadColumn) -> Result<LeafHash, StoreError> {
+    row.required(ReadColumn::hash, "leaf_hash")
+        .map(LeafHash::new)
+}
+
+/// One field's column, read as its kind.
+fn field_value(row: &impl ReadColumn, field: EventField) -> Result<FieldValue, StoreError> {
+    let column = field.name();
+    let value = match field.kind() {
+        FieldKind::Uuid => row.uuid(column)?.map(FieldValue::Uuid),
+        FieldKind::Text => row.text(column)?.map(FieldValue::Text),
+        FieldKind::Time => row.time(column)?.map(FieldValue::Time),
+        FieldKind::Int64 => row.int64(column)?.map(FieldValue::Int),
+        FieldKind::Int32 => row.int32(column)?.map(|i| FieldValue::Int(i.into())),
+        FieldKind::Object => row.object(column)?.map(FieldValue::Object),
+    };
+    Ok(value.unwrap_or(FieldValue::Absent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_blanks_every_field_but_those_the_tree_needs() {
+        let set = blank_content();
+        assert_eq!(set.matches(" = NULL").count(), EventField::ALL.len() - 3);
+        assert!(
+            set.starts_with("event_version = NULL, event_type = NULL"),
+            "{set}"
+        );
+        let blanked: Vec<&str> = set
+            .split(", ")
+            .map(|c| c.trim_end_matches(" = NULL"))
+            .collect();
+        for kept in ["event_id", "event_timestamp", "retention_days"] {
+            assert!(!blanked.contains(&kept), "{kept} is kept");
+        }
+        assert!(blanked.contains(&"parent_event_id") && blanked.contains(&"event_data"));
+    }
+
+    #[test]
+    fn reads_select_the_seq_the_fields_and_what_the_log_assigned() {
+        let columns = log_columns();
+        assert!(columns.starts_with("seq, event_id, event_version, event_timestamp,"));
+        assert!(columns.ends_with("event_data, retention_days, leaf_hash, received_at, purged_at"));
+    }
+}

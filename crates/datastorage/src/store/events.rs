@@ -1,0 +1,166 @@
+//! What the event log holds and answers: prepared events, stored rows, append outcomes.
+
+use audit_model::{AuditEvent, EventField, FieldValue, LeafHash, StoredEvent};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// An event ready to append: parsed, with its leaf hash and its `event_data` as JSON text
+/// computed outside the writer (request handlers run in parallel; the writer orders the log
+/// alone, so every microsecond it spends per event bounds the write rate).
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub event: AuditEvent,
+    pub leaf_hash: LeafHash,
+    /// `event.event_data` as JSON text, as the stores take it.
+    pub event_data_json: String,
+}
+
+impl PreparedEvent {
+    pub fn new(event: AuditEvent) -> Self {
+        let leaf_hash = event.leaf_hash();
+        // A map with string keys always serializes; the fallback is never taken.
+        let event_data_json = serde_json::to_string(event.event_data()).unwrap_or_default();
+        Self {
+            event,
+            leaf_hash,
+            event_data_json,
+        }
+    }
+
+    /// The stored form this event takes at `seq` (moved, not copied: the writer answers every
+    /// event of a batch this way, on the one path that orders the log).
+    pub fn into_stored(self, seq: i64, received_at: DateTime<Utc>) -> StoredEvent {
+        StoredEvent {
+            event: self.event,
+            seq,
+            leaf_hash: self.leaf_hash,
+            received_at,
+        }
+    }
+}
+
+/// A position of the log whose content the retention purge removed. What stays is what the
+/// tree and the verifier need, and what shows that the purge came after expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedEvent {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub leaf_hash: LeafHash,
+    pub event_timestamp: DateTime<Utc>,
+    pub retention_days: i32,
+    pub received_at: DateTime<Utc>,
+    pub purged_at: DateTime<Utc>,
+}
+
+impl PurgedEvent {
+    /// When the event's retention ended.
+    pub fn expired_at(&self) -> DateTime<Utc> {
+        self.event_timestamp + chrono::Duration::days(i64::from(self.retention_days))
+    }
+}
+
+/// One row of the log: an event, or what the retention purge left of one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEntry {
+    Event(Box<StoredEvent>),
+    Purged(PurgedEvent),
+}
+
+impl LogEntry {
+    pub fn seq(&self) -> i64 {
+        match self {
+            LogEntry::Event(e) => e.seq,
+            LogEntry::Purged(p) => p.seq,
+        }
+    }
+}
+
+/// What appending one event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    /// Stored now, at this seq (the event as given, see [`PreparedEvent::into_stored`]).
+    Created {
+        seq: i64,
+        received_at: DateTime<Utc>,
+    },
+    /// The identical event was already stored.
+    Duplicate(StoredEvent),
+    /// The `event_id` is stored with different content (the stored event is given).
+    Conflict(StoredEvent),
+}
+
+/// A typed record as stored: the record (`event_data`) and what the log assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub record: serde_json::Map<String, serde_json::Value>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The existing events with ids being appended, as stored events. A purged event matches an
+/// incoming one exactly when the leaf hashes match (then its content was the incoming one);
+/// otherwise it is a conflict whose stored content is gone.
+pub(super) fn existing_events(
+    events: &[PreparedEvent],
+    entries: Vec<LogEntry>,
+) -> Vec<StoredEvent> {
+    entries
+        .into_iter()
+        .filter_map(|entry| match entry {
+            LogEntry::Event(e) => Some(*e),
+            LogEntry::Purged(p) => {
+                let incoming = events.iter().find(|e| e.event.event_id() == p.event_id)?;
+                let event = if incoming.leaf_hash == p.leaf_hash {
+                    incoming.event.clone()
+                } else {
+                    without_data(&incoming.event)
+                };
+                Some(StoredEvent {
+                    event,
+                    seq: p.seq,
+                    leaf_hash: p.leaf_hash,
+                    received_at: p.received_at,
+                })
+            }
+        })
+        .collect()
+}
+
+/// Splits a batch into the events that are new and those whose ids are already stored.
+/// Returns, per input, either the existing stored event or `None` (new).
+pub(super) fn classify<'a>(
+    events: &'a [PreparedEvent],
+    existing: &[StoredEvent],
+) -> Vec<(&'a PreparedEvent, Option<StoredEvent>)> {
+    events
+        .iter()
+        .map(|e| {
+            let found = existing
+                .iter()
+                .find(|s| s.event.event_id() == e.event.event_id())
+                .cloned();
+            (e, found)
+        })
+        .collect()
+}
+
+/// Outcome of an input whose id was already stored.
+pub(super) fn existing_outcome(event: &PreparedEvent, stored: StoredEvent) -> AppendOutcome {
+    if stored.leaf_hash == event.leaf_hash {
+        AppendOutcome::Duplicate(stored)
+    } else {
+        AppendOutcome::Conflict(stored)
+    }
+}
+
+/// The event with an empty `event_data`: what is shown of a purged event whose content differed.
+fn without_data(event: &AuditEvent) -> AuditEvent {
+    AuditEvent::from_fields(|field| {
+        Ok::<_, std::convert::Infallible>(match field {
+            EventField::EventData => FieldValue::Object(serde_json::Map::new()),
+            field => event.get(field).to_owned(),
+        })
+    })
+    .expect("an event's own fields rebuild it")
+}

@@ -1,0 +1,163 @@
+//! PostgreSQL store: the production log. One file per concern: `log.rs` (the event log; its
+//! append statement in `append.rs`), `tree.rs` (the Merkle tree), `holds.rs` (legal holds and
+//! the purge). Appends go through their own connections, kept outside the pool; everything else
+//! uses the pool.
+
+mod append;
+mod holds;
+mod log;
+mod tree;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use append::Appenders;
+pub use append::APPEND_APPLICATION_NAME;
+
+use super::columns::{json_object, ReadColumn};
+use super::query::Bind;
+use super::{LogStore, StoreError};
+
+/// The PostgreSQL audit log.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    appenders: Arc<Appenders>,
+}
+
+impl PostgresStore {
+    /// Connects and applies the embedded migrations.
+    pub async fn connect(
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?.application_name("datastorage");
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let store = Self {
+            pool,
+            appenders: Arc::new(Appenders::new(
+                options.application_name(APPEND_APPLICATION_NAME),
+            )),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects read-only (every transaction of the session is `READ ONLY`) to a log whose schema
+    /// is current, applying nothing: for auditors' tools, which must not write.
+    pub async fn connect_read_only(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?
+            .application_name("datastorage-audit")
+            .options([("default_transaction_read_only", "on")]);
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let store = Self {
+            pool,
+            appenders: Arc::new(Appenders::new(options)),
+        };
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
+            .fetch_all(&store.pool)
+            .await;
+        super::check_schema(&migrator, applied)?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The connection pool, for tests and tools that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl LogStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.appenders.close().await;
+        self.pool.close().await;
+    }
+}
+
+impl ReadColumn for PgRow {
+    fn uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int64(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int32(&self, column: &str) -> Result<Option<i32>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let value: Option<Value> = self.try_get(column)?;
+        value.map(|v| json_object(column, v)).transpose()
+    }
+
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+/// The query with its placeholders bound.
+pub(super) fn bound<'q>(
+    sql: &'q str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query::<Postgres>(sql);
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Time(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    q
+}

@@ -1,0 +1,179 @@
+//! The event log on SQLite.
+
+use async_trait::async_trait;
+use audit_model::{timestamp, EventField, FieldRef, StoredEvent};
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use super::{bound, SqliteStore};
+use crate::store::columns::{
+    decode_entry, decode_event, decode_record, event_columns, log_columns,
+};
+use crate::store::events::{classify, existing_events, existing_outcome};
+use crate::store::{
+    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, StoreError,
+    StoredRecord,
+};
+
+/// Rows per INSERT statement (27 placeholders each stays below SQLite's variable limit).
+const ROWS_PER_INSERT: usize = 1000;
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut existing = Vec::new();
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {} FROM audit_events WHERE event_id IN (",
+                log_columns()
+            ));
+            let mut ids = q.separated(", ");
+            for e in chunk {
+                ids.push_bind(e.event.event_id().to_string());
+            }
+            q.push(")");
+            for row in q.build().persistent(false).fetch_all(&mut *tx).await? {
+                existing.push(decode_entry(&row)?);
+            }
+        }
+        let existing = existing_events(events, existing);
+        let (head, last_received): (i64, Option<String>) =
+            sqlx::query_as("SELECT last_seq, last_received_at FROM log_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        // The receipt time is taken here, under the write lock that decides the order: never
+        // before the last one, so it does not step backwards along `seq` (several processes on
+        // one file, a clock stepped back).
+        let now = timestamp::truncate(Utc::now());
+        let received_at = match last_received.as_deref().map(timestamp::parse) {
+            Some(Ok(last)) => now.max(last),
+            Some(Err(e)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "log_head.last_received_at is not a time: {e}"
+                )))
+            }
+            None => now,
+        };
+        let mut next_seq = head;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        for (event, found) in classify(events, &existing) {
+            match found {
+                Some(stored) => outcomes.push(existing_outcome(event, stored)),
+                None => {
+                    next_seq += 1;
+                    fresh.push((next_seq, event));
+                    outcomes.push(AppendOutcome::Created {
+                        seq: next_seq,
+                        received_at,
+                    });
+                }
+            }
+        }
+        for chunk in fresh.chunks(ROWS_PER_INSERT) {
+            insert(&mut tx, chunk, received_at).await?;
+        }
+        if !fresh.is_empty() {
+            sqlx::query("UPDATE log_head SET last_seq = ?1, last_received_at = ?2 WHERE id = 1")
+                .bind(next_seq)
+                .bind(timestamp::format(&received_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE event_id = ?1",
+            log_columns()
+        ))
+        .bind(event_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_entry).transpose()
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (sql, binds) = query.to_sql('?');
+        let q = bound(&sql, binds);
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode_event)
+            .collect()
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        let (sql, binds) = query.to_sql('?');
+        let q = bound(&sql, binds);
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode_record)
+            .collect()
+    }
+
+    async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            log_columns()
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode_entry)
+        .collect()
+    }
+
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// Inserts numbered events, one row each: the seq, the event's fields (UUIDs and times as
+/// text), the leaf hash and the receipt time.
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[(i64, &PreparedEvent)],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let received_at = timestamp::format(&received_at);
+    let mut q = QueryBuilder::<Sqlite>::new(format!(
+        "INSERT INTO audit_events (seq, {}, leaf_hash, received_at) ",
+        event_columns()
+    ));
+    q.push_values(rows, |mut b, (seq, p)| {
+        b.push_bind(*seq);
+        for &field in EventField::ALL {
+            match p.event.get(field) {
+                FieldRef::Absent => b.push_bind(None::<String>),
+                FieldRef::Uuid(u) => b.push_bind(u.to_string()),
+                FieldRef::Text(t) => b.push_bind(t),
+                FieldRef::Time(t) => b.push_bind(timestamp::format(&t)),
+                FieldRef::Int(i) => b.push_bind(i),
+                // The event's one object, serialised outside the writer.
+                FieldRef::Object(_) => b.push_bind(p.event_data_json.as_str()),
+            };
+        }
+        b.push_bind(p.leaf_hash.as_bytes().to_vec())
+            .push_bind(received_at.clone());
+    });
+    q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}
