@@ -2,15 +2,15 @@
 //!
 //! Reading order: [`config`] (what the operator sets), [`store`] (the append-only log in
 //! PostgreSQL or SQLite), [`ingest`] (group commit: many requests, one transaction), [`http`]
-//! (the REST API), [`shutdown`] (how the service stops without losing an acknowledged write).
+//! (the REST API), [`evidence`] (the signed Merkle tree, its proofs, exports and the
+//! verifier), [`shutdown`] (how the service stops without losing an acknowledged write).
 //! [`Application`] wires them together; `main.rs` is the CLI around it.
 
 pub mod config;
 pub mod dlq;
-pub mod export;
+pub mod evidence;
 pub mod http;
 pub mod ingest;
-pub mod keys;
 pub mod metrics;
 mod open_files;
 pub mod replay;
@@ -19,9 +19,6 @@ pub mod shutdown;
 pub mod similarity;
 pub mod store;
 pub mod telemetry;
-pub mod tree;
-pub mod verify;
-pub mod witness;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,12 +30,12 @@ use tokio::net::TcpListener;
 use audit_model::checkpoint::CheckpointSigner;
 use config::Config;
 use dlq::DlqBackend;
+use evidence::tree::Checkpointer;
 use http::AppState;
 use ingest::IngestQueue;
 use replay::Replayer;
 use shutdown::Shutdown;
 use store::LogStore;
-use tree::Checkpointer;
 
 /// A built service: listener bound, store connected and migrated, writer ready.
 pub struct Application {
@@ -55,7 +52,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         // The key first: a service that cannot sign should not start taking writes.
         let signer = match &config.checkpoint {
-            Some(c) => Some(Arc::new(keys::load(&c.key_file, c.create_key, &c.origin)?)),
+            Some(c) => Some(Arc::new(evidence::keys::load(
+                &c.key_file,
+                c.create_key,
+                &c.origin,
+            )?)),
             None => {
                 tracing::warn!("checkpoints are disabled: the log is not signed");
                 None
@@ -135,7 +136,7 @@ impl Application {
             (Some(signer), Some(settings)) => {
                 let c = Checkpointer::new(store.clone(), signer.clone());
                 Some(Arc::new(match &settings.witness_file {
-                    Some(path) => c.with_witness(witness::FileWitness::new(path.clone())),
+                    Some(path) => c.with_witness(evidence::witness::FileWitness::new(path.clone())),
                     None => c,
                 }))
             }

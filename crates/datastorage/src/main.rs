@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use datastorage::config::{Config, ServeArgs};
-use datastorage::export::{self, ExportFormat};
+use datastorage::evidence::export::{self, ExportFormat};
 use datastorage::{shutdown, store, telemetry, Application};
 
 /// Request handling allocates many small, short-lived objects; mimalloc serves them with less
@@ -211,12 +211,13 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     let witnessed = match &args.witness {
-        Some(path) => datastorage::witness::read(path)
+        Some(path) => datastorage::evidence::witness::read(path)
             .with_context(|| format!("cannot read the witness file {}", path.display()))?,
         None => Vec::new(),
     };
     let store = args.log.open().await?;
-    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed).await?;
+    let report =
+        datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed).await?;
     store.close().await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -276,8 +277,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             export(args).await
         }
         Command::Keygen { out, origin } => {
-            let signer = datastorage::keys::generate(&origin)?;
-            datastorage::keys::write_new(&out, &signer)?;
+            let signer = datastorage::evidence::keys::generate(&origin)?;
+            datastorage::evidence::keys::write_new(&out, &signer)?;
             println!("{}", signer.verifier().to_text());
             Ok(())
         }

@@ -251,7 +251,7 @@ async fn sqlite_keeps_hashes_of_awkward_values() {
 async fn tree_conformance(backend: Backend) {
     use audit_model::checkpoint::CheckpointSigner;
     use audit_model::merkle;
-    use datastorage::tree::{consistency_proof, inclusion_proof, Checkpointer};
+    use datastorage::evidence::tree::{consistency_proof, inclusion_proof, Checkpointer};
 
     let Some(db) = TestDb::create(backend).await else {
         return;
@@ -470,7 +470,7 @@ async fn checkpoint_sizes(store: &dyn LogStore) -> Vec<i64> {
 /// checkpoint per tick, not one per ingest batch), and a backlog of whole chunks in one tick.
 async fn tick_covers_what_was_committed(backend: Backend) {
     use audit_model::checkpoint::CheckpointSigner;
-    use datastorage::tree::Checkpointer;
+    use datastorage::evidence::tree::Checkpointer;
 
     let Some(db) = TestDb::create(backend).await else {
         return;

@@ -309,7 +309,7 @@ async fn a_late_dlq_replay_verifies_cleanly(app: TestApp) {
 
     let key = app.verifier().await;
     let store = app.open_store().await;
-    let report = datastorage::verify::verify_store(store.as_ref(), &key)
+    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
         .await
         .unwrap();
     assert!(report.is_valid(), "{report:?}");
@@ -356,7 +356,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
     app.shutdown.begin();
     app.handle.await.unwrap().unwrap();
 
-    let witnessed = datastorage::witness::read(&witness_file).unwrap();
+    let witnessed = datastorage::evidence::witness::read(&witness_file).unwrap();
     let sizes: Vec<i64> = witnessed.iter().map(|w| w.tree_size).collect();
     assert!(sizes.windows(2).all(|p| p[0] < p[1]), "{sizes:?}");
     assert_eq!(sizes.last(), Some(&50));
@@ -371,7 +371,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
             .await;
         assert_eq!(stored, w.note);
     }
-    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed)
+    let report = datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed)
         .await
         .unwrap();
     assert!(report.is_valid(), "{report:?}");
@@ -390,7 +390,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
     }
     tx.commit().await.unwrap();
 
-    let blind = datastorage::verify::verify_store(store.as_ref(), &key)
+    let blind = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
         .await
         .unwrap();
     assert!(
@@ -398,14 +398,14 @@ async fn a_witness_reveals_a_rolled_back_log() {
         "without a witness the rollback is invisible: {blind:?}"
     );
     assert_eq!(blind.events, 30);
-    let report = datastorage::verify::verify_log(store.as_ref(), &key, &witnessed)
+    let report = datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed)
         .await
         .unwrap();
     assert!(!report.is_valid());
     let faults: Vec<_> = report.findings.iter().map(|f| f.fault).collect();
     assert!(
-        faults.contains(&datastorage::verify::Fault::WitnessMismatch)
-            && faults.contains(&datastorage::verify::Fault::RowMissing),
+        faults.contains(&datastorage::evidence::verify::Fault::WitnessMismatch)
+            && faults.contains(&datastorage::evidence::verify::Fault::RowMissing),
         "{report:?}"
     );
     assert_eq!(report.first_bad_seq(), Some(31));

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use audit_model::export::verify_export;
 use audit_model::merkle::{verify_inclusion, Hash};
-use datastorage::export::{self as exporter, ExportFilter, ExportFormat};
+use datastorage::evidence::export::{self as exporter, ExportFilter, ExportFormat};
 use serde_json::{json, Value};
 
 use crate::helpers::{checkpoint_covering, event, TestApp};

@@ -10,9 +10,9 @@ use audit_model::export::verify_export;
 use audit_model::AuditEvent;
 use chrono::Utc;
 use datastorage::config::DatabaseTarget;
-use datastorage::export::{self as exporter, ExportFilter, ExportFormat};
+use datastorage::evidence::export::{self as exporter, ExportFilter, ExportFormat};
+use datastorage::evidence::tree::Checkpointer;
 use datastorage::store::{self, LogStore, PreparedEvent};
-use datastorage::tree::Checkpointer;
 use serde_json::json;
 
 use crate::helpers::{event, Backend, TestDb};

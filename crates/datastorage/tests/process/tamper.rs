@@ -10,8 +10,8 @@ use audit_model::subtrees;
 use audit_model::AuditEvent;
 use chrono::Utc;
 use datastorage::config::DatabaseTarget;
+use datastorage::evidence::tree::Checkpointer;
 use datastorage::store::{self, PreparedEvent};
-use datastorage::tree::Checkpointer;
 use serde_json::json;
 use sqlx::PgPool;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use audit_model::AuditEvent;
 use chrono::Utc;
+use datastorage::evidence::tree::Checkpointer;
 use datastorage::store::PreparedEvent;
-use datastorage::tree::Checkpointer;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -12,11 +12,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::evidence::chain::{self, ChainError};
+use crate::evidence::tree;
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::store::{CheckpointQuery, StoredCheckpoint};
-use crate::tree;
 
 /// The key that signs checkpoints.
 #[derive(Debug, Serialize, ToSchema)]
@@ -372,87 +373,30 @@ pub async fn verify_chain(
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
-    let checkpoint = one(&state, CheckpointQuery::Latest).await?;
-    let (tree_size, root) = match &checkpoint {
-        Some(c) => {
-            let note = verifier.verify(&c.note).map_err(|e| {
-                ApiError::new(
-                    ProblemKind::ServiceUnavailable,
-                    format!("the latest checkpoint does not verify: {e}"),
-                )
-            })?;
-            (note.tree_size, Some(note.root_hash))
-        }
-        None => (0, None),
-    };
-    let mut response = VerifyChainResponse {
-        correlation_id: request.correlation_id.clone(),
-        is_valid: true,
-        total_events: 0,
-        verified_events: 0,
-        pending_events: 0,
-        failures: vec![],
-        tree_size,
-        checkpoint: checkpoint.map(Into::into),
-    };
-    let mut after = None;
-    loop {
-        let page = state
-            .store
-            .query(&crate::store::EventQuery {
-                filters: vec![(
-                    crate::store::EventFilter::CorrelationId,
-                    request.correlation_id.clone(),
-                )],
-                since: None,
-                until: None,
-                order: crate::store::Order::Asc,
-                limit: 1000,
-                after,
+    let verdict = chain::verify_chain(state.store.as_ref(), &verifier, &request.correlation_id)
+        .await
+        .map_err(|e| match e {
+            ChainError::Store(e) => ApiError::from(e),
+            e @ ChainError::CheckpointInvalid(_) => {
+                ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+            }
+        })?;
+    Ok(Json(VerifyChainResponse {
+        correlation_id: request.correlation_id,
+        is_valid: verdict.is_valid(),
+        total_events: verdict.total_events,
+        verified_events: verdict.verified_events,
+        pending_events: verdict.pending_events,
+        failures: verdict
+            .failures
+            .iter()
+            .map(|f| ChainFailure {
+                event_id: f.event_id,
+                seq: f.seq,
+                reason: f.fault.as_str(),
             })
-            .await
-            .map_err(ApiError::from)?;
-        let Some(last) = page.last() else { break };
-        after = Some(crate::store::Cursor {
-            event_timestamp: last.event.event_timestamp(),
-            seq: last.seq,
-        });
-        for stored in &page {
-            response.total_events += 1;
-            let leaf = stored.event.leaf_hash();
-            if leaf != stored.leaf_hash {
-                response.failures.push(ChainFailure {
-                    event_id: stored.event.event_id(),
-                    seq: stored.seq,
-                    reason: "content_changed",
-                });
-                continue;
-            }
-            let (Some(root), true) = (root, stored.seq as u64 <= tree_size) else {
-                response.pending_events += 1;
-                continue;
-            };
-            let index = stored.seq as u64 - 1;
-            let proof = tree::inclusion_proof(state.store.as_ref(), index, tree_size)
-                .await
-                .map_err(ApiError::from)?;
-            if audit_model::merkle::verify_inclusion(
-                leaf.as_bytes(),
-                index,
-                tree_size,
-                &proof,
-                &root,
-            ) {
-                response.verified_events += 1;
-            } else {
-                response.failures.push(ChainFailure {
-                    event_id: stored.event.event_id(),
-                    seq: stored.seq,
-                    reason: "not_in_tree",
-                });
-            }
-        }
-    }
-    response.is_valid = response.failures.is_empty();
-    Ok(Json(response))
+            .collect(),
+        tree_size: verdict.tree_size,
+        checkpoint: verdict.checkpoint.map(Into::into),
+    }))
 }

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use crate::export::{Export, ExportError, ExportFilter, ExportFormat};
+use crate::evidence::export::{Export, ExportError, ExportFilter, ExportFormat};
 use crate::http::params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;

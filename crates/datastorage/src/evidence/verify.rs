@@ -25,7 +25,7 @@
 //!   When content and hashes were rewritten consistently (leaf and every node above it), this is
 //!   the only trace: the fault lies after the last checkpoint that still matches, which the
 //!   report gives;
-//! * **witness mismatch**: a checkpoint in the witness file (see [`crate::witness`]) is missing
+//! * **witness mismatch**: a checkpoint in the witness file (see [`crate::evidence::witness`]) is missing
 //!   from the database or differs there (the log was rolled back or rewritten); the witnessed
 //!   root must still be reproduced by the content.
 //!
@@ -40,8 +40,8 @@ use audit_model::subtrees;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::evidence::witness::Witnessed;
 use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
-use crate::witness::Witnessed;
 
 /// Rows read per round trip.
 const PAGE: i64 = 10_000;

@@ -20,8 +20,8 @@ use audit_model::{EventField, FieldRef, StoredEvent};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::evidence::tree;
 use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
-use crate::tree;
 
 /// Rows read (and proven) per round trip.
 const PAGE: i64 = 1000;

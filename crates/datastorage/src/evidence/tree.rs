@@ -28,9 +28,9 @@ use audit_model::merkle::Hash;
 use audit_model::subtrees::{self, NodeId};
 use chrono::Utc;
 
+use crate::evidence::witness::FileWitness;
 use crate::shutdown::Shutdown;
 use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
-use crate::witness::FileWitness;
 
 /// Leaves integrated per checkpoint at most, by default (a backlog becomes several checkpoints).
 pub const LEAVES_PER_CHECKPOINT: i64 = 50_000;

@@ -1,0 +1,162 @@
+//! One correlation's events checked against the latest signed checkpoint: each event's content
+//! re-hashed and compared with its stored leaf hash, and its inclusion proof verified against
+//! the signed root (what `POST /api/v1/audit/verify-chain` answers).
+
+use audit_model::checkpoint::CheckpointVerifier;
+use audit_model::merkle::{verify_inclusion, Hash};
+use audit_model::StoredEvent;
+use uuid::Uuid;
+
+use super::tree;
+use crate::store::{
+    CheckpointQuery, Cursor, EventFilter, EventQuery, LogStore, Order, StoreError, StoredCheckpoint,
+};
+
+/// Events read per page of the correlation.
+const PAGE: u32 = 1000;
+
+/// Why one event did not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainFault {
+    /// The content does not hash to the stored leaf hash.
+    ContentChanged,
+    /// The inclusion proof does not reach the signed root.
+    NotInTree,
+}
+
+impl ChainFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainFault::ContentChanged => "content_changed",
+            ChainFault::NotInTree => "not_in_tree",
+        }
+    }
+}
+
+/// One event that did not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFailure {
+    pub event_id: Uuid,
+    pub seq: i64,
+    pub fault: ChainFault,
+}
+
+/// The verdict on one correlation's events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainVerdict {
+    pub total_events: u64,
+    pub verified_events: u64,
+    /// Events stored after the checkpoint (the next one covers them); not failures.
+    pub pending_events: u64,
+    pub failures: Vec<ChainFailure>,
+    /// The size of the checkpoint checked against (0 when there is none yet).
+    pub tree_size: u64,
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+impl ChainVerdict {
+    /// No failures.
+    pub fn is_valid(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Why a chain could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The latest stored checkpoint's signature does not verify with the service's key.
+    #[error("the latest checkpoint does not verify: {0}")]
+    CheckpointInvalid(String),
+}
+
+/// Checks every event of `correlation_id` against the latest signed checkpoint.
+pub async fn verify_chain(
+    store: &dyn LogStore,
+    verifier: &CheckpointVerifier,
+    correlation_id: &str,
+) -> Result<ChainVerdict, ChainError> {
+    let checkpoint = store
+        .checkpoints(&CheckpointQuery::Latest)
+        .await?
+        .into_iter()
+        .next();
+    let root = match &checkpoint {
+        Some(c) => Some(signed_root(verifier, c)?),
+        None => None,
+    };
+    let mut verdict = ChainVerdict {
+        tree_size: root.map_or(0, |(size, _)| size),
+        checkpoint,
+        ..ChainVerdict::default()
+    };
+    let mut after = None;
+    loop {
+        let page = store.query(&page_after(correlation_id, after)).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(Cursor {
+            event_timestamp: last.event.event_timestamp(),
+            seq: last.seq,
+        });
+        for stored in &page {
+            check_event(store, stored, root, &mut verdict).await?;
+        }
+    }
+    Ok(verdict)
+}
+
+/// The tree size and root hash the checkpoint's signature vouches for.
+fn signed_root(
+    verifier: &CheckpointVerifier,
+    checkpoint: &StoredCheckpoint,
+) -> Result<(u64, Hash), ChainError> {
+    let note = verifier
+        .verify(&checkpoint.note)
+        .map_err(|e| ChainError::CheckpointInvalid(e.to_string()))?;
+    Ok((note.tree_size, note.root_hash))
+}
+
+/// The correlation's events after `after`, in log order.
+fn page_after(correlation_id: &str, after: Option<Cursor>) -> EventQuery {
+    EventQuery {
+        filters: vec![(EventFilter::CorrelationId, correlation_id.to_string())],
+        since: None,
+        until: None,
+        order: Order::Asc,
+        limit: PAGE,
+        after,
+    }
+}
+
+/// One event: re-hashed, then (when the checkpoint covers it) proven included.
+async fn check_event(
+    store: &dyn LogStore,
+    stored: &StoredEvent,
+    root: Option<(u64, Hash)>,
+    verdict: &mut ChainVerdict,
+) -> Result<(), StoreError> {
+    verdict.total_events += 1;
+    let fail = |fault| ChainFailure {
+        event_id: stored.event.event_id(),
+        seq: stored.seq,
+        fault,
+    };
+    let leaf = stored.event.leaf_hash();
+    if leaf != stored.leaf_hash {
+        verdict.failures.push(fail(ChainFault::ContentChanged));
+        return Ok(());
+    }
+    let Some((tree_size, root)) = root.filter(|(size, _)| stored.seq as u64 <= *size) else {
+        verdict.pending_events += 1;
+        return Ok(());
+    };
+    let index = stored.seq as u64 - 1;
+    let proof = tree::inclusion_proof(store, index, tree_size).await?;
+    if verify_inclusion(leaf.as_bytes(), index, tree_size, &proof, &root) {
+        verdict.verified_events += 1;
+    } else {
+        verdict.failures.push(fail(ChainFault::NotInTree));
+    }
+    Ok(())
+}
