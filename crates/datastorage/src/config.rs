@@ -1,9 +1,13 @@
 //! Layered configuration: command-line flag > environment variable > YAML file > default.
 //!
-//! Every setting has all four forms: `--batch-max-events`, `DATASTORAGE_BATCH_MAX_EVENTS`, the
-//! YAML key `batch_max_events`, and a default (see `config/datastorage.example.yaml`). Invalid
-//! values fail at start with a message naming the key. The database password can come from a
-//! file (`database_password_file`), so it never has to sit in the config file or the URL.
+//! [`Settings`] is the one definition of every setting, by section: each field is a flag (with
+//! its environment variable, read by clap) and a key of the YAML file (`ingest.batch_max_events`
+//! is `--batch-max-events`, `DATASTORAGE_BATCH_MAX_EVENTS` and `batch_max_events:` under
+//! `ingest:`). figment layers the flags over the file; [`Config::from_settings`] fills the
+//! defaults and checks each value, failing at start with a message naming the key (see
+//! `config/datastorage.example.yaml`, and docs/configuration.md for the keys of earlier
+//! versions, which still load). The database password can come from a file
+//! (`store.password_file`), so it never has to sit in the config file or the URL.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use figment::providers::Serialized;
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// Errors that stop the service before it starts.
 #[derive(Debug, thiserror::Error)]
@@ -23,197 +30,502 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("invalid value for `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    #[error("invalid value for `{key}`{forms}: {message}")]
+    Invalid {
+        key: &'static str,
+        /// The key's flag and environment variable.
+        forms: String,
+        message: String,
+    },
+    /// Values of the wrong type, or unknown keys; the message names each key and where it was
+    /// given.
+    #[error("{message}")]
+    Settings { message: String },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
+        forms: other_forms(key),
         message: message.into(),
     }
 }
 
-/// Settings as given on the command line or in the environment; all optional.
+/// How a key (`section.key`) is given as a flag and as an environment variable.
+fn other_forms(key: &str) -> String {
+    MOVED_KEYS
+        .iter()
+        .find(|(_, new)| *new == key)
+        .map(|(id, _)| {
+            format!(
+                " (--{}, DATASTORAGE_{})",
+                id.replace('_', "-"),
+                id.to_uppercase()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The arguments of `datastorage serve` and `migrate`: the config file, and every setting as a
+/// flag (or its environment variable).
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// YAML config file.
     #[arg(long, env = "DATASTORAGE_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Every setting, by section: one definition for the flag (and its environment variable), the
+/// YAML key (`section.key`) and the layering. All are optional here; [`Config::load`] applies
+/// the defaults and checks the values.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    #[command(flatten, next_help_heading = "Server")]
+    pub server: ServerSettings,
+    #[command(flatten, next_help_heading = "Store")]
+    pub store: StoreSettings,
+    #[command(flatten, next_help_heading = "Ingest")]
+    pub ingest: IngestSettings,
+    #[command(flatten, next_help_heading = "Dead-letter queue")]
+    pub dlq: DlqSettings,
+    #[command(flatten, next_help_heading = "Replay")]
+    pub replay: ReplaySettings,
+    #[command(flatten, next_help_heading = "API")]
+    pub api: ApiSettings,
+    #[command(flatten, next_help_heading = "Connections")]
+    pub connections: ConnectionSettings,
+    #[command(flatten, next_help_heading = "Checkpoints")]
+    pub checkpoints: CheckpointSettings,
+    #[command(flatten, next_help_heading = "Retention")]
+    pub retention: RetentionSettings,
+}
+
+/// The process: where it listens, where it keeps files, how it logs and stops.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
     /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "DATASTORAGE_LISTEN")]
+    #[arg(id = "listen", long = "listen", env = "DATASTORAGE_LISTEN")]
     pub listen: Option<String>,
+    /// Directory for the embedded database and local journals (default ./data).
+    #[arg(id = "data_dir", long = "data-dir", env = "DATASTORAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `json` or `text`.
+    #[arg(id = "log_format", long = "log-format", env = "DATASTORAGE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Time between readiness turning 503 and the listener closing (e.g. `5s`).
+    #[arg(
+        id = "shutdown_delay",
+        long = "shutdown-delay",
+        env = "DATASTORAGE_SHUTDOWN_DELAY"
+    )]
+    pub shutdown_delay: Option<String>,
+    /// Longest wait for in-flight requests at shutdown (e.g. `30s`).
+    #[arg(
+        id = "drain_timeout",
+        long = "drain-timeout",
+        env = "DATASTORAGE_DRAIN_TIMEOUT"
+    )]
+    pub drain_timeout: Option<String>,
+}
+
+/// The database the log lives in.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
     /// `postgres://…` or `sqlite://…` (default: a SQLite file under the data dir).
-    #[arg(long, env = "DATASTORAGE_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATASTORAGE_DATABASE_URL"
+    )]
+    pub url: Option<String>,
     /// File holding the database password (for example a mounted Kubernetes Secret).
-    #[arg(long, env = "DATASTORAGE_DATABASE_PASSWORD_FILE")]
-    pub database_password_file: Option<PathBuf>,
+    #[arg(
+        id = "database_password_file",
+        long = "database-password-file",
+        env = "DATASTORAGE_DATABASE_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
     /// Largest number of database connections.
-    #[arg(long, env = "DATASTORAGE_DATABASE_MAX_CONNECTIONS")]
-    pub database_max_connections: Option<u32>,
-    /// `redis://…` or `file://DIR` (default: a journal under the data dir).
-    #[arg(long, env = "DATASTORAGE_DLQ_URL")]
-    pub dlq_url: Option<String>,
-    /// Most events the DLQ holds; beyond it writes are refused (503), never evicted.
-    #[arg(long, env = "DATASTORAGE_DLQ_CAPACITY")]
-    pub dlq_capacity: Option<u64>,
-    /// Key prefix of the Redis DLQ streams.
-    #[arg(long, env = "DATASTORAGE_DLQ_REDIS_PREFIX")]
-    pub dlq_redis_prefix: Option<String>,
-    /// Redis DLQ entries held this long by a silent replica are taken over (e.g. `60s`).
-    #[arg(long, env = "DATASTORAGE_DLQ_CLAIM_IDLE")]
-    pub dlq_claim_idle: Option<String>,
-    /// Backoff between failed replays of one entry (e.g. `1m,5m,15m,1h,4h,24h`).
-    #[arg(long, env = "DATASTORAGE_REPLAY_SCHEDULE")]
-    pub replay_schedule: Option<String>,
-    /// Entries replayed per transaction.
-    #[arg(long, env = "DATASTORAGE_REPLAY_BATCH")]
-    pub replay_batch: Option<usize>,
-    /// How often the replay worker checks whether the store answers (e.g. `1s`).
-    #[arg(long, env = "DATASTORAGE_REPLAY_POLL_INTERVAL")]
-    pub replay_poll_interval: Option<String>,
-    /// How long the replay worker keeps draining at shutdown (e.g. `5s`).
-    #[arg(long, env = "DATASTORAGE_REPLAY_SHUTDOWN_DRAIN")]
-    pub replay_shutdown_drain: Option<String>,
+    #[arg(
+        id = "database_max_connections",
+        long = "database-max-connections",
+        env = "DATASTORAGE_DATABASE_MAX_CONNECTIONS"
+    )]
+    pub max_connections: Option<u32>,
     /// After the store fails, writes go straight to the DLQ for this long before the store is
     /// tried again (e.g. `1s`).
-    #[arg(long, env = "DATASTORAGE_STORE_RETRY_INTERVAL")]
-    pub store_retry_interval: Option<String>,
-    /// Directory for the embedded database and local journals (default ./data).
-    #[arg(long, env = "DATASTORAGE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(
+        id = "store_retry_interval",
+        long = "store-retry-interval",
+        env = "DATASTORAGE_STORE_RETRY_INTERVAL"
+    )]
+    pub retry_interval: Option<String>,
+}
+
+/// Group commit: many requests, one transaction.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
     /// Concurrent ingest writers (PostgreSQL; SQLite always uses one).
-    #[arg(long, env = "DATASTORAGE_INGEST_WRITERS")]
-    pub ingest_writers: Option<usize>,
+    #[arg(
+        id = "ingest_writers",
+        long = "ingest-writers",
+        env = "DATASTORAGE_INGEST_WRITERS"
+    )]
+    pub writers: Option<usize>,
     /// Most events committed in one transaction.
-    #[arg(long, env = "DATASTORAGE_BATCH_MAX_EVENTS")]
+    #[arg(
+        id = "batch_max_events",
+        long = "batch-max-events",
+        env = "DATASTORAGE_BATCH_MAX_EVENTS"
+    )]
     pub batch_max_events: Option<usize>,
     /// How long the writer waits for more events before committing (e.g. `0s`, `500us`, `2ms`).
-    #[arg(long, env = "DATASTORAGE_BATCH_LINGER")]
+    #[arg(
+        id = "batch_linger",
+        long = "batch-linger",
+        env = "DATASTORAGE_BATCH_LINGER"
+    )]
     pub batch_linger: Option<String>,
     /// Most submissions (one per request) waiting for the writer before requests wait for room.
-    #[arg(long, env = "DATASTORAGE_QUEUE_CAPACITY")]
+    #[arg(
+        id = "queue_capacity",
+        long = "queue-capacity",
+        env = "DATASTORAGE_QUEUE_CAPACITY"
+    )]
     pub queue_capacity: Option<usize>,
+}
+
+/// The dead-letter queue: where events wait while the database cannot take them.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqSettings {
+    /// `redis://…` or `file://DIR` (default: a journal under the data dir).
+    #[arg(id = "dlq_url", long = "dlq-url", env = "DATASTORAGE_DLQ_URL")]
+    pub url: Option<String>,
+    /// Most events the DLQ holds; beyond it writes are refused (503), never evicted.
+    #[arg(
+        id = "dlq_capacity",
+        long = "dlq-capacity",
+        env = "DATASTORAGE_DLQ_CAPACITY"
+    )]
+    pub capacity: Option<u64>,
+    /// Key prefix of the Redis DLQ streams.
+    #[arg(
+        id = "dlq_redis_prefix",
+        long = "dlq-redis-prefix",
+        env = "DATASTORAGE_DLQ_REDIS_PREFIX"
+    )]
+    pub redis_prefix: Option<String>,
+    /// Redis DLQ entries held this long by a silent replica are taken over (e.g. `60s`).
+    #[arg(
+        id = "dlq_claim_idle",
+        long = "dlq-claim-idle",
+        env = "DATASTORAGE_DLQ_CLAIM_IDLE"
+    )]
+    pub claim_idle: Option<String>,
+}
+
+/// The replay worker, which drains the DLQ into the store.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Backoff between failed replays of one entry (e.g. `1m,5m,15m,1h,4h,24h`).
+    #[arg(
+        id = "replay_schedule",
+        long = "replay-schedule",
+        env = "DATASTORAGE_REPLAY_SCHEDULE"
+    )]
+    pub schedule: Option<String>,
+    /// Entries replayed per transaction.
+    #[arg(
+        id = "replay_batch",
+        long = "replay-batch",
+        env = "DATASTORAGE_REPLAY_BATCH"
+    )]
+    pub batch: Option<usize>,
+    /// How often the replay worker checks whether the store answers (e.g. `1s`).
+    #[arg(
+        id = "replay_poll_interval",
+        long = "replay-poll-interval",
+        env = "DATASTORAGE_REPLAY_POLL_INTERVAL"
+    )]
+    pub poll_interval: Option<String>,
+    /// How long the replay worker keeps draining at shutdown (e.g. `5s`).
+    #[arg(
+        id = "replay_shutdown_drain",
+        long = "replay-shutdown-drain",
+        env = "DATASTORAGE_REPLAY_SHUTDOWN_DRAIN"
+    )]
+    pub shutdown_drain: Option<String>,
+}
+
+/// What one request may carry, and who may call from a browser.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
     /// Largest request body in bytes.
-    #[arg(long, env = "DATASTORAGE_BODY_LIMIT_BYTES")]
+    #[arg(
+        id = "body_limit_bytes",
+        long = "body-limit-bytes",
+        env = "DATASTORAGE_BODY_LIMIT_BYTES"
+    )]
     pub body_limit_bytes: Option<usize>,
     /// Most bytes of request bodies held at once; beyond it requests wait their turn.
-    #[arg(long, env = "DATASTORAGE_BODY_BUDGET_BYTES")]
+    #[arg(
+        id = "body_budget_bytes",
+        long = "body-budget-bytes",
+        env = "DATASTORAGE_BODY_BUDGET_BYTES"
+    )]
     pub body_budget_bytes: Option<usize>,
     /// Most events in one batch request.
-    #[arg(long, env = "DATASTORAGE_BATCH_MAX_ITEMS")]
+    #[arg(
+        id = "batch_max_items",
+        long = "batch-max-items",
+        env = "DATASTORAGE_BATCH_MAX_ITEMS"
+    )]
     pub batch_max_items: Option<usize>,
+    /// Required length of an AI decision's embedding.
+    #[arg(
+        id = "embedding_dimension",
+        long = "embedding-dimension",
+        env = "DATASTORAGE_EMBEDDING_DIMENSION"
+    )]
+    pub embedding_dimension: Option<usize>,
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated; none by
+    /// default (the explorer is same-origin).
+    #[arg(
+        id = "cors_allowed_origins",
+        long = "cors-allowed-origins",
+        env = "DATASTORAGE_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Option<Vec<String>>,
+}
+
+/// How long a client may take, and how many may be connected.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
     /// Longest pause between two parts of a request body, and longest wait for room in the body
     /// budget (e.g. `10s`); beyond it the request is answered 408 (or 503).
-    #[arg(long, env = "DATASTORAGE_BODY_READ_TIMEOUT")]
+    #[arg(
+        id = "body_read_timeout",
+        long = "body-read-timeout",
+        env = "DATASTORAGE_BODY_READ_TIMEOUT"
+    )]
     pub body_read_timeout: Option<String>,
     /// Slowest average rate a body may arrive at after its first body_read_timeout, in bytes per
     /// second.
-    #[arg(long, env = "DATASTORAGE_BODY_MIN_RATE_BYTES_PER_SECOND")]
+    #[arg(
+        id = "body_min_rate_bytes_per_second",
+        long = "body-min-rate-bytes-per-second",
+        env = "DATASTORAGE_BODY_MIN_RATE_BYTES_PER_SECOND"
+    )]
     pub body_min_rate_bytes_per_second: Option<u64>,
     /// Longest time from the first byte of a request head to its end (e.g. `10s`).
-    #[arg(long, env = "DATASTORAGE_HEADER_READ_TIMEOUT")]
+    #[arg(
+        id = "header_read_timeout",
+        long = "header-read-timeout",
+        env = "DATASTORAGE_HEADER_READ_TIMEOUT"
+    )]
     pub header_read_timeout: Option<String>,
     /// A connection that sends and reads nothing this long between requests is closed (e.g.
     /// `120s`; above the 90 s that Go's and reqwest's pools keep idle connections).
-    #[arg(long, env = "DATASTORAGE_IDLE_TIMEOUT")]
+    #[arg(
+        id = "idle_timeout",
+        long = "idle-timeout",
+        env = "DATASTORAGE_IDLE_TIMEOUT"
+    )]
     pub idle_timeout: Option<String>,
     /// Most connections open at once; beyond it a connection is answered 503 and closed.
-    #[arg(long, env = "DATASTORAGE_MAX_CONNECTIONS")]
+    #[arg(
+        id = "max_connections",
+        long = "max-connections",
+        env = "DATASTORAGE_MAX_CONNECTIONS"
+    )]
     pub max_connections: Option<usize>,
-    /// Origins whose pages may call the API from a browser (CORS), comma-separated; none by
-    /// default (the explorer is same-origin).
-    #[arg(long, env = "DATASTORAGE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub cors_allowed_origins: Option<Vec<String>>,
-    /// Time between readiness turning 503 and the listener closing (e.g. `5s`).
-    #[arg(long, env = "DATASTORAGE_SHUTDOWN_DELAY")]
-    pub shutdown_delay: Option<String>,
-    /// Longest wait for in-flight requests at shutdown (e.g. `30s`).
-    #[arg(long, env = "DATASTORAGE_DRAIN_TIMEOUT")]
-    pub drain_timeout: Option<String>,
-    /// `json` or `text`.
-    #[arg(long, env = "DATASTORAGE_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Required length of an AI decision's embedding.
-    #[arg(long, env = "DATASTORAGE_EMBEDDING_DIMENSION")]
-    pub embedding_dimension: Option<usize>,
-    /// `enabled` (default) or `disabled`: signed Merkle checkpoints over the log.
-    #[arg(long, env = "DATASTORAGE_CHECKPOINTS")]
-    pub checkpoints: Option<String>,
-    /// The checkpoint signing key (from `datastorage keygen`); default `<data_dir>/checkpoint.key`.
-    #[arg(long, env = "DATASTORAGE_CHECKPOINT_KEY_FILE")]
-    pub checkpoint_key_file: Option<PathBuf>,
-    /// How often new events are covered by a signed checkpoint (e.g. `1s`).
-    #[arg(long, env = "DATASTORAGE_CHECKPOINT_INTERVAL")]
-    pub checkpoint_interval: Option<String>,
-    /// Create the signing key when the key file is missing (for a local or embedded setup;
-    /// production keys are made with `datastorage keygen` and mounted).
-    #[arg(long, env = "DATASTORAGE_CREATE_CHECKPOINT_KEY", num_args = 0..=1, default_missing_value = "true")]
-    pub create_checkpoint_key: Option<bool>,
-    /// The log's name in its checkpoints, used when the key is created.
-    #[arg(long, env = "DATASTORAGE_CHECKPOINT_ORIGIN")]
-    pub checkpoint_origin: Option<String>,
-    /// Also append every signed checkpoint to this file, kept outside the database.
-    #[arg(long, env = "DATASTORAGE_CHECKPOINT_WITNESS_FILE")]
-    pub checkpoint_witness_file: Option<PathBuf>,
-    /// `enabled` or `disabled` (default): purge the content of events past their retention
-    /// that no legal hold keeps.
-    #[arg(long, env = "DATASTORAGE_RETENTION")]
-    pub retention: Option<String>,
-    /// Time between retention runs (e.g. `1h`).
-    #[arg(long, env = "DATASTORAGE_RETENTION_INTERVAL")]
-    pub retention_interval: Option<String>,
-    /// Most events purged per transaction.
-    #[arg(long, env = "DATASTORAGE_RETENTION_BATCH_SIZE")]
-    pub retention_batch_size: Option<i64>,
 }
 
-/// The same settings as read from the YAML file.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Signed Merkle checkpoints over the log.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    database_url: Option<String>,
-    database_password_file: Option<PathBuf>,
-    database_max_connections: Option<u32>,
-    dlq_url: Option<String>,
-    dlq_capacity: Option<u64>,
-    dlq_redis_prefix: Option<String>,
-    dlq_claim_idle: Option<String>,
-    replay_schedule: Option<String>,
-    replay_batch: Option<usize>,
-    replay_poll_interval: Option<String>,
-    replay_shutdown_drain: Option<String>,
-    store_retry_interval: Option<String>,
-    data_dir: Option<PathBuf>,
-    ingest_writers: Option<usize>,
-    batch_max_events: Option<usize>,
-    batch_linger: Option<String>,
-    queue_capacity: Option<usize>,
-    body_limit_bytes: Option<usize>,
-    body_budget_bytes: Option<usize>,
-    batch_max_items: Option<usize>,
-    body_read_timeout: Option<String>,
-    body_min_rate_bytes_per_second: Option<u64>,
-    header_read_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    max_connections: Option<usize>,
-    cors_allowed_origins: Option<Vec<String>>,
-    shutdown_delay: Option<String>,
-    drain_timeout: Option<String>,
-    log_format: Option<String>,
-    embedding_dimension: Option<usize>,
-    checkpoints: Option<String>,
-    checkpoint_key_file: Option<PathBuf>,
-    checkpoint_interval: Option<String>,
-    create_checkpoint_key: Option<bool>,
-    checkpoint_origin: Option<String>,
-    checkpoint_witness_file: Option<PathBuf>,
-    retention: Option<String>,
-    retention_interval: Option<String>,
-    retention_batch_size: Option<i64>,
+pub struct CheckpointSettings {
+    /// `true` (default) or `false` (`enabled`/`disabled` are read too): signed Merkle
+    /// checkpoints over the log.
+    #[arg(
+        id = "checkpoints",
+        long = "checkpoints",
+        env = "DATASTORAGE_CHECKPOINTS"
+    )]
+    pub enabled: Option<Switch>,
+    /// The checkpoint signing key (from `datastorage keygen`); default `<data_dir>/checkpoint.key`.
+    #[arg(
+        id = "checkpoint_key_file",
+        long = "checkpoint-key-file",
+        env = "DATASTORAGE_CHECKPOINT_KEY_FILE"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// How often new events are covered by a signed checkpoint (e.g. `1s`).
+    #[arg(
+        id = "checkpoint_interval",
+        long = "checkpoint-interval",
+        env = "DATASTORAGE_CHECKPOINT_INTERVAL"
+    )]
+    pub interval: Option<String>,
+    /// Create the signing key when the key file is missing (for a local or embedded setup;
+    /// production keys are made with `datastorage keygen` and mounted).
+    #[arg(
+        id = "create_checkpoint_key",
+        long = "create-checkpoint-key",
+        env = "DATASTORAGE_CREATE_CHECKPOINT_KEY",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub create_key: Option<bool>,
+    /// The log's name in its checkpoints, used when the key is created.
+    #[arg(
+        id = "checkpoint_origin",
+        long = "checkpoint-origin",
+        env = "DATASTORAGE_CHECKPOINT_ORIGIN"
+    )]
+    pub origin: Option<String>,
+    /// Also append every signed checkpoint to this file, kept outside the database.
+    #[arg(
+        id = "checkpoint_witness_file",
+        long = "checkpoint-witness-file",
+        env = "DATASTORAGE_CHECKPOINT_WITNESS_FILE"
+    )]
+    pub witness_file: Option<PathBuf>,
 }
+
+/// The retention worker.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// `true` or `false` (default; `enabled`/`disabled` are read too): purge the content of
+    /// events past their retention that no legal hold keeps.
+    #[arg(id = "retention", long = "retention", env = "DATASTORAGE_RETENTION")]
+    pub enabled: Option<Switch>,
+    /// Time between retention runs (e.g. `1h`).
+    #[arg(
+        id = "retention_interval",
+        long = "retention-interval",
+        env = "DATASTORAGE_RETENTION_INTERVAL"
+    )]
+    pub interval: Option<String>,
+    /// Most events purged per transaction.
+    #[arg(
+        id = "retention_batch_size",
+        long = "retention-batch-size",
+        env = "DATASTORAGE_RETENTION_BATCH_SIZE"
+    )]
+    pub batch_size: Option<i64>,
+}
+
+/// An on/off setting: `true`/`false`, also read as `enabled`/`disabled` (the spelling of
+/// earlier versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch(pub bool);
+
+impl FromStr for Switch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "true" | "enabled" => Ok(Switch(true)),
+            "false" | "disabled" => Ok(Switch(false)),
+            other => Err(format!("{other:?}: expected true or false")),
+        }
+    }
+}
+
+impl Serialize for Switch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Spelling {
+            Bool(bool),
+            Text(String),
+        }
+        match Spelling::deserialize(deserializer)? {
+            Spelling::Bool(on) => Ok(Switch(on)),
+            Spelling::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A flat key of an earlier version and its place now (`section.key`).
+pub type MovedKey = (&'static str, &'static str);
+
+/// The flat keys of earlier config files and where each now lives (`section.key`); a file
+/// using them still loads, with a warning naming the new key. Also each flag's id.
+const MOVED_KEYS: [(&str, &str); 40] = [
+    ("listen", "server.listen"),
+    ("data_dir", "server.data_dir"),
+    ("log_format", "server.log_format"),
+    ("shutdown_delay", "server.shutdown_delay"),
+    ("drain_timeout", "server.drain_timeout"),
+    ("database_url", "store.url"),
+    ("database_password_file", "store.password_file"),
+    ("database_max_connections", "store.max_connections"),
+    ("store_retry_interval", "store.retry_interval"),
+    ("ingest_writers", "ingest.writers"),
+    ("batch_max_events", "ingest.batch_max_events"),
+    ("batch_linger", "ingest.batch_linger"),
+    ("queue_capacity", "ingest.queue_capacity"),
+    ("dlq_url", "dlq.url"),
+    ("dlq_capacity", "dlq.capacity"),
+    ("dlq_redis_prefix", "dlq.redis_prefix"),
+    ("dlq_claim_idle", "dlq.claim_idle"),
+    ("replay_schedule", "replay.schedule"),
+    ("replay_batch", "replay.batch"),
+    ("replay_poll_interval", "replay.poll_interval"),
+    ("replay_shutdown_drain", "replay.shutdown_drain"),
+    ("body_limit_bytes", "api.body_limit_bytes"),
+    ("body_budget_bytes", "api.body_budget_bytes"),
+    ("batch_max_items", "api.batch_max_items"),
+    ("embedding_dimension", "api.embedding_dimension"),
+    ("cors_allowed_origins", "api.cors_allowed_origins"),
+    ("body_read_timeout", "connections.body_read_timeout"),
+    (
+        "body_min_rate_bytes_per_second",
+        "connections.body_min_rate_bytes_per_second",
+    ),
+    ("header_read_timeout", "connections.header_read_timeout"),
+    ("idle_timeout", "connections.idle_timeout"),
+    ("max_connections", "connections.max_connections"),
+    ("checkpoints", "checkpoints.enabled"),
+    ("checkpoint_key_file", "checkpoints.key_file"),
+    ("checkpoint_interval", "checkpoints.interval"),
+    ("create_checkpoint_key", "checkpoints.create_key"),
+    ("checkpoint_origin", "checkpoints.origin"),
+    ("checkpoint_witness_file", "checkpoints.witness_file"),
+    ("retention", "retention.enabled"),
+    ("retention_interval", "retention.interval"),
+    ("retention_batch_size", "retention.batch_size"),
+];
 
 /// Where the log lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,217 +635,246 @@ pub struct Config {
     pub checkpoint: Option<CheckpointConfig>,
     /// None when the retention worker is disabled (the default).
     pub retention: Option<RetentionConfig>,
+    /// Keys the file spelled as earlier versions did (flat), with their place now.
+    pub moved_keys: Vec<MovedKey>,
 }
 
 impl Config {
-    /// Merges flags/environment (already merged by clap) over the file over the defaults.
+    /// Layers the flags (and their environment variables, read by clap) over the file, checks
+    /// every value and fills the defaults.
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        macro_rules! pick {
-            ($field:ident) => {
-                args.$field.clone().or(file.$field.clone())
-            };
+        let (settings, moved_keys) = Settings::layered(args)?;
+        Ok(Config {
+            moved_keys,
+            ..Config::from_settings(settings)?
+        })
+    }
+
+    /// Logs a warning for each key the file spelled as earlier versions did (once logging is
+    /// set up).
+    pub fn warn_moved_keys(&self) {
+        for (old, new) in &self.moved_keys {
+            tracing::warn!(
+                key = old,
+                now = new,
+                "a config key has moved: write it as {new}"
+            );
         }
-        let listen_text = pick!(listen).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    }
+
+    /// The validated configuration of merged settings; errors name the key (`section.key`).
+    pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let listen_text = s
+            .server
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
         let listen = SocketAddr::from_str(&listen_text)
-            .map_err(|e| invalid("listen", format!("{listen_text:?}: {e}")))?;
-        let data_dir = pick!(data_dir).unwrap_or_else(|| PathBuf::from("./data"));
-        let password = match pick!(database_password_file) {
-            Some(path) => Some(read_secret(&path)?),
-            None => None,
-        };
-        let database = database_target(pick!(database_url), password, &data_dir)?;
-        let database_max_connections = pick!(database_max_connections).unwrap_or(16);
+            .map_err(|e| invalid("server.listen", format!("{listen_text:?}: {e}")))?;
+        let data_dir = s.server.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database = store_target(&s.store, &data_dir)?;
+        let database_max_connections = s.store.max_connections.unwrap_or(16);
         if database_max_connections == 0 {
-            return Err(invalid("database_max_connections", "must be at least 1"));
+            return Err(invalid("store.max_connections", "must be at least 1"));
         }
-        let dlq = dlq_config(
-            pick!(dlq_url),
-            &data_dir,
-            pick!(dlq_capacity),
-            pick!(dlq_redis_prefix),
-            pick!(dlq_claim_idle),
-        )?;
-        let replay = replay_config(
-            pick!(replay_schedule),
-            pick!(replay_batch),
-            pick!(replay_poll_interval),
-            pick!(replay_shutdown_drain),
-        )?;
-        let store_retry_interval = duration(
-            "store_retry_interval",
-            pick!(store_retry_interval),
-            Duration::from_secs(1),
-        )?;
-        let defaults = IngestConfig::default();
         let sqlite = matches!(database, DatabaseTarget::Sqlite { .. });
-        let ingest = IngestConfig {
-            writers: if sqlite {
-                1
-            } else {
-                pick!(ingest_writers).unwrap_or(defaults.writers)
-            },
-            batch_max_events: pick!(batch_max_events).unwrap_or(defaults.batch_max_events),
-            batch_linger: duration("batch_linger", pick!(batch_linger), defaults.batch_linger)?,
-            queue_capacity: pick!(queue_capacity).unwrap_or(defaults.queue_capacity),
-        };
-        if !(1..=10_000).contains(&ingest.batch_max_events) {
-            return Err(invalid("batch_max_events", "must be between 1 and 10000"));
-        }
-        if ingest.batch_linger > Duration::from_secs(1) {
-            return Err(invalid("batch_linger", "must be at most 1s"));
-        }
-        if !(1..=16).contains(&ingest.writers) {
-            return Err(invalid("ingest_writers", "must be between 1 and 16"));
-        }
-        if ingest.queue_capacity == 0 {
-            return Err(invalid("queue_capacity", "must be at least 1"));
-        }
-        let body_limit_bytes = pick!(body_limit_bytes).unwrap_or(5 * 1024 * 1024);
+        let api = &s.api;
+        let body_limit_bytes = api.body_limit_bytes.unwrap_or(5 * 1024 * 1024);
         if body_limit_bytes < 1024 {
-            return Err(invalid("body_limit_bytes", "must be at least 1024"));
+            return Err(invalid("api.body_limit_bytes", "must be at least 1024"));
         }
-        let body_budget_bytes =
-            pick!(body_budget_bytes).unwrap_or(DEFAULT_BODY_BUDGET.max(body_limit_bytes));
+        let body_budget_bytes = api
+            .body_budget_bytes
+            .unwrap_or(DEFAULT_BODY_BUDGET.max(body_limit_bytes));
         if body_budget_bytes < body_limit_bytes {
             return Err(invalid(
-                "body_budget_bytes",
+                "api.body_budget_bytes",
                 "must be at least body_limit_bytes (one largest body must fit)",
             ));
         }
-        let batch_max_items = pick!(batch_max_items).unwrap_or(1000);
+        let batch_max_items = api.batch_max_items.unwrap_or(1000);
         if !(1..=100_000).contains(&batch_max_items) {
-            return Err(invalid("batch_max_items", "must be between 1 and 100000"));
+            return Err(invalid(
+                "api.batch_max_items",
+                "must be between 1 and 100000",
+            ));
         }
-        let http = http_limits(args, &file)?;
-        let log_format = match pick!(log_format).as_deref() {
+        let embedding_dimension = api.embedding_dimension.unwrap_or(1536);
+        if !(1..=65_536).contains(&embedding_dimension) {
+            return Err(invalid(
+                "api.embedding_dimension",
+                "must be between 1 and 65536",
+            ));
+        }
+        let log_format = match s.server.log_format.as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(other) => {
                 return Err(invalid(
-                    "log_format",
+                    "server.log_format",
                     format!("{other:?}: expected json or text"),
                 ))
             }
         };
-        let embedding_dimension = pick!(embedding_dimension).unwrap_or(1536);
-        if !(1..=65_536).contains(&embedding_dimension) {
-            return Err(invalid(
-                "embedding_dimension",
-                "must be between 1 and 65536",
-            ));
-        }
-        let checkpoint = match pick!(checkpoints).as_deref() {
-            None | Some("enabled") => Some(CheckpointConfig {
-                key_file: pick!(checkpoint_key_file)
-                    .unwrap_or_else(|| data_dir.join("checkpoint.key")),
-                interval: duration(
-                    "checkpoint_interval",
-                    pick!(checkpoint_interval),
-                    Duration::from_secs(1),
-                )?,
-                create_key: pick!(create_checkpoint_key).unwrap_or(false),
-                origin: pick!(checkpoint_origin).unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
-                witness_file: pick!(checkpoint_witness_file),
-            }),
-            Some("disabled") => None,
-            Some(other) => {
-                return Err(invalid(
-                    "checkpoints",
-                    format!("{other:?}: expected enabled or disabled"),
-                ))
-            }
-        };
-        if checkpoint.as_ref().is_some_and(|c| c.interval.is_zero()) {
-            return Err(invalid("checkpoint_interval", "must be above 0"));
-        }
-        let retention = match pick!(retention).as_deref() {
-            None | Some("disabled") => None,
-            Some("enabled") => Some(RetentionConfig {
-                interval: duration(
-                    "retention_interval",
-                    pick!(retention_interval),
-                    Duration::from_secs(3600),
-                )?,
-                batch_size: pick!(retention_batch_size).unwrap_or(1000),
-            }),
-            Some(other) => {
-                return Err(invalid(
-                    "retention",
-                    format!("{other:?}: expected enabled or disabled"),
-                ))
-            }
-        };
-        if let Some(r) = &retention {
-            if r.interval.is_zero() {
-                return Err(invalid("retention_interval", "must be above 0"));
-            }
-            if !(1..=100_000).contains(&r.batch_size) {
-                return Err(invalid(
-                    "retention_batch_size",
-                    "must be between 1 and 100000",
-                ));
-            }
-        }
         Ok(Config {
-            checkpoint,
-            retention,
+            checkpoint: checkpoint_config(&s.checkpoints, &data_dir)?,
+            retention: retention_config(&s.retention)?,
             embedding_dimension,
             listen,
+            dlq: dlq_config(&s.dlq, &data_dir)?,
+            replay: replay_config(&s.replay)?,
+            store_retry_interval: duration(
+                "store.retry_interval",
+                &s.store.retry_interval,
+                Duration::from_secs(1),
+            )?,
+            ingest: ingest_config(&s.ingest, sqlite)?,
             database,
             database_max_connections,
-            dlq,
-            replay,
-            store_retry_interval,
-            ingest,
             body_limit_bytes,
             body_budget_bytes,
             batch_max_items,
-            http,
+            http: http_limits(&s.connections, &s.api)?,
             shutdown_delay: duration(
-                "shutdown_delay",
-                pick!(shutdown_delay),
+                "server.shutdown_delay",
+                &s.server.shutdown_delay,
                 Duration::from_secs(5),
             )?,
             drain_timeout: duration(
-                "drain_timeout",
-                pick!(drain_timeout),
+                "server.drain_timeout",
+                &s.server.drain_timeout,
                 Duration::from_secs(30),
             )?,
             log_format,
             data_dir,
+            moved_keys: Vec::new(),
         })
     }
 }
 
-fn http_limits(args: &ServeArgs, file: &FileConfig) -> Result<HttpLimits, ConfigError> {
-    macro_rules! pick {
-        ($field:ident) => {
-            args.$field.clone().or(file.$field.clone())
-        };
+impl Settings {
+    /// The file's settings with the flags' over them (a flag left unset leaves the file's
+    /// value), and the file's keys that were moved from an earlier version's place.
+    pub fn layered(args: &ServeArgs) -> Result<(Settings, Vec<MovedKey>), ConfigError> {
+        let mut layers = Figment::new();
+        let mut moved = Vec::new();
+        if let Some(path) = &args.config {
+            let file = read_file(path, |old, new| moved.push((old, new)))?;
+            layers = layers.merge(Serialized::defaults(file));
+        }
+        let settings = layers
+            .merge(Serialized::defaults(&args.settings))
+            .extract()
+            .map_err(|e| settings_error(e, args.config.as_deref()))?;
+        Ok((settings, moved))
     }
-    let timeout = |key: &'static str, value: Option<String>, default: u64| {
+}
+
+fn ingest_config(s: &IngestSettings, sqlite: bool) -> Result<IngestConfig, ConfigError> {
+    let defaults = IngestConfig::default();
+    let ingest = IngestConfig {
+        writers: if sqlite {
+            1
+        } else {
+            s.writers.unwrap_or(defaults.writers)
+        },
+        batch_max_events: s.batch_max_events.unwrap_or(defaults.batch_max_events),
+        batch_linger: duration(
+            "ingest.batch_linger",
+            &s.batch_linger,
+            defaults.batch_linger,
+        )?,
+        queue_capacity: s.queue_capacity.unwrap_or(defaults.queue_capacity),
+    };
+    if !(1..=10_000).contains(&ingest.batch_max_events) {
+        return Err(invalid(
+            "ingest.batch_max_events",
+            "must be between 1 and 10000",
+        ));
+    }
+    if ingest.batch_linger > Duration::from_secs(1) {
+        return Err(invalid("ingest.batch_linger", "must be at most 1s"));
+    }
+    if !(1..=16).contains(&ingest.writers) {
+        return Err(invalid("ingest.writers", "must be between 1 and 16"));
+    }
+    if ingest.queue_capacity == 0 {
+        return Err(invalid("ingest.queue_capacity", "must be at least 1"));
+    }
+    Ok(ingest)
+}
+
+fn checkpoint_config(
+    s: &CheckpointSettings,
+    data_dir: &Path,
+) -> Result<Option<CheckpointConfig>, ConfigError> {
+    if s.enabled == Some(Switch(false)) {
+        return Ok(None);
+    }
+    let interval = duration("checkpoints.interval", &s.interval, Duration::from_secs(1))?;
+    if interval.is_zero() {
+        return Err(invalid("checkpoints.interval", "must be above 0"));
+    }
+    Ok(Some(CheckpointConfig {
+        key_file: s
+            .key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("checkpoint.key")),
+        interval,
+        create_key: s.create_key.unwrap_or(false),
+        origin: s
+            .origin
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
+        witness_file: s.witness_file.clone(),
+    }))
+}
+
+fn retention_config(s: &RetentionSettings) -> Result<Option<RetentionConfig>, ConfigError> {
+    if s.enabled != Some(Switch(true)) {
+        return Ok(None);
+    }
+    let interval = duration("retention.interval", &s.interval, Duration::from_secs(3600))?;
+    if interval.is_zero() {
+        return Err(invalid("retention.interval", "must be above 0"));
+    }
+    let batch_size = s.batch_size.unwrap_or(1000);
+    if !(1..=100_000).contains(&batch_size) {
+        return Err(invalid(
+            "retention.batch_size",
+            "must be between 1 and 100000",
+        ));
+    }
+    Ok(Some(RetentionConfig {
+        interval,
+        batch_size,
+    }))
+}
+
+fn http_limits(s: &ConnectionSettings, api: &ApiSettings) -> Result<HttpLimits, ConfigError> {
+    let timeout = |key: &'static str, value: &Option<String>, default: u64| {
         let d = duration(key, value, Duration::from_secs(default))?;
         if d.is_zero() {
             return Err(invalid(key, "must be above 0"));
         }
         Ok(d)
     };
-    let body_min_rate_bytes_per_second = pick!(body_min_rate_bytes_per_second).unwrap_or(64 * 1024);
+    let body_min_rate_bytes_per_second = s.body_min_rate_bytes_per_second.unwrap_or(64 * 1024);
     if body_min_rate_bytes_per_second == 0 {
         return Err(invalid(
-            "body_min_rate_bytes_per_second",
+            "connections.body_min_rate_bytes_per_second",
             "must be at least 1",
         ));
     }
-    let max_connections = pick!(max_connections).unwrap_or(4096);
+    let max_connections = s.max_connections.unwrap_or(4096);
     if !(1..=1_000_000).contains(&max_connections) {
-        return Err(invalid("max_connections", "must be between 1 and 1000000"));
+        return Err(invalid(
+            "connections.max_connections",
+            "must be between 1 and 1000000",
+        ));
     }
-    let cors_allowed_origins = pick!(cors_allowed_origins)
+    let cors_allowed_origins = api
+        .cors_allowed_origins
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .map(|origin| {
@@ -544,109 +885,168 @@ fn http_limits(args: &ServeArgs, file: &FileConfig) -> Result<HttpLimits, Config
                 .flatten()
                 .ok_or_else(|| {
                     invalid(
-                        "cors_allowed_origins",
+                        "api.cors_allowed_origins",
                         format!("{origin:?}: expected an origin such as https://audit.example.com (no wildcard)"),
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpLimits {
-        body_read_timeout: timeout("body_read_timeout", pick!(body_read_timeout), 10)?,
+        body_read_timeout: timeout("connections.body_read_timeout", &s.body_read_timeout, 10)?,
         body_min_rate_bytes_per_second,
-        header_read_timeout: timeout("header_read_timeout", pick!(header_read_timeout), 10)?,
-        idle_timeout: timeout("idle_timeout", pick!(idle_timeout), 120)?,
+        header_read_timeout: timeout(
+            "connections.header_read_timeout",
+            &s.header_read_timeout,
+            10,
+        )?,
+        idle_timeout: timeout("connections.idle_timeout", &s.idle_timeout, 120)?,
         max_connections,
         cors_allowed_origins,
     })
 }
 
-fn dlq_config(
-    url: Option<String>,
-    data_dir: &Path,
-    capacity: Option<u64>,
-    redis_prefix: Option<String>,
-    claim_idle: Option<String>,
-) -> Result<crate::dlq::DlqConfig, ConfigError> {
-    let url = url.unwrap_or_else(|| format!("file://{}", data_dir.join("dlq").display()));
+fn dlq_config(s: &DlqSettings, data_dir: &Path) -> Result<crate::dlq::DlqConfig, ConfigError> {
+    let url = s
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("dlq").display()));
     if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("file://"))
     {
         return Err(invalid(
-            "dlq_url",
+            "dlq.url",
             format!("{url:?}: expected redis://… or file://DIR"),
         ));
     }
-    let capacity = capacity.unwrap_or(1_000_000);
+    let capacity = s.capacity.unwrap_or(1_000_000);
     if capacity == 0 {
-        return Err(invalid("dlq_capacity", "must be at least 1"));
+        return Err(invalid("dlq.capacity", "must be at least 1"));
     }
     Ok(crate::dlq::DlqConfig {
         url,
         capacity,
-        redis_prefix: redis_prefix.unwrap_or_else(|| "audit:dlq".to_string()),
-        claim_idle: duration("dlq_claim_idle", claim_idle, Duration::from_secs(60))?,
+        redis_prefix: s
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| "audit:dlq".to_string()),
+        claim_idle: duration("dlq.claim_idle", &s.claim_idle, Duration::from_secs(60))?,
     })
 }
 
-fn replay_config(
-    schedule: Option<String>,
-    batch: Option<usize>,
-    poll_interval: Option<String>,
-    shutdown_drain: Option<String>,
-) -> Result<ReplayConfig, ConfigError> {
-    let schedule = schedule
-        .unwrap_or_else(|| "1m,5m,15m,1h,4h,24h".to_string())
+fn replay_config(s: &ReplaySettings) -> Result<ReplayConfig, ConfigError> {
+    let schedule = s
+        .schedule
+        .as_deref()
+        .unwrap_or("1m,5m,15m,1h,4h,24h")
         .split(',')
-        .map(|part| duration("replay_schedule", Some(part.to_string()), Duration::ZERO))
+        .map(|part| duration("replay.schedule", &Some(part.to_string()), Duration::ZERO))
         .collect::<Result<Vec<_>, _>>()?;
     let replay = ReplayConfig {
         schedule,
-        batch: batch.unwrap_or(500),
+        batch: s.batch.unwrap_or(500),
         poll_interval: duration(
-            "replay_poll_interval",
-            poll_interval,
+            "replay.poll_interval",
+            &s.poll_interval,
             Duration::from_secs(1),
         )?,
         shutdown_drain: duration(
-            "replay_shutdown_drain",
-            shutdown_drain,
+            "replay.shutdown_drain",
+            &s.shutdown_drain,
             Duration::from_secs(5),
         )?,
     };
     if !(1..=10_000).contains(&replay.batch) {
-        return Err(invalid("replay_batch", "must be between 1 and 10000"));
+        return Err(invalid("replay.batch", "must be between 1 and 10000"));
     }
     if replay.poll_interval.is_zero() {
-        return Err(invalid("replay_poll_interval", "must be above 0"));
+        return Err(invalid("replay.poll_interval", "must be above 0"));
     }
     Ok(replay)
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+/// Every key the layers could not take, named by its path. Flags and their variables are typed
+/// by the command line, so such a key is the file's.
+fn settings_error(errors: figment::Error, file: Option<&Path>) -> ConfigError {
+    let place = file.map_or(String::new(), |p| format!(" (in {})", p.display()));
+    let messages: Vec<String> = errors
+        .into_iter()
+        .map(|e| match e.path.is_empty() {
+            true => format!("{}{place}", e.kind),
+            false => format!("`{}`: {}{place}", e.path.join("."), e.kind),
+        })
+        .collect();
+    ConfigError::Settings {
+        message: messages.join("; "),
+    }
+}
+
+/// The file's settings as a tree of values, flat keys of earlier versions moved to their
+/// sections (each told to `moved`).
+fn read_file(
+    path: &Path,
+    moved: impl FnMut(&'static str, &'static str),
+) -> Result<serde_json::Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_path_buf(),
         source,
     })?;
     if text.trim().is_empty() {
-        return Ok(FileConfig::default());
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
     }
-    serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::ParseFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let value: serde_json::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let serde_json::Value::Object(top) = value else {
+        return Err(ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message: "expected a mapping of sections".into(),
+        });
+    };
+    Ok(serde_json::Value::Object(move_flat_keys(top, moved)))
+}
+
+/// Moves every flat key of an earlier version to its section (`dlq_url: x` becomes
+/// `dlq: {url: x}`), telling `moved` each one; a section given as a mapping is kept as it is.
+fn move_flat_keys(
+    top: serde_json::Map<String, serde_json::Value>,
+    mut moved: impl FnMut(&'static str, &'static str),
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let mut flat = Vec::new();
+    for (key, value) in top {
+        match MOVED_KEYS.iter().find(|(old, _)| *old == key) {
+            Some((old, new)) if !value.is_object() => flat.push((*old, *new, value)),
+            _ => {
+                out.insert(key, value);
+            }
+        }
+    }
+    for (old, new, value) in flat {
+        moved(old, new);
+        let (section, key) = new.split_once('.').expect("a moved key names its section");
+        let section = out
+            .entry(section)
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(section) = section {
+            section.entry(key).or_insert(value);
+        }
+    }
+    out
 }
 
 fn read_secret(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid("database_password_file", format!("{}: {e}", path.display())))?;
+        .map_err(|e| invalid("store.password_file", format!("{}: {e}", path.display())))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn database_target(
-    url: Option<String>,
-    password: Option<String>,
-    data_dir: &Path,
-) -> Result<DatabaseTarget, ConfigError> {
-    match url {
+fn store_target(s: &StoreSettings, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {
+    let password = match &s.password_file {
+        Some(path) => Some(read_secret(path)?),
+        None => None,
+    };
+    match s.url.clone() {
         None => Ok(DatabaseTarget::Sqlite {
             path: data_dir.join("audit.db"),
         }),
@@ -659,14 +1059,14 @@ fn database_target(
                 .trim_start_matches("sqlite:");
             let path = rest.split('?').next().unwrap_or_default();
             if path.is_empty() {
-                return Err(invalid("database_url", "sqlite URL needs a file path"));
+                return Err(invalid("store.url", "sqlite URL needs a file path"));
             }
             Ok(DatabaseTarget::Sqlite {
                 path: PathBuf::from(path),
             })
         }
         Some(url) => Err(invalid(
-            "database_url",
+            "store.url",
             format!("{url:?}: expected postgres://… or sqlite://…"),
         )),
     }
@@ -674,7 +1074,7 @@ fn database_target(
 
 fn duration(
     key: &'static str,
-    text: Option<String>,
+    text: &Option<String>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
     match text {
@@ -694,6 +1094,17 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f
+    }
+
+    fn with_file(f: &tempfile::NamedTempFile) -> ServeArgs {
+        ServeArgs {
+            config: Some(f.path().to_path_buf()),
+            ..ServeArgs::default()
+        }
+    }
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/datastorage.example.yaml")
     }
 
     #[test]
@@ -716,16 +1127,14 @@ mod tests {
         );
         assert_eq!(c.shutdown_delay, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert!(c.checkpoint.is_some() && c.retention.is_none());
     }
 
     #[test]
     fn flags_win_over_file_and_file_over_defaults() {
-        let f = file("listen: 127.0.0.1:9000\nbatch_max_events: 64\nbatch_linger: 2ms\n");
-        let args = ServeArgs {
-            config: Some(f.path().to_path_buf()),
-            listen: Some("127.0.0.1:9001".into()),
-            ..ServeArgs::default()
-        };
+        let f = file("server:\n  listen: 127.0.0.1:9000\ningest:\n  batch_max_events: 64\n  batch_linger: 2ms\n");
+        let mut args = with_file(&f);
+        args.settings.server.listen = Some("127.0.0.1:9001".into());
         let c = Config::load(&args).unwrap();
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.ingest.batch_max_events, 64);
@@ -733,58 +1142,87 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_parsed_into_their_sections() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "datastorage",
+            "--dlq-url",
+            "redis://127.0.0.1:6379",
+            "--checkpoints",
+            "disabled",
+            "--retention",
+            "true",
+            "--create-checkpoint-key",
+        ])
+        .unwrap();
+        let s = &cli.serve.settings;
+        assert_eq!(s.dlq.url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(s.checkpoints.enabled, Some(Switch(false)));
+        assert_eq!(s.retention.enabled, Some(Switch(true)));
+        assert_eq!(s.checkpoints.create_key, Some(true));
+        let c = Config::load(&cli.serve).unwrap();
+        assert!(c.checkpoint.is_none() && c.retention.is_some());
+    }
+
+    #[test]
     fn errors_name_the_key() {
-        let f = file("batch_max_events: 0\n");
-        let args = ServeArgs {
-            config: Some(f.path().to_path_buf()),
-            ..ServeArgs::default()
-        };
-        let err = Config::load(&args).unwrap_err().to_string();
-        assert!(err.contains("batch_max_events"), "{err}");
+        let f = file("ingest:\n  batch_max_events: 0\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(err.contains("`ingest.batch_max_events`"), "{err}");
 
         let f = file("no_such_key: 1\n");
-        let args = ServeArgs {
-            config: Some(f.path().to_path_buf()),
-            ..ServeArgs::default()
-        };
-        let err = Config::load(&args).unwrap_err().to_string();
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
         assert!(err.contains("no_such_key"), "{err}");
 
-        let args = ServeArgs {
-            drain_timeout: Some("soon".into()),
-            ..ServeArgs::default()
-        };
+        let f = file("dlq:\n  capacity: many\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(err.contains("dlq.capacity"), "{err}");
+
+        let f = file("dlq:\n  no_such_key: 1\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(err.contains("no_such_key"), "{err}");
+
+        let mut args = ServeArgs::default();
+        args.settings.server.drain_timeout = Some("soon".into());
         let err = Config::load(&args).unwrap_err().to_string();
-        assert!(err.contains("drain_timeout"), "{err}");
+        assert!(
+            err.contains("`server.drain_timeout` (--drain-timeout, DATASTORAGE_DRAIN_TIMEOUT)"),
+            "{err}"
+        );
+
+        let f = file("checkpoints:\n  enabled: maybe\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(
+            err.contains("checkpoints.enabled") && err.contains("maybe"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_body_budget_holds_at_least_one_largest_body() {
         let c = Config::load(&ServeArgs::default()).unwrap();
         assert_eq!(c.body_budget_bytes, 16 * 1024 * 1024);
-        let args = ServeArgs {
-            body_limit_bytes: Some(32 * 1024 * 1024),
-            ..ServeArgs::default()
-        };
+        let mut args = ServeArgs::default();
+        args.settings.api.body_limit_bytes = Some(32 * 1024 * 1024);
         let c = Config::load(&args).unwrap();
         assert_eq!(c.body_budget_bytes, 32 * 1024 * 1024, "raised to the limit");
-        let args = ServeArgs {
-            body_limit_bytes: Some(8192),
-            body_budget_bytes: Some(4096),
-            ..ServeArgs::default()
-        };
+        args.settings.api.body_limit_bytes = Some(8192);
+        args.settings.api.body_budget_bytes = Some(4096);
         let err = Config::load(&args).unwrap_err().to_string();
-        assert!(err.contains("body_budget_bytes"), "{err}");
+        assert!(err.contains("api.body_budget_bytes"), "{err}");
     }
 
     #[test]
     fn password_comes_from_a_file() {
         let secret = file("s3cret\n");
-        let args = ServeArgs {
-            database_url: Some("postgres://audit@db/audit".into()),
-            database_password_file: Some(secret.path().to_path_buf()),
-            ..ServeArgs::default()
-        };
+        let mut args = ServeArgs::default();
+        args.settings.store.url = Some("postgres://audit@db/audit".into());
+        args.settings.store.password_file = Some(secret.path().to_path_buf());
         let c = Config::load(&args).unwrap();
         assert_eq!(
             c.database,
@@ -797,10 +1235,8 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_the_defaults() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/datastorage.example.yaml");
         let args = ServeArgs {
-            config: Some(path),
+            config: Some(example()),
             ..ServeArgs::default()
         };
         let c = Config::load(&args).unwrap();
@@ -819,14 +1255,76 @@ mod tests {
         assert_eq!(c.dlq.claim_idle, d.dlq.claim_idle);
         assert_eq!(c.dlq.url, d.dlq.url);
         assert_eq!(c.store_retry_interval, d.store_retry_interval);
+        assert_eq!(c.checkpoint, d.checkpoint);
+    }
+
+    #[test]
+    fn the_example_sets_every_key_each_flag_sets() {
+        let text = std::fs::read_to_string(example()).unwrap();
+        let tree: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let command = ServeArgs::augment_args(clap::Command::new("x"));
+        for arg in command.get_arguments().filter(|a| a.get_id() != "config") {
+            let id = arg.get_id().as_str();
+            let (_, path) = MOVED_KEYS
+                .iter()
+                .find(|(old, _)| *old == id)
+                .unwrap_or_else(|| panic!("{id} has no place in MOVED_KEYS"));
+            // Error messages name the flag and the variable from the key's id.
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()));
+            let env = arg.get_env().unwrap().to_string_lossy().into_owned();
+            assert_eq!(env, format!("DATASTORAGE_{}", id.to_uppercase()));
+            assert_eq!(
+                other_forms(path),
+                format!(" (--{}, {env})", id.replace('_', "-"))
+            );
+            let (section, key) = path.split_once('.').unwrap();
+            assert!(
+                tree[section].get(key).is_some(),
+                "the example does not show {path}"
+            );
+        }
+        assert_eq!(command.get_arguments().count(), MOVED_KEYS.len() + 1);
+    }
+
+    #[test]
+    fn a_file_with_the_flat_keys_of_earlier_versions_loads_the_same() {
+        // The example, written as earlier versions spelled it: every key at the top level.
+        let text = std::fs::read_to_string(example()).unwrap();
+        let tree: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let mut flat = serde_json::Map::new();
+        for (old, new) in MOVED_KEYS {
+            let (section, key) = new.split_once('.').unwrap();
+            let mut value = tree[section][key].clone();
+            if let serde_json::Value::Bool(on) = value {
+                if matches!(old, "checkpoints" | "retention") {
+                    value = serde_json::json!(if on { "enabled" } else { "disabled" });
+                }
+            }
+            flat.insert(old.to_string(), value);
+        }
+        let f = file(&serde_yaml_ng::to_string(&flat).unwrap());
+        let mut legacy = Config::load(&with_file(&f)).unwrap();
+        let moved_keys = std::mem::take(&mut legacy.moved_keys);
+        let nested = Config::load(&ServeArgs {
+            config: Some(example()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(format!("{legacy:?}"), format!("{nested:?}"));
+
+        let mut told = Vec::new();
+        let moved = move_flat_keys(flat, |old, new| told.push(format!("{old} -> {new}")));
+        assert_eq!(told.len(), MOVED_KEYS.len());
+        assert!(told.contains(&"dlq_url -> dlq.url".to_string()), "{told:?}");
+        assert_eq!(moved_keys.len(), MOVED_KEYS.len());
+        assert!(nested.moved_keys.is_empty());
+        assert_eq!(moved["checkpoints"]["enabled"], "enabled");
     }
 
     #[test]
     fn the_dlq_defaults_to_a_journal_under_the_data_dir() {
-        let args = ServeArgs {
-            data_dir: Some("/var/lib/audit".into()),
-            ..ServeArgs::default()
-        };
+        let mut args = ServeArgs::default();
+        args.settings.server.data_dir = Some("/var/lib/audit".into());
         let c = Config::load(&args).unwrap();
         assert_eq!(c.dlq.url, "file:///var/lib/audit/dlq");
         assert_eq!(c.replay.schedule.len(), 6);

@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use datastorage::config::{Config, ServeArgs};
+use datastorage::config::{
+    CheckpointSettings, Config, ServeArgs, ServerSettings, Settings, StoreSettings, Switch,
+};
 use datastorage::evidence::export::{self, ExportFormat};
 use datastorage::{shutdown, store, telemetry, Application};
 
@@ -88,14 +90,23 @@ struct LogArgs {
 
 impl LogArgs {
     async fn open(self) -> anyhow::Result<std::sync::Arc<dyn store::LogStore>> {
-        let serve = ServeArgs {
-            database_url: self.database_url,
-            database_password_file: self.database_password_file,
-            data_dir: self.data_dir,
-            checkpoints: Some("disabled".into()),
-            ..ServeArgs::default()
+        let settings = Settings {
+            server: ServerSettings {
+                data_dir: self.data_dir,
+                ..ServerSettings::default()
+            },
+            store: StoreSettings {
+                url: self.database_url,
+                password_file: self.database_password_file,
+                ..StoreSettings::default()
+            },
+            checkpoints: CheckpointSettings {
+                enabled: Some(Switch(false)),
+                ..CheckpointSettings::default()
+            },
+            ..Settings::default()
         };
-        let config = Config::load(&serve).context("invalid configuration")?;
+        let config = Config::from_settings(settings).context("invalid configuration")?;
         // Read-only and without migrations: checking a log must not change it.
         store::connect_read_only(&config.database)
             .await
@@ -255,12 +266,14 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => {
             let config = Config::load(&args).context("invalid configuration")?;
             telemetry::init(config.log_format);
+            config.warn_moved_keys();
             let app = Application::build(config).await.context("cannot start")?;
             app.run_until(shutdown::signal()).await
         }
         Command::Migrate(args) => {
             let config = Config::load(&args).context("invalid configuration")?;
             telemetry::init(config.log_format);
+            config.warn_moved_keys();
             let store = store::connect(&config.database, 1)
                 .await
                 .context("migration failed")?;

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datastorage::config::{Config, ServeArgs};
+use datastorage::config::{
+    ApiSettings, CheckpointSettings, Config, ConnectionSettings, DlqSettings, IngestSettings,
+    ReplaySettings, RetentionSettings, ServerSettings, Settings, StoreSettings, Switch,
+};
 use datastorage::shutdown::Shutdown;
 use datastorage::Application;
 use serde_json::{json, Value};
@@ -274,54 +277,76 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         .data_dir
         .clone()
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
-    let args = ServeArgs {
-        listen: Some(
-            options
-                .listen
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1:0".into()),
-        ),
-        database_url: Some(options.database_url.clone().unwrap_or_else(|| db.url())),
-        data_dir: Some(data_dir.path().to_path_buf()),
-        shutdown_delay: Some("0s".into()),
-        body_limit_bytes: options.body_limit_bytes,
-        body_budget_bytes: options.body_budget_bytes,
-        batch_max_items: options.batch_max_items,
-        batch_max_events: options.batch_max_events,
-        dlq_url: options.dlq_url.clone(),
-        dlq_capacity: options.dlq_capacity,
-        dlq_redis_prefix: options.dlq_redis_prefix.clone(),
-        replay_poll_interval: Some(
-            options
-                .replay_poll_interval
-                .clone()
-                .unwrap_or_else(|| "100ms".into()),
-        ),
-        replay_schedule: options.replay_schedule.clone(),
-        store_retry_interval: Some("200ms".into()),
-        embedding_dimension: options.embedding_dimension,
-        ingest_writers: options.ingest_writers,
-        create_checkpoint_key: Some(true),
-        checkpoint_interval: Some(
-            options
-                .checkpoint_interval
-                .clone()
-                .unwrap_or_else(|| "200ms".into()),
-        ),
-        retention: options
-            .retention_interval
-            .as_ref()
-            .map(|_| "enabled".to_string()),
-        retention_interval: options.retention_interval.clone(),
-        checkpoint_witness_file: options.checkpoint_witness_file.clone(),
-        body_read_timeout: options.body_read_timeout.clone(),
-        header_read_timeout: options.header_read_timeout.clone(),
-        idle_timeout: options.idle_timeout.clone(),
-        max_connections: options.max_connections,
-        cors_allowed_origins: options.cors_allowed_origins.clone(),
-        ..ServeArgs::default()
+    let settings = Settings {
+        server: ServerSettings {
+            listen: Some(
+                options
+                    .listen
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1:0".into()),
+            ),
+            data_dir: Some(data_dir.path().to_path_buf()),
+            shutdown_delay: Some("0s".into()),
+            ..ServerSettings::default()
+        },
+        store: StoreSettings {
+            url: Some(options.database_url.clone().unwrap_or_else(|| db.url())),
+            retry_interval: Some("200ms".into()),
+            ..StoreSettings::default()
+        },
+        ingest: IngestSettings {
+            writers: options.ingest_writers,
+            batch_max_events: options.batch_max_events,
+            ..IngestSettings::default()
+        },
+        dlq: DlqSettings {
+            url: options.dlq_url.clone(),
+            capacity: options.dlq_capacity,
+            redis_prefix: options.dlq_redis_prefix.clone(),
+            ..DlqSettings::default()
+        },
+        replay: ReplaySettings {
+            poll_interval: Some(
+                options
+                    .replay_poll_interval
+                    .clone()
+                    .unwrap_or_else(|| "100ms".into()),
+            ),
+            schedule: options.replay_schedule.clone(),
+            ..ReplaySettings::default()
+        },
+        api: ApiSettings {
+            body_limit_bytes: options.body_limit_bytes,
+            body_budget_bytes: options.body_budget_bytes,
+            batch_max_items: options.batch_max_items,
+            embedding_dimension: options.embedding_dimension,
+            cors_allowed_origins: options.cors_allowed_origins.clone(),
+        },
+        connections: ConnectionSettings {
+            body_read_timeout: options.body_read_timeout.clone(),
+            header_read_timeout: options.header_read_timeout.clone(),
+            idle_timeout: options.idle_timeout.clone(),
+            max_connections: options.max_connections,
+            ..ConnectionSettings::default()
+        },
+        checkpoints: CheckpointSettings {
+            create_key: Some(true),
+            interval: Some(
+                options
+                    .checkpoint_interval
+                    .clone()
+                    .unwrap_or_else(|| "200ms".into()),
+            ),
+            witness_file: options.checkpoint_witness_file.clone(),
+            ..CheckpointSettings::default()
+        },
+        retention: RetentionSettings {
+            enabled: options.retention_interval.as_ref().map(|_| Switch(true)),
+            interval: options.retention_interval.clone(),
+            ..RetentionSettings::default()
+        },
     };
-    let config = Config::load(&args).expect("test config is valid");
+    let config = Config::from_settings(settings).expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let shutdown = app.shutdown();

@@ -89,10 +89,10 @@ async fn migrate_creates_the_schema_and_is_idempotent() {
 #[test]
 fn invalid_configuration_fails_fast_naming_the_key() {
     for (args, key) in [
-        (vec!["--batch-max-events", "0"], "batch_max_events"),
-        (vec!["--listen", "nowhere"], "listen"),
-        (vec!["--database-url", "mysql://x"], "database_url"),
-        (vec!["--shutdown-delay", "soon"], "shutdown_delay"),
+        (vec!["--batch-max-events", "0"], "--batch-max-events"),
+        (vec!["--listen", "nowhere"], "--listen"),
+        (vec!["--database-url", "mysql://x"], "--database-url"),
+        (vec!["--shutdown-delay", "soon"], "--shutdown-delay"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_datastorage"))
             .arg("serve")
@@ -109,7 +109,7 @@ fn invalid_configuration_fails_fast_naming_the_key() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("batch_max_items"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DATASTORAGE_BATCH_MAX_ITEMS"));
 }
 
 #[test]
