@@ -68,7 +68,7 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         audit_model::ItemStatus,
         audit_model::Problem,
         events::EventPage,
-        events::SortOrder,
+        crate::http::params::SortOrder,
         records::RecordPage,
         similar::SimilarDecision,
         similar::SimilarDecisions,

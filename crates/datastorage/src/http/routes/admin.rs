@@ -1,15 +1,13 @@
 //! Operating the dead-letter queue.
 
-use std::collections::HashMap;
-
 use audit_model::{Problem, ProblemKind};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::dlq::{DeadLetter, DlqError, DlqStats};
-use crate::http::params;
+use crate::http::params::{Limit, Params};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::replay::ReplayReport;
@@ -48,27 +46,31 @@ pub struct DeadLetterPage {
     pub next_cursor: Option<String>,
 }
 
+/// Query parameters of the dead-letter list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterParams {
+    /// 1..1000, default 100
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
+    /// `next_cursor` of the previous page
+    cursor: Option<String>,
+}
+
 /// Dead letters, oldest first.
 #[utoipa::path(get, path = "/api/v1/admin/dlq/dead-letters", tag = "admin",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(DeadLetterParams),
     responses(
         (status = 200, description = "A page of dead letters", body = DeadLetterPage),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn dead_letters(
     State(state): State<AppState>,
-    Query(mut params): Query<HashMap<String, String>>,
+    Params(params): Params<DeadLetterParams>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let mut errors = audit_model::FieldErrors::default();
-    let limit = params::limit(&mut params, &mut errors).unwrap_or(100) as usize;
-    let cursor = params.remove("cursor");
-    params::reject_unknown(params, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
+    let limit = Limit::or_default(params.limit) as usize;
+    let cursor = params.cursor;
     let mut letters = state
         .dlq
         .dead_letters(limit + 1, cursor)

@@ -2,19 +2,17 @@
 //! proofs. Hashes are lower-case hex; the signed note is returned verbatim so a client can check
 //! it with the public key and nothing else.
 
-use std::collections::HashMap;
-
 use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason, StoredEvent};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::evidence::chain::{self, ChainError};
 use crate::evidence::tree;
-use crate::http::params;
+use crate::http::params::{self, Limit, NonNegative, Params, PositionCursor, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::store::{CheckpointQuery, StoredCheckpoint};
@@ -137,43 +135,40 @@ pub async fn latest(State(state): State<AppState>) -> Result<Json<CheckpointView
         .ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))
 }
 
+/// Query parameters of the checkpoint list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointListParams {
+    /// Signed at or after (RFC 3339 or a duration back, e.g. 24h)
+    #[param(value_type = Option<String>)]
+    since: Option<TimeParam>,
+    /// 1..1000, default 100
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
+    /// `next_cursor` of the previous page (the last checkpoint's tree size)
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,18}$")]
+    cursor: Option<PositionCursor>,
+    /// Accepted and ignored, as the other lists take it (a checkpoint has one time).
+    #[serde(rename = "until")]
+    #[param(ignore)]
+    _until: Option<serde::de::IgnoredAny>,
+}
+
 /// Checkpoints in tree-size order.
 #[utoipa::path(get, path = "/api/v1/audit/checkpoints", operation_id = "list_checkpoints", tag = "tamper-evidence",
-    params(
-        ("since" = Option<String>, Query, description = "Signed at or after (RFC 3339 or a duration back, e.g. 24h)"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
-        ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "`next_cursor` of the previous page (the last checkpoint's tree size)"),
-    ),
+    params(CheckpointListParams),
     responses(
         (status = 200, description = "A page of checkpoints", body = CheckpointPage),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Params(params): Params<CheckpointListParams>,
 ) -> Result<Json<CheckpointPage>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let (since, _) = params::time_range(&mut q, &mut errors, Utc::now());
-    let limit = params::limit(&mut q, &mut errors).unwrap_or(100);
-    let after_size = match q.remove("cursor") {
-        None => 0,
-        Some(c) => Some(&c)
-            .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|c| c.parse::<i64>().ok())
-            .unwrap_or_else(|| {
-                errors.add(
-                    "cursor",
-                    Reason::InvalidFormat,
-                    "is not a cursor of this list",
-                );
-                0
-            }),
-    };
-    q.remove("until");
-    params::reject_unknown(q, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
+    let since = params.since.map(|t| t.resolve(Utc::now()));
+    let limit = Limit::or_default(params.limit);
+    let after_size = params.cursor.map_or(0, |c| c.0);
     let mut data = state
         .store
         .checkpoints(&CheckpointQuery::Page {
@@ -186,7 +181,7 @@ pub async fn list(
     let more = data.len() > limit as usize;
     data.truncate(limit as usize);
     let next_cursor = more
-        .then(|| data.last().map(|c| c.tree_size.to_string()))
+        .then(|| data.last().map(|c| PositionCursor::encode(c.tree_size)))
         .flatten();
     Ok(Json(CheckpointPage {
         data: data.into_iter().map(Into::into).collect(),
@@ -194,22 +189,21 @@ pub async fn list(
     }))
 }
 
-fn size_param(q: &mut HashMap<String, String>, key: &str, errors: &mut FieldErrors) -> Option<u64> {
-    let text = q.remove(key)?;
-    text.parse::<u64>()
-        .ok()
-        .filter(|n| *n <= i64::MAX as u64)
-        .or_else(|| {
-            errors.add(key, Reason::InvalidFormat, "must be a non-negative integer");
-            None
-        })
+/// The query parameter of an event's proof.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ProofParams {
+    /// Prove against the checkpoint of this size (default: the latest)
+    #[param(value_type = Option<u64>)]
+    tree_size: Option<NonNegative>,
 }
 
 /// An event, its inclusion proof and the checkpoint it proves against.
 #[utoipa::path(get, path = "/api/v1/audit/events/{event_id}/proof", tag = "tamper-evidence",
     params(
         ("event_id" = Uuid, Path, description = "The event's id"),
-        ("tree_size" = Option<u64>, Query, description = "Prove against the checkpoint of this size (default: the latest)"),
+        ProofParams,
     ),
     responses(
         (status = 200, description = "The proof", body = EventProof),
@@ -220,18 +214,20 @@ fn size_param(q: &mut HashMap<String, String>, key: &str, errors: &mut FieldErro
 pub async fn event_proof(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(mut q): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<EventProof>, ApiError> {
-    let mut errors = FieldErrors::default();
+    // The path and the query are both checked before either is refused, so every bad
+    // parameter is named at once.
+    let query = params::read::<ProofParams>(query.as_deref().unwrap_or_default());
+    let mut errors = query.as_ref().err().cloned().unwrap_or_default();
     let id = Uuid::parse_str(&id).ok().or_else(|| {
         errors.add("event_id", Reason::InvalidFormat, "must be a UUID");
         None
     });
-    let size = size_param(&mut q, "tree_size", &mut errors);
-    params::reject_unknown(q, &mut errors);
-    let (Some(id), true) = (id, errors.is_empty()) else {
+    let (Some(id), Ok(params)) = (id, query) else {
         return Err(ApiError::validation(&errors));
     };
+    let size = params.tree_size.map(|n| n.0);
     let event = ApiError::live_event(state.store.get(id).await.map_err(ApiError::from)?, id)?;
     let checkpoint = match size {
         Some(n) => one(&state, CheckpointQuery::Size(n as i64))
@@ -261,12 +257,22 @@ pub async fn event_proof(
     }))
 }
 
+/// The query parameters of a consistency proof (both required).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    /// The smaller tree size
+    #[param(value_type = i64, minimum = 0, required = true)]
+    from: Option<NonNegative>,
+    /// The larger tree size, at most the latest checkpoint's
+    #[param(value_type = i64, minimum = 0, required = true)]
+    to: Option<NonNegative>,
+}
+
 /// A consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/api/v1/audit/consistency", tag = "tamper-evidence",
-    params(
-        ("from" = i64, Query, minimum = 0, description = "The smaller tree size"),
-        ("to" = i64, Query, minimum = 0, description = "The larger tree size, at most the latest checkpoint's"),
-    ),
+    params(ConsistencyParams),
     responses(
         (status = 200, description = "The proof", body = ConsistencyProof),
         (status = 400, description = "Bad or missing sizes", body = Problem, content_type = "application/problem+json"),
@@ -274,18 +280,11 @@ pub async fn event_proof(
     ))]
 pub async fn consistency(
     State(state): State<AppState>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Params(params): Params<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let mut errors = FieldErrors::default();
-    let from = size_param(&mut q, "from", &mut errors);
-    let to = size_param(&mut q, "to", &mut errors);
-    params::reject_unknown(q, &mut errors);
-    for (key, value) in [("from", from), ("to", to)] {
-        if value.is_none() {
-            // A value given but refused is already reported; `add` keeps the first reason.
-            errors.add(key, Reason::Required, "is required");
-        }
-    }
+    let from = params::required(params.from, "from", &mut errors).map(|n| n.0);
+    let to = params::required(params.to, "to", &mut errors).map(|n| n.0);
     let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
         return Err(ApiError::validation(&errors));
     };

@@ -1,23 +1,21 @@
 //! The unified event log: write one, write a batch, read one, query.
 
-use std::collections::HashMap;
-
 use audit_model::{
     AuditEvent, BatchItemResult, BatchResponse, ItemStatus, ParseError, Problem, ProblemKind,
     StoredEvent,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::http::extract::BodyBytes;
-use crate::http::params;
+use crate::http::params::{self, Limit, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::ingest::IngestOutcome;
@@ -278,10 +276,11 @@ pub async fn get_event(
     ApiError::live_event(event, id).map(Json)
 }
 
-/// Query parameters of the event list (all optional).
-#[derive(Debug, IntoParams)]
+/// Query parameters of the event list (all optional): what the document shows and what the
+/// handler reads.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct EventListParams {
     correlation_id: Option<String>,
     event_type: Option<String>,
@@ -292,27 +291,67 @@ pub struct EventListParams {
     actor_id: Option<String>,
     namespace: Option<String>,
     /// RFC 3339 time, or a duration back from now such as `30m`, `24h`, `7d`.
-    since: Option<String>,
+    #[param(value_type = Option<String>)]
+    since: Option<TimeParam>,
     /// RFC 3339 time, or a duration back from now.
-    until: Option<String>,
+    #[param(value_type = Option<String>)]
+    until: Option<TimeParam>,
     /// `asc` (default) or `desc`, by event_timestamp then seq.
     #[param(value_type = Option<SortOrder>)]
-    order: Option<String>,
+    order: Option<SortOrder>,
     /// 1..1000, default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
     /// `next_cursor` of the previous page (a position, good for either order).
-    #[param(pattern = r"^-?[0-9]{1,18}\.[0-9]{1,18}$")]
-    cursor: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^-?[0-9]{1,18}\.[0-9]{1,18}$")]
+    cursor: Option<EventCursor>,
 }
 
-/// The order of a page of events.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // documents the `order` parameter, which `parse_list_params` reads
-pub enum SortOrder {
-    Asc,
-    Desc,
+impl EventListParams {
+    /// The query these parameters ask for, times counted back from `now`.
+    pub(crate) fn to_query(&self, now: DateTime<Utc>) -> EventQuery {
+        let filters = [
+            (EventFilter::CorrelationId, &self.correlation_id),
+            (EventFilter::EventType, &self.event_type),
+            (EventFilter::EventCategory, &self.event_category),
+            (EventFilter::EventOutcome, &self.event_outcome),
+            (EventFilter::ResourceType, &self.resource_type),
+            (EventFilter::ResourceId, &self.resource_id),
+            (EventFilter::ActorId, &self.actor_id),
+            (EventFilter::Namespace, &self.namespace),
+        ];
+        EventQuery {
+            filters: filters
+                .into_iter()
+                .filter_map(|(filter, value)| Some((filter, value.clone()?)))
+                .collect(),
+            since: self.since.map(|t| t.resolve(now)),
+            until: self.until.map(|t| t.resolve(now)),
+            order: match self.order {
+                Some(SortOrder::Desc) => Order::Desc,
+                _ => Order::Asc,
+            },
+            limit: Limit::or_default(self.limit),
+            after: self.cursor.map(|c| c.0),
+        }
+    }
+}
+
+/// A page's cursor: the position of its last event, `<event_timestamp in µs>.<seq>`. It holds
+/// no order: a position is a place to go on from in either order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor(Cursor);
+
+impl<'de> Deserialize<'de> for EventCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        decode_cursor(&text).map(EventCursor).ok_or_else(|| {
+            params::refuse(
+                audit_model::Reason::InvalidFormat,
+                "is not a cursor of this API",
+            )
+        })
+    }
 }
 
 /// One page of events.
@@ -334,9 +373,9 @@ pub struct EventPage {
 )]
 pub async fn list_events(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<EventListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let query = parse_list_params(params, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    let query = params.to_query(Utc::now());
     let limit = query.limit as usize;
     let mut fetch = query.clone();
     fetch.limit += 1;
@@ -355,50 +394,7 @@ pub async fn list_events(
     Ok(Json(EventPage { data, next_cursor }))
 }
 
-/// Parses the list parameters; unknown parameters are errors too.
-pub(crate) fn parse_list_params(
-    mut params: HashMap<String, String>,
-    now: DateTime<Utc>,
-) -> Result<EventQuery, audit_model::FieldErrors> {
-    use audit_model::Reason;
-    let mut errors = audit_model::FieldErrors::default();
-    let mut query = EventQuery {
-        limit: 100,
-        ..EventQuery::default()
-    };
-    for filter in EventFilter::ALL {
-        if let Some(value) = params.remove(filter.column()) {
-            query.filters.push((filter, value));
-        }
-    }
-    (query.since, query.until) = params::time_range(&mut params, &mut errors, now);
-    if let Some(order) = params.remove("order") {
-        match order.as_str() {
-            "asc" => query.order = Order::Asc,
-            "desc" => query.order = Order::Desc,
-            _ => errors.add("order", Reason::InvalidValue, "must be asc or desc"),
-        }
-    }
-    if let Some(limit) = params::limit(&mut params, &mut errors) {
-        query.limit = limit;
-    }
-    if let Some(cursor) = params.remove("cursor") {
-        match decode_cursor(&cursor) {
-            Some(c) => query.after = Some(c),
-            None => errors.add(
-                "cursor",
-                Reason::InvalidFormat,
-                "is not a cursor of this API",
-            ),
-        }
-    }
-    params::reject_unknown(params, &mut errors);
-    errors.into_result(query)
-}
-
-/// A page's cursor: the position of its last event, `<event_timestamp in µs>.<seq>`
-///. It holds no order: a position is a place to go on from in
-/// either order.
+/// The cursor of a page ending at `c` (see [`EventCursor`]).
 fn encode_cursor(c: Cursor) -> String {
     format!("{}.{}", c.event_timestamp.timestamp_micros(), c.seq)
 }
@@ -425,11 +421,12 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    /// The event list's query from a query string, as the route reads it.
+    fn parse_list_params(
+        query: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EventQuery, audit_model::FieldErrors> {
+        params::read::<EventListParams>(query).map(|p| p.to_query(now))
     }
 
     #[test]
@@ -461,7 +458,7 @@ mod tests {
     #[test]
     fn relative_durations_count_back_from_now() {
         let now = audit_model::timestamp::parse("2026-01-08T00:00:00Z").unwrap();
-        let q = parse_list_params(params(&[("since", "7d"), ("until", "30m")]), now).unwrap();
+        let q = parse_list_params("since=7d&until=30m", now).unwrap();
         assert_eq!(q.since.unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
         assert_eq!(q.until.unwrap().to_rfc3339(), "2026-01-07T23:30:00+00:00");
     }
@@ -469,17 +466,8 @@ mod tests {
     #[test]
     fn every_bad_parameter_is_named() {
         let now = Utc::now();
-        let errors = parse_list_params(
-            params(&[
-                ("since", "yesterday"),
-                ("limit", "0"),
-                ("order", "up"),
-                ("cursor", "x"),
-                ("colour", "red"),
-            ]),
-            now,
-        )
-        .unwrap_err();
+        let errors = parse_list_params("since=yesterday&limit=0&order=up&cursor=x&colour=red", now)
+            .unwrap_err();
         let names: Vec<_> = errors.iter().map(|(k, _)| k.to_string()).collect();
         assert_eq!(names, ["colour", "cursor", "limit", "order", "since"]);
     }

@@ -6,33 +6,63 @@
 //! received, and proves against the same checkpoint. A failure mid-stream aborts the response
 //! (the client sees a broken transfer, never a short file that looks complete).
 
-use std::collections::HashMap;
-
-use audit_model::{FieldErrors, Problem, ProblemKind, Reason};
+use audit_model::{Problem, ProblemKind, Reason};
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use crate::evidence::export::{Export, ExportError, ExportFilter, ExportFormat};
-use crate::http::params;
+use crate::http::params::{self, NonNegative, Params, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// The header naming the tree size the export proves against.
 pub const TREE_SIZE_HEADER: &str = "x-audit-tree-size";
 
+/// Query parameters of an export.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Events at or after this time (RFC 3339, or a duration back such as 24h)
+    #[param(value_type = Option<String>)]
+    since: Option<TimeParam>,
+    /// Events before this time
+    #[param(value_type = Option<String>)]
+    until: Option<TimeParam>,
+    /// Only this correlation's events
+    correlation_id: Option<String>,
+    /// Prove against the checkpoint of this size (default: the latest)
+    #[param(value_type = Option<i64>, minimum = 0)]
+    tree_size: Option<NonNegative>,
+    /// Resume after this seq (with the tree_size of the interrupted export)
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after_seq: Option<NonNegative>,
+    /// ndjson (default; verifiable offline with `datastorage verify --export`) or csv
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$")]
+    format: Option<FormatParam>,
+}
+
+/// `ndjson` or `csv`.
+#[derive(Debug, Clone, Copy)]
+struct FormatParam(ExportFormat);
+
+impl<'de> Deserialize<'de> for FormatParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ExportFormat::parse(&text)
+            .map(FormatParam)
+            .ok_or_else(|| params::refuse(Reason::InvalidValue, "must be ndjson or csv"))
+    }
+}
+
 /// Exports events with their inclusion proofs against one signed checkpoint.
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "tamper-evidence",
-    params(
-        ("since" = Option<String>, Query, description = "Events at or after this time (RFC 3339, or a duration back such as 24h)"),
-        ("until" = Option<String>, Query, description = "Events before this time"),
-        ("correlation_id" = Option<String>, Query, description = "Only this correlation's events"),
-        ("tree_size" = Option<i64>, Query, minimum = 0, description = "Prove against the checkpoint of this size (default: the latest)"),
-        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Resume after this seq (with the tree_size of the interrupted export)"),
-        ("format" = Option<String>, Query, pattern = "^(ndjson|csv)$", description = "ndjson (default; verifiable offline with `datastorage verify --export`) or csv"),
-    ),
+    params(ExportParams),
     responses(
         (status = 200, description = "The export, streamed; X-Audit-Tree-Size names its checkpoint", content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
@@ -41,31 +71,17 @@ pub const TREE_SIZE_HEADER: &str = "x-audit-tree-size";
     ))]
 pub async fn export(
     State(state): State<AppState>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let mut errors = FieldErrors::default();
-    let (since, until) = params::time_range(&mut q, &mut errors, Utc::now());
-    let correlation_id = q.remove("correlation_id");
-    let mut number = |key: &str, errors: &mut FieldErrors| {
-        let text = q.remove(key)?;
-        text.parse::<i64>().ok().filter(|n| *n >= 0).or_else(|| {
-            errors.add(key, Reason::InvalidFormat, "must be a non-negative integer");
-            None
-        })
-    };
-    let tree_size = number("tree_size", &mut errors).map(|n| n as u64);
-    let after_seq = number("after_seq", &mut errors).unwrap_or(0);
-    let format = match q.remove("format") {
-        None => Some(ExportFormat::Ndjson),
-        Some(text) => ExportFormat::parse(&text).or_else(|| {
-            errors.add("format", Reason::InvalidValue, "must be ndjson or csv");
-            None
-        }),
-    };
-    params::reject_unknown(q, &mut errors);
-    let (Some(format), true) = (format, errors.is_empty()) else {
-        return Err(ApiError::validation(&errors));
-    };
+    let now = Utc::now();
+    let (since, until) = (
+        params.since.map(|t| t.resolve(now)),
+        params.until.map(|t| t.resolve(now)),
+    );
+    let correlation_id = params.correlation_id;
+    let tree_size = params.tree_size.map(|n| n.0);
+    let after_seq = params.after_seq.map_or(0, |n| n.0 as i64);
+    let format = params.format.map_or(ExportFormat::Ndjson, |f| f.0);
     let filter = ExportFilter {
         since,
         until,

@@ -5,18 +5,16 @@
 //! failure answers the stored hold and writes the same event (same id, same content) again,
 //! which the log stores once. So a request that failed half way is repaired by retrying it.
 
-use std::collections::HashMap;
-
-use audit_model::{FieldErrors, ObjectReader, Problem, ProblemKind, Reason, MAX_SHORT};
-use axum::extract::{Path, Query, State};
+use audit_model::{ObjectReader, Problem, ProblemKind, MAX_SHORT};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::extract::JsonBody;
-use crate::http::params;
+use crate::http::params::{Flag, Params};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::retention::hold_event;
@@ -174,12 +172,21 @@ pub async fn release(
     Ok(Json(hold))
 }
 
+/// Query parameters of the hold list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HoldListParams {
+    /// Only the holds on this correlation
+    correlation_id: Option<String>,
+    /// Also the released holds (default false)
+    #[param(value_type = Option<bool>)]
+    include_released: Option<Flag>,
+}
+
 /// The legal holds: the active ones, or with `include_released=true` their history too.
 #[utoipa::path(get, path = "/api/v1/audit/legal-hold", operation_id = "list_legal_holds", tag = "retention",
-    params(
-        ("correlation_id" = Option<String>, Query, description = "Only the holds on this correlation"),
-        ("include_released" = Option<bool>, Query, description = "Also the released holds (default false)"),
-    ),
+    params(HoldListParams),
     responses(
         (status = 200, description = "The holds, newest first", body = HoldList),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
@@ -187,26 +194,10 @@ pub async fn release(
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Params(params): Params<HoldListParams>,
 ) -> Result<Json<HoldList>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let correlation_id = q.remove("correlation_id");
-    let include_released = match q.remove("include_released").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            errors.add(
-                "include_released",
-                Reason::InvalidValue,
-                "must be true or false",
-            );
-            false
-        }
-    };
-    params::reject_unknown(q, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
+    let correlation_id = params.correlation_id;
+    let include_released = params.include_released.unwrap_or_default().0;
     let data = state
         .store
         .holds(correlation_id.as_deref(), include_released)

@@ -7,17 +7,17 @@
 use std::collections::HashMap;
 
 use audit_model::{Problem, ProblemKind, RecordRules, SeedRecord, StoredEvent};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::extract::JsonBody;
-use crate::http::params;
+use crate::http::params::{Limit, Params, PositionCursor, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::routes::events::outcome_response;
 use crate::http::AppState;
@@ -123,40 +123,58 @@ pub(crate) async fn create<R: SeedRecord>(
     })
 }
 
+/// Query parameters of a record list: these, and the kind's filter fields (each by its name).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordListParams {
+    /// RFC 3339 time or a duration back from now (30m, 24h, 7d), on the record's main time
+    #[param(value_type = Option<String>)]
+    since: Option<TimeParam>,
+    /// RFC 3339 time or a duration back from now
+    #[param(value_type = Option<String>)]
+    until: Option<TimeParam>,
+    /// 1..1000, default 100
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
+    /// `next_cursor` of the previous page
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,18}$")]
+    cursor: Option<PositionCursor>,
+    /// The kind's filter fields; any other name is refused.
+    #[serde(flatten)]
+    #[param(ignore)]
+    filters: HashMap<String, String>,
+}
+
 /// `GET /api/v1/audit/<kind>?…`.
 pub(crate) async fn list<R: SeedRecord>(
     state: AppState,
-    mut params: HashMap<String, String>,
+    params: RecordListParams,
 ) -> Result<Json<RecordPage>, ApiError> {
-    use audit_model::Reason;
     let kind = R::KIND;
+    let now = Utc::now();
     let mut errors = audit_model::FieldErrors::default();
     let mut query = RecordQuery {
         view: kind.view,
         time_column: kind.time_field,
-        limit: 100,
+        since: params.since.map(|t| t.resolve(now)),
+        until: params.until.map(|t| t.resolve(now)),
+        limit: Limit::or_default(params.limit),
+        after: params.cursor.map(|c| c.0),
         ..RecordQuery::default()
     };
-    for filter in kind.filters.iter().chain(std::iter::once(&kind.id_field)) {
-        if let Some(value) = params.remove(*filter) {
-            query.filters.push((filter, value));
-        }
-    }
-    (query.since, query.until) = params::time_range(&mut params, &mut errors, Utc::now());
-    if let Some(limit) = params::limit(&mut params, &mut errors) {
-        query.limit = limit;
-    }
-    if let Some(cursor) = params.remove("cursor") {
-        match decode_cursor(&cursor) {
-            Some(seq) => query.after = Some(seq),
+    let mut filters: Vec<_> = params.filters.into_iter().collect();
+    filters.sort();
+    for (name, value) in filters {
+        let known = kind.filters.iter().chain(std::iter::once(&kind.id_field));
+        match known.into_iter().find(|f| **f == name) {
+            Some(filter) => query.filters.push((filter, value)),
             None => errors.add(
-                "cursor",
-                Reason::InvalidFormat,
-                "is not a cursor of this API",
+                name,
+                audit_model::Reason::UnknownField,
+                "is not a known parameter",
             ),
         }
     }
-    params::reject_unknown(params, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }
@@ -165,7 +183,7 @@ pub(crate) async fn list<R: SeedRecord>(
     let mut rows = state.store.records(&query).await.map_err(ApiError::from)?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|r| encode_cursor(r.seq))
+        rows.last().map(|r| PositionCursor::encode(r.seq))
     } else {
         None
     };
@@ -202,16 +220,6 @@ pub(crate) fn row_json(r: &StoredRecord) -> Map<String, Value> {
     record_json(r.seq, r.event_id, &r.record, r.received_at)
 }
 
-/// A record page's cursor: the `id` (log seq) of its last record.
-fn encode_cursor(seq: i64) -> String {
-    seq.to_string()
-}
-
-fn decode_cursor(text: &str) -> Option<i64> {
-    let valid = (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-    valid.then(|| text.parse().ok()).flatten()
-}
-
 /// Declares the three annotated routes of one kind.
 macro_rules! record_routes {
     ($record:ty, $create:ident, $list:ident, $subject:ident, $path:literal, $id:literal, $tag:literal) => {
@@ -234,17 +242,12 @@ macro_rules! record_routes {
         #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]
         #[utoipa::path(get, path = $path, tag = $tag,
             summary = concat!("List records (", $path, "), filtered, in id order"),
-            params(
-                ("since" = Option<String>, Query, description = "RFC 3339 time or a duration back from now (30m, 24h, 7d), on the record's main time"),
-                ("until" = Option<String>, Query, description = "RFC 3339 time or a duration back from now"),
-                ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
-                ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "`next_cursor` of the previous page"),
-            ),
+            params(RecordListParams),
             responses(
                 (status = 200, description = "A page of records; filter by the kind's fields as query parameters", body = RecordPage),
                 (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
             ))]
-        pub async fn $list(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<RecordPage>, ApiError> {
+        pub async fn $list(State(state): State<AppState>, Params(params): Params<RecordListParams>) -> Result<Json<RecordPage>, ApiError> {
             list::<$record>(state, params).await
         }
 
