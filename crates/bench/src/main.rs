@@ -96,27 +96,10 @@ struct Bench {
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.smoke {
-        args.clients = 4;
-        args.batch = 20;
-        args.duration = Duration::from_millis(500).into();
-        args.rate = 50;
-        args.log_events = 2_000;
-        args.drain_events = 2_000;
+        args.shrink_for_smoke();
     }
-    if let Some(base) = &args.against {
-        let shape = if args.batches {
-            Shape::Batch(args.batch)
-        } else {
-            Shape::Single
-        };
-        let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await?;
-        println!(
-            "{:.0} events/s ({} events, {} errors)",
-            r.rate(),
-            r.events,
-            r.errors
-        );
-        return Ok(());
+    if let Some(base) = args.against.clone() {
+        return load_running_service(&base, &args).await;
     }
     let bin = args
         .datastorage
@@ -147,6 +130,35 @@ async fn main() -> anyhow::Result<()> {
     };
     bench.run().await?;
     bench.print()
+}
+
+impl Args {
+    /// Tiny sizes: every scenario runs in seconds (the test suite's run).
+    fn shrink_for_smoke(&mut self) {
+        self.clients = 4;
+        self.batch = 20;
+        self.duration = Duration::from_millis(500).into();
+        self.rate = 50;
+        self.log_events = 2_000;
+        self.drain_events = 2_000;
+    }
+}
+
+/// `--against URL`: the closed loop alone, against a service already running (for profiling).
+async fn load_running_service(base: &str, args: &Args) -> anyhow::Result<()> {
+    let shape = if args.batches {
+        Shape::Batch(args.batch)
+    } else {
+        Shape::Single
+    };
+    let r = load::closed_loop(base, args.clients, args.duration.into(), shape).await?;
+    println!(
+        "{:.0} events/s ({} events, {} errors)",
+        r.rate(),
+        r.events,
+        r.errors
+    );
+    Ok(())
 }
 
 impl Bench {

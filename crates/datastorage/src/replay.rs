@@ -173,45 +173,7 @@ impl Replayer {
         tracing::debug!(entries = due.len(), took = ?started.elapsed(), "DLQ replay submitted");
         match submitted {
             Ok(outcomes) => {
-                let mut done = Vec::new();
-                let mut dead = Vec::new();
-                let mut keep = Vec::new();
-                for (c, outcome) in due.into_iter().zip(outcomes) {
-                    match outcome {
-                        IngestOutcome::Created(_) => {
-                            report.replayed += 1;
-                            done.push(c.id);
-                        }
-                        IngestOutcome::Duplicate(_) => {
-                            report.duplicates += 1;
-                            done.push(c.id);
-                        }
-                        IngestOutcome::Conflict(stored) => {
-                            let why = format!(
-                                "conflict: event_id is stored with different content (seq {})",
-                                stored.seq
-                            );
-                            dead.push((c.id, bury(c.entry, why, "conflict")));
-                        }
-                        IngestOutcome::Refused { reason, .. } => {
-                            dead.push((
-                                c.id,
-                                bury(
-                                    c.entry,
-                                    format!("refused by the database: {reason}"),
-                                    "refused",
-                                ),
-                            ));
-                        }
-                        IngestOutcome::Queued(_) => keep.push(c.id),
-                    }
-                }
-                report.dead_lettered += dead.len() as u64;
-                let started = Instant::now();
-                self.dlq.ack(&done).await?;
-                self.dlq.bury(dead).await?;
-                self.dlq.release(&keep).await?;
-                tracing::debug!(took = ?started.elapsed(), "DLQ entries settled");
+                self.settle(due, outcomes, report).await?;
                 Ok(true)
             }
             Err(IngestError::Closed) => {
@@ -221,33 +183,87 @@ impl Replayer {
             }
             Err(IngestError::Unavailable(reason)) => {
                 tracing::warn!(%reason, entries = due.len(), "replay failed although the store answered; backing off");
-                let mut again = Vec::new();
-                let mut dead = Vec::new();
-                let now = Utc::now();
-                for c in due {
-                    let mut entry = c.entry;
-                    entry.attempts += 1;
-                    entry.reason = reason.clone();
-                    match self.config.schedule.get(entry.attempts as usize - 1) {
-                        Some(wait) => {
-                            entry.not_before =
-                                chrono::Duration::from_std(*wait).ok().map(|w| now + w);
-                            again.push((c.id, entry));
-                        }
-                        None => {
-                            let why =
-                                format!("exhausted {} replay attempts: {reason}", entry.attempts);
-                            dead.push((c.id, bury(entry, why, "exhausted")));
-                        }
-                    }
-                }
-                report.requeued += again.len() as u64;
-                report.dead_lettered += dead.len() as u64;
-                self.dlq.requeue(again).await?;
-                self.dlq.bury(dead).await?;
+                self.back_off(due, &reason, report).await?;
                 Ok(false)
             }
         }
+    }
+
+    /// The writer answered every entry: stored or already stored ones are acknowledged, ones
+    /// the log cannot take are buried, ones parked again (the store failed meanwhile) released.
+    async fn settle(
+        &self,
+        due: Vec<Claimed>,
+        outcomes: Vec<IngestOutcome>,
+        report: &mut ReplayReport,
+    ) -> Result<(), DlqError> {
+        let mut done = Vec::new();
+        let mut dead = Vec::new();
+        let mut keep = Vec::new();
+        for (c, outcome) in due.into_iter().zip(outcomes) {
+            match outcome {
+                IngestOutcome::Created(_) => {
+                    report.replayed += 1;
+                    done.push(c.id);
+                }
+                IngestOutcome::Duplicate(_) => {
+                    report.duplicates += 1;
+                    done.push(c.id);
+                }
+                IngestOutcome::Conflict(stored) => {
+                    let why = format!(
+                        "conflict: event_id is stored with different content (seq {})",
+                        stored.seq
+                    );
+                    dead.push((c.id, bury(c.entry, why, "conflict")));
+                }
+                IngestOutcome::Refused { reason, .. } => {
+                    let why = format!("refused by the database: {reason}");
+                    dead.push((c.id, bury(c.entry, why, "refused")));
+                }
+                IngestOutcome::Queued(_) => keep.push(c.id),
+            }
+        }
+        report.dead_lettered += dead.len() as u64;
+        let started = Instant::now();
+        self.dlq.ack(&done).await?;
+        self.dlq.bury(dead).await?;
+        self.dlq.release(&keep).await?;
+        tracing::debug!(took = ?started.elapsed(), "DLQ entries settled");
+        Ok(())
+    }
+
+    /// The store failed the replay although it answered: each entry waits for its next try
+    /// on the schedule, or is buried once the schedule is spent.
+    async fn back_off(
+        &self,
+        due: Vec<Claimed>,
+        reason: &str,
+        report: &mut ReplayReport,
+    ) -> Result<(), DlqError> {
+        let mut again = Vec::new();
+        let mut dead = Vec::new();
+        let now = Utc::now();
+        for c in due {
+            let mut entry = c.entry;
+            entry.attempts += 1;
+            entry.reason = reason.to_string();
+            match self.config.schedule.get(entry.attempts as usize - 1) {
+                Some(wait) => {
+                    entry.not_before = chrono::Duration::from_std(*wait).ok().map(|w| now + w);
+                    again.push((c.id, entry));
+                }
+                None => {
+                    let why = format!("exhausted {} replay attempts: {reason}", entry.attempts);
+                    dead.push((c.id, bury(entry, why, "exhausted")));
+                }
+            }
+        }
+        report.requeued += again.len() as u64;
+        report.dead_lettered += dead.len() as u64;
+        self.dlq.requeue(again).await?;
+        self.dlq.bury(dead).await?;
+        Ok(())
     }
 }
 
