@@ -271,6 +271,8 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(routes::health::openapi))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route_layer(middleware::from_fn(text_params::check))
         .fallback(not_found)

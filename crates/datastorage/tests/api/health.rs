@@ -18,11 +18,30 @@ async fn ready_reports_the_store_and_turns_503_when_draining(app: TestApp) {
     assert_eq!(ready["store"]["ok"], true);
     assert_eq!(ready["dlq"]["backend"], "journal");
     assert_eq!(ready["dlq"]["ok"], true);
+    // The platform's probes: the same state in their shape.
+    let (status, healthz) = app.get("/healthz").await;
+    assert_eq!((status, healthz["status"].as_str()), (200, Some("healthy")));
+    let stamp = healthz["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+        "{stamp}"
+    );
+    let (status, readyz) = app.get("/readyz").await;
+    assert_eq!((status, readyz["status"].as_str()), (200, Some("ready")));
+    assert_eq!(readyz["store"]["backend"], want);
+    assert_eq!(readyz["store"]["ok"], true);
+    assert!(readyz.get("reason").is_none(), "{readyz}");
     app.shutdown.begin();
-    // The test app has no propagation delay, so the listener may already be closing; if the
-    // probe is answered, it must be a 503.
+    // The test app has no propagation delay, so the listener may already be closing; if a
+    // probe is answered, it must be a 503 (with the platform's reason on /readyz).
     if let Ok(r) = app.client.get(app.url("/health/ready")).send().await {
         assert_eq!(r.status(), 503);
+    }
+    if let Ok(r) = app.client.get(app.url("/readyz")).send().await {
+        assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "not_ready");
+        assert_eq!(body["reason"], "shutting_down");
     }
     app.handle
         .await

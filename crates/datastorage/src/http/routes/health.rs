@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use audit_model::{Problem, ProblemKind};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -56,11 +56,26 @@ pub async fn live() -> Json<HealthStatus> {
         (status = 503, description = "Not ready; `detail` says why", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
+    readiness(&state)
+        .await
+        .map(Json)
+        .map_err(|not_ready| ApiError::new(ProblemKind::ServiceUnavailable, not_ready.detail))
+}
+
+/// Why the service is not ready.
+struct NotReady {
+    /// The platform's reason word (`shutting_down`, `database_unreachable`).
+    reason: &'static str,
+    detail: String,
+}
+
+/// Whether writes can be taken durably now, and the state of the store and the DLQ.
+async fn readiness(state: &AppState) -> Result<HealthStatus, NotReady> {
     if state.shutdown.is_draining() {
-        return Err(ApiError::new(
-            ProblemKind::ServiceUnavailable,
-            "shutting down",
-        ));
+        return Err(NotReady {
+            reason: "shutting_down",
+            detail: "shutting down".into(),
+        });
     }
     let (store, dlq) = tokio::join!(
         tokio::time::timeout(READY_TIMEOUT, state.store.ping()),
@@ -85,20 +100,90 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, 
         }),
     );
     if !store.ok && !dlq.ok {
-        return Err(ApiError::new(
-            ProblemKind::ServiceUnavailable,
-            format!(
+        return Err(NotReady {
+            reason: "database_unreachable",
+            detail: format!(
                 "neither the store ({}) nor the dead-letter queue ({}) answers",
                 store.error.unwrap_or_default(),
                 dlq.error.unwrap_or_default()
             ),
-        ));
+        });
     }
-    Ok(Json(HealthStatus {
+    Ok(HealthStatus {
         status: "ready",
         store: Some(store),
         dlq: Some(dlq),
-    }))
+    })
+}
+
+/// The platform's readiness answer (`/readyz`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformReadiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// Why not ready: `shutting_down` or `database_unreachable` (neither the store nor the
+    /// dead-letter queue answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<ComponentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq: Option<ComponentStatus>,
+}
+
+/// Readiness as the platform's services ask for it (they gate their own readiness on it): the
+/// same check as `/health/ready`, answered in the platform's shape.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\"}` with the store's and the DLQ's state", body = PlatformReadiness),
+        (status = 503, description = "Not ready: `status` `not_ready` and the `reason`", body = PlatformReadiness),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<PlatformReadiness>) {
+    match readiness(&state).await {
+        Ok(health) => (
+            StatusCode::OK,
+            Json(PlatformReadiness {
+                status: "ready",
+                reason: None,
+                detail: None,
+                store: health.store,
+                dlq: health.dlq,
+            }),
+        ),
+        Err(not_ready) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(PlatformReadiness {
+                status: "not_ready",
+                reason: Some(not_ready.reason),
+                detail: Some(not_ready.detail),
+                store: None,
+                dlq: None,
+            }),
+        ),
+    }
+}
+
+/// The platform's liveness answer (`/healthz`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformLiveness {
+    /// Always `healthy`.
+    pub status: &'static str,
+    /// Now, RFC 3339.
+    pub timestamp: String,
+}
+
+/// Liveness as the platform's services ask for it: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "Alive", body = PlatformLiveness),
+    ))]
+pub async fn healthz() -> Json<PlatformLiveness> {
+    Json(PlatformLiveness {
+        status: "healthy",
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
 }
 
 fn component(backend: &'static str, result: Result<(), String>) -> ComponentStatus {
