@@ -366,11 +366,6 @@ impl LeafHash {
         LeafHash(bytes)
     }
 
-    /// The hash of a stored column's bytes; `None` unless there are exactly 32.
-    pub fn from_slice(bytes: &[u8]) -> Option<LeafHash> {
-        bytes.try_into().ok().map(LeafHash)
-    }
-
     /// The hash written as 64 hex digits (either case); `None` for anything else.
     pub fn from_hex(text: &str) -> Option<LeafHash> {
         let mut bytes = [0u8; 32];

@@ -91,7 +91,6 @@ pub trait FieldType: Sized {
     where
         Self: 'a;
     const KIND: FieldKind;
-    const OPTIONAL: bool;
     fn access(&self) -> Self::Ref<'_>;
     fn field_ref(&self) -> FieldRef<'_>;
     /// The field from its value; `Err` says what is wrong with it.
@@ -108,7 +107,6 @@ macro_rules! field_type {
         impl FieldType for $ty {
             type Ref<'a> = $r;
             const KIND: FieldKind = FieldKind::$kind;
-            const OPTIONAL: bool = false;
             fn access(&self) -> Self::Ref<'_> {
                 let $v = self;
                 $access
@@ -128,7 +126,6 @@ macro_rules! field_type {
         impl FieldType for Option<$ty> {
             type Ref<'a> = Option<$r>;
             const KIND: FieldKind = FieldKind::$kind;
-            const OPTIONAL: bool = true;
             fn access(&self) -> Self::Ref<'_> {
                 self.as_ref().map(FieldType::access)
             }
@@ -218,13 +215,6 @@ macro_rules! define_event {
             pub const fn kind(self) -> $crate::event_field::FieldKind {
                 match self {
                     $(EventField::$variant => <$ty as $crate::event_field::FieldType>::KIND,)*
-                }
-            }
-
-            /// Whether the field may be absent.
-            pub const fn optional(self) -> bool {
-                match self {
-                    $(EventField::$variant => <$ty as $crate::event_field::FieldType>::OPTIONAL,)*
                 }
             }
         }

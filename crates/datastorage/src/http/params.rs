@@ -41,13 +41,11 @@ impl<T: DeserializeOwned + IntoParams, S: Send + Sync> FromRequestParts<S> for P
 /// Reads a query string into `T`, or names every parameter it refuses: each one given that
 /// `T` refuses, and each one its document marks required that is not given.
 pub(crate) fn read<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, FieldErrors> {
-    let given: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
+    let given = || form_urlencoded::parse(query.as_bytes());
     let mut errors = FieldErrors::default();
     for parameter in T::into_params(|| Some(ParameterIn::Query)) {
-        let missing = !given.iter().any(|(name, _)| *name == parameter.name);
-        if matches!(parameter.required, Required::True) && missing {
+        let required = matches!(parameter.required, Required::True);
+        if required && !given().any(|(name, _)| name == parameter.name) {
             errors.add(parameter.name, Reason::Required, "is required");
         }
     }
@@ -57,7 +55,7 @@ pub(crate) fn read<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, F
         Err(e) => e,
     };
     let before = errors.len();
-    for (name, value) in given {
+    for (name, value) in given() {
         let one = serde_urlencoded::to_string([(&name, &value)]).unwrap_or_default();
         if let Err(e) = serde_urlencoded::from_str::<T>(&one) {
             let (reason, message) = refusal(&e.to_string());
@@ -223,14 +221,6 @@ impl<'de> Deserialize<'de> for SortOrder {
             _ => Err(refuse(Reason::InvalidValue, "must be asc or desc")),
         }
     }
-}
-
-/// A required parameter's value, or `Required` recorded under its name.
-pub(crate) fn required<T>(value: Option<T>, name: &str, errors: &mut FieldErrors) -> Option<T> {
-    if value.is_none() {
-        errors.add(name, Reason::Required, "is required");
-    }
-    value
 }
 
 /// The time `micros` after the epoch, within the years 0001-9999 every store keeps.

@@ -282,11 +282,9 @@ pub async fn consistency(
     State(state): State<AppState>,
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let from = params::required(params.from, "from", &mut errors).map(|n| n.0);
-    let to = params::required(params.to, "to", &mut errors).map(|n| n.0);
-    let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
-        return Err(ApiError::validation(&errors));
+    // The document marks both required, and `Params` refuses a query without them.
+    let (Some(NonNegative(from)), Some(NonNegative(to))) = (params.from, params.to) else {
+        return Err(ApiError::field("from", "from and to are required"));
     };
     let latest = one(&state, CheckpointQuery::Latest)
         .await?
