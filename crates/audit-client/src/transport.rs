@@ -50,7 +50,13 @@ impl Transport {
     }
 
     async fn post(&self, path: &str, body: &impl Serialize) -> Result<reqwest::Response, Failure> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        // This client reads the native answers (per-item batch results, 200 for a duplicate),
+        // whatever the service answers by default (RFC 7240 preference).
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("prefer", "answers=native")
+            .json(body);
         if let Some(token) = self.token.as_ref().and_then(Token::current) {
             request = request.bearer_auth(token);
         }

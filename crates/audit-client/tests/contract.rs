@@ -277,15 +277,16 @@ async fn flaky_front(
             .lock()
             .unwrap()
             .push(String::from_utf8_lossy(&body).into_owned());
+        // The request's own headers go on (its content type, its answers preference).
+        let mut forward = reqwest::header::HeaderMap::new();
+        for name in ["content-type", "prefer"] {
+            if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                forward.insert(name, value.parse().unwrap());
+            }
+        }
         let r = http
             .post(format!("{target}{}", uri.path()))
-            .header(
-                "content-type",
-                headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/json"),
-            )
+            .headers(forward)
             .body(body)
             .send()
             .await

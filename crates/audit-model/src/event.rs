@@ -16,6 +16,10 @@ use crate::wire::WireEvent;
 pub use crate::limits::MAX_SHORT;
 /// Longest `error_message` (a `TEXT` field; bounded so one event cannot exhaust memory).
 pub use crate::limits::MAX_TEXT;
+/// Longest `event_version` (the platform's `version`).
+pub const MAX_VERSION: usize = 20;
+/// Longest `actor_ip` (an IPv6 address written in full with an IPv4 tail).
+pub const MAX_ACTOR_IP: usize = 45;
 /// Largest serialised `event_data`.
 pub const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
 /// Deepest nesting of `event_data` (the object itself is depth 1).
@@ -90,6 +94,10 @@ crate::event_field::define_event! {
         event_outcome / EventOutcome: EventOutcome,
         actor_type / ActorType: String,
         actor_id / ActorId: String,
+        /// The address the action came from (the platform's `actor_ip`, at most 45 characters:
+        /// an IPv6 address in full).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor_ip / ActorIp: Option<String>,
         resource_type / ResourceType: String,
         resource_id / ResourceId: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +105,11 @@ crate::event_field::define_event! {
         correlation_id / CorrelationId: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent_event_id / ParentEventId: Option<Uuid>,
+        /// The parent event's time as the writer gave it (the platform's partition hint for
+        /// `parent_event_id`; kept as written).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timestamp::option")]
+        #[schema(value_type = Option<String>, format = DateTime)]
+        parent_event_date / ParentEventDate: Option<DateTime<Utc>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace_id / TraceId: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +129,14 @@ crate::event_field::define_event! {
         #[schema(value_type = Object)]
         event_data / EventData: Map<String, Value>,
         retention_days / RetentionDays: i32,
+        /// The writer marks the event as holding sensitive data (personal data, secrets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_sensitive / IsSensitive: Option<bool>,
+        /// The kind of typed record (its view, such as `notification_audit`) of an event written
+        /// through a typed record endpoint; set by Data Storage, never by a writer of the
+        /// unified log. The typed views find their rows by it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record_kind / RecordKind: Option<String>,
     }
 }
 
@@ -173,6 +194,7 @@ impl AuditEvent {
                 // Integers as JCS writes every number: the double's shortest form.
                 FieldRef::Int(i) => m.number(name, i as f64),
                 FieldRef::Object(o) => m.object(name, o),
+                FieldRef::Bool(b) => m.boolean(name, b),
             }
         }
         m.finish()
@@ -221,6 +243,11 @@ impl Members {
         // serde_json holds no NaN or infinity, and the event's integers convert to finite doubles.
         self.0
             .extend_from_slice(ryu_js::Buffer::new().format_finite(value).as_bytes());
+    }
+
+    fn boolean(&mut self, name: &str, value: bool) {
+        self.name(name);
+        self.value(&Value::Bool(value));
     }
 
     fn object(&mut self, name: &str, value: &Map<String, Value>) {
@@ -463,6 +490,102 @@ mod tests {
         assert_eq!(e.event_id.get_version_num(), 7);
     }
 
+    /// An event as the platform's generated client writes it.
+    fn platform() -> Value {
+        json!({
+            "version": "1.0",
+            "event_type": "signalprocessing.signal.processed",
+            "event_timestamp": "2026-11-27T11:59:58.123456789Z",
+            "event_category": "signalprocessing",
+            "event_action": "processed",
+            "event_outcome": "success",
+            "actor_type": "service",
+            "actor_id": "signalprocessing-controller",
+            "actor_ip": "2001:db8::7",
+            "resource_type": "SignalProcessing",
+            "resource_id": "sp-1",
+            "correlation_id": "rr-1",
+            "parent_event_id": "0190b5a2-1c3d-7e4f-8a9b-000000000001",
+            "parent_event_date": "2026-11-27T11:59:00Z",
+            "namespace": "payments",
+            "cluster_id": "",
+            "is_sensitive": false,
+            "event_data": {"event_type": "signalprocessing.signal.processed", "phase": "Completed"}
+        })
+    }
+
+    #[test]
+    fn the_platform_clients_fields_are_taken_with_their_meaning() {
+        let e = AuditEvent::parse(platform(), now()).unwrap();
+        assert_eq!(e.event_version(), "1.0");
+        assert_eq!(e.actor_ip(), Some("2001:db8::7"));
+        assert_eq!(
+            e.parent_event_date().map(|t| crate::timestamp::format(&t)),
+            Some("2026-11-27T11:59:00.000000Z".to_string())
+        );
+        assert_eq!(e.is_sensitive(), Some(false));
+        // An empty optional text is how that client writes "unset".
+        assert_eq!(e.cluster_id(), None);
+        let canonical = String::from_utf8(e.canonical_bytes()).unwrap();
+        assert!(canonical.contains(r#""is_sensitive":false"#), "{canonical}");
+        assert!(!canonical.contains("cluster_id"), "{canonical}");
+        // Both names at once are refused, naming the platform's.
+        let mut both = platform();
+        both["event_version"] = json!("1.0");
+        let errors = AuditEvent::parse(both, now()).unwrap_err();
+        assert!(errors.get("version").is_some(), "{errors}");
+        // Blank is still refused; only empty means unset.
+        let mut blank = platform();
+        blank["cluster_id"] = json!("  ");
+        assert!(AuditEvent::parse(blank, now())
+            .unwrap_err()
+            .get("cluster_id")
+            .is_some());
+    }
+
+    #[test]
+    fn an_event_without_id_but_with_its_time_is_named_by_its_content() {
+        let first = AuditEvent::parse(platform(), now()).unwrap();
+        // A retry, parsed later: the same id.
+        let later = now() + chrono::Duration::seconds(30);
+        let retry = AuditEvent::parse(platform(), later).unwrap();
+        assert_eq!(first.event_id(), retry.event_id());
+        assert_eq!(first.event_id().get_version_num(), 8);
+        assert_eq!(first, retry);
+        // Any change of content is another event.
+        let mut other = platform();
+        other["event_data"]["phase"] = json!("Failed");
+        assert_ne!(
+            AuditEvent::parse(other, now()).unwrap().event_id(),
+            first.event_id()
+        );
+        let mut next_micro = platform();
+        next_micro["event_timestamp"] = json!("2026-11-27T11:59:58.123457Z");
+        assert_ne!(
+            AuditEvent::parse(next_micro, now()).unwrap().event_id(),
+            first.event_id()
+        );
+        // Without its time, the event is stamped on receipt and gets a fresh UUIDv7 each time.
+        let mut untimed = platform();
+        untimed.as_object_mut().unwrap().remove("event_timestamp");
+        let (a, b) = (
+            AuditEvent::parse(untimed.clone(), now()).unwrap(),
+            AuditEvent::parse(untimed, now()).unwrap(),
+        );
+        assert_eq!(a.event_id().get_version_num(), 7);
+        assert_ne!(a.event_id(), b.event_id());
+        // An id given is kept.
+        let mut named = platform();
+        named["event_id"] = json!("0190b5a2-1c3d-7e4f-8a9b-0000000000aa");
+        assert_eq!(
+            AuditEvent::parse(named, now())
+                .unwrap()
+                .event_id()
+                .to_string(),
+            "0190b5a2-1c3d-7e4f-8a9b-0000000000aa"
+        );
+    }
+
     #[test]
     fn the_system_prefix_is_refused() {
         let mut v = minimal();
@@ -477,7 +600,6 @@ mod tests {
             ("DataStorage.legal_hold.placed", "reserved"),
             ("DATASTORAGE.x", "reserved"),
             ("ｄａｔａｓｔｏｒａｇｅ.x", "reserved"),
-            ("Notification.Delivery.sent", "reserved"),
             ("data\u{200b}storage.x", "invisible"),
             ("datastorage\u{2060}.x", "invisible"),
         ] {

@@ -24,6 +24,7 @@ pub enum FieldKind {
     Int32,
     /// A JSON object.
     Object,
+    Bool,
 }
 
 /// A field's value, borrowed from an event.
@@ -36,6 +37,7 @@ pub enum FieldRef<'a> {
     Time(DateTime<Utc>),
     Int(i64),
     Object(&'a Map<String, Value>),
+    Bool(bool),
 }
 
 impl FieldRef<'_> {
@@ -48,6 +50,7 @@ impl FieldRef<'_> {
             FieldRef::Time(t) => FieldValue::Time(t),
             FieldRef::Int(i) => FieldValue::Int(i),
             FieldRef::Object(m) => FieldValue::Object(m.clone()),
+            FieldRef::Bool(b) => FieldValue::Bool(b),
         }
     }
 }
@@ -61,6 +64,7 @@ pub enum FieldValue {
     Time(DateTime<Utc>),
     Int(i64),
     Object(Map<String, Value>),
+    Bool(bool),
 }
 
 impl FieldValue {
@@ -160,6 +164,10 @@ field_type!(i64, Int64, ref i64 => |v| *v, FieldRef::Int(*v), |value| match valu
 });
 field_type!(i32, Int32, ref i32 => |v| *v, FieldRef::Int(i64::from(*v)), |value| match value {
     FieldValue::Int(i) => i32::try_from(i).map_err(|_| "the number is out of range"),
+    _ => Err(WRONG_KIND),
+});
+field_type!(bool, Bool, ref bool => |v| *v, FieldRef::Bool(*v), |value| match value {
+    FieldValue::Bool(b) => Ok(b),
     _ => Err(WRONG_KIND),
 });
 field_type!(EventOutcome, Text, ref EventOutcome => |v| *v, FieldRef::Text(v.as_str()),

@@ -9,7 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::event::{EventOutcome, MAX_EVENT_DATA_DEPTH, MAX_SHORT, MAX_TEXT};
+use crate::event::{
+    EventOutcome, MAX_ACTOR_IP, MAX_EVENT_DATA_DEPTH, MAX_SHORT, MAX_TEXT, MAX_VERSION,
+};
 use crate::fields::{DescribedField, FieldRule};
 
 /// Unicode White_Space, what Rust's `trim` takes away, as ranges.
@@ -190,7 +192,8 @@ pub fn event_request() -> Value {
         })
     };
     add("event_id", FieldRule::Uuid, false);
-    add("event_version", FieldRule::Text { max: 16 }, false);
+    add("event_version", FieldRule::Text { max: MAX_VERSION }, false);
+    add("version", FieldRule::Text { max: MAX_VERSION }, false);
     add("event_timestamp", FieldRule::Timestamp, false);
     for name in ["event_type", "event_category", "event_action"] {
         add(name, FieldRule::Text { max: MAX_SHORT }, true);
@@ -202,17 +205,16 @@ pub fn event_request() -> Value {
         },
         true,
     );
-    for name in [
-        "actor_type",
-        "actor_id",
-        "resource_type",
-        "resource_id",
-        "resource_name",
-    ] {
+    for name in ["actor_type", "actor_id"] {
+        add(name, FieldRule::Text { max: MAX_SHORT }, false);
+    }
+    add("actor_ip", FieldRule::Text { max: MAX_ACTOR_IP }, false);
+    for name in ["resource_type", "resource_id", "resource_name"] {
         add(name, FieldRule::Text { max: MAX_SHORT }, false);
     }
     add("correlation_id", FieldRule::Text { max: MAX_SHORT }, true);
     add("parent_event_id", FieldRule::Uuid, false);
+    add("parent_event_date", FieldRule::Timestamp, false);
     for name in ["trace_id", "span_id", "namespace", "cluster_id"] {
         add(name, FieldRule::Text { max: MAX_SHORT }, false);
     }
@@ -236,35 +238,48 @@ pub fn event_request() -> Value {
         },
         false,
     );
+    add("is_sensitive", FieldRule::Bool, false);
     let mut schema = object(
         &fields,
         "An audit event (ADR-034 fields). Absent optional fields get the platform's defaults.",
     );
     let p = &mut schema["properties"];
+    // An optional text may be empty: the platform's client writes an unset value as "".
+    for (name, property) in p.as_object_mut().into_iter().flatten() {
+        let optional_text = property["maxLength"].is_u64() && property["type"].is_array();
+        if optional_text && !name.contains("version") {
+            property["minLength"] = json!(0);
+            property["pattern"] = json!(format!("^$|{}", non_blank()));
+            property["description"] = json!("empty is the same as absent");
+        }
+    }
     for name in ["event_type", "event_category", "event_action"] {
         p[name]["pattern"] = json!(identifier());
     }
-    // The reserved prefixes, in any letter case (their compatibility forms, such as full-width
+    // The reserved prefix, in any letter case (its compatibility forms, such as full-width
     // letters, are refused too but not spelled out here).
-    let reserved: Vec<String> = std::iter::once(crate::event::SYSTEM_EVENT_PREFIX.to_string())
-        .chain(crate::records::KINDS.iter().map(|k| k.event_type_prefix()))
-        .collect();
+    let reserved = crate::event::SYSTEM_EVENT_PREFIX.to_string();
     let identifier = identifier();
     p["event_type"]["pattern"] = json!(format!(
         "^(?!({})){}",
-        any_case_alternatives(&reserved),
+        any_case_alternatives(std::slice::from_ref(&reserved)),
         &identifier[1..]
     ));
     p["event_type"]["description"] = json!(format!(
-        "not starting with a reserved prefix: {} (datastorage. is the service's own; the others are written through the typed record endpoints)",
-        reserved.join(", ")
+        "not starting with {reserved}, the prefix of the events Data Storage writes itself"
     ));
+    p["version"]["description"] =
+        json!("the platform's name for event_version; give one of the two");
     p["event_data"]["propertyNames"] = json!({"pattern": NO_NUL});
     p["event_data"]["additionalProperties"] = json!({"$ref": JSON_VALUE_REF});
     p["event_data"]["description"] = json!(format!(
         "at most {} KiB as JSON, nested at most {MAX_EVENT_DATA_DEPTH} levels, no NUL in any string or key",
         crate::event::MAX_EVENT_DATA_BYTES / 1024
     ));
+    schema["not"] = json!({
+        "required": ["event_version", "version"],
+        "properties": {"event_version": {}, "version": {}},
+    });
     schema
 }
 
@@ -339,7 +354,15 @@ mod drift {
     }
 
     fn check(schema: &Value, parse: &Parse) {
-        let base = example(schema);
+        let mut base = example(schema);
+        // Of two fields that exclude each other, the example holds the first.
+        let exclusive = schema["not"]["required"].as_array();
+        if let Some(pair) = exclusive {
+            base.remove(pair[1].as_str().unwrap());
+            let mut both = base.clone();
+            both.insert(pair[1].as_str().unwrap().into(), json!("x"));
+            refused_naming(parse, both, pair[1].as_str().unwrap(), "both given");
+        }
         if let Err(e) = parse(Value::Object(base.clone())) {
             panic!("the schema's own example is refused: {e}\n{base:?}");
         }
@@ -355,6 +378,10 @@ mod drift {
         for (name, p) in schema["properties"].as_object().unwrap() {
             let with = |v: Value| {
                 let mut b = base.clone();
+                // Of an exclusive pair, the field tried alone.
+                for other in exclusive.into_iter().flatten() {
+                    b.remove(other.as_str().unwrap());
+                }
                 b.insert(name.clone(), v);
                 b
             };
@@ -377,6 +404,12 @@ mod drift {
                 );
                 refused_naming(parse, with(json!("x".repeat(max + 1))), name, "too long");
                 refused_naming(parse, with(json!(" \u{3000}\t")), name, "blank");
+                if p["minLength"] == 0 {
+                    assert!(
+                        parse(Value::Object(with(json!("")))).is_ok(),
+                        "{name}: empty"
+                    );
+                }
                 refused_naming(parse, with(json!("a\u{0}b")), name, "NUL");
             }
             if let (Some(min), Some(max)) = (p["minimum"].as_i64(), p["maximum"].as_i64()) {

@@ -16,8 +16,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{
-    check_event_data, AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS,
-    MAX_SHORT, MAX_TEXT, SYSTEM_EVENT_PREFIX,
+    check_event_data, AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_ACTOR_IP,
+    MAX_RETENTION_DAYS, MAX_SHORT, MAX_TEXT, MAX_VERSION, SYSTEM_EVENT_PREFIX,
 };
 use crate::fields::{
     check_member, check_range, check_text, check_timestamp, check_uuid, required, FieldErrors,
@@ -26,12 +26,34 @@ use crate::fields::{
 use crate::identifier::{fold, has_invisible, INVISIBLE_MESSAGE};
 use crate::json::StrictMap;
 
+/// The id of an event written without one but with its time: a digest of its content (a UUIDv8
+/// of the first 16 bytes of SHA-256 over a domain tag and the canonical form with the nil id).
+///
+/// A writer that retries after an ambiguous failure (the answer lost, a timeout) sends the same
+/// content again, gets the same id, and the log stores the event once (the retry is answered as
+/// already stored). The platform's client sends no `event_id` but always its own
+/// `event_timestamp`, to the nanosecond (kept to the microsecond). The limit, by design: two
+/// writes of exactly the same content, time included, are one event. An event written without
+/// its time gets the time of receipt, which no retry repeats, so it gets a fresh UUIDv7.
+pub(crate) fn content_id(event: &AuditEvent) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"audit-event-content-id/v1\0");
+    hasher.update(event.canonical_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::new_v8(bytes)
+}
+
 /// The fields of an event with their JSON types (`null` reads as absent).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WireEvent {
     event_id: Option<String>,
     event_version: Option<String>,
+    /// The platform's name for `event_version`.
+    version: Option<String>,
     event_timestamp: Option<String>,
     event_type: Option<String>,
     event_category: Option<String>,
@@ -39,11 +61,13 @@ pub(crate) struct WireEvent {
     event_outcome: Option<String>,
     actor_type: Option<String>,
     actor_id: Option<String>,
+    actor_ip: Option<String>,
     resource_type: Option<String>,
     resource_id: Option<String>,
     resource_name: Option<String>,
     correlation_id: Option<String>,
     parent_event_id: Option<String>,
+    parent_event_date: Option<String>,
     trace_id: Option<String>,
     span_id: Option<String>,
     namespace: Option<String>,
@@ -55,6 +79,7 @@ pub(crate) struct WireEvent {
     /// Read strictly: a key repeated inside `event_data` is refused as at the top.
     event_data: Option<StrictMap>,
     retention_days: Option<i64>,
+    is_sensitive: Option<bool>,
 }
 
 impl WireEvent {
@@ -64,6 +89,7 @@ impl WireEvent {
         let wire = WireEvent {
             event_id: r.opt_formatted("event_id", UUID_MESSAGE),
             event_version: r.opt_any_string("event_version"),
+            version: r.opt_any_string("version"),
             event_timestamp: r.opt_formatted("event_timestamp", TIMESTAMP_MESSAGE),
             event_type: r.opt_any_string("event_type"),
             event_category: r.opt_any_string("event_category"),
@@ -71,11 +97,13 @@ impl WireEvent {
             event_outcome: r.opt_any_string("event_outcome"),
             actor_type: r.opt_any_string("actor_type"),
             actor_id: r.opt_any_string("actor_id"),
+            actor_ip: r.opt_any_string("actor_ip"),
             resource_type: r.opt_any_string("resource_type"),
             resource_id: r.opt_any_string("resource_id"),
             resource_name: r.opt_any_string("resource_name"),
             correlation_id: r.opt_any_string("correlation_id"),
             parent_event_id: r.opt_formatted("parent_event_id", UUID_MESSAGE),
+            parent_event_date: r.opt_formatted("parent_event_date", TIMESTAMP_MESSAGE),
             trace_id: r.opt_any_string("trace_id"),
             span_id: r.opt_any_string("span_id"),
             namespace: r.opt_any_string("namespace"),
@@ -86,6 +114,7 @@ impl WireEvent {
             error_message: r.opt_any_string("error_message"),
             event_data: r.opt_object("event_data").map(StrictMap),
             retention_days: r.opt_any_int("retention_days"),
+            is_sensitive: r.opt_bool("is_sensitive"),
         };
         Ok((wire, r.finish()))
     }
@@ -94,6 +123,10 @@ impl WireEvent {
     /// defaults the platform uses: `event_id` (UUIDv7), `event_version` `1.0`, `event_timestamp`
     /// now, `actor_type` `service`, `actor_id` `<category>-service`, `resource_type` the
     /// category, `resource_id` the correlation id.
+    ///
+    /// The platform's client writes the version as `version` and an unset optional text as
+    /// `""` (a single-cluster setup's `cluster_id`): `version` is `event_version` (both may be
+    /// given when they agree), and an empty optional text is absent.
     pub(crate) fn into_event(
         self,
         now: DateTime<Utc>,
@@ -101,13 +134,31 @@ impl WireEvent {
     ) -> Result<AuditEvent, FieldErrors> {
         let e = &mut errors;
         let opt_text = |e: &mut FieldErrors, key: &str, value: Option<String>, max: usize| {
-            value.and_then(|s| check_text(e, key, s, max))
+            value
+                .filter(|s| !s.is_empty())
+                .and_then(|s| check_text(e, key, s, max))
         };
         let text = |e: &mut FieldErrors, key: &str, value: Option<String>, max: usize| {
             required(e, key, value).and_then(|s| check_text(e, key, s, max))
         };
         let event_id = self.event_id.and_then(|s| check_uuid(e, "event_id", &s));
-        let event_version = opt_text(e, "event_version", self.event_version, 16);
+        let version_text = |e: &mut FieldErrors, key: &str, value: Option<String>| {
+            value.and_then(|s| check_text(e, key, s, MAX_VERSION))
+        };
+        let event_version = match (
+            version_text(e, "event_version", self.event_version),
+            version_text(e, "version", self.version),
+        ) {
+            (Some(_), Some(_)) => {
+                e.add(
+                    "version",
+                    Reason::InvalidValue,
+                    "give one of event_version and version (the same field under the platform's name)",
+                );
+                None
+            }
+            (a, b) => a.or(b),
+        };
         let event_timestamp = self
             .event_timestamp
             .and_then(|s| check_timestamp(e, "event_timestamp", &s));
@@ -127,6 +178,7 @@ impl WireEvent {
             .and_then(|s| check_member(e, "event_outcome", &s, &EventOutcome::ALL));
         let actor_type = opt_text(e, "actor_type", self.actor_type, MAX_SHORT);
         let actor_id = opt_text(e, "actor_id", self.actor_id, MAX_SHORT);
+        let actor_ip = opt_text(e, "actor_ip", self.actor_ip, MAX_ACTOR_IP);
         let resource_type = opt_text(e, "resource_type", self.resource_type, MAX_SHORT);
         let resource_id = opt_text(e, "resource_id", self.resource_id, MAX_SHORT);
         let resource_name = opt_text(e, "resource_name", self.resource_name, MAX_SHORT);
@@ -134,6 +186,9 @@ impl WireEvent {
         let parent_event_id = self
             .parent_event_id
             .and_then(|s| check_uuid(e, "parent_event_id", &s));
+        let parent_event_date = self
+            .parent_event_date
+            .and_then(|s| check_timestamp(e, "parent_event_date", &s));
         let trace_id = opt_text(e, "trace_id", self.trace_id, MAX_SHORT);
         let span_id = opt_text(e, "span_id", self.span_id, MAX_SHORT);
         let namespace = opt_text(e, "namespace", self.namespace, MAX_SHORT);
@@ -152,17 +207,18 @@ impl WireEvent {
             check_event_data(data, e);
         }
         let folded_type = event_type.as_deref().map(fold);
-        if let Some(kind) = folded_type
+        let record_like = folded_type
             .as_deref()
-            .and_then(crate::records::reserved_kind)
-        {
+            .and_then(crate::records::kind_by_prefix)
+            .filter(|_| event_id.is_some_and(|id| id.get_version_num() == 5));
+        if let Some(kind) = record_like {
             e.add(
-                "event_type",
+                "event_id",
                 Reason::InvalidValue,
                 format!(
-                    "the prefix {} is reserved for records written through POST /api/v1/audit/{}",
+                    "a UUIDv5 event_id with the prefix {} is how {} records were marked before they carried record_kind; give another id (or none)",
                     kind.event_type_prefix(),
-                    kind.path
+                    kind.view
                 ),
             );
         }
@@ -202,12 +258,14 @@ impl WireEvent {
         else {
             unreachable!("required fields are reported as errors when absent")
         };
-        Ok(AuditEvent {
-            event_id: event_id.unwrap_or_else(Uuid::now_v7),
+        let timed = event_timestamp.is_some();
+        let mut event = AuditEvent {
+            event_id: event_id.unwrap_or(Uuid::nil()),
             event_version: event_version.unwrap_or_else(|| "1.0".to_string()),
             event_timestamp: event_timestamp.unwrap_or_else(|| crate::timestamp::truncate(now)),
             actor_type: actor_type.unwrap_or_else(|| "service".to_string()),
             actor_id: actor_id.unwrap_or_else(|| format!("{event_category}-service")),
+            actor_ip,
             resource_type: resource_type.unwrap_or_else(|| event_category.clone()),
             resource_id: resource_id.unwrap_or_else(|| correlation_id.clone()),
             event_type,
@@ -217,6 +275,7 @@ impl WireEvent {
             resource_name,
             correlation_id,
             parent_event_id,
+            parent_event_date,
             trace_id,
             span_id,
             namespace,
@@ -227,6 +286,16 @@ impl WireEvent {
             error_message,
             event_data,
             retention_days: retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d as i32),
-        })
+            is_sensitive: self.is_sensitive,
+            record_kind: None,
+        };
+        if event_id.is_none() {
+            event.event_id = if timed {
+                content_id(&event)
+            } else {
+                Uuid::now_v7()
+            };
+        }
+        Ok(event)
     }
 }

@@ -73,7 +73,9 @@ prop_compose! {
         version in text(),
         ts in timestamp(),
         names in prop::collection::vec(text(), 9),
-        optional in prop::collection::vec(prop::option::of(text()), 8),
+        optional in prop::collection::vec(prop::option::of(text()), 10),
+        parent_date in prop::option::of(timestamp()),
+        sensitive in prop::option::of(any::<bool>()),
         outcome in prop_oneof![Just(EventOutcome::Success), Just(EventOutcome::Failure), Just(EventOutcome::Pending)],
         duration_ms in prop::option::of(any::<i64>()),
         event_data in event_data(),
@@ -90,11 +92,13 @@ prop_compose! {
             EventField::EventOutcome => text(outcome.as_str().into()),
             EventField::ActorType => text(names[3].clone()),
             EventField::ActorId => text(names[4].clone()),
+            EventField::ActorIp => optional_text(optional[8].clone()),
             EventField::ResourceType => text(names[5].clone()),
             EventField::ResourceId => text(names[6].clone()),
             EventField::ResourceName => optional_text(optional[0].clone()),
             EventField::CorrelationId => text(names[7].clone()),
             EventField::ParentEventId => ids.1.map_or(FieldValue::Absent, |u| FieldValue::Uuid(Uuid::from_u128(u))),
+            EventField::ParentEventDate => parent_date.map_or(FieldValue::Absent, FieldValue::Time),
             EventField::TraceId => optional_text(optional[1].clone()),
             EventField::SpanId => optional_text(optional[2].clone()),
             EventField::Namespace => optional_text(optional[3].clone()),
@@ -105,6 +109,8 @@ prop_compose! {
             EventField::ErrorMessage => optional_text(optional[7].clone()),
             EventField::EventData => FieldValue::Object(event_data.clone()),
             EventField::RetentionDays => FieldValue::Int(i64::from(retention_days)),
+            EventField::IsSensitive => sensitive.map_or(FieldValue::Absent, FieldValue::Bool),
+            EventField::RecordKind => optional_text(optional[9].clone()),
         }))
         .unwrap()
     }

@@ -71,6 +71,8 @@ impl Conn {
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // The load reads this service's own answers (per-item batch results).
+        headers.insert("prefer", HeaderValue::from_static("answers=native"));
         let exchange = async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;

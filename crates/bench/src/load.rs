@@ -94,7 +94,14 @@ fn notification_json(client: usize, i: u64) -> String {
 }
 
 fn http(clients: usize) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    // The load reads this service's own answers (per-item batch results).
+    headers.insert(
+        "prefer",
+        reqwest::header::HeaderValue::from_static("answers=native"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(clients.max(1))
         .build()
         .unwrap_or_default()

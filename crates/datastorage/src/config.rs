@@ -313,6 +313,14 @@ pub struct ApiSettings {
         value_delimiter = ','
     )]
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// How writes are answered when the request does not say (`Prefer: answers=…`):
+    /// `platform` (the platform's Data Storage API; the default) or `native`.
+    #[arg(
+        id = "write_answers",
+        long = "write-answers",
+        env = "DATASTORAGE_WRITE_ANSWERS"
+    )]
+    pub write_answers: Option<String>,
 }
 
 /// How long a client may take, and how many may be connected.
@@ -481,7 +489,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 40] = [
+const MOVED_KEYS: [(&str, &str); 41] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -508,6 +516,7 @@ const MOVED_KEYS: [(&str, &str); 40] = [
     ("batch_max_items", "api.batch_max_items"),
     ("embedding_dimension", "api.embedding_dimension"),
     ("cors_allowed_origins", "api.cors_allowed_origins"),
+    ("write_answers", "api.write_answers"),
     ("body_read_timeout", "connections.body_read_timeout"),
     (
         "body_min_rate_bytes_per_second",
@@ -625,6 +634,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub body_budget_bytes: usize,
     pub batch_max_items: usize,
+    /// How writes are answered unless the request asks otherwise.
+    pub write_answers: crate::http::answers::WriteAnswers,
     /// Time limits of connections and request bodies.
     pub http: HttpLimits,
     pub shutdown_delay: Duration,
@@ -698,6 +709,15 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        let write_answers = match api.write_answers.as_deref() {
+            None => crate::http::answers::WriteAnswers::default(),
+            Some(name) => crate::http::answers::WriteAnswers::from_name(name).ok_or_else(|| {
+                invalid(
+                    "api.write_answers",
+                    format!("{name:?}: expected platform or native"),
+                )
+            })?,
+        };
         let embedding_dimension = api.embedding_dimension.unwrap_or(1536);
         if !(1..=65_536).contains(&embedding_dimension) {
             return Err(invalid(
@@ -733,6 +753,7 @@ impl Config {
             body_limit_bytes,
             body_budget_bytes,
             batch_max_items,
+            write_answers,
             http: http_limits(&s.connections, &s.api)?,
             shutdown_delay: duration(
                 "server.shutdown_delay",

@@ -166,6 +166,7 @@ impl Application {
             shutdown: shutdown.clone(),
             metrics: metrics::prometheus(),
             batch_max_items: config.batch_max_items,
+            write_answers: config.write_answers,
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         });

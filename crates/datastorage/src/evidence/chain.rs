@@ -121,11 +121,12 @@ fn signed_root(
 fn page_after(correlation_id: &str, after: Option<Cursor>) -> EventQuery {
     EventQuery {
         filters: vec![(EventFilter::CorrelationId, correlation_id.to_string())],
-        since: None,
-        until: None,
+        // The service's own events (a legal hold) are part of the correlation's trail.
+        include_system: true,
         order: Order::Asc,
         limit: PAGE,
         after,
+        ..EventQuery::default()
     }
 }
 

@@ -237,6 +237,7 @@ fn csv_row(e: &StoredEvent, proof: &[Hash]) -> Vec<String> {
         FieldRef::Text(t) => t.to_string(),
         FieldRef::Time(t) => audit_model::timestamp::format(&t),
         FieldRef::Int(i) => i.to_string(),
+        FieldRef::Bool(b) => b.to_string(),
         FieldRef::Object(o) => serde_json::to_string(o).unwrap_or_default(),
     });
     std::iter::once(e.seq.to_string())

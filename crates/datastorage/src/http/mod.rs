@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state, middleware (request ids, body limit and budget, tracing).
 
 pub mod admission;
+pub mod answers;
 pub mod connection;
 pub mod extract;
 pub mod openapi;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     pub metrics: PrometheusHandle,
     pub batch_max_items: usize,
+    /// How writes are answered unless the request asks otherwise.
+    pub write_answers: answers::WriteAnswers,
     /// Required length of an AI decision's embedding.
     pub embedding_dimension: usize,
     /// The checkpoints' public key (None when checkpoints are disabled).

@@ -24,6 +24,7 @@ pub(crate) trait ReadColumn {
     fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn int64(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn int32(&self, column: &str) -> Result<Option<i32>, StoreError>;
+    fn bool(&self, column: &str) -> Result<Option<bool>, StoreError>;
     /// A JSON object (anything else is corruption).
     fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError>;
     fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -157,6 +158,7 @@ fn field_value(row: &impl ReadColumn, field: EventField) -> Result<FieldValue, S
         FieldKind::Int64 => row.int64(column)?.map(FieldValue::Int),
         FieldKind::Int32 => row.int32(column)?.map(|i| FieldValue::Int(i.into())),
         FieldKind::Object => row.object(column)?.map(FieldValue::Object),
+        FieldKind::Bool => row.bool(column)?.map(FieldValue::Bool),
     };
     Ok(value.unwrap_or(FieldValue::Absent))
 }
@@ -187,6 +189,8 @@ mod tests {
     fn reads_select_the_seq_the_fields_and_what_the_log_assigned() {
         let columns = log_columns();
         assert!(columns.starts_with("seq, event_id, event_version, event_timestamp,"));
-        assert!(columns.ends_with("event_data, retention_days, leaf_hash, received_at, purged_at"));
+        assert!(columns.ends_with(
+            "event_data, retention_days, is_sensitive, record_kind, leaf_hash, received_at, purged_at"
+        ));
     }
 }

@@ -59,6 +59,8 @@ pub trait EventLog: Send + Sync + 'static {
     async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError>;
     /// Events matching the query, at most `limit` of them, in the query's order.
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// How many events match the query (its cursor, offset and limit aside).
+    async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError>;
     /// Typed records matching the query, in `id` order.
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError>;
     /// Number of stored events.

@@ -13,10 +13,11 @@ pub enum EventFilter {
     ResourceId,
     ActorId,
     Namespace,
+    Severity,
 }
 
 impl EventFilter {
-    pub const ALL: [EventFilter; 8] = [
+    pub const ALL: [EventFilter; 9] = [
         EventFilter::CorrelationId,
         EventFilter::EventType,
         EventFilter::EventCategory,
@@ -25,6 +26,7 @@ impl EventFilter {
         EventFilter::ResourceId,
         EventFilter::ActorId,
         EventFilter::Namespace,
+        EventFilter::Severity,
     ];
 
     /// The column name, which is also the query parameter name.
@@ -38,6 +40,7 @@ impl EventFilter {
             EventFilter::ResourceId => "resource_id",
             EventFilter::ActorId => "actor_id",
             EventFilter::Namespace => "namespace",
+            EventFilter::Severity => "severity",
         }
     }
 }
@@ -61,10 +64,17 @@ pub struct Cursor {
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub filters: Vec<(EventFilter, String)>,
+    /// A top-level member of `event_data` and the text it must hold. The name is a plain
+    /// identifier (`[A-Za-z0-9_]+`, checked by the caller); it is bound, never spliced.
+    pub detail: Option<(String, String)>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Whether the events Data Storage writes itself (`datastorage.*`) are included.
+    pub include_system: bool,
     pub order: Order,
     pub limit: u32,
+    /// Matching events skipped before the page (after the cursor, when there is one).
+    pub offset: u64,
     pub after: Option<Cursor>,
 }
 
@@ -76,45 +86,97 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
+/// Placeholders as they are bound: `mark` is the prefix (`$` for PostgreSQL, `?` for SQLite).
+struct Binder {
+    mark: char,
+    binds: Vec<Bind>,
+}
+
+impl Binder {
+    fn next(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("{}{}", self.mark, self.binds.len())
+    }
+}
+
 impl EventQuery {
-    /// Renders the query; `mark` is the placeholder prefix (`$` for PostgreSQL, `?` for SQLite).
-    pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
-        let mut binds = Vec::new();
+    /// The `WHERE` clause of the events that match (the cursor aside).
+    fn matching(&self, b: &mut Binder) -> Vec<String> {
         // Purged events have no content left to match or show.
         let mut clauses = vec!["purged_at IS NULL".to_string()];
-        let next = |b: Bind, binds: &mut Vec<Bind>| {
-            binds.push(b);
-            format!("{mark}{}", binds.len())
-        };
         for (filter, value) in &self.filters {
-            let p = next(Bind::Text(value.clone()), &mut binds);
+            let p = b.next(Bind::Text(value.clone()));
             clauses.push(format!("{} = {p}", filter.column()));
         }
+        if let Some((key, value)) = &self.detail {
+            let k = b.next(Bind::Text(key.clone()));
+            let v = b.next(Bind::Text(value.clone()));
+            clauses.push(if b.mark == '$' {
+                format!("event_data->>{k} = {v}")
+            } else {
+                format!("CAST(json_extract(event_data, '$.' || {k}) AS TEXT) = {v}")
+            });
+        }
         if let Some(since) = self.since {
-            let p = next(Bind::Time(since), &mut binds);
+            let p = b.next(Bind::Time(since));
             clauses.push(format!("event_timestamp >= {p}"));
         }
         if let Some(until) = self.until {
-            let p = next(Bind::Time(until), &mut binds);
+            let p = b.next(Bind::Time(until));
             clauses.push(format!("event_timestamp <= {p}"));
         }
+        if !self.include_system {
+            clauses.push(format!(
+                "event_type NOT LIKE '{}%'",
+                audit_model::SYSTEM_EVENT_PREFIX
+            ));
+        }
+        clauses
+    }
+
+    /// Renders the query; `mark` is the placeholder prefix (`$` for PostgreSQL, `?` for SQLite).
+    pub(crate) fn to_sql(&self, mark: char) -> (String, Vec<Bind>) {
+        let mut b = Binder {
+            mark,
+            binds: Vec::new(),
+        };
+        let mut clauses = self.matching(&mut b);
         let (cmp, dir) = match self.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
         if let Some(c) = self.after {
-            let t = next(Bind::Time(c.event_timestamp), &mut binds);
-            let s = next(Bind::Int(c.seq), &mut binds);
+            let t = b.next(Bind::Time(c.event_timestamp));
+            let s = b.next(Bind::Int(c.seq));
             clauses.push(format!("(event_timestamp, seq) {cmp} ({t}, {s})"));
         }
         let filter = format!(" WHERE {}", clauses.join(" AND "));
-        let limit = next(Bind::Int(i64::from(self.limit)), &mut binds);
+        let limit = b.next(Bind::Int(i64::from(self.limit)));
+        let offset = if self.offset > 0 {
+            format!(" OFFSET {}", b.next(Bind::Int(self.offset as i64)))
+        } else {
+            String::new()
+        };
         let sql = format!(
             "SELECT {} FROM audit_events{filter} \
-             ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}",
+             ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}{offset}",
             super::columns::log_columns()
         );
-        (sql, binds)
+        (sql, b.binds)
+    }
+
+    /// Renders the count of every matching event (cursor, offset and limit aside).
+    pub(crate) fn to_count_sql(&self, mark: char) -> (String, Vec<Bind>) {
+        let mut b = Binder {
+            mark,
+            binds: Vec::new(),
+        };
+        let clauses = self.matching(&mut b);
+        let sql = format!(
+            "SELECT count(*) FROM audit_events WHERE {}",
+            clauses.join(" AND ")
+        );
+        (sql, b.binds)
     }
 }
 
@@ -128,20 +190,37 @@ mod tests {
         let q = EventQuery {
             filters: vec![(EventFilter::CorrelationId, "rr-1".into())],
             since: Some(t),
-            until: None,
             order: Order::Desc,
             limit: 10,
             after: Some(Cursor {
                 event_timestamp: t,
                 seq: 7,
             }),
+            ..EventQuery::default()
         };
         let (sql, binds) = q.to_sql('$');
-        assert!(sql.ends_with(
-            "WHERE purged_at IS NULL AND correlation_id = $1 AND event_timestamp >= $2 AND (event_timestamp, seq) < ($3, $4) \
+        assert!(
+            sql.ends_with(
+                "WHERE purged_at IS NULL AND correlation_id = $1 AND event_timestamp >= $2 \
+             AND event_type NOT LIKE 'datastorage.%' AND (event_timestamp, seq) < ($3, $4) \
              ORDER BY event_timestamp DESC, seq DESC LIMIT $5"
-        ), "{sql}");
+            ),
+            "{sql}"
+        );
         assert_eq!(binds.len(), 5);
+        let (count, binds) = EventQuery {
+            detail: Some(("task_id".into(), "t-1".into())),
+            include_system: true,
+            offset: 20,
+            ..q
+        }
+        .to_count_sql('?');
+        assert_eq!(
+            count,
+            "SELECT count(*) FROM audit_events WHERE purged_at IS NULL AND correlation_id = ?1 \
+             AND CAST(json_extract(event_data, '$.' || ?2) AS TEXT) = ?3 AND event_timestamp >= ?4"
+        );
+        assert_eq!(binds.len(), 4);
     }
 
     pub(crate) fn ts() -> DateTime<Utc> {

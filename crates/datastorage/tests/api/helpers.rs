@@ -221,7 +221,10 @@ pub fn service_missing<T>(service: &str, error: &str) -> Option<T> {
 /// A running app and its database.
 pub struct TestApp {
     pub base: String,
+    /// Asks for this service's own answers (`Prefer: answers=native`), as its client does.
     pub client: reqwest::Client,
+    /// Sends what the platform's generated client sends (no preference).
+    pub platform: reqwest::Client,
     pub db: Arc<TestDb>,
     pub backend: Backend,
     pub shutdown: Shutdown,
@@ -229,6 +232,19 @@ pub struct TestApp {
     pub dlq: Arc<dyn datastorage::dlq::DlqBackend>,
     /// The app's data directory (its journal DLQ lives here unless a DLQ URL is given).
     pub data_dir: Arc<tempfile::TempDir>,
+}
+
+/// A client that asks for this service's own answers, as `audit-client` does.
+pub fn native_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "prefer",
+        reqwest::header::HeaderValue::from_static("answers=native"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 /// Options a test may change.
@@ -260,6 +276,8 @@ pub struct AppOptions {
     pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// `platform` or `native` (the service's default when unset).
+    pub write_answers: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -321,6 +339,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             batch_max_items: options.batch_max_items,
             embedding_dimension: options.embedding_dimension,
             cors_allowed_origins: options.cors_allowed_origins.clone(),
+            write_answers: options.write_answers.clone(),
         },
         connections: ConnectionSettings {
             body_read_timeout: options.body_read_timeout.clone(),
@@ -354,7 +373,8 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
     let handle = tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: native_client(),
+        platform: reqwest::Client::new(),
         db,
         backend,
         shutdown,

@@ -122,8 +122,10 @@ async fn pagination_walks_every_event_once(app: TestApp) {
     let mut batch = Vec::new();
     for i in 0..25 {
         let mut e = event("rr-page");
-        // Pairs share a timestamp, so the seq tie-break matters.
+        // Pairs share a timestamp, so the seq tie-break matters (and differ in content: the
+        // same content at the same time is one event).
         e["event_timestamp"] = json!(format!("2026-03-01T00:01:{:02}Z", i / 2));
+        e["event_data"]["i"] = json!(i);
         batch.push(e);
     }
     assert_eq!(

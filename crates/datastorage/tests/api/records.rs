@@ -672,24 +672,50 @@ mod both_stores {
 }
 
 #[tokio::test]
-async fn unified_events_cannot_use_a_record_prefix() {
+async fn unified_events_with_a_record_prefix_stay_out_of_the_typed_views() {
     let Some(app) = app(Backend::Sqlite).await else {
         return;
     };
-    let mut e = crate::helpers::event("rr-forge");
+    // The platform's controllers write such types on the unified endpoint.
+    let mut e = crate::helpers::event("rr-platform");
     e["event_type"] = json!("notification.delivery.sent");
-    let (status, problem) = app.post("/api/v1/audit/events", &e).await;
-    assert_eq!(status, 400);
-    assert!(problem["field_errors"]["event_type"]
-        .as_str()
-        .unwrap()
-        .contains("reserved"));
+    let (status, stored) = app.post("/api/v1/audit/events", &e).await;
+    assert_eq!(status, 201, "{stored}");
+    assert!(stored.get("record_kind").is_none(), "{stored}");
+    // A typed record is marked as one.
+    let (status, record) = app
+        .post("/api/v1/audit/notifications", &(kinds()[0].valid)())
+        .await;
+    assert_eq!(status, 201, "{record}");
+    let kinds = app
+        .db
+        .text("SELECT group_concat(coalesce(record_kind, '-'), ',') FROM (SELECT record_kind FROM audit_events ORDER BY seq)")
+        .await;
+    assert_eq!(kinds, "-,notification_audit");
     assert_eq!(
         app.db
             .scalar("SELECT count(*) FROM notification_audit")
             .await,
-        0
+        1
     );
+    let (status, page) = app
+        .get("/api/v1/audit/notifications?remediation_id=rr-platform")
+        .await;
+    assert_eq!(
+        (status, page["data"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{page}"
+    );
+    // A UUIDv5 id with a record prefix is how records were marked before record_kind: refused
+    // on the unified endpoint, so that no event can join a typed view by it.
+    e["event_id"] = json!(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"x").to_string());
+    let (status, problem) = app.post("/api/v1/audit/events", &e).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem["field_errors"]["event_id"]
+        .as_str()
+        .unwrap()
+        .contains("record_kind"));
+    assert_eq!(app.db.count().await, 2);
 }
 
 #[tokio::test]

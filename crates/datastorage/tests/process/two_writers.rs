@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::child::{keygen, verify, ServerProcess};
-use crate::helpers::{event, eventually, Backend, TestDb};
+use crate::helpers::{event, eventually, native_client, Backend, TestDb};
 
 const CLIENTS: usize = 16;
 const REQUESTS_PER_CLIENT: usize = 60;
@@ -91,7 +91,7 @@ async fn two_replicas_one_killed_midway_leave_a_log_that_verifies() {
     let survivor = ServerProcess::start(&args).await;
     let victim = ServerProcess::start(&args).await;
     let victim_pid = victim.pid();
-    let client = reqwest::Client::new();
+    let client = native_client();
     let total = CLIENTS * (REQUESTS_PER_CLIENT / 6 * BATCH + REQUESTS_PER_CLIENT * 5 / 6);
     let done = Arc::new(AtomicUsize::new(0));
     let retried = Arc::new(AtomicUsize::new(0));

@@ -213,6 +213,9 @@ impl EventLog for Gated {
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.query(query).await
     }
+    async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {
+        self.inner.count_matching(query).await
+    }
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         self.inner.records(query).await
     }

@@ -14,37 +14,85 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::http::answers::Answers;
 use crate::http::extract::BodyBytes;
-use crate::http::params::{self, Limit, Params, SortOrder, TimeParam};
+use crate::http::params::{self, Flag, Limit, NonNegative, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::ingest::IngestOutcome;
 use crate::store::{Cursor, EventFilter, EventQuery, Order, PreparedEvent};
 
-/// The answer of a write that was parked in the DLQ.
+/// The answer of a write that was parked in the DLQ (the platform's `AsyncAcceptanceResponse`
+/// with the event's id).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueuedAnswer {
     /// Always `queued`.
     pub status: &'static str,
     pub event_id: Uuid,
-    pub detail: &'static str,
+    pub message: &'static str,
 }
 
+/// A stored event as the query and the writes answer it: its fields, what the log assigned,
+/// and `version` (the platform's name for `event_version`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub stored: StoredEvent,
+    /// The same as `event_version`, under the platform's name.
+    pub version: String,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(stored: StoredEvent) -> Self {
+        let version = stored.event.event_version().to_string();
+        EventView { stored, version }
+    }
+}
+
+/// The answer of a stored write: the event as stored and what happened (the platform's
+/// `AuditEventResponse` is its `event_id`, `event_timestamp` and `message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredAnswer {
+    #[serde(flatten)]
+    pub event: EventView,
+    pub message: &'static str,
+}
+
+const STORED: &str = "audit event stored";
+const ALREADY_STORED: &str = "an identical audit event was already stored; nothing was added";
+const HELD: &str =
+    "the database is unavailable; the event is held durably and will be stored when it returns";
+
 /// The answer for one written event.
-pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Response {
-    match outcome {
-        IngestOutcome::Created(e) => {
-            let location = format!("/api/v1/audit/events/{}", e.event.event_id());
-            (StatusCode::CREATED, [(header::LOCATION, location)], Json(e)).into_response()
+pub(crate) fn outcome_response(
+    outcome: IngestOutcome,
+    resource: &str,
+    answers: Answers,
+) -> Response {
+    let stored = |status, e: StoredEvent, message| {
+        let location = format!("/api/v1/audit/events/{}", e.event.event_id());
+        let body = StoredAnswer {
+            event: e.into(),
+            message,
+        };
+        (status, [(header::LOCATION, location)], Json(body)).into_response()
+    };
+    let response = match outcome {
+        IngestOutcome::Created(e) => stored(StatusCode::CREATED, e, STORED),
+        // The platform knows no other success than 201.
+        IngestOutcome::Duplicate(e) if answers.native() => {
+            stored(StatusCode::OK, e, ALREADY_STORED)
         }
-        IngestOutcome::Duplicate(e) => (StatusCode::OK, Json(e)).into_response(),
-        IngestOutcome::Conflict(e) => conflict(resource, "event_id", &e.event.event_id().to_string()),
+        IngestOutcome::Duplicate(e) => stored(StatusCode::CREATED, e, ALREADY_STORED),
+        IngestOutcome::Conflict(e) => {
+            conflict(resource, "event_id", &e.event.event_id().to_string())
+        }
         IngestOutcome::Queued(event_id) => (
             StatusCode::ACCEPTED,
             Json(QueuedAnswer {
                 status: "queued",
                 event_id,
-                detail: "the database is unavailable; the event is held durably and will be stored when it returns",
+                message: HELD,
             }),
         )
             .into_response(),
@@ -52,7 +100,8 @@ pub(crate) fn outcome_response(outcome: IngestOutcome, resource: &str) -> Respon
             refused_by_database(event_id, &reason);
             ApiError::field("$", REFUSED_BY_DATABASE).into_response()
         }
-    }
+    };
+    answers.mark(response)
 }
 
 /// What a client is told of an event the database refused although it passed validation; what
@@ -85,9 +134,10 @@ fn conflict(resource: &str, field: &str, value: &str) -> Response {
 #[utoipa::path(
     post, path = "/api/v1/audit/events", tag = "events",
     request_body(content = Object, description = "An audit event (ADR-034 fields); `event_id` is optional"),
+    params(("Prefer" = Option<String>, Header, description = "`answers=native` or `answers=platform`: which API's answers (default: the `api.write_answers` setting)")),
     responses(
-        (status = 201, description = "Stored", body = StoredEvent),
-        (status = 200, description = "The identical event was already stored", body = StoredEvent),
+        (status = 201, description = "Stored (on the platform's answers, also: the identical event was already stored)", body = StoredAnswer),
+        (status = 200, description = "Native answers: the identical event was already stored", body = StoredAnswer),
         (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "The database is unavailable; held in the dead-letter queue", body = QueuedAnswer),
         (status = 409, description = "The event_id holds different content", body = Problem, content_type = "application/problem+json"),
@@ -97,6 +147,7 @@ fn conflict(resource: &str, field: &str, value: &str) -> Response {
 )]
 pub async fn create_event(
     State(state): State<AppState>,
+    answers: Answers,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
     let event = AuditEvent::parse_json(&body, Utc::now()).map_err(|e| match e {
@@ -107,47 +158,187 @@ pub async fn create_event(
     let outcome = outcomes
         .pop()
         .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
-    Ok(outcome_response(outcome, "audit_events"))
+    Ok(outcome_response(outcome, "audit_events", answers))
 }
 
-/// Write up to `batch_max_items` events; each item is answered on its own.
+/// The platform's answer of a batch taken whole.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchIds {
+    /// The events' ids, in the order of the request.
+    pub event_ids: Vec<Uuid>,
+    pub message: String,
+}
+
+/// Write up to `batch_max_items` events.
+///
+/// On the platform's answers (the default) the batch is taken whole: one invalid item refuses
+/// the batch (400, every item's errors as `[index].field`) and nothing is stored; otherwise
+/// every event is stored (or held in the dead-letter queue while the database is down) and the
+/// answer is 201 with their ids in order. On the native answers each item is answered on its
+/// own (200, per-item results).
 #[utoipa::path(
     post, path = "/api/v1/audit/events/batch", tag = "events",
     request_body(content = Vec<Object>, description = "A JSON array of audit events"),
+    params(("Prefer" = Option<String>, Header, description = "`answers=native` or `answers=platform`: which API's answers (default: the `api.write_answers` setting)")),
     responses(
-        (status = 200, description = "Per-item results aligned with the input", body = BatchResponse),
-        (status = 400, description = "Not an array, empty, or too many items", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Platform answers: every event is stored, or held in the dead-letter queue until the database returns", body = BatchIds),
+        (status = 200, description = "Native answers: per-item results aligned with the input", body = BatchResponse),
+        (status = 400, description = "Not an array, empty, too many items, or (platform answers) an invalid item", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Platform answers: an item's event_id holds different content (the other items were stored)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body above the limit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_batch(
     State(state): State<AppState>,
+    answers: Answers,
     BodyBytes(body): BodyBytes,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let parsed = parse_batch(&body, state.batch_max_items, now)?;
+    let batch = parse_batch(&body, state.batch_max_items, now)?;
     // The events own their text: the body goes before the wait for the writer.
     drop(body);
-    let mut results = parsed.rejected;
-    if !parsed.accepted.is_empty() {
-        let outcomes = state.queue.submit(parsed.accepted).await?;
-        for (index, outcome) in parsed.positions.into_iter().zip(outcomes) {
+    let response = if answers.native() {
+        Json(per_item(&state, batch).await?).into_response()
+    } else {
+        whole(&state, batch).await?
+    };
+    Ok(answers.mark(response))
+}
+
+/// The native answer: each item on its own.
+async fn per_item(state: &AppState, batch: ParsedBatch) -> Result<BatchResponse, ApiError> {
+    let mut results: Vec<Option<BatchItemResult>> = vec![None; batch.len];
+    for refused in batch.refused {
+        let error = match refused.error {
+            ParseError::Fields(errors) => {
+                crate::metrics::record_validation_failures(&errors);
+                errors.to_string()
+            }
+            ParseError::Json(e) => e.to_string(),
+        };
+        results[refused.index] = Some(BatchItemResult {
+            index: refused.index,
+            event_id: refused.claimed_id,
+            status: ItemStatus::Rejected,
+            seq: None,
+            error: Some(format!("validation error: {error}")),
+        });
+    }
+    if !batch.events.is_empty() {
+        let outcomes = state.queue.submit(batch.events).await?;
+        for (index, outcome) in batch.positions.into_iter().zip(outcomes) {
             results[index] = Some(item_result(index, &outcome));
         }
     }
-    Ok(Json(BatchResponse::new(
-        results.into_iter().flatten().collect(),
-    )))
+    Ok(BatchResponse::new(results.into_iter().flatten().collect()))
 }
 
-/// A batch body split into the events to store and the answers of the items refused.
+/// The platform's answer: the batch taken whole.
+async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiError> {
+    let mut errors = audit_model::FieldErrors::default();
+    for refused in batch.refused {
+        let index = refused.index;
+        match refused.error {
+            ParseError::Fields(item_errors) => {
+                for (field, e) in item_errors.iter() {
+                    errors.add(format!("[{index}].{field}"), e.reason, e.message.clone());
+                }
+            }
+            ParseError::Json(e) => errors.add(
+                format!("[{index}]"),
+                audit_model::Reason::InvalidValue,
+                format!("invalid JSON: {e}"),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let outcomes = state.queue.submit(batch.events).await?;
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let (mut created, mut duplicate, mut queued) = (0, 0, 0);
+    let mut conflicts = Vec::new();
+    let mut refused = audit_model::FieldErrors::default();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            IngestOutcome::Created(e) => {
+                created += 1;
+                ids.push(e.event.event_id());
+            }
+            IngestOutcome::Duplicate(e) => {
+                duplicate += 1;
+                ids.push(e.event.event_id());
+            }
+            IngestOutcome::Queued(id) => {
+                queued += 1;
+                ids.push(*id);
+            }
+            IngestOutcome::Conflict(e) => conflicts.push((index, e.event.event_id())),
+            IngestOutcome::Refused { event_id, reason } => {
+                refused_by_database(*event_id, reason);
+                refused.add(
+                    format!("[{index}]"),
+                    audit_model::Reason::InvalidValue,
+                    REFUSED_BY_DATABASE,
+                );
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        let named: Vec<String> = conflicts
+            .iter()
+            .map(|(i, id)| format!("item {i} ({id})"))
+            .collect();
+        return Err(Problem::new(
+            ProblemKind::Conflict,
+            format!(
+                "{} hold an event_id already stored with different content; the other items were stored",
+                named.join(", ")
+            ),
+        )
+        .with_extension("stored_event_ids", serde_json::json!(ids))
+        .into());
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::validation(&refused));
+    }
+    let mut message = format!("{} audit events stored", created + duplicate + queued);
+    if duplicate > 0 {
+        message.push_str(&format!(" ({duplicate} of them already were)"));
+    }
+    if queued > 0 {
+        message = format!(
+            "{} audit events stored, {queued} held durably in the dead-letter queue until the database returns",
+            created + duplicate
+        );
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchIds {
+            event_ids: ids,
+            message,
+        }),
+    )
+        .into_response())
+}
+
+/// A batch body split into the events to store and the items refused.
 struct ParsedBatch {
-    accepted: Vec<PreparedEvent>,
-    /// The index in the body of each accepted event.
+    /// The number of items.
+    len: usize,
+    events: Vec<PreparedEvent>,
+    /// The index in the body of each event.
     positions: Vec<usize>,
-    /// One slot per item; the refused items' answers are filled in.
-    rejected: Vec<Option<BatchItemResult>>,
+    refused: Vec<RefusedItem>,
+}
+
+/// An item of a batch that is not an event, and why.
+struct RefusedItem {
+    index: usize,
+    /// The `event_id` the item names, when it is a UUID.
+    claimed_id: Option<Uuid>,
+    error: ParseError,
 }
 
 /// Splits the body into its items (borrowed text, no JSON tree of the whole body) and parses
@@ -169,8 +360,8 @@ fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<Pars
             format!("must hold at most {max_items} events"),
         ));
     }
-    // Each item is answered on its own, but an item that is not an object at all is not an
-    // event that failed validation: the body is not a batch of events.
+    // An item that is not an object at all is not an event that failed validation: the body is
+    // not a batch of events.
     let not_objects: Vec<String> = items
         .iter()
         .enumerate()
@@ -187,32 +378,22 @@ fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<Pars
         ));
     }
     let mut batch = ParsedBatch {
-        accepted: Vec::with_capacity(items.len()),
+        len: items.len(),
+        events: Vec::with_capacity(items.len()),
         positions: Vec::with_capacity(items.len()),
-        rejected: vec![None; items.len()],
+        refused: Vec::new(),
     };
     for (index, item) in items.into_iter().enumerate() {
         match AuditEvent::parse_json(item.get().as_bytes(), now) {
             Ok(event) => {
                 batch.positions.push(index);
-                batch.accepted.push(PreparedEvent::new(event));
+                batch.events.push(PreparedEvent::new(event));
             }
-            Err(e) => {
-                let error = match e {
-                    ParseError::Fields(errors) => {
-                        crate::metrics::record_validation_failures(&errors);
-                        errors.to_string()
-                    }
-                    ParseError::Json(e) => e.to_string(),
-                };
-                batch.rejected[index] = Some(BatchItemResult {
-                    index,
-                    event_id: claimed_id(item),
-                    status: ItemStatus::Rejected,
-                    seq: None,
-                    error: Some(format!("validation error: {error}")),
-                });
-            }
+            Err(error) => batch.refused.push(RefusedItem {
+                index,
+                claimed_id: claimed_id(item),
+                error,
+            }),
         }
     }
     Ok(batch)
@@ -261,7 +442,7 @@ fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
     get, path = "/api/v1/audit/events/{event_id}", tag = "events",
     params(("event_id" = Uuid, Path, description = "The event's id")),
     responses(
-        (status = 200, description = "The stored event", body = StoredEvent),
+        (status = 200, description = "The stored event", body = EventView),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Its content was purged by retention", body = Problem, content_type = "application/problem+json"),
@@ -270,14 +451,15 @@ fn item_result(index: usize, outcome: &IngestOutcome) -> BatchItemResult {
 pub async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<StoredEvent>, ApiError> {
+) -> Result<Json<EventView>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::field("event_id", "must be a UUID"))?;
     let event = state.store.get(id).await.map_err(ApiError::from)?;
-    ApiError::live_event(event, id).map(Json)
+    ApiError::live_event(event, id).map(|e| Json(e.into()))
 }
 
 /// Query parameters of the event list (all optional): what the document shows and what the
-/// handler reads.
+/// handler reads. The platform's parameters (`severity`, `offset`, `detail_key` with
+/// `detail_value`) and this service's (`cursor`, `order`, the other filters) mix freely.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -286,53 +468,110 @@ pub struct EventListParams {
     event_type: Option<String>,
     event_category: Option<String>,
     event_outcome: Option<String>,
+    severity: Option<String>,
     resource_type: Option<String>,
     resource_id: Option<String>,
     actor_id: Option<String>,
     namespace: Option<String>,
+    /// A top-level member of `event_data` (letters, digits, `_`); with `detail_value`.
+    #[param(value_type = Option<String>, pattern = r"^[a-zA-Z0-9_]+$")]
+    detail_key: Option<DetailKey>,
+    /// The text the `detail_key` member holds; with `detail_key`.
+    detail_value: Option<String>,
     /// RFC 3339 time, or a duration back from now such as `30m`, `24h`, `7d`.
     #[param(value_type = Option<String>)]
     since: Option<TimeParam>,
     /// RFC 3339 time, or a duration back from now.
     #[param(value_type = Option<String>)]
     until: Option<TimeParam>,
+    /// The events Data Storage writes itself (`datastorage.*`: legal holds, retention runs)
+    /// are left out unless this is `true` or `event_type`/`event_category` asks for them.
+    #[param(value_type = Option<bool>)]
+    include_system: Option<Flag>,
     /// `asc` (default) or `desc`, by event_timestamp then seq.
     #[param(value_type = Option<SortOrder>)]
     order: Option<SortOrder>,
-    /// 1..1000, default 100.
+    /// 1..1000, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<Limit>,
+    /// Matching events to skip (after the cursor, when one is given); default 0.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    offset: Option<NonNegative>,
     /// `next_cursor` of the previous page (a position, good for either order).
     #[param(value_type = Option<String>, pattern = r"^-?[0-9]{1,18}\.[0-9]{1,18}$")]
     cursor: Option<EventCursor>,
 }
 
+/// The page size when the query does not say (the platform's).
+const DEFAULT_PAGE: u32 = 50;
+
 impl EventListParams {
     /// The query these parameters ask for, times counted back from `now`.
-    pub(crate) fn to_query(&self, now: DateTime<Utc>) -> EventQuery {
+    pub(crate) fn to_query(&self, now: DateTime<Utc>) -> Result<EventQuery, ApiError> {
         let filters = [
             (EventFilter::CorrelationId, &self.correlation_id),
             (EventFilter::EventType, &self.event_type),
             (EventFilter::EventCategory, &self.event_category),
             (EventFilter::EventOutcome, &self.event_outcome),
+            (EventFilter::Severity, &self.severity),
             (EventFilter::ResourceType, &self.resource_type),
             (EventFilter::ResourceId, &self.resource_id),
             (EventFilter::ActorId, &self.actor_id),
             (EventFilter::Namespace, &self.namespace),
         ];
-        EventQuery {
+        let detail = match (&self.detail_key, &self.detail_value) {
+            (Some(key), Some(value)) => Some((key.0.clone(), value.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ApiError::field(
+                    "detail_value",
+                    "is required with detail_key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::field(
+                    "detail_key",
+                    "is required with detail_value",
+                ))
+            }
+        };
+        let asks_by_kind = self.event_type.is_some() || self.event_category.is_some();
+        Ok(EventQuery {
             filters: filters
                 .into_iter()
                 .filter_map(|(filter, value)| Some((filter, value.clone()?)))
                 .collect(),
+            detail,
             since: self.since.map(|t| t.resolve(now)),
             until: self.until.map(|t| t.resolve(now)),
+            include_system: asks_by_kind || self.include_system.is_some_and(|f| f.0),
             order: match self.order {
                 Some(SortOrder::Desc) => Order::Desc,
                 _ => Order::Asc,
             },
-            limit: Limit::or_default(self.limit),
+            limit: self.limit.map_or(DEFAULT_PAGE, |l| l.0),
+            offset: self.offset.map_or(0, |o| o.0),
             after: self.cursor.map(|c| c.0),
+        })
+    }
+}
+
+/// A `detail_key`: letters, digits and `_` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailKey(String);
+
+impl<'de> Deserialize<'de> for DetailKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let plain =
+            !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if plain {
+            Ok(DetailKey(text))
+        } else {
+            Err(params::refuse(
+                audit_model::Reason::InvalidFormat,
+                "must be letters, digits and _ only",
+            ))
         }
     }
 }
@@ -354,10 +593,22 @@ impl<'de> Deserialize<'de> for EventCursor {
     }
 }
 
+/// Where a page is in the whole answer (the platform's `pagination`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pagination {
+    pub limit: u32,
+    pub offset: u64,
+    /// Every event matching the query (the cursor aside).
+    pub total: i64,
+    /// More events follow this page.
+    pub has_more: bool,
+}
+
 /// One page of events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
-    pub data: Vec<StoredEvent>,
+    pub data: Vec<EventView>,
+    pub pagination: Pagination,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -375,12 +626,18 @@ pub async fn list_events(
     State(state): State<AppState>,
     Params(params): Params<EventListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let query = params.to_query(Utc::now());
+    let query = params.to_query(Utc::now())?;
     let limit = query.limit as usize;
     let mut fetch = query.clone();
     fetch.limit += 1;
-    let mut data = state.store.query(&fetch).await.map_err(ApiError::from)?;
-    let next_cursor = if data.len() > limit {
+    let (events, total) = tokio::try_join!(
+        state.store.query(&fetch),
+        state.store.count_matching(&query)
+    )
+    .map_err(ApiError::from)?;
+    let mut data = events;
+    let has_more = data.len() > limit;
+    let next_cursor = if has_more {
         data.truncate(limit);
         data.last().map(|last| {
             encode_cursor(Cursor {
@@ -391,7 +648,16 @@ pub async fn list_events(
     } else {
         None
     };
-    Ok(Json(EventPage { data, next_cursor }))
+    Ok(Json(EventPage {
+        data: data.into_iter().map(EventView::from).collect(),
+        pagination: Pagination {
+            limit: query.limit,
+            offset: query.offset,
+            total,
+            has_more,
+        },
+        next_cursor,
+    }))
 }
 
 /// The cursor of a page ending at `c` (see [`EventCursor`]).
@@ -426,7 +692,7 @@ mod tests {
         query: &str,
         now: DateTime<Utc>,
     ) -> Result<EventQuery, audit_model::FieldErrors> {
-        params::read::<EventListParams>(query).map(|p| p.to_query(now))
+        params::read::<EventListParams>(query).map(|p| p.to_query(now).unwrap())
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::http::answers::Answers;
 use crate::http::extract::JsonBody;
 use crate::http::params::{Limit, Params, PositionCursor, TimeParam};
 use crate::http::problem::ApiError;
@@ -119,7 +120,8 @@ pub(crate) async fn create<R: SeedRecord>(
             )
             .into_response()
         }
-        other => outcome_response(other, R::KIND.view),
+        // (The typed records keep their own answers; only a queued or refused write is left.)
+        other => outcome_response(other, R::KIND.view, Answers::NATIVE),
     })
 }
 

@@ -260,6 +260,7 @@ fn array_type(kind: FieldKind) -> &'static str {
         FieldKind::Int64 => "int8",
         FieldKind::Int32 => "int4",
         FieldKind::Object => "text[]::jsonb",
+        FieldKind::Bool => "bool",
     }
 }
 
@@ -342,6 +343,7 @@ async fn insert(
             FieldKind::Text => statement.bind(values.map(as_text).collect::<Vec<_>>()),
             FieldKind::Time => statement.bind(values.map(as_time).collect::<Vec<_>>()),
             FieldKind::Int64 => statement.bind(values.map(as_int).collect::<Vec<_>>()),
+            FieldKind::Bool => statement.bind(values.map(as_bool).collect::<Vec<_>>()),
             FieldKind::Int32 => statement.bind(
                 values
                     .map(|v| as_int(v).and_then(|i| i32::try_from(i).ok()))
@@ -377,6 +379,13 @@ fn as_text(value: FieldRef<'_>) -> Option<&str> {
 fn as_time(value: FieldRef<'_>) -> Option<DateTime<Utc>> {
     match value {
         FieldRef::Time(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn as_bool(value: FieldRef<'_>) -> Option<bool> {
+    match value {
+        FieldRef::Bool(b) => Some(b),
         _ => None,
     }
 }
@@ -422,11 +431,13 @@ mod tests {
             "{input}"
         );
         assert!(
-            input.contains("$23::text[]::jsonb[], $24::int4[], $25::bytea[])"),
+            input.contains(
+                "$25::text[]::jsonb[], $26::int4[], $27::bool[], $28::text[], $29::bytea[])"
+            ),
             "{input}"
         );
         assert!(
-            input.ends_with("retention_days, leaf_hash, ord)"),
+            input.ends_with("retention_days, is_sensitive, record_kind, leaf_hash, ord)"),
             "{input}"
         );
     }

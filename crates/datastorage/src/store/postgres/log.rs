@@ -81,6 +81,12 @@ impl EventLog for PostgresStore {
             .collect()
     }
 
+    async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {
+        let (sql, binds) = query.to_count_sql('$');
+        let row = bound(&sql, binds).fetch_one(&self.pool).await?;
+        Ok(sqlx::Row::try_get(&row, 0)?)
+    }
+
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let (sql, binds) = query.to_sql('$');
         let q = bound(&sql, binds);

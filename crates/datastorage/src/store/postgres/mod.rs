@@ -136,6 +136,10 @@ impl ReadColumn for PgRow {
         Ok(self.try_get(column)?)
     }
 
+    fn bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
     fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError> {
         let value: Option<Value> = self.try_get(column)?;
         value.map(|v| json_object(column, v)).transpose()

@@ -16,8 +16,9 @@ use crate::store::{
     StoredRecord,
 };
 
-/// Rows per INSERT statement (27 placeholders each stays below SQLite's variable limit).
-const ROWS_PER_INSERT: usize = 1000;
+/// Rows per INSERT statement: as many as SQLite's variable limit (32 766) allows with a
+/// placeholder per field and three more (seq, leaf hash, receipt time) per row.
+const ROWS_PER_INSERT: usize = 32_766 / (EventField::ALL.len() + 3);
 
 #[async_trait]
 impl EventLog for SqliteStore {
@@ -107,6 +108,12 @@ impl EventLog for SqliteStore {
             .collect()
     }
 
+    async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {
+        let (sql, binds) = query.to_count_sql('?');
+        let row = bound(&sql, binds).fetch_one(&self.pool).await?;
+        Ok(sqlx::Row::try_get(&row, 0)?)
+    }
+
     async fn records(&self, query: &RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let (sql, binds) = query.to_sql('?');
         let q = bound(&sql, binds);
@@ -167,6 +174,7 @@ async fn insert(
                 FieldRef::Text(t) => b.push_bind(t),
                 FieldRef::Time(t) => b.push_bind(timestamp::format(&t)),
                 FieldRef::Int(i) => b.push_bind(i),
+                FieldRef::Bool(v) => b.push_bind(v),
                 // The event's one object, serialised outside the writer.
                 FieldRef::Object(_) => b.push_bind(p.event_data_json.as_str()),
             };

@@ -125,6 +125,10 @@ impl ReadColumn for SqliteRow {
         Ok(self.try_get(column)?)
     }
 
+    fn bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
     fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError> {
         let text: Option<String> = self.try_get(column)?;
         text.map(|t| match serde_json::from_str::<Value>(&t) {
