@@ -1,0 +1,578 @@
+//! The platform's Go services against this service, through their Data Storage API document:
+//! events of every type they name, written and read as their generated client does.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use audit_model::{
+    AuditEvent, EventField, FieldKind, FieldRef, FieldValue, NotificationAudit, RecordRules,
+    SeedRecord,
+};
+use sqlx::migrate::Migrator;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::contract::{self, check_events, errors, platform_event, validator};
+use crate::helpers::{checkpoint_covering, event, start_on, AppOptions, Backend, TestApp, TestDb};
+use crate::on_both_stores;
+
+/// One event of every type the document names, each with a payload made from its schema (the
+/// `datastorage.*` types are the platform's own Data Storage's, which writers cannot use here).
+fn fixtures(correlation_id: &str) -> Vec<Value> {
+    contract::event_types()
+        .into_iter()
+        .filter(|(t, _)| !t.starts_with("datastorage."))
+        .enumerate()
+        .map(|(n, (event_type, payload))| {
+            let mut data = contract::instance(contract::schema(&payload));
+            data["event_type"] = json!(event_type);
+            let found = errors(&validator(&payload, false), &data);
+            assert!(found.is_empty(), "the fixture of {event_type}: {found:#?}");
+            platform_event(&event_type, data, correlation_id, n as u32)
+        })
+        .collect()
+}
+
+async fn post_platform(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .platform
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_platform(app: &TestApp, path: &str) -> (u16, Value) {
+    let r = app.platform.get(app.url(path)).send().await.expect("sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn every_event_type_is_stored_and_read_back_in_the_platforms_shape(app: TestApp) {
+    let events = fixtures("rr-fixtures");
+    let n = events.len();
+    assert!(n > 100, "the document names {n} event types");
+    let (status, answer) = post_platform(&app, "/api/v1/audit/events/batch", &json!(events)).await;
+    assert_eq!(status, 201, "{answer}");
+    let found = errors(&validator("BatchAuditEventResponse", false), &answer);
+    assert!(found.is_empty(), "{found:#?}");
+    let ids: Vec<&str> = answer["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), n);
+    assert!(answer["message"].as_str().unwrap().contains(&n.to_string()));
+    assert_eq!(app.db.count().await, n as i64);
+
+    let (status, page) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-fixtures&limit=1000",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    check_events(&page);
+    assert_eq!(
+        page["pagination"],
+        json!({"limit": 1000, "offset": 0, "total": n, "has_more": false})
+    );
+    let data = page["data"].as_array().unwrap();
+    let sent: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    let read: BTreeSet<&str> = data
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, read);
+    for e in data {
+        assert_eq!(
+            (&e["version"], &e["actor_ip"], &e["is_sensitive"]),
+            (&json!("1.0"), &json!("10.0.0.7"), &json!(false)),
+            "{e}"
+        );
+        assert!(e.get("cluster_id").is_none(), "empty is unset: {e}");
+        assert!(ids.contains(&e["event_id"].as_str().unwrap()));
+    }
+    // Nothing the platform wrote breaks a proof.
+    checkpoint_covering(&app, n as i64).await;
+    let key = app.verifier().await;
+    let store = app.open_store().await;
+    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
+        .await
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.events, n as u64);
+}
+
+/// A front that forwards one request to the service, waits for the whole answer, and closes
+/// the connection without passing it on: the answer is lost after the events were stored.
+/// Later requests pass through. Answers the front's base URL.
+async fn losing_front(target: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            let (target, lost, http) = (target.clone(), lost.clone(), http.clone());
+            tokio::spawn(async move { relay(socket, &target, &lost, &http).await });
+        }
+    });
+    base
+}
+
+async fn relay(
+    mut socket: TcpStream,
+    target: &str,
+    lost: &std::sync::atomic::AtomicBool,
+    http: &reqwest::Client,
+) {
+    // One HTTP/1.1 request: the head, then Content-Length bytes of body.
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let read = socket.read(&mut chunk).await.unwrap_or(0);
+        if read == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..read]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let path = head.split_whitespace().nth(1).unwrap().to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = vec![0u8; head_end + length - buf.len()];
+        let read = socket.read(&mut chunk).await.unwrap_or(0);
+        if read == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..read]);
+    }
+    let body = buf[head_end..head_end + length].to_vec();
+    let answer = http
+        .post(format!("{target}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.bytes().await.unwrap();
+    if !lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return; // the answer is dropped with the connection
+    }
+    let reply = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text.len()
+    );
+    let _ = socket.write_all(reply.as_bytes()).await;
+    let _ = socket.write_all(&text).await;
+}
+
+async fn a_batch_whose_answer_is_lost_is_stored_once_when_retried(app: TestApp) {
+    let front = losing_front(app.base.clone()).await;
+    let batch = json!(fixtures("rr-lost")[..20]);
+    // Their client sees the connection close without an answer: a network error, retried.
+    let first = app
+        .platform
+        .post(format!("{front}/api/v1/audit/events/batch"))
+        .json(&batch)
+        .send()
+        .await;
+    assert!(first.is_err(), "the first answer is lost: {first:?}");
+    assert_eq!(
+        app.db.count().await,
+        20,
+        "the lost answer's events were stored"
+    );
+    let retry = app
+        .platform
+        .post(format!("{front}/api/v1/audit/events/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status().as_u16(), 201);
+    let answer: Value = retry.json().await.unwrap();
+    assert_eq!(answer["event_ids"].as_array().unwrap().len(), 20);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("20 of them already were"),
+        "{answer}"
+    );
+    // Stored exactly once: the same 20 rows, each id once, nothing added by the retry.
+    assert_eq!(app.db.count().await, 20);
+    let ids: BTreeSet<String> = answer["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 20);
+    app.db.assert_each_stored_once(ids.iter()).await;
+}
+
+async fn one_invalid_item_refuses_the_whole_batch(app: TestApp) {
+    let mut batch = fixtures("rr-atomic")[..3].to_vec();
+    batch[1]["event_outcome"] = json!("maybe");
+    batch[2]["event_type"] = json!("datastorage.forged");
+    let (status, problem) = post_platform(&app, "/api/v1/audit/events/batch", &json!(batch)).await;
+    assert_eq!(status, 400, "{problem}");
+    let fields: Vec<&String> = problem["field_errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(fields, ["[1].event_outcome", "[2].event_type"]);
+    let found = errors(&validator("RFC7807Problem", false), &problem);
+    assert!(found.is_empty(), "{found:#?}");
+    assert_eq!(
+        app.db.count().await,
+        0,
+        "nothing of a refused batch is stored"
+    );
+    // The native answers, asked for, take the valid item and answer each.
+    let (status, answer) = app.post("/api/v1/audit/events/batch", &json!(batch)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["summary"],
+        json!({"total": 3, "created": 1, "duplicate": 0, "rejected": 2, "queued": 0})
+    );
+    assert_eq!(app.db.count().await, 1);
+}
+
+async fn a_single_write_answers_the_platforms_shape_also_when_repeated(app: TestApp) {
+    let one = fixtures("rr-single").swap_remove(0);
+    let response = validator("AuditEventResponse", false);
+    let (status, first) = post_platform(&app, "/api/v1/audit/events", &one).await;
+    assert_eq!(status, 201, "{first}");
+    assert!(errors(&response, &first).is_empty(), "{first}");
+    // A retry of a write whose answer was lost: the same event, answered as the platform does.
+    let (status, again) = post_platform(&app, "/api/v1/audit/events", &one).await;
+    assert_eq!(status, 201, "{again}");
+    assert!(errors(&response, &again).is_empty(), "{again}");
+    assert_eq!(again["event_id"], first["event_id"]);
+    assert_eq!(app.db.count().await, 1);
+    // The native answers say it was already stored.
+    let (status, native) = app.post("/api/v1/audit/events", &one).await;
+    assert_eq!((status, &native["event_id"]), (200, &first["event_id"]));
+}
+
+async fn queries_take_the_platforms_parameters(app: TestApp) {
+    let mut events = Vec::new();
+    for i in 0..7 {
+        let mut e = event("rr-q");
+        e["severity"] = json!(if i < 3 { "critical" } else { "warning" });
+        e["event_data"]["task_id"] = json!(format!("task-{}", i % 2));
+        e["event_timestamp"] = json!(format!("2026-03-01T00:00:0{i}Z"));
+        events.push(e);
+    }
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &json!(events))
+            .await
+            .0,
+        201
+    );
+    // The service's own event in the same trail (a legal hold).
+    let (status, hold) = app
+        .post(
+            "/api/v1/audit/legal-hold",
+            &json!({"correlation_id": "rr-q", "reason": "case 7"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let seconds = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_timestamp"].as_str().unwrap()[17..19].to_string())
+            .collect()
+    };
+    let (status, page) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&severity=critical",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(seconds(&page), ["00", "01", "02"]);
+    let (_, page) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&detail_key=task_id&detail_value=task-1",
+    )
+    .await;
+    assert_eq!(seconds(&page), ["01", "03", "05"]);
+    // Offset pages, as their callers walk them; the service's own event is not among them.
+    let (_, page) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&limit=3&offset=3",
+    )
+    .await;
+    check_events_envelope(&page);
+    assert_eq!(seconds(&page), ["03", "04", "05"]);
+    assert_eq!(
+        page["pagination"],
+        json!({"limit": 3, "offset": 3, "total": 7, "has_more": true})
+    );
+    let (_, last) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&limit=3&offset=6",
+    )
+    .await;
+    assert_eq!(
+        (seconds(&last), &last["pagination"]["has_more"]),
+        (vec!["06".to_string()], &json!(false))
+    );
+    // Asked for, the service's own events are there.
+    let (_, all) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&include_system=true",
+    )
+    .await;
+    assert_eq!(all["pagination"]["total"], 8);
+    let (_, held) = get_platform(&app, "/api/v1/audit/events?event_category=datastorage").await;
+    assert_eq!(
+        held["data"][0]["event_type"],
+        "datastorage.legal_hold.placed"
+    );
+    // A lone half of the detail pair, or a key that is not a plain name, is refused.
+    for (query, field) in [
+        ("detail_key=task_id", "detail_value"),
+        ("detail_value=x", "detail_key"),
+        ("detail_key=a.b&detail_value=x", "detail_key"),
+        ("offset=-1", "offset"),
+    ] {
+        let (status, problem) = get_platform(&app, &format!("/api/v1/audit/events?{query}")).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+        assert!(
+            problem["field_errors"][field].is_string(),
+            "{query}: {problem}"
+        );
+    }
+}
+
+/// The page's envelope only (its events are not of the platform's types here).
+fn check_events_envelope(page: &Value) {
+    let found = errors(&validator("AuditEventsQueryResponse", true), page);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+on_both_stores!(
+    every_event_type_is_stored_and_read_back_in_the_platforms_shape,
+    a_batch_whose_answer_is_lost_is_stored_once_when_retried,
+    one_invalid_item_refuses_the_whole_batch,
+    a_single_write_answers_the_platforms_shape_also_when_repeated,
+    queries_take_the_platforms_parameters,
+);
+
+/// Writes `events` as the schema before the platform's fields stored them: their columns only
+/// (an event of that time has none of the new fields), numbered from 1, the head moved on.
+async fn write_as_before(db: &TestDb, events: &[AuditEvent]) {
+    let new = [
+        EventField::ActorIp,
+        EventField::ParentEventDate,
+        EventField::IsSensitive,
+        EventField::RecordKind,
+    ];
+    let fields: Vec<EventField> = EventField::ALL
+        .iter()
+        .copied()
+        .filter(|f| !new.contains(f))
+        .collect();
+    let postgres = matches!(db, TestDb::Postgres { .. });
+    let cast = |f: &EventField| match (postgres, f.kind()) {
+        (false, _) => "",
+        (_, FieldKind::Uuid) => "::uuid",
+        (_, FieldKind::Time) => "::timestamptz",
+        (_, FieldKind::Int64) => "::int8",
+        (_, FieldKind::Int32) => "::int4",
+        (_, FieldKind::Object) => "::jsonb",
+        _ => "",
+    };
+    let mark = |i: usize| {
+        if postgres {
+            format!("${i}")
+        } else {
+            format!("?{i}")
+        }
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let values: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{}{}", mark(i + 2), cast(f)))
+        .collect();
+    let n = fields.len();
+    let time = if postgres { "::timestamptz" } else { "" };
+    let sql = format!(
+        "INSERT INTO audit_events (seq, {}, leaf_hash, received_at) VALUES ({}{}, {}, {}, {}{time})",
+        names.join(", "),
+        mark(1),
+        if postgres { "::int8" } else { "" },
+        values.join(", "),
+        mark(n + 2),
+        mark(n + 3),
+    );
+    let received = |seq: usize| format!("2026-11-01T00:00:{seq:02}.000000Z");
+    for (i, e) in events.iter().enumerate() {
+        let seq = i + 1;
+        let text: Vec<Option<String>> = fields
+            .iter()
+            .map(|&f| match e.get(f) {
+                FieldRef::Absent => None,
+                FieldRef::Uuid(u) => Some(u.to_string()),
+                FieldRef::Text(t) => Some(t.to_string()),
+                FieldRef::Time(t) => Some(audit_model::timestamp::format(&t)),
+                FieldRef::Int(n) => Some(n.to_string()),
+                FieldRef::Object(o) => Some(serde_json::to_string(o).unwrap()),
+                FieldRef::Bool(b) => Some(b.to_string()),
+            })
+            .collect();
+        let hash = e.leaf_hash().as_bytes().to_vec();
+        macro_rules! run {
+            ($pool:expr) => {{
+                let mut q = sqlx::query(&sql).bind(seq.to_string());
+                for t in &text {
+                    q = q.bind(t.clone());
+                }
+                q.bind(hash.clone())
+                    .bind(received(seq))
+                    .execute($pool)
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            }};
+        }
+        match db {
+            TestDb::Postgres { pool, .. } => run!(pool),
+            TestDb::Sqlite { pool, .. } => run!(pool),
+        }
+    }
+    let head = format!(
+        "UPDATE log_head SET last_seq = {}, last_received_at = '{}' WHERE id = 1",
+        events.len(),
+        received(events.len())
+    );
+    db.execute(&head).await.unwrap();
+}
+
+/// A log written before the typed records carried `record_kind` (and before the platform's
+/// fields), migrated in place: its records stay in their views, a unified event of a record's
+/// type stays out, and every proof holds.
+async fn a_log_from_before_keeps_its_records_and_its_proofs(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let full = match backend {
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+    };
+    let before = Migrator {
+        migrations: Cow::Owned(
+            full.migrations
+                .iter()
+                .filter(|m| m.version < 6)
+                .cloned()
+                .collect(),
+        ),
+        ..full
+    };
+    match &db {
+        TestDb::Postgres { pool, .. } => before.run(pool).await.unwrap(),
+        TestDb::Sqlite { pool, .. } => before.run(pool).await.unwrap(),
+    }
+    // A notification record as that version wrote it: its type's prefix, its UUIDv5 id.
+    let record_body = json!({
+        "remediation_id": "rr-old", "notification_id": "n-old", "recipient": "#ops",
+        "channel": "slack", "message_summary": "Pod restarted", "status": "sent",
+        "sent_at": "2026-11-01T00:00:00Z", "escalation_level": 0, "delivery_status": "200 OK"
+    });
+    let rules = RecordRules {
+        now: chrono::Utc::now(),
+        embedding_dimension: 1536,
+    };
+    let record = NotificationAudit::parse(record_body.clone(), &rules).unwrap();
+    let marked = record.to_event();
+    let old_record = AuditEvent::from_fields(|f| {
+        Ok::<_, std::convert::Infallible>(match f {
+            EventField::RecordKind => FieldValue::Absent,
+            f => marked.get(f).to_owned(),
+        })
+    })
+    .unwrap();
+    let unified = AuditEvent::parse(event("rr-old"), chrono::Utc::now()).unwrap();
+    write_as_before(&db, &[old_record.clone(), unified]).await;
+
+    let app = start_on(Arc::new(db), backend, AppOptions::default()).await;
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM notification_audit")
+            .await,
+        1
+    );
+    let (status, page) = app
+        .get("/api/v1/audit/notifications?remediation_id=rr-old")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"][0]["notification_id"], "n-old");
+    // Sent again, the old record is the same record.
+    let (status, again) = app.post("/api/v1/audit/notifications", &record_body).await;
+    assert_eq!(status, 200, "{again}");
+    // A unified event of the record's type, written now, is not a record.
+    let mut lookalike = event("rr-old");
+    lookalike["event_type"] = json!("notification.delivery.sent");
+    assert_eq!(app.post("/api/v1/audit/events", &lookalike).await.0, 201);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM notification_audit")
+            .await,
+        1
+    );
+    assert_eq!(app.db.count().await, 3);
+    // Every proof holds: the old rows' hashes are their content's, the new rows' theirs.
+    checkpoint_covering(&app, 3).await;
+    let key = app.verifier().await;
+    let store = app.open_store().await;
+    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
+        .await
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!((report.events, report.verified_tree_size), (3, 3));
+    let stored = app
+        .get(&format!("/api/v1/audit/events/{}", old_record.event_id()))
+        .await
+        .1;
+    assert!(stored.get("record_kind").is_none(), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_log_from_before_keeps_its_records_and_its_proofs() {
+    a_log_from_before_keeps_its_records_and_its_proofs(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_log_from_before_keeps_its_records_and_its_proofs() {
+    a_log_from_before_keeps_its_records_and_its_proofs(Backend::Sqlite).await;
+}
