@@ -172,6 +172,15 @@ impl AuditEvent {
         }
     }
 
+    /// The event attributed to a person the service authenticated (through the proxy in front
+    /// of it): `actor_type` `user`, `actor_id` the person, whatever the writer claimed. The id
+    /// stays, so a retry of the same request is still the same event.
+    pub fn attributed_to(mut self, person: &str) -> AuditEvent {
+        self.actor_type = "user".to_string();
+        self.actor_id = person.to_string();
+        self
+    }
+
     /// RFC 8785 (JCS) encoding of the event.
     ///
     /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
@@ -583,6 +592,21 @@ mod tests {
                 .event_id()
                 .to_string(),
             "0190b5a2-1c3d-7e4f-8a9b-0000000000aa"
+        );
+    }
+
+    #[test]
+    fn the_default_actor_fits_its_field_for_the_longest_category() {
+        let mut v = minimal();
+        v["event_category"] = json!("c".repeat(MAX_SHORT));
+        let e = AuditEvent::parse(v, now()).unwrap();
+        assert_eq!(e.actor_id().chars().count(), MAX_SHORT);
+        assert!(e.actor_id().starts_with("ccc"));
+        let mut short = minimal();
+        short["event_category"] = json!("gateway");
+        assert_eq!(
+            AuditEvent::parse(short, now()).unwrap().actor_id(),
+            "gateway-service"
         );
     }
 

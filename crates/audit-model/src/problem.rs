@@ -20,6 +20,8 @@ pub enum ProblemKind {
     ServiceUnavailable,
     UnsupportedMediaType,
     MethodNotAllowed,
+    /// The request carries no identity the service can trust.
+    Unauthorized,
     /// A request that HTTP/1.1 cannot parse (malformed request line or header field).
     BadRequest,
     /// The body did not arrive in time.
@@ -40,6 +42,7 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => "service-unavailable",
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
             ProblemKind::MethodNotAllowed => "method-not-allowed",
+            ProblemKind::Unauthorized => "unauthorized",
             ProblemKind::BadRequest => "bad-request",
             ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::UriTooLong => "uri-too-long",
@@ -58,6 +61,7 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => "Service unavailable",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::MethodNotAllowed => "Method not allowed",
+            ProblemKind::Unauthorized => "Unauthorized",
             ProblemKind::BadRequest => "Bad request",
             ProblemKind::RequestTimeout => "Request timeout",
             ProblemKind::UriTooLong => "URI too long",
@@ -76,6 +80,7 @@ impl ProblemKind {
             ProblemKind::ServiceUnavailable => 503,
             ProblemKind::UnsupportedMediaType => 415,
             ProblemKind::MethodNotAllowed => 405,
+            ProblemKind::Unauthorized => 401,
             ProblemKind::BadRequest => 400,
             ProblemKind::RequestTimeout => 408,
             ProblemKind::UriTooLong => 414,

@@ -264,7 +264,11 @@ impl WireEvent {
             event_version: event_version.unwrap_or_else(|| "1.0".to_string()),
             event_timestamp: event_timestamp.unwrap_or_else(|| crate::timestamp::truncate(now)),
             actor_type: actor_type.unwrap_or_else(|| "service".to_string()),
-            actor_id: actor_id.unwrap_or_else(|| format!("{event_category}-service")),
+            // The default fits the field however long the category is (a category of 250
+            // characters would otherwise make an actor of 258).
+            actor_id: actor_id.unwrap_or_else(|| {
+                crate::limits::fit(&format!("{event_category}-service"), MAX_SHORT).into_owned()
+            }),
             actor_ip,
             resource_type: resource_type.unwrap_or_else(|| event_category.clone()),
             resource_id: resource_id.unwrap_or_else(|| correlation_id.clone()),

@@ -321,6 +321,14 @@ pub struct ApiSettings {
         env = "DATASTORAGE_WRITE_ANSWERS"
     )]
     pub write_answers: Option<String>,
+    /// The header in which an authenticating proxy in front of the service passes the caller's
+    /// identity (the platform's is `X-Auth-Request-User`); unset, no such header is trusted.
+    #[arg(
+        id = "trusted_user_header",
+        long = "trusted-user-header",
+        env = "DATASTORAGE_TRUSTED_USER_HEADER"
+    )]
+    pub trusted_user_header: Option<String>,
 }
 
 /// How long a client may take, and how many may be connected.
@@ -489,7 +497,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 41] = [
+const MOVED_KEYS: [(&str, &str); 42] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -517,6 +525,7 @@ const MOVED_KEYS: [(&str, &str); 41] = [
     ("embedding_dimension", "api.embedding_dimension"),
     ("cors_allowed_origins", "api.cors_allowed_origins"),
     ("write_answers", "api.write_answers"),
+    ("trusted_user_header", "api.trusted_user_header"),
     ("body_read_timeout", "connections.body_read_timeout"),
     (
         "body_min_rate_bytes_per_second",
@@ -636,6 +645,8 @@ pub struct Config {
     pub batch_max_items: usize,
     /// How writes are answered unless the request asks otherwise.
     pub write_answers: crate::http::answers::WriteAnswers,
+    /// The header whose identity the proxy in front vouches for (none trusted when unset).
+    pub trusted_user_header: Option<axum::http::HeaderName>,
     /// Time limits of connections and request bodies.
     pub http: HttpLimits,
     pub shutdown_delay: Duration,
@@ -718,6 +729,18 @@ impl Config {
                 )
             })?,
         };
+        let trusted_user_header = api
+            .trusted_user_header
+            .as_deref()
+            .map(|name| {
+                axum::http::HeaderName::try_from(name.trim()).map_err(|_| {
+                    invalid(
+                        "api.trusted_user_header",
+                        format!("{name:?} is not a header name"),
+                    )
+                })
+            })
+            .transpose()?;
         let embedding_dimension = api.embedding_dimension.unwrap_or(1536);
         if !(1..=65_536).contains(&embedding_dimension) {
             return Err(invalid(
@@ -754,6 +777,7 @@ impl Config {
             body_budget_bytes,
             batch_max_items,
             write_answers,
+            trusted_user_header,
             http: http_limits(&s.connections, &s.api)?,
             shutdown_delay: duration(
                 "server.shutdown_delay",

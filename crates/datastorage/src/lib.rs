@@ -7,6 +7,7 @@
 //! [`Application`] wires them together; `main.rs` is the CLI around it.
 
 pub mod config;
+pub mod derived;
 pub mod dlq;
 pub mod evidence;
 pub mod http;
@@ -167,6 +168,7 @@ impl Application {
             metrics: metrics::prometheus(),
             batch_max_items: config.batch_max_items,
             write_answers: config.write_answers,
+            trusted_user_header: config.trusted_user_header.clone(),
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
         });

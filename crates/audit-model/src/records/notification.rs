@@ -19,7 +19,7 @@ pub const CHANNELS: [&str; 8] = [
     "pagerduty",
     "file",
 ];
-pub const STATUSES: [&str; 4] = ["sent", "failed", "acknowledged", "escalated"];
+pub const STATUSES: [&str; 5] = ["sent", "failed", "pending", "acknowledged", "escalated"];
 
 /// A notification delivery record (`POST /api/v1/audit/notifications`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -30,7 +30,8 @@ pub struct NotificationAudit {
     /// One of email, slack, teams, sms, webhook, console, pagerduty, file (stored lower-case).
     pub channel: String,
     pub message_summary: String,
-    /// One of sent, failed, acknowledged, escalated (stored lower-case).
+    /// One of sent, failed, pending (the platform's: a delivery not yet confirmed),
+    /// acknowledged, escalated (stored lower-case).
     pub status: String,
     #[serde(with = "crate::timestamp")]
     #[schema(value_type = String, format = DateTime)]
@@ -99,7 +100,7 @@ impl SeedRecord for NotificationAudit {
     fn outcome(&self) -> EventOutcome {
         match self.status.as_str() {
             "failed" => EventOutcome::Failure,
-            "escalated" => EventOutcome::Pending,
+            "pending" | "escalated" => EventOutcome::Pending,
             _ => EventOutcome::Success,
         }
     }

@@ -31,6 +31,18 @@ impl ChainFault {
             ChainFault::NotInTree => "not_in_tree",
         }
     }
+
+    /// What the fault means, in words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ChainFault::ContentChanged => {
+                "the stored content no longer hashes to the leaf hash the log recorded"
+            }
+            ChainFault::NotInTree => {
+                "the event's inclusion proof does not reach the signed checkpoint's root"
+            }
+        }
+    }
 }
 
 /// One event that did not verify.
@@ -120,9 +132,8 @@ fn signed_root(
 /// The correlation's events after `after`, in log order.
 fn page_after(correlation_id: &str, after: Option<Cursor>) -> EventQuery {
     EventQuery {
+        // Every event of the correlation, the service's own (a legal hold) among them.
         filters: vec![(EventFilter::CorrelationId, correlation_id.to_string())],
-        // The service's own events (a legal hold) are part of the correlation's trail.
-        include_system: true,
         order: Order::Asc,
         limit: PAGE,
         after,

@@ -52,12 +52,6 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// The native answers, not asked for.
-    pub const NATIVE: Answers = Answers {
-        kind: WriteAnswers::Native,
-        asked: false,
-    };
-
     pub fn native(self) -> bool {
         self.kind == WriteAnswers::Native
     }

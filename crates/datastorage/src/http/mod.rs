@@ -6,7 +6,9 @@ pub mod connection;
 pub mod extract;
 pub mod openapi;
 mod params;
+pub mod platform_contract;
 pub mod problem;
+pub mod proxy_user;
 pub mod routes;
 pub mod serve;
 mod text_params;
@@ -65,6 +67,8 @@ pub struct Shared {
     pub batch_max_items: usize,
     /// How writes are answered unless the request asks otherwise.
     pub write_answers: answers::WriteAnswers,
+    /// The header an authenticating proxy in front passes the caller's identity in, if trusted.
+    pub trusted_user_header: Option<axum::http::HeaderName>,
     /// Required length of an AI decision's embedding.
     pub embedding_dimension: usize,
     /// The checkpoints' public key (None when checkpoints are disabled).
@@ -247,6 +251,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/api/v1/audit/verify-chain",
             post(routes::checkpoints::verify_chain),
+        )
+        .route(
+            "/api/v1/effectiveness/{correlation_id}",
+            get(routes::effectiveness::score),
         )
         .route(
             "/api/v1/audit/consistency",

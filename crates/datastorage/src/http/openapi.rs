@@ -5,7 +5,9 @@
 
 use utoipa::OpenApi;
 
-use super::routes::{admin, checkpoints, events, export, health, legal_hold, records, similar};
+use super::routes::{
+    admin, checkpoints, effectiveness, events, export, health, legal_hold, records, similar,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +47,7 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         checkpoints::event_proof,
         checkpoints::consistency,
         checkpoints::verify_chain,
+        effectiveness::score,
         export::export,
         legal_hold::place,
         legal_hold::release,
@@ -94,9 +97,12 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         checkpoints::EventProof,
         checkpoints::ConsistencyProof,
         checkpoints::VerifyChainResponse,
+        checkpoints::TamperedEvent,
         checkpoints::ChainFailure,
         crate::store::LegalHold,
         legal_hold::HoldList,
+        legal_hold::HoldAnswer,
+        legal_hold::ReleaseAnswer,
     )),
     tags(
         (name = "events", description = "The unified audit event log"),
@@ -104,6 +110,7 @@ use super::routes::{admin, checkpoints, events, export, health, legal_hold, reco
         (name = "records", description = "The six typed seed audit records, stored as events of the log"),
         (name = "retention", description = "Legal holds; retention purges content of expired events no hold keeps"),
         (name = "admin", description = "Operating the dead-letter queue"),
+        (name = "platform", description = "What the platform's Data Storage API derives from the audit log"),
         (name = "health", description = "Probes, metrics and this document"),
     )
 )]
@@ -142,16 +149,17 @@ fn add_body_schemas(doc: &mut serde_json::Value) {
     fn described(description: &str, parse: impl FnOnce()) -> Value {
         schema::object(&describe(parse), description)
     }
-    let event = schema::event_request();
+    doc["components"]["schemas"]["EventRequest"] = schema::event_request();
+    let event = json!({"$ref": "#/components/schemas/EventRequest"});
     let bodies: Vec<(&str, &str, Value)> = vec![
-        ("/api/v1/audit/events", "post", event),
+        ("/api/v1/audit/events", "post", event.clone()),
         (
             "/api/v1/audit/events/batch",
             "post",
             json!({
                 "type": "array", "minItems": 1, "maxItems": 1000,
-                "description": "Audit events (at most batch_max_items, default 1000). Each item must be an object; each is validated and answered on its own (see the single event's schema).",
-                "items": {"type": "object"},
+                "description": "Audit events (at most batch_max_items, default 1000). On the platform's answers (the default) one invalid item refuses the whole batch; on the native answers (Prefer: answers=native) each item is validated and answered on its own.",
+                "items": event,
             }),
         ),
         (

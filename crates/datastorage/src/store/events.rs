@@ -73,6 +73,14 @@ impl LogEntry {
             LogEntry::Purged(p) => p.seq,
         }
     }
+
+    /// The leaf hash the log recorded (a purged event keeps it).
+    pub fn leaf_hash(&self) -> audit_model::LeafHash {
+        match self {
+            LogEntry::Event(e) => e.leaf_hash,
+            LogEntry::Purged(p) => p.leaf_hash,
+        }
+    }
 }
 
 /// What appending one event did.

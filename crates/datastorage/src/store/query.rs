@@ -64,13 +64,16 @@ pub struct Cursor {
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub filters: Vec<(EventFilter, String)>,
-    /// A top-level member of `event_data` and the text it must hold. The name is a plain
-    /// identifier (`[A-Za-z0-9_]+`, checked by the caller); it is bound, never spliced.
-    pub detail: Option<(String, String)>,
+    /// A top-level member `event_data` must have (a plain identifier, `[A-Za-z0-9_]+`, checked
+    /// by the caller; bound, never spliced) and the text it must hold; either alone: the member,
+    /// with any value, or the text, in any top-level member.
+    pub detail_key: Option<String>,
+    pub detail_value: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Whether the events Data Storage writes itself (`datastorage.*`) are included.
-    pub include_system: bool,
+    /// Only the events the platform's decoder can read (see [`platform_readable`]); every
+    /// event otherwise.
+    pub platform_readable_only: bool,
     pub order: Order,
     pub limit: u32,
     /// Matching events skipped before the page (after the cursor, when there is one).
@@ -99,6 +102,45 @@ impl Binder {
     }
 }
 
+/// The events the platform's decoder can read (`http::platform_contract`): not the service's
+/// own (`datastorage.*`), not a typed record (marked by `record_kind`, or, stored before the
+/// marker, by its kind's prefix and its UUIDv5 id), a category of the platform's, and an
+/// `event_data` whose `event_type` the platform's document maps to a payload.
+fn platform_readable(mark: char) -> &'static str {
+    fn build(id_text: &str, data_type: &str) -> String {
+        let legacy: Vec<String> = audit_model::records::KINDS
+            .iter()
+            .map(|k| format!("event_type LIKE '{}%'", k.event_type_prefix()))
+            .collect();
+        let list = |values: &[String]| -> String {
+            let quoted: Vec<String> = values
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                .collect();
+            quoted.join(", ")
+        };
+        let decodable = &crate::http::platform_contract::DECODABLE;
+        format!(
+            "event_type NOT LIKE '{}%' AND record_kind IS NULL \
+             AND NOT (substr({id_text}, 15, 1) = '5' AND ({})) \
+             AND event_category IN ({}) AND {data_type} IN ({})",
+            audit_model::SYSTEM_EVENT_PREFIX,
+            legacy.join(" OR "),
+            list(&decodable.categories),
+            list(&decodable.payload_types),
+        )
+    }
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| build("event_id::text", "event_data->>'event_type'"));
+    static SQLITE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| build("event_id", "json_extract(event_data, '$.event_type')"));
+    if mark == '$' {
+        &POSTGRES
+    } else {
+        &SQLITE
+    }
+}
+
 impl EventQuery {
     /// The `WHERE` clause of the events that match (the cursor aside).
     fn matching(&self, b: &mut Binder) -> Vec<String> {
@@ -108,14 +150,34 @@ impl EventQuery {
             let p = b.next(Bind::Text(value.clone()));
             clauses.push(format!("{} = {p}", filter.column()));
         }
-        if let Some((key, value)) = &self.detail {
-            let k = b.next(Bind::Text(key.clone()));
-            let v = b.next(Bind::Text(value.clone()));
-            clauses.push(if b.mark == '$' {
-                format!("event_data->>{k} = {v}")
-            } else {
-                format!("CAST(json_extract(event_data, '$.' || {k}) AS TEXT) = {v}")
-            });
+        let postgres = b.mark == '$';
+        match (&self.detail_key, &self.detail_value) {
+            (Some(key), Some(value)) => {
+                let k = b.next(Bind::Text(key.clone()));
+                let v = b.next(Bind::Text(value.clone()));
+                clauses.push(if postgres {
+                    format!("event_data->>{k} = {v}")
+                } else {
+                    format!("CAST(json_extract(event_data, '$.' || {k}) AS TEXT) = {v}")
+                });
+            }
+            (Some(key), None) => {
+                let k = b.next(Bind::Text(key.clone()));
+                clauses.push(if postgres {
+                    format!("jsonb_exists(event_data, {k})")
+                } else {
+                    format!("json_type(event_data, '$.' || {k}) IS NOT NULL")
+                });
+            }
+            (None, Some(value)) => {
+                let v = b.next(Bind::Text(value.clone()));
+                clauses.push(if postgres {
+                    format!("EXISTS (SELECT 1 FROM jsonb_each_text(event_data) d WHERE d.value = {v})")
+                } else {
+                    format!("EXISTS (SELECT 1 FROM json_each(event_data) d WHERE CAST(d.value AS TEXT) = {v})")
+                });
+            }
+            (None, None) => {}
         }
         if let Some(since) = self.since {
             let p = b.next(Bind::Time(since));
@@ -125,11 +187,8 @@ impl EventQuery {
             let p = b.next(Bind::Time(until));
             clauses.push(format!("event_timestamp <= {p}"));
         }
-        if !self.include_system {
-            clauses.push(format!(
-                "event_type NOT LIKE '{}%'",
-                audit_model::SYSTEM_EVENT_PREFIX
-            ));
+        if self.platform_readable_only {
+            clauses.push(platform_readable(b.mark).to_string());
         }
         clauses
     }
@@ -196,21 +255,32 @@ mod tests {
                 event_timestamp: t,
                 seq: 7,
             }),
+            platform_readable_only: true,
             ..EventQuery::default()
         };
         let (sql, binds) = q.to_sql('$');
         assert!(
             sql.ends_with(
+                "AND (event_timestamp, seq) < ($3, $4) \
+                 ORDER BY event_timestamp DESC, seq DESC LIMIT $5"
+            ),
+            "{sql}"
+        );
+        // The platform's answers leave out what its decoder cannot read.
+        assert!(
+            sql.contains(
                 "WHERE purged_at IS NULL AND correlation_id = $1 AND event_timestamp >= $2 \
-             AND event_type NOT LIKE 'datastorage.%' AND (event_timestamp, seq) < ($3, $4) \
-             ORDER BY event_timestamp DESC, seq DESC LIMIT $5"
+                 AND event_type NOT LIKE 'datastorage.%' AND record_kind IS NULL \
+                 AND NOT (substr(event_id::text, 15, 1) = '5' \
+                 AND (event_type LIKE 'notification.delivery.%' OR "
             ),
             "{sql}"
         );
         assert_eq!(binds.len(), 5);
         let (count, binds) = EventQuery {
-            detail: Some(("task_id".into(), "t-1".into())),
-            include_system: true,
+            detail_key: Some("task_id".into()),
+            detail_value: Some("t-1".into()),
+            platform_readable_only: false,
             offset: 20,
             ..q
         }

@@ -307,12 +307,7 @@ async fn a_late_dlq_replay_verifies_cleanly(app: TestApp) {
         "replays land at the end: {seqs:?}"
     );
 
-    let key = app.verifier().await;
-    let store = app.open_store().await;
-    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
-        .await
-        .unwrap();
-    assert!(report.is_valid(), "{report:?}");
+    let report = app.assert_log_verifies(42).await;
     assert_eq!(report.events, 42);
     assert!(report.verified_tree_size >= 42);
     let (status, consistency) = app

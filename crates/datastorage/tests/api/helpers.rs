@@ -278,6 +278,8 @@ pub struct AppOptions {
     pub cors_allowed_origins: Option<Vec<String>>,
     /// `platform` or `native` (the service's default when unset).
     pub write_answers: Option<String>,
+    /// The header an authenticating proxy would set (none trusted when unset).
+    pub trusted_user_header: Option<String>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -340,6 +342,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             embedding_dimension: options.embedding_dimension,
             cors_allowed_origins: options.cors_allowed_origins.clone(),
             write_answers: options.write_answers.clone(),
+            trusted_user_header: options.trusted_user_header.clone(),
         },
         connections: ConnectionSettings {
             body_read_timeout: options.body_read_timeout.clone(),
@@ -390,8 +393,17 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .client
+        self.post_as(&self.client, path, body).await
+    }
+
+    /// A POST with `client` (`self.platform` sends what the platform's client sends).
+    pub async fn post_as(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let r = client
             .post(self.url(path))
             .json(body)
             .send()
@@ -399,6 +411,19 @@ impl TestApp {
             .expect("request sent");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits for a checkpoint covering `size` events and verifies the whole log with the
+    /// published key, as an auditor's tool does; the report must be valid.
+    pub async fn assert_log_verifies(&self, size: i64) -> datastorage::evidence::verify::Report {
+        checkpoint_covering(self, size).await;
+        let key = self.verifier().await;
+        let store = self.open_store().await;
+        let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
+            .await
+            .unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        report
     }
 
     /// The published checkpoint key.
@@ -449,8 +474,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
+        self.get_as(&self.client, path).await
+    }
+
+    /// A GET with `client` (`self.platform` sends what the platform's client sends).
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> (u16, Value) {
+        let r = client
             .get(self.url(path))
             .send()
             .await

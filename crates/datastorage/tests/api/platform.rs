@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::contract::{self, check_events, errors, platform_event, validator};
-use crate::helpers::{checkpoint_covering, event, start_on, AppOptions, Backend, TestApp, TestDb};
+use crate::helpers::{event, spawn_app_with, start_on, AppOptions, Backend, TestApp, TestDb};
 use crate::on_both_stores;
 
 /// One event of every type the document names, each with a payload made from its schema (the
@@ -37,21 +37,11 @@ fn fixtures(correlation_id: &str) -> Vec<Value> {
 }
 
 async fn post_platform(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let r = app
-        .platform
-        .post(app.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("request sent");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.post_as(&app.platform, path, body).await
 }
 
 async fn get_platform(app: &TestApp, path: &str) -> (u16, Value) {
-    let r = app.platform.get(app.url(path)).send().await.expect("sent");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.get_as(&app.platform, path).await
 }
 
 async fn every_event_type_is_stored_and_read_back_in_the_platforms_shape(app: TestApp) {
@@ -103,13 +93,7 @@ async fn every_event_type_is_stored_and_read_back_in_the_platforms_shape(app: Te
         assert!(ids.contains(&e["event_id"].as_str().unwrap()));
     }
     // Nothing the platform wrote breaks a proof.
-    checkpoint_covering(&app, n as i64).await;
-    let key = app.verifier().await;
-    let store = app.open_store().await;
-    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
-        .await
-        .unwrap();
-    assert!(report.is_valid(), "{report:?}");
+    let report = app.assert_log_verifies(n as i64).await;
     assert_eq!(report.events, n as u64);
 }
 
@@ -262,6 +246,25 @@ async fn one_invalid_item_refuses_the_whole_batch(app: TestApp) {
         json!({"total": 3, "created": 1, "duplicate": 0, "rejected": 2, "queued": 0})
     );
     assert_eq!(app.db.count().await, 1);
+    // An id the writer chose that holds other content refuses the batch, before anything is
+    // stored.
+    let stored_id = answer["results"][0]["event_id"].clone();
+    let mut reused = batch[0].clone();
+    reused["event_id"] = stored_id;
+    reused["event_data"]["changed"] = json!(true);
+    let fresh = fixtures("rr-atomic-2").swap_remove(5);
+    let (status, problem) =
+        post_platform(&app, "/api/v1/audit/events/batch", &json!([fresh, reused])).await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("item 1"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.db.count().await,
+        1,
+        "nothing of a refused batch is stored"
+    );
 }
 
 async fn a_single_write_answers_the_platforms_shape_also_when_repeated(app: TestApp) {
@@ -287,6 +290,8 @@ async fn queries_take_the_platforms_parameters(app: TestApp) {
         let mut e = event("rr-q");
         e["severity"] = json!(if i < 3 { "critical" } else { "warning" });
         e["event_data"]["task_id"] = json!(format!("task-{}", i % 2));
+        // The discriminator their decoder reads (without it their answers leave it out).
+        e["event_data"]["event_type"] = e["event_type"].clone();
         e["event_timestamp"] = json!(format!("2026-03-01T00:00:0{i}Z"));
         events.push(e);
     }
@@ -297,13 +302,24 @@ async fn queries_take_the_platforms_parameters(app: TestApp) {
         201
     );
     // The service's own event in the same trail (a legal hold).
-    let (status, hold) = app
-        .post(
-            "/api/v1/audit/legal-hold",
-            &json!({"correlation_id": "rr-q", "reason": "case 7"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{hold}");
+    let (status, hold) = post_platform(
+        &app,
+        "/api/v1/audit/legal-hold",
+        &json!({"correlation_id": "rr-q", "reason": "case 7"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{hold}");
+    // The seven, and the hold's own record: the hold keeps all of them.
+    assert_eq!(hold["events_affected"], 8, "{hold}");
+    // A typed record in the same trail, as their Notification service writes it.
+    let mut record = contract::DOCUMENT["paths"]["/api/v1/audit/notifications"]["post"]
+        ["requestBody"]["content"]["application/json"]["examples"]["successful_delivery"]["value"]
+        .clone();
+    record["remediation_id"] = json!("rr-q");
+    let (status, stored) = post_platform(&app, "/api/v1/audit/notifications", &record).await;
+    assert_eq!(status, 201, "{stored}");
+    let found = errors(&validator("NotificationAuditResponse", false), &stored);
+    assert!(found.is_empty(), "{found:#?}");
     let seconds = |page: &Value| -> Vec<String> {
         page["data"]
             .as_array()
@@ -346,22 +362,41 @@ async fn queries_take_the_platforms_parameters(app: TestApp) {
         (seconds(&last), &last["pagination"]["has_more"]),
         (vec!["06".to_string()], &json!(false))
     );
-    // Asked for, the service's own events are there.
+    // Asked for, the events their decoder cannot read are there: the hold's and the record.
     let (_, all) = get_platform(
         &app,
-        "/api/v1/audit/events?correlation_id=rr-q&include_system=true",
+        "/api/v1/audit/events?correlation_id=rr-q&include_all=true",
     )
     .await;
-    assert_eq!(all["pagination"]["total"], 8);
+    assert_eq!(all["pagination"]["total"], 9);
+    let (_, native) = app.get("/api/v1/audit/events?correlation_id=rr-q").await;
+    assert_eq!(native["pagination"]["total"], 9);
     let (_, held) = get_platform(&app, "/api/v1/audit/events?event_category=datastorage").await;
     assert_eq!(
         held["data"][0]["event_type"],
         "datastorage.legal_hold.placed"
     );
-    // A lone half of the detail pair, or a key that is not a plain name, is refused.
+    // Either half alone: the member is there, or some member holds the text.
+    let (_, has_task) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&detail_key=task_id",
+    )
+    .await;
+    assert_eq!(has_task["pagination"]["total"], 7);
+    let (_, holds_text) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&detail_value=task-0",
+    )
+    .await;
+    assert_eq!(seconds(&holds_text), ["00", "02", "04", "06"]);
+    let (_, no_member) = get_platform(
+        &app,
+        "/api/v1/audit/events?correlation_id=rr-q&detail_key=nothing_here",
+    )
+    .await;
+    assert_eq!(no_member["pagination"]["total"], 0);
+    // A key that is not a plain name, or a negative offset, is refused.
     for (query, field) in [
-        ("detail_key=task_id", "detail_value"),
-        ("detail_value=x", "detail_key"),
         ("detail_key=a.b&detail_value=x", "detail_key"),
         ("offset=-1", "offset"),
     ] {
@@ -552,13 +587,7 @@ async fn a_log_from_before_keeps_its_records_and_its_proofs(backend: Backend) {
     );
     assert_eq!(app.db.count().await, 3);
     // Every proof holds: the old rows' hashes are their content's, the new rows' theirs.
-    checkpoint_covering(&app, 3).await;
-    let key = app.verifier().await;
-    let store = app.open_store().await;
-    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
-        .await
-        .unwrap();
-    assert!(report.is_valid(), "{report:?}");
+    let report = app.assert_log_verifies(3).await;
     assert_eq!((report.events, report.verified_tree_size), (3, 3));
     let stored = app
         .get(&format!("/api/v1/audit/events/{}", old_record.event_id()))
@@ -576,3 +605,176 @@ async fn a_postgres_log_from_before_keeps_its_records_and_its_proofs() {
 async fn a_sqlite_log_from_before_keeps_its_records_and_its_proofs() {
     a_log_from_before_keeps_its_records_and_its_proofs(Backend::Sqlite).await;
 }
+
+/// Behind the platform's authenticating proxy: its identity header is trusted only when the
+/// deployment names it.
+async fn the_proxy_identity_is_trusted_only_when_configured(backend: Backend) {
+    let options = AppOptions {
+        trusted_user_header: Some("X-Auth-Request-User".into()),
+        ..AppOptions::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let hold = json!({"correlation_id": "rr-p", "reason": "audit", "requested_by": "mallory"});
+    let send = |user: Option<&'static str>, path: &'static str, body: Value| {
+        let mut request = app.platform.post(app.url(path)).json(&body);
+        if let Some(user) = user {
+            request = request.header("x-auth-request-user", user);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let challenge = r.headers().get("www-authenticate").cloned();
+            (status, challenge, r.json::<Value>().await.unwrap())
+        }
+    };
+    // Around the proxy: refused, nothing held.
+    let (status, challenge, problem) = send(None, "/api/v1/audit/legal-hold", hold.clone()).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (401, Some("https://kubernaut.ai/problems/unauthorized"))
+    );
+    assert!(challenge.is_some());
+    assert_eq!(app.db.scalar("SELECT count(*) FROM legal_holds").await, 0);
+    // Through it: in the proxy's identity's name, whatever the body claims.
+    let (status, _, placed) =
+        send(Some("alice@example.com"), "/api/v1/audit/legal-hold", hold).await;
+    assert_eq!(
+        (status, placed["placed_by"].as_str()),
+        (200, Some("alice@example.com"))
+    );
+    // An event written by a person is theirs; a ServiceAccount's keeps its service's actor.
+    let mut e = event("rr-p");
+    e["actor_id"] = json!("gateway-service");
+    let (_, _, by_person) =
+        send(Some("alice@example.com"), "/api/v1/audit/events", e.clone()).await;
+    assert_eq!(
+        (
+            by_person["actor_type"].as_str(),
+            by_person["actor_id"].as_str()
+        ),
+        (Some("user"), Some("alice@example.com"))
+    );
+    e["event_data"]["n"] = json!(2);
+    let sa = "system:serviceaccount:kubernaut-system:gateway";
+    let (_, _, by_service) = send(Some(sa), "/api/v1/audit/events", e).await;
+    assert_eq!(by_service["actor_id"], "gateway-service");
+    let stored = app
+        .db
+        .text("SELECT actor_type || ':' || actor_id FROM audit_events WHERE correlation_id = 'rr-p' AND event_type NOT LIKE 'datastorage.%' ORDER BY seq")
+        .await;
+    assert_eq!(stored, "user:alice@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_identity_is_trusted_only_when_configured_postgres() {
+    the_proxy_identity_is_trusted_only_when_configured(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_identity_is_trusted_only_when_configured_sqlite() {
+    the_proxy_identity_is_trusted_only_when_configured(Backend::Sqlite).await;
+}
+
+/// Without the setting, the header is anyone's to send, so it is not read.
+async fn an_untrusted_proxy_header_is_ignored(app: TestApp) {
+    let r = app
+        .platform
+        .post(app.url("/api/v1/audit/legal-hold"))
+        .header("x-auth-request-user", "mallory")
+        .json(&json!({"correlation_id": "rr-u", "reason": "audit", "requested_by": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let placed: Value = r.json().await.unwrap();
+    assert_eq!(placed["placed_by"], "alice");
+}
+
+on_both_stores!(an_untrusted_proxy_header_is_ignored);
+
+/// An assessment event as the Effectiveness Monitor writes it.
+fn assessment(event_type: &str, n: u32, data: Value) -> Value {
+    let mut payload = json!({
+        "event_type": event_type,
+        "correlation_id": "rr-eff",
+        "namespace": "payments",
+        "component": event_type.split('.').nth(1).unwrap(),
+    });
+    payload
+        .as_object_mut()
+        .unwrap()
+        .extend(data.as_object().unwrap().clone());
+    platform_event(event_type, payload, "rr-eff", n)
+}
+
+async fn the_effectiveness_score_follows_the_platforms_formula(app: TestApp) {
+    let (status, _) = get_platform(&app, "/api/v1/effectiveness/rr-eff").await;
+    assert_eq!(status, 404, "no assessment yet");
+    let events = json!([
+        assessment(
+            "effectiveness.health.assessed",
+            1,
+            json!({"assessed": true, "score": 1.0, "details": "3/3 ready"})
+        ),
+        assessment(
+            "effectiveness.alert.assessed",
+            2,
+            json!({"assessed": true, "score": 0.5})
+        ),
+        assessment(
+            "effectiveness.hash.computed",
+            3,
+            json!({"pre_remediation_spec_hash": "sha256:aa", "post_remediation_spec_hash": "sha256:bb", "hash_match": false})
+        ),
+    ]);
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &events)
+            .await
+            .0,
+        201
+    );
+    let (status, partial) = get_platform(&app, "/api/v1/effectiveness/rr-eff").await;
+    assert_eq!(status, 200, "{partial}");
+    let found = errors(&validator("EffectivenessScoreResponse", false), &partial);
+    assert!(found.is_empty(), "{found:#?}");
+    // Health and alert only: (1.0 * 0.40 + 0.5 * 0.35) / 0.75.
+    let want = (1.0 * 0.40 + 0.5 * 0.35) / 0.75;
+    assert!(
+        (partial["score"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{partial}"
+    );
+    assert_eq!(partial["assessment_status"], "in_progress");
+    assert_eq!(partial["hash_comparison"]["hash_match"], false);
+    assert_eq!(partial["components"]["health_details"], "3/3 ready");
+    let more = json!([
+        assessment(
+            "effectiveness.metrics.assessed",
+            4,
+            json!({"assessed": true, "score": 0.2})
+        ),
+        assessment(
+            "effectiveness.assessment.completed",
+            5,
+            json!({"reason": "Full"})
+        ),
+    ]);
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &more)
+            .await
+            .0,
+        201
+    );
+    let (_, full) = get_platform(&app, "/api/v1/effectiveness/rr-eff").await;
+    let want = 1.0 * 0.40 + 0.5 * 0.35 + 0.2 * 0.25;
+    assert!(
+        (full["score"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{full}"
+    );
+    assert_eq!(full["assessment_status"], "Full");
+    let found = errors(&validator("EffectivenessScoreResponse", false), &full);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+on_both_stores!(the_effectiveness_score_follows_the_platforms_formula);

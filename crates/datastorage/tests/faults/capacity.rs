@@ -37,7 +37,7 @@ async fn full_dlq_refuses_then_recovers(dlq: &str) {
         assert_eq!(status, 202, "{body}");
         assert_eq!(
             (body["status"].as_str(), body["event_id"].as_str()),
-            (Some("queued"), Some(id.as_str()))
+            (Some("accepted"), Some(id.as_str()))
         );
         queued.push(id);
     }

@@ -22,7 +22,7 @@ async fn serve_with_no_database_url_runs_on_an_embedded_sqlite_file() {
     assert_eq!(r.status(), 201);
     let page: Value = client
         .get(format!(
-            "{}/api/v1/audit/events?correlation_id=rr-default",
+            "{}/api/v1/audit/events?correlation_id=rr-default&include_all=true",
             server.base
         ))
         .send()

@@ -340,6 +340,22 @@ pub struct VerifyChainResponse {
     pub failures: Vec<ChainFailure>,
     pub tree_size: u64,
     pub checkpoint: Option<CheckpointView>,
+    /// The failures as the platform names them (`tampered_events`).
+    pub tampered_events: Vec<TamperedEvent>,
+    /// When the verdict was reached.
+    #[serde(with = "audit_model::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub verification_time: chrono::DateTime<chrono::Utc>,
+    /// The verdict in words.
+    pub message: String,
+}
+
+/// An event that did not verify, in the platform's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TamperedEvent {
+    pub event_id: uuid::Uuid,
+    /// What is wrong with it (`content_changed`, `not_in_tree`) and what that means.
+    pub message: String,
 }
 
 /// Reads a verify-chain request; every bad field is reported at once.
@@ -378,7 +394,35 @@ pub async fn verify_chain(
                 ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
             }
         })?;
+    let tampered_events = verdict
+        .failures
+        .iter()
+        .map(|f| TamperedEvent {
+            event_id: f.event_id,
+            message: format!(
+                "{} (seq {}): {}",
+                f.fault.as_str(),
+                f.seq,
+                f.fault.meaning()
+            ),
+        })
+        .collect();
+    let message = if verdict.is_valid() {
+        format!(
+            "all {} events verified ({} against the signed checkpoint of size {}, {} stored after it)",
+            verdict.total_events, verdict.verified_events, verdict.tree_size, verdict.pending_events
+        )
+    } else {
+        format!(
+            "{} of {} events failed verification",
+            verdict.failures.len(),
+            verdict.total_events
+        )
+    };
     Ok(Json(VerifyChainResponse {
+        tampered_events,
+        verification_time: audit_model::timestamp::truncate(chrono::Utc::now()),
+        message,
         correlation_id: request.correlation_id,
         is_valid: verdict.is_valid(),
         total_events: verdict.total_events,

@@ -18,6 +18,7 @@ use crate::http::answers::Answers;
 use crate::http::extract::BodyBytes;
 use crate::http::params::{self, Flag, Limit, NonNegative, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
+use crate::http::proxy_user::ProxyUser;
 use crate::http::AppState;
 use crate::ingest::IngestOutcome;
 use crate::store::{Cursor, EventFilter, EventQuery, Order, PreparedEvent};
@@ -26,7 +27,7 @@ use crate::store::{Cursor, EventFilter, EventQuery, Order, PreparedEvent};
 /// with the event's id).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueuedAnswer {
-    /// Always `queued`.
+    /// Always `accepted` (the platform's word for it).
     pub status: &'static str,
     pub event_id: Uuid,
     pub message: &'static str,
@@ -90,7 +91,7 @@ pub(crate) fn outcome_response(
         IngestOutcome::Queued(event_id) => (
             StatusCode::ACCEPTED,
             Json(QueuedAnswer {
-                status: "queued",
+                status: "accepted",
                 event_id,
                 message: HELD,
             }),
@@ -148,12 +149,16 @@ fn conflict(resource: &str, field: &str, value: &str) -> Response {
 pub async fn create_event(
     State(state): State<AppState>,
     answers: Answers,
+    user: ProxyUser,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let event = AuditEvent::parse_json(&body, Utc::now()).map_err(|e| match e {
+    let mut event = AuditEvent::parse_json(&body, Utc::now()).map_err(|e| match e {
         ParseError::Json(e) => ApiError::field("body", format!("invalid JSON: {e}")),
         ParseError::Fields(errors) => ApiError::validation(&errors),
     })?;
+    if let Some(person) = user.person() {
+        event = event.attributed_to(person);
+    }
     let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
     let outcome = outcomes
         .pop()
@@ -192,10 +197,11 @@ pub struct BatchIds {
 pub async fn create_batch(
     State(state): State<AppState>,
     answers: Answers,
+    user: ProxyUser,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let batch = parse_batch(&body, state.batch_max_items, now)?;
+    let batch = parse_batch(&body, state.batch_max_items, now, user.person())?;
     // The events own their text: the body goes before the wait for the writer.
     drop(body);
     let response = if answers.native() {
@@ -255,12 +261,34 @@ async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiErro
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }
+    // An id the writer chose that holds other content refuses the batch before anything is
+    // stored (a writer racing to store such an id in between is named by the 409 below).
+    let mut conflicts = Vec::new();
+    for index in &batch.named {
+        let event = &batch.events[*index];
+        let id = event.event.event_id();
+        let stored = state.store.get(id).await.map_err(ApiError::from)?;
+        if stored.is_some_and(|s| s.leaf_hash() != event.leaf_hash) {
+            conflicts.push(format!("item {} ({id})", batch.positions[*index]));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(Problem::new(
+            ProblemKind::Conflict,
+            format!(
+                "{} hold an event_id already stored with different content; nothing was stored",
+                conflicts.join(", ")
+            ),
+        )
+        .into());
+    }
+    let positions = batch.positions;
     let outcomes = state.queue.submit(batch.events).await?;
     let mut ids = Vec::with_capacity(outcomes.len());
     let (mut created, mut duplicate, mut queued) = (0, 0, 0);
     let mut conflicts = Vec::new();
     let mut refused = audit_model::FieldErrors::default();
-    for (index, outcome) in outcomes.iter().enumerate() {
+    for (&index, outcome) in positions.iter().zip(&outcomes) {
         match outcome {
             IngestOutcome::Created(e) => {
                 created += 1;
@@ -293,7 +321,7 @@ async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiErro
         return Err(Problem::new(
             ProblemKind::Conflict,
             format!(
-                "{} hold an event_id already stored with different content; the other items were stored",
+                "{} hold an event_id stored with different content meanwhile (by another writer); the other items were stored",
                 named.join(", ")
             ),
         )
@@ -330,6 +358,8 @@ struct ParsedBatch {
     events: Vec<PreparedEvent>,
     /// The index in the body of each event.
     positions: Vec<usize>,
+    /// The events (by their index in `events`) whose writer gave their `event_id`.
+    named: Vec<usize>,
     refused: Vec<RefusedItem>,
 }
 
@@ -343,7 +373,12 @@ struct RefusedItem {
 
 /// Splits the body into its items (borrowed text, no JSON tree of the whole body) and parses
 /// each item from its text as a single-event write does.
-fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<ParsedBatch, ApiError> {
+fn parse_batch(
+    body: &[u8],
+    max_items: usize,
+    now: DateTime<Utc>,
+    person: Option<&str>,
+) -> Result<ParsedBatch, ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
             ApiError::field("body", "must be a JSON array of events")
@@ -381,11 +416,20 @@ fn parse_batch(body: &[u8], max_items: usize, now: DateTime<Utc>) -> Result<Pars
         len: items.len(),
         events: Vec::with_capacity(items.len()),
         positions: Vec::with_capacity(items.len()),
+        named: Vec::new(),
         refused: Vec::new(),
     };
     for (index, item) in items.into_iter().enumerate() {
         match AuditEvent::parse_json(item.get().as_bytes(), now) {
             Ok(event) => {
+                let event = match person {
+                    Some(person) => event.attributed_to(person),
+                    None => event,
+                };
+                // A cheap look first: most writers send no id at all.
+                if item.get().contains("\"event_id\"") && claimed_id(item).is_some() {
+                    batch.named.push(batch.events.len());
+                }
                 batch.positions.push(index);
                 batch.events.push(PreparedEvent::new(event));
             }
@@ -473,10 +517,11 @@ pub struct EventListParams {
     resource_id: Option<String>,
     actor_id: Option<String>,
     namespace: Option<String>,
-    /// A top-level member of `event_data` (letters, digits, `_`); with `detail_value`.
+    /// A top-level member of `event_data` (letters, digits, `_`): with `detail_value`, the member
+    /// holds that text; alone, the member is there.
     #[param(value_type = Option<String>, pattern = r"^[a-zA-Z0-9_]+$")]
     detail_key: Option<DetailKey>,
-    /// The text the `detail_key` member holds; with `detail_key`.
+    /// The text the `detail_key` member holds; alone, the text any top-level member holds.
     detail_value: Option<String>,
     /// RFC 3339 time, or a duration back from now such as `30m`, `24h`, `7d`.
     #[param(value_type = Option<String>)]
@@ -484,10 +529,13 @@ pub struct EventListParams {
     /// RFC 3339 time, or a duration back from now.
     #[param(value_type = Option<String>)]
     until: Option<TimeParam>,
-    /// The events Data Storage writes itself (`datastorage.*`: legal holds, retention runs)
-    /// are left out unless this is `true` or `event_type`/`event_category` asks for them.
+    /// On the platform's answers, the events its decoder cannot read (those Data Storage
+    /// writes itself, `datastorage.*`; the typed records; any event whose category is not one
+    /// of the platform's or whose `event_data` has no `event_type` the platform maps to a
+    /// payload) are left out unless this is `true` or `event_type`/`event_category` names
+    /// them; the native answers include every event.
     #[param(value_type = Option<bool>)]
-    include_system: Option<Flag>,
+    include_all: Option<Flag>,
     /// `asc` (default) or `desc`, by event_timestamp then seq.
     #[param(value_type = Option<SortOrder>)]
     order: Option<SortOrder>,
@@ -507,7 +555,7 @@ const DEFAULT_PAGE: u32 = 50;
 
 impl EventListParams {
     /// The query these parameters ask for, times counted back from `now`.
-    pub(crate) fn to_query(&self, now: DateTime<Utc>) -> Result<EventQuery, ApiError> {
+    pub(crate) fn to_query(&self, now: DateTime<Utc>, answers: Answers) -> EventQuery {
         let filters = [
             (EventFilter::CorrelationId, &self.correlation_id),
             (EventFilter::EventType, &self.event_type),
@@ -519,32 +567,19 @@ impl EventListParams {
             (EventFilter::ActorId, &self.actor_id),
             (EventFilter::Namespace, &self.namespace),
         ];
-        let detail = match (&self.detail_key, &self.detail_value) {
-            (Some(key), Some(value)) => Some((key.0.clone(), value.clone())),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ApiError::field(
-                    "detail_value",
-                    "is required with detail_key",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ApiError::field(
-                    "detail_key",
-                    "is required with detail_value",
-                ))
-            }
-        };
         let asks_by_kind = self.event_type.is_some() || self.event_category.is_some();
-        Ok(EventQuery {
+        EventQuery {
             filters: filters
                 .into_iter()
                 .filter_map(|(filter, value)| Some((filter, value.clone()?)))
                 .collect(),
-            detail,
+            detail_key: self.detail_key.as_ref().map(|k| k.0.clone()),
+            detail_value: self.detail_value.clone(),
             since: self.since.map(|t| t.resolve(now)),
             until: self.until.map(|t| t.resolve(now)),
-            include_system: asks_by_kind || self.include_system.is_some_and(|f| f.0),
+            platform_readable_only: !(answers.native()
+                || asks_by_kind
+                || self.include_all.is_some_and(|f| f.0)),
             order: match self.order {
                 Some(SortOrder::Desc) => Order::Desc,
                 _ => Order::Asc,
@@ -552,7 +587,7 @@ impl EventListParams {
             limit: self.limit.map_or(DEFAULT_PAGE, |l| l.0),
             offset: self.offset.map_or(0, |o| o.0),
             after: self.cursor.map(|c| c.0),
-        })
+        }
     }
 }
 
@@ -616,7 +651,7 @@ pub struct EventPage {
 /// Query the log.
 #[utoipa::path(
     get, path = "/api/v1/audit/events", tag = "events",
-    params(EventListParams),
+    params(EventListParams, ("Prefer" = Option<String>, Header, description = "`answers=native`: every event; `answers=platform`: only those the platform's decoder reads (default: the `api.write_answers` setting)")),
     responses(
         (status = 200, description = "One page of events", body = EventPage),
         (status = 400, description = "A bad parameter, named in `field_errors`", body = Problem, content_type = "application/problem+json"),
@@ -624,9 +659,10 @@ pub struct EventPage {
 )]
 pub async fn list_events(
     State(state): State<AppState>,
+    answers: Answers,
     Params(params): Params<EventListParams>,
-) -> Result<Json<EventPage>, ApiError> {
-    let query = params.to_query(Utc::now())?;
+) -> Result<Response, ApiError> {
+    let query = params.to_query(Utc::now(), answers);
     let limit = query.limit as usize;
     let mut fetch = query.clone();
     fetch.limit += 1;
@@ -648,7 +684,7 @@ pub async fn list_events(
     } else {
         None
     };
-    Ok(Json(EventPage {
+    let page = EventPage {
         data: data.into_iter().map(EventView::from).collect(),
         pagination: Pagination {
             limit: query.limit,
@@ -657,7 +693,8 @@ pub async fn list_events(
             has_more,
         },
         next_cursor,
-    }))
+    };
+    Ok(answers.mark(Json(page).into_response()))
 }
 
 /// The cursor of a page ending at `c` (see [`EventCursor`]).
@@ -692,7 +729,13 @@ mod tests {
         query: &str,
         now: DateTime<Utc>,
     ) -> Result<EventQuery, audit_model::FieldErrors> {
-        params::read::<EventListParams>(query).map(|p| p.to_query(now).unwrap())
+        params::read::<EventListParams>(query).map(|p| {
+            let native = Answers {
+                kind: crate::http::answers::WriteAnswers::Native,
+                asked: true,
+            };
+            p.to_query(now, native)
+        })
     }
 
     #[test]

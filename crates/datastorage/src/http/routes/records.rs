@@ -44,7 +44,8 @@ pub struct RecordPage {
     pub next_cursor: Option<String>,
 }
 
-/// A record as answered: the record's fields plus `id` (the log seq), `event_id`, `created_at`.
+/// A record as answered: the record's fields plus `id` (the log seq), `event_id`, `created_at`
+/// and `updated_at` (the same: a stored record never changes; the platform's answers carry it).
 pub(crate) fn record_json(
     seq: i64,
     event_id: uuid::Uuid,
@@ -54,10 +55,9 @@ pub(crate) fn record_json(
     let mut out = record.clone();
     out.insert("id".into(), seq.into());
     out.insert("event_id".into(), event_id.to_string().into());
-    out.insert(
-        "created_at".into(),
-        audit_model::timestamp::format(&created_at).into(),
-    );
+    let created_at = audit_model::timestamp::format(&created_at);
+    out.insert("updated_at".into(), created_at.clone().into());
+    out.insert("created_at".into(), created_at.into());
     out
 }
 
@@ -73,6 +73,7 @@ fn stored_json(s: &StoredEvent) -> Map<String, Value> {
 /// `POST /api/v1/audit/<kind>`.
 pub(crate) async fn create<R: SeedRecord>(
     state: AppState,
+    answers: Answers,
     body: Value,
 ) -> Result<Response, ApiError> {
     let rules = RecordRules {
@@ -87,7 +88,12 @@ pub(crate) async fn create<R: SeedRecord>(
     let outcome = outcomes
         .pop()
         .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
-    Ok(match outcome {
+    let already = if answers.native() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let response = match outcome {
         IngestOutcome::Created(s) => {
             // The id is any text: percent-encoded, it is one path segment and a valid header.
             let id = percent_encoding::utf8_percent_encode(record.subject_id(), PATH_SEGMENT);
@@ -99,9 +105,10 @@ pub(crate) async fn create<R: SeedRecord>(
             )
                 .into_response()
         }
-        IngestOutcome::Duplicate(s) => (StatusCode::OK, Json(stored_json(&s))).into_response(),
+        // The platform knows no other success than 201.
+        IngestOutcome::Duplicate(s) => (already, Json(stored_json(&s))).into_response(),
         IngestOutcome::Conflict(s) if record.same_record(s.event.event_data()) => {
-            (StatusCode::OK, Json(stored_json(&s))).into_response()
+            (already, Json(stored_json(&s))).into_response()
         }
         IngestOutcome::Conflict(_) => {
             let (field, value) = record.natural_key().swap_remove(0);
@@ -121,8 +128,9 @@ pub(crate) async fn create<R: SeedRecord>(
             .into_response()
         }
         // (The typed records keep their own answers; only a queued or refused write is left.)
-        other => outcome_response(other, R::KIND.view, Answers::NATIVE),
-    })
+        other => outcome_response(other, R::KIND.view, answers),
+    };
+    Ok(answers.mark(response))
 }
 
 /// Query parameters of a record list: these, and the kind's filter fields (each by its name).
@@ -229,16 +237,17 @@ macro_rules! record_routes {
         #[utoipa::path(post, path = $path, tag = $tag,
             summary = concat!("Write one record (", $path, ")"),
             request_body(content = Object, description = "The record (its schema is made from the record's parser)"),
+            params(("Prefer" = Option<String>, Header, description = "`answers=native` or `answers=platform`: which API's answers (default: the `api.write_answers` setting)")),
             responses(
-                (status = 201, description = "Stored; the record with `id`, `event_id`, `created_at`", body = Object),
-                (status = 200, description = "The identical record was already stored", body = Object),
+                (status = 201, description = "Stored (on the platform's answers, also: the identical record was already stored); the record with `id`, `event_id`, `created_at`, `updated_at`", body = Object),
+                (status = 200, description = "Native answers: the identical record was already stored", body = Object),
                 (status = 202, description = "The database is unavailable; held in the dead-letter queue", body = crate::http::routes::events::QueuedAnswer),
                 (status = 400, description = "Invalid fields, all listed in `field_errors`", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "A record with the same natural key (the record's id field and its status fields; for notifications `notification_id`, `channel`, `recipient`, `status`, `escalation_level`) is stored with different content: nothing is stored, `resource`, `field`, `value` name the key. Two writers reusing one id for different subjects meet this, so a writer's id must name its subject uniquely across the platform (the Notification controller writes the object's uid)", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "Neither the database nor the dead-letter queue can take it", body = Problem, content_type = "application/problem+json"),
             ))]
-        pub async fn $create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-            create::<$record>(state, body).await
+        pub async fn $create(State(state): State<AppState>, answers: Answers, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+            create::<$record>(state, answers, body).await
         }
 
         #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]

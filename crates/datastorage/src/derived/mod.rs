@@ -1,0 +1,4 @@
+//! What the platform's API derives from the audit log alone: each engine reads a remediation's
+//! events and computes its answer, with no state of its own.
+
+pub mod effectiveness;
