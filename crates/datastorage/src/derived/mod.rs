@@ -2,3 +2,4 @@
 //! events and computes its answer, with no state of its own.
 
 pub mod effectiveness;
+pub mod reconstruction;

@@ -254,7 +254,11 @@ fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/effectiveness/{correlation_id}",
-            get(routes::effectiveness::score),
+            get(routes::derived::score),
+        )
+        .route(
+            "/api/v1/audit/remediation-requests/{correlation_id}/reconstruct",
+            post(routes::derived::reconstruct),
         )
         .route(
             "/api/v1/audit/consistency",

@@ -6,7 +6,7 @@
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, checkpoints, effectiveness, events, export, health, legal_hold, records, similar,
+    admin, checkpoints, derived, events, export, health, legal_hold, records, similar,
 };
 
 #[derive(OpenApi)]
@@ -47,7 +47,8 @@ use super::routes::{
         checkpoints::event_proof,
         checkpoints::consistency,
         checkpoints::verify_chain,
-        effectiveness::score,
+        derived::score,
+        derived::reconstruct,
         export::export,
         legal_hold::place,
         legal_hold::release,

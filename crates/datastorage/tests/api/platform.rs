@@ -778,3 +778,127 @@ async fn the_effectiveness_score_follows_the_platforms_formula(app: TestApp) {
 }
 
 on_both_stores!(the_effectiveness_score_follows_the_platforms_formula);
+
+/// An event of `event_type` for `correlation_id` as the platform writes it: its payload made
+/// from the document's schema, with `data` over it.
+fn platform_typed(event_type: &str, correlation_id: &str, n: u32, data: Value) -> Value {
+    let payload_schema = contract::event_types()
+        .into_iter()
+        .find(|(t, _)| t == event_type)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("the document names {event_type}"));
+    let mut payload = contract::instance(contract::schema(&payload_schema));
+    payload["event_type"] = json!(event_type);
+    payload
+        .as_object_mut()
+        .unwrap()
+        .extend(data.as_object().unwrap().clone());
+    platform_event(event_type, payload, correlation_id, n)
+}
+
+async fn a_remediation_request_is_rebuilt_from_its_trail(app: TestApp) {
+    let (status, _) = post_platform(
+        &app,
+        "/api/v1/audit/remediation-requests/rr-rb/reconstruct",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "no trail yet");
+    let trail = json!([
+        platform_typed(
+            "gateway.signal.received",
+            "rr-rb",
+            1,
+            json!({
+            "signal_name": "HighCPU", "signal_type": "alert", "fingerprint": "fp-1",
+            "signal_labels": {"severity": "critical"}, "signal_annotations": {"summary": "CPU high"},
+            "original_payload": {"alert": "data"}})
+        ),
+        platform_typed(
+            "orchestrator.lifecycle.created",
+            "rr-rb",
+            2,
+            json!({
+            "timeout_config": {"global": "1h", "processing": "10m", "analyzing": "15m"}})
+        ),
+        platform_typed(
+            "workflowexecution.selection.completed",
+            "rr-rb",
+            3,
+            json!({
+            "workflow_id": "restart-pod", "workflow_version": "1.0.0", "container_image": "ghcr.io/x/restart:1.0.0"})
+        ),
+        platform_typed(
+            "workflowexecution.execution.started",
+            "rr-rb",
+            4,
+            json!({"execution_name": "we-rb"})
+        ),
+        platform_typed(
+            "orchestrator.lifecycle.completed",
+            "rr-rb",
+            5,
+            json!({"outcome": "Remediated"})
+        ),
+    ]);
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &trail)
+            .await
+            .0,
+        201
+    );
+    let (status, rebuilt) = post_platform(
+        &app,
+        "/api/v1/audit/remediation-requests/rr-rb/reconstruct",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rebuilt}");
+    let found = errors(&validator("ReconstructionResponse", false), &rebuilt);
+    assert!(found.is_empty(), "{found:#?}");
+    // Name, type, labels, annotations, payload, timeouts, workflow, execution: 8 of 9.
+    assert_eq!(rebuilt["validation"]["completeness"], 88);
+    assert_eq!(rebuilt["validation"]["is_valid"], true);
+    assert_eq!(
+        rebuilt["validation"]["warnings"][0].as_str().unwrap(),
+        "providerData is missing (Gap #4) - AI analysis summary unavailable"
+    );
+    let rr: Value =
+        serde_yaml_ng::from_str(rebuilt["remediation_request_yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(rr["kind"], "RemediationRequest");
+    assert_eq!(rr["spec"]["signalName"], "HighCPU");
+    assert_eq!(rr["spec"]["signalFingerprint"], "fp-1");
+    assert_eq!(rr["spec"]["signalLabels"]["severity"], "critical");
+    assert_eq!(rr["status"]["timeoutConfig"]["global"], "1h0m0s");
+    assert_eq!(
+        rr["status"]["workflowSelection"]["executionRef"]["name"],
+        "we-rb"
+    );
+    assert_eq!(rr["status"]["completionStatus"]["outcome"], "Remediated");
+    // A trail without its signal cannot be rebuilt.
+    let orphan = json!([platform_typed(
+        "orchestrator.lifecycle.created",
+        "rr-orphan",
+        6,
+        json!({})
+    )]);
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &orphan)
+            .await
+            .0,
+        201
+    );
+    let (status, problem) = post_platform(
+        &app,
+        "/api/v1/audit/remediation-requests/rr-orphan/reconstruct",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["reason"].as_str()),
+        (400, Some("missing-gateway-event")),
+        "{problem}"
+    );
+}
+
+on_both_stores!(a_remediation_request_is_rebuilt_from_its_trail);

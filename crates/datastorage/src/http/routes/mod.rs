@@ -2,7 +2,7 @@
 
 pub mod admin;
 pub mod checkpoints;
-pub mod effectiveness;
+pub mod derived;
 pub mod events;
 pub mod export;
 pub mod health;
