@@ -2,4 +2,5 @@
 //! events and computes its answer, with no state of its own.
 
 pub mod effectiveness;
+pub mod history;
 pub mod reconstruction;

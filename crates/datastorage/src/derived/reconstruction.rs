@@ -359,8 +359,8 @@ fn document(correlation_id: &str, mut f: Fields, now: DateTime<Utc>) -> Value {
 }
 
 /// Durations as Go writes and reads them (`1h30m`, `1.5s`, `250ms`): the platform's timeouts
-/// are Go durations, and the rebuilt request writes them back as Go would.
-mod go_duration {
+/// and windows are Go durations, and what is written back is written as Go would.
+pub(crate) mod go_duration {
     /// Nanoseconds of each unit Go accepts.
     const UNITS: [(&str, f64); 8] = [
         ("ns", 1.0),

@@ -261,6 +261,10 @@ fn router(state: AppState) -> Router {
             post(routes::derived::reconstruct),
         )
         .route(
+            "/api/v1/remediation-history/context",
+            get(routes::derived::history_context),
+        )
+        .route(
             "/api/v1/audit/consistency",
             get(routes::checkpoints::consistency),
         )

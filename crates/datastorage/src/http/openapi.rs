@@ -49,6 +49,7 @@ use super::routes::{
         checkpoints::verify_chain,
         derived::score,
         derived::reconstruct,
+        derived::history_context,
         export::export,
         legal_hold::place,
         legal_hold::release,

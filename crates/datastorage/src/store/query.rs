@@ -14,10 +14,11 @@ pub enum EventFilter {
     ActorId,
     Namespace,
     Severity,
+    ClusterId,
 }
 
 impl EventFilter {
-    pub const ALL: [EventFilter; 9] = [
+    pub const ALL: [EventFilter; 10] = [
         EventFilter::CorrelationId,
         EventFilter::EventType,
         EventFilter::EventCategory,
@@ -27,6 +28,7 @@ impl EventFilter {
         EventFilter::ActorId,
         EventFilter::Namespace,
         EventFilter::Severity,
+        EventFilter::ClusterId,
     ];
 
     /// The column name, which is also the query parameter name.
@@ -41,6 +43,7 @@ impl EventFilter {
             EventFilter::ActorId => "actor_id",
             EventFilter::Namespace => "namespace",
             EventFilter::Severity => "severity",
+            EventFilter::ClusterId => "cluster_id",
         }
     }
 }

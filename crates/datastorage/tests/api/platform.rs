@@ -902,3 +902,132 @@ async fn a_remediation_request_is_rebuilt_from_its_trail(app: TestApp) {
 }
 
 on_both_stores!(a_remediation_request_is_rebuilt_from_its_trail);
+
+/// `event` stamped `ago` before now.
+fn at(mut event: Value, ago: chrono::Duration) -> Value {
+    event["event_timestamp"] = json!(audit_model::timestamp::format(&(chrono::Utc::now() - ago)));
+    event
+}
+
+async fn a_targets_remediation_history_comes_in_two_tiers(app: TestApp) {
+    let target = "payments/Deployment/api";
+    let workflow = |rr: &str, n: u32, pre: &str| {
+        platform_typed(
+            "remediation.workflow_created",
+            rr,
+            n,
+            json!({
+            "target_resource": target, "pre_remediation_spec_hash": pre, "signal_type": "alert",
+            "signal_fingerprint": "fp-h", "action_type": "RestartPod", "outcome": "Remediated"}),
+        )
+    };
+    let hour = chrono::Duration::hours(1);
+    let events = json!([
+        // Recent: moved the spec from a to b, assessed.
+        at(workflow("rr-h1", 1, "sha256:a"), hour),
+        at(
+            platform_typed(
+                "effectiveness.health.assessed",
+                "rr-h1",
+                2,
+                json!({
+            "assessed": true, "score": 1.0, "health_checks": {"pod_running": true, "restart_delta": 0}})
+            ),
+            hour
+        ),
+        at(
+            platform_typed(
+                "effectiveness.hash.computed",
+                "rr-h1",
+                3,
+                json!({
+            "pre_remediation_spec_hash": "sha256:a", "post_remediation_spec_hash": "sha256:b"})
+            ),
+            hour
+        ),
+        at(
+            platform_typed(
+                "effectiveness.assessment.completed",
+                "rr-h1",
+                4,
+                json!({"reason": "Full"})
+            ),
+            hour
+        ),
+        // Ten days ago: started from b, where the target is now again.
+        at(workflow("rr-h2", 5, "sha256:b"), hour * 240),
+        // Another target, and a hash that is neither: not in the history.
+        at(
+            platform_typed(
+                "remediation.workflow_created",
+                "rr-h3",
+                6,
+                json!({
+            "target_resource": "payments/Deployment/other", "pre_remediation_spec_hash": "sha256:b"})
+            ),
+            hour
+        ),
+        at(workflow("rr-h4", 7, "sha256:z"), hour * 2),
+    ]);
+    assert_eq!(
+        post_platform(&app, "/api/v1/audit/events/batch", &events)
+            .await
+            .0,
+        201
+    );
+    let (status, ctx) = get_platform(
+        &app,
+        "/api/v1/remediation-history/context?targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=sha256:b",
+    )
+    .await;
+    assert_eq!(status, 200, "{ctx}");
+    let found = errors(&validator("RemediationHistoryContext", false), &ctx);
+    assert!(found.is_empty(), "{found:#?}");
+    assert_eq!(ctx["targetResource"], target);
+    assert_eq!(ctx["regressionDetected"], true);
+    assert_eq!(ctx["tier1"]["window"], "24h0m0s");
+    let recent = ctx["tier1"]["chain"].as_array().unwrap();
+    assert_eq!(recent.len(), 1, "{ctx}");
+    assert_eq!(
+        (
+            &recent[0]["remediationUID"],
+            &recent[0]["hashMatch"],
+            &recent[0]["assessmentReason"]
+        ),
+        (&json!("rr-h1"), &json!("postRemediation"), &json!("Full"))
+    );
+    assert_eq!(
+        recent[0]["healthChecks"],
+        json!({"podRunning": true, "restartDelta": 0})
+    );
+    let older = ctx["tier2"]["chain"].as_array().unwrap();
+    assert_eq!(
+        older
+            .iter()
+            .map(|e| (&e["remediationUID"], &e["hashMatch"]))
+            .collect::<Vec<_>>(),
+        [(&json!("rr-h2"), &json!("preRemediation"))]
+    );
+    // A target without history: empty tiers, no regression.
+    let (_, none) = get_platform(
+        &app,
+        "/api/v1/remediation-history/context?targetKind=Deployment&targetName=quiet&targetNamespace=payments&currentSpecHash=sha256:b",
+    )
+    .await;
+    assert_eq!(
+        (&none["regressionDetected"], &none["tier1"]["chain"]),
+        (&json!(false), &json!([]))
+    );
+    for (query, field) in [
+        ("targetKind=Deployment&targetName=api&targetNamespace=payments", "currentSpecHash"),
+        ("targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=x&tier1Window=soon", "tier1Window"),
+        ("targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=x&tier1Window=48h&tier2Window=24h", "tier2Window"),
+    ] {
+        let (status, problem) =
+            get_platform(&app, &format!("/api/v1/remediation-history/context?{query}")).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+        assert!(problem["field_errors"][field].is_string(), "{query}: {problem}");
+    }
+}
+
+on_both_stores!(a_targets_remediation_history_comes_in_two_tiers);

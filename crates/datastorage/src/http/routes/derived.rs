@@ -5,9 +5,16 @@ use audit_model::{Problem, ProblemKind, StoredEvent};
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::Utc;
+use chrono::{DateTime, Duration};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
 
 use crate::derived::effectiveness::{self, EffectivenessScore};
+use crate::derived::history::{self, Remediation};
+use crate::derived::reconstruction::go_duration;
 use crate::derived::reconstruction::{self, RebuildError, Reconstruction, TrailEvent};
+use crate::http::params::Params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 use crate::store::{Cursor, EventFilter, EventQuery, Order};
@@ -25,18 +32,30 @@ async fn trail(
     filters: &[(EventFilter, &str)],
     keep: impl Fn(&StoredEvent) -> bool,
 ) -> Result<Vec<StoredEvent>, ApiError> {
+    let query = EventQuery {
+        filters: std::iter::once((EventFilter::CorrelationId, correlation_id.to_string()))
+            .chain(filters.iter().map(|(f, v)| (*f, v.to_string())))
+            .collect(),
+        ..EventQuery::default()
+    };
+    read_all(state, query, keep).await
+}
+
+/// Every event `base` matches, in log order (at most [`MAX_EVENTS`]), that `keep` keeps.
+async fn read_all(
+    state: &AppState,
+    base: EventQuery,
+    keep: impl Fn(&StoredEvent) -> bool,
+) -> Result<Vec<StoredEvent>, ApiError> {
     let mut events = Vec::new();
     let mut after: Option<Cursor> = None;
     let mut read = 0;
     loop {
         let query = EventQuery {
-            filters: std::iter::once((EventFilter::CorrelationId, correlation_id.to_string()))
-                .chain(filters.iter().map(|(f, v)| (*f, v.to_string())))
-                .collect(),
             order: Order::Asc,
             limit: PAGE,
             after,
-            ..EventQuery::default()
+            ..base.clone()
         };
         let page = state.store.query(&query).await.map_err(ApiError::from)?;
         read += page.len();
@@ -127,4 +146,136 @@ pub async fn reconstruct(
                 .with_extension("reason", slug)
                 .into()
         })
+}
+
+/// Query parameters of the remediation history (the platform's names).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HistoryParams {
+    /// Kubernetes resource kind (Deployment, StatefulSet, …)
+    target_kind: String,
+    /// Kubernetes resource name
+    target_name: String,
+    /// Kubernetes resource namespace
+    target_namespace: String,
+    /// The hash of the target's current spec
+    current_spec_hash: String,
+    /// The recent window, a Go duration (default 24h)
+    tier1_window: Option<String>,
+    /// The long window, a Go duration longer than the recent one (default 2160h, 90 days)
+    tier2_window: Option<String>,
+    /// Only remediations recorded on this cluster
+    cluster_id: Option<String>,
+}
+
+/// A window parameter: a positive Go duration.
+fn window(name: &str, text: Option<&str>, default_hours: i64) -> Result<Duration, ApiError> {
+    let Some(text) = text else {
+        return Ok(Duration::hours(default_hours));
+    };
+    match go_duration::parse(text) {
+        Some(nanos) if nanos > 0 => Ok(Duration::nanoseconds(nanos)),
+        _ => Err(ApiError::field(
+            name,
+            "must be a positive duration such as 24h or 90m",
+        )),
+    }
+}
+
+/// The remediations of one target in one window whose spec hash before or after is `current`,
+/// each with its assessment, as `build` writes them.
+async fn tier(
+    state: &AppState,
+    params: &HistoryParams,
+    target: &str,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    build: fn(&Remediation<'_>, &history::Assessment<'_>, &str) -> Value,
+) -> Result<Vec<Value>, ApiError> {
+    let mut filters = vec![(
+        EventFilter::EventType,
+        "remediation.workflow_created".to_string(),
+    )];
+    if let Some(cluster) = &params.cluster_id {
+        filters.push((EventFilter::ClusterId, cluster.clone()));
+    }
+    let query = EventQuery {
+        filters,
+        detail_key: Some("target_resource".into()),
+        detail_value: Some(target.to_string()),
+        since: Some(since),
+        until: Some(until),
+        ..EventQuery::default()
+    };
+    let remediations = read_all(state, query, |_| true).await?;
+    let mut chain = Vec::new();
+    for ro in &remediations {
+        let filters = [(EventFilter::EventCategory, "effectiveness")];
+        let assessed = trail(state, ro.event.correlation_id(), &filters, |_| true).await?;
+        let assessment: Vec<_> = assessed
+            .iter()
+            .map(|e| (e.event.event_type(), e.event.event_data()))
+            .collect();
+        let remediation = Remediation {
+            correlation_id: ro.event.correlation_id(),
+            at: ro.event.event_timestamp(),
+            data: ro.event.event_data(),
+        };
+        if history::relevant(&remediation, &assessment, &params.current_spec_hash) {
+            chain.push(build(&remediation, &assessment, &params.current_spec_hash));
+        }
+    }
+    Ok(chain)
+}
+
+/// A target resource's remediation history in two tiers, for the platform's AI agent: the
+/// recent remediations in detail, the older ones in summary, and whether the target is back at
+/// a spec a remediation started from (a regression).
+#[utoipa::path(get, path = "/api/v1/remediation-history/context", tag = "platform",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "The two tiers of the target's remediations (empty when it has none)", body = Object),
+        (status = 400, description = "A missing or bad parameter, named in `field_errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn history_context(
+    State(state): State<AppState>,
+    Params(params): Params<HistoryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let recent = window("tier1Window", params.tier1_window.as_deref(), 24)?;
+    let long = window("tier2Window", params.tier2_window.as_deref(), 2160)?;
+    if long <= recent {
+        return Err(ApiError::field(
+            "tier2Window",
+            "must be longer than tier1Window",
+        ));
+    }
+    let target = format!(
+        "{}/{}/{}",
+        params.target_namespace, params.target_kind, params.target_name
+    );
+    let now = Utc::now();
+    let tier1_since = now - recent;
+    let tier1 = tier(&state, &params, &target, (tier1_since, now), history::entry).await?;
+    // The long window ends where the recent one begins.
+    let before = tier1_since - Duration::microseconds(1);
+    let tier2 = tier(
+        &state,
+        &params,
+        &target,
+        (now - long, before),
+        history::summary,
+    )
+    .await?;
+    let windows = (
+        go_duration::format(recent.num_nanoseconds().unwrap_or(i64::MAX)),
+        go_duration::format(long.num_nanoseconds().unwrap_or(i64::MAX)),
+    );
+    Ok(Json(history::context(
+        &target,
+        &params.current_spec_hash,
+        windows,
+        tier1,
+        tier2,
+    )))
 }
