@@ -188,6 +188,12 @@ impl CheckpointSigner {
         }
     }
 
+    /// The Ed25519 signature (base64) of an export whose content hashes to `digest`: over a
+    /// domain tag and the digest's hex, so that it can never pass for a checkpoint's.
+    pub fn sign_export(&self, digest: &[u8; 32]) -> String {
+        B64.encode(self.key.sign(&export_message(digest)).to_bytes())
+    }
+
     /// The signed note of `checkpoint`.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
         let body = checkpoint.body();
@@ -196,6 +202,13 @@ impl CheckpointSigner {
         sig.extend_from_slice(&signature.to_bytes());
         format!("{body}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(sig))
     }
+}
+
+/// What an export's signature covers: a domain tag and the hex of the export's digest.
+fn export_message(digest: &[u8; 32]) -> Vec<u8> {
+    let mut message = b"audit-export/v1\n".to_vec();
+    message.extend_from_slice(hex::encode(digest).as_bytes());
+    message
 }
 
 /// The public half: checks signed checkpoints.
@@ -241,6 +254,21 @@ impl CheckpointVerifier {
     /// The key id: the hex key hash.
     pub fn key_id(&self) -> String {
         hex::encode(key_hash(&self.name, self.key.as_bytes()))
+    }
+
+    /// Whether `signature` (base64) is this key's signature of an export hashing to `digest`
+    /// (see [`CheckpointSigner::sign_export`]).
+    pub fn verify_export(&self, digest: &[u8; 32], signature: &str) -> bool {
+        let Ok(bytes) = B64.decode(signature.trim()) else {
+            return false;
+        };
+        let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+            return false;
+        };
+        let signature = Signature::from_bytes(&bytes);
+        self.key
+            .verify_strict(&export_message(digest), &signature)
+            .is_ok()
     }
 
     /// The verifier key in its text form.

@@ -171,6 +171,7 @@ impl Application {
             trusted_user_header: config.trusted_user_header.clone(),
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
+            signer: signer.clone(),
         });
         let app = http::app(
             state,

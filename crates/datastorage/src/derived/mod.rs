@@ -4,3 +4,4 @@
 pub mod effectiveness;
 pub mod history;
 pub mod reconstruction;
+pub mod redaction;

@@ -71,6 +71,9 @@ pub struct Shared {
     pub trusted_user_header: Option<axum::http::HeaderName>,
     /// Required length of an AI decision's embedding.
     pub embedding_dimension: usize,
+    /// The checkpoint key, which also signs the platform's exports (None when checkpoints are
+    /// disabled).
+    pub signer: Option<Arc<audit_model::checkpoint::CheckpointSigner>>,
     /// The checkpoints' public key (None when checkpoints are disabled).
     pub verifier: Option<Arc<audit_model::checkpoint::CheckpointVerifier>>,
 }

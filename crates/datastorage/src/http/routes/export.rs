@@ -14,10 +14,17 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use crate::evidence::export::{Export, ExportError, ExportFilter, ExportFormat};
-use crate::http::params::{self, NonNegative, Params, TimeParam};
+use crate::http::answers::Answers;
+use crate::http::params::{self, Flag, NonNegative, Params, TimeParam};
 use crate::http::problem::ApiError;
+use crate::http::proxy_user::ProxyUser;
 use crate::http::AppState;
+use crate::store::{EventFilter, EventQuery, Order};
+use axum::Json;
+use chrono::DateTime;
 use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 /// The header naming the tree size the export proves against.
@@ -42,23 +49,70 @@ pub struct ExportParams {
     /// Resume after this seq (with the tree_size of the interrupted export)
     #[param(value_type = Option<i64>, minimum = 0)]
     after_seq: Option<NonNegative>,
-    /// ndjson (default; verifiable offline with `datastorage verify --export`) or csv
-    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$")]
+    /// `ndjson` (streamed with proofs; verifiable offline with `datastorage verify --export`),
+    /// `csv`, or `json` (the platform's signed export object). Default: `json` on the platform's
+    /// answers, `ndjson` on the native ones (`Prefer: answers=native`).
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv|json)$")]
     format: Option<FormatParam>,
+    /// The platform's name for `since` (RFC 3339)
+    #[param(value_type = Option<String>, format = DateTime)]
+    start_time: Option<TimeParam>,
+    /// The platform's name for `until` (RFC 3339)
+    #[param(value_type = Option<String>, format = DateTime)]
+    end_time: Option<TimeParam>,
+    /// `json` only: only this category's events
+    event_category: Option<String>,
+    /// `json` only: events to skip (default 0)
+    #[param(value_type = Option<u64>, minimum = 0)]
+    offset: Option<NonNegative>,
+    /// `json` only: most events (1..10000, default 1000)
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    limit: Option<ExportLimit>,
+    /// `json` only: the signature is always in `export_metadata`; accepted for the platform
+    #[param(value_type = Option<bool>)]
+    include_detached_signature: Option<Flag>,
+    /// `json` only: mask e-mail addresses, IP addresses and phone numbers (the platform's rules)
+    #[param(value_type = Option<bool>)]
+    redact_pii: Option<Flag>,
 }
 
-/// `ndjson` or `csv`.
+/// `ndjson`, `csv`, or the platform's `json`.
 #[derive(Debug, Clone, Copy)]
-struct FormatParam(ExportFormat);
+enum FormatParam {
+    Stream(ExportFormat),
+    Signed,
+}
 
 impl<'de> Deserialize<'de> for FormatParam {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        if text == "json" {
+            return Ok(FormatParam::Signed);
+        }
         ExportFormat::parse(&text)
-            .map(FormatParam)
-            .ok_or_else(|| params::refuse(Reason::InvalidValue, "must be ndjson or csv"))
+            .map(FormatParam::Stream)
+            .ok_or_else(|| params::refuse(Reason::InvalidValue, "must be ndjson, csv or json"))
     }
 }
+
+/// The most events of one signed export: 1 to 10 000.
+#[derive(Debug, Clone, Copy)]
+struct ExportLimit(u32);
+
+impl<'de> Deserialize<'de> for ExportLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_SIGNED_EVENTS).contains(n))
+            .map(ExportLimit)
+            .ok_or_else(|| params::refuse(Reason::OutOfRange, "must be between 1 and 10000"))
+    }
+}
+
+/// The most events of one signed export (the platform's), and the default.
+const MAX_SIGNED_EVENTS: u32 = 10_000;
+const DEFAULT_SIGNED_EVENTS: u32 = 1_000;
 
 /// Exports events with their inclusion proofs against one signed checkpoint.
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "tamper-evidence",
@@ -71,17 +125,43 @@ impl<'de> Deserialize<'de> for FormatParam {
     ))]
 pub async fn export(
     State(state): State<AppState>,
+    answers: Answers,
+    user: ProxyUser,
     Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (since, until) = (
-        params.since.map(|t| t.resolve(now)),
-        params.until.map(|t| t.resolve(now)),
+        params.since.or(params.start_time).map(|t| t.resolve(now)),
+        params.until.or(params.end_time).map(|t| t.resolve(now)),
     );
+    let format = match params.format {
+        Some(f) => f,
+        None if answers.native() => FormatParam::Stream(ExportFormat::Ndjson),
+        None => FormatParam::Signed,
+    };
+    let format = match format {
+        FormatParam::Signed => return signed(&state, &params, user, (since, until), now).await,
+        FormatParam::Stream(f) => f,
+    };
+    let signed_only = [
+        ("event_category", params.event_category.is_some()),
+        ("offset", params.offset.is_some()),
+        ("limit", params.limit.is_some()),
+        (
+            "include_detached_signature",
+            params.include_detached_signature.is_some(),
+        ),
+        ("redact_pii", params.redact_pii.is_some()),
+    ];
+    if let Some((name, _)) = signed_only.iter().find(|(_, given)| *given) {
+        return Err(ApiError::field(
+            name,
+            "only with format=json (the signed export)",
+        ));
+    }
     let correlation_id = params.correlation_id;
     let tree_size = params.tree_size.map(|n| n.0);
     let after_seq = params.after_seq.map_or(0, |n| n.0 as i64);
-    let format = params.format.map_or(ExportFormat::Ndjson, |f| f.0);
     let filter = ExportFilter {
         since,
         until,
@@ -113,4 +193,152 @@ pub async fn export(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// The platform's export: one signed JSON object (`AuditExportResponse`) of at most 10 000
+/// events, each re-hashed against the leaf hash the log recorded (`hash_chain_valid`), with
+/// `event_hash` (its leaf hash) and `previous_event_hash` (the leaf hash of the event before it
+/// in the export) standing for the public implementation's hash chain. The signature is
+/// Ed25519 by the checkpoint key over the SHA-256 of the `events` array as sent (see
+/// `CheckpointVerifier::verify_export`); without a key (checkpoints disabled) it is empty and
+/// `signature_algorithm` says `none`.
+async fn signed(
+    state: &AppState,
+    params: &ExportParams,
+    user: ProxyUser,
+    (since, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    now: DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(ApiError::field("start_time", "must not be after end_time"));
+        }
+    }
+    if params.tree_size.is_some() || params.after_seq.is_some() {
+        let name = if params.tree_size.is_some() {
+            "tree_size"
+        } else {
+            "after_seq"
+        };
+        return Err(ApiError::field(
+            name,
+            "only with format=ndjson or csv (the streamed export)",
+        ));
+    }
+    let redact = params.redact_pii.is_some_and(|f| f.0);
+    let exported_by = match user.who(None) {
+        Ok(by) => by,
+        Err(refused) => return Ok(refused.into_response()),
+    };
+    let mut filters = Vec::new();
+    if let Some(c) = &params.correlation_id {
+        filters.push((EventFilter::CorrelationId, c.clone()));
+    }
+    if let Some(c) = &params.event_category {
+        filters.push((EventFilter::EventCategory, c.clone()));
+    }
+    let limit = params.limit.map_or(DEFAULT_SIGNED_EVENTS, |l| l.0);
+    let offset = params.offset.map_or(0, |o| o.0);
+    let query = EventQuery {
+        filters,
+        since,
+        until,
+        order: Order::Asc,
+        limit,
+        offset,
+        ..EventQuery::default()
+    };
+    let stored = state.store.query(&query).await.map_err(ApiError::from)?;
+    let held: std::collections::HashSet<String> = state
+        .store
+        .holds(None, false)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|h| h.correlation_id)
+        .collect();
+    let mut events = Vec::with_capacity(stored.len());
+    let mut valid = 0u64;
+    let mut previous: Option<String> = None;
+    for s in &stored {
+        let e = &s.event;
+        let recorded = s.leaf_hash.to_hex();
+        let intact = e.leaf_hash() == s.leaf_hash;
+        valid += u64::from(intact);
+        let data = if redact {
+            crate::derived::redaction::event_data(e.event_data())
+        } else {
+            e.event_data().clone()
+        };
+        let mut item = json!({
+            "seq": s.seq,
+            "event_id": e.event_id(),
+            "version": e.event_version(),
+            "event_type": e.event_type(),
+            "event_timestamp": audit_model::timestamp::format(&e.event_timestamp()),
+            "event_category": e.event_category(),
+            "event_action": e.event_action(),
+            "event_outcome": e.event_outcome().as_str(),
+            "correlation_id": e.correlation_id(),
+            "event_data": data,
+            "event_hash": recorded,
+            "hash_chain_valid": intact,
+            "legal_hold": held.contains(e.correlation_id()),
+        });
+        if let Some(p) = previous.replace(recorded) {
+            item["previous_event_hash"] = json!(p);
+        }
+        events.push(item);
+    }
+    let events = Value::Array(events);
+    let digest: [u8; 32] = Sha256::digest(serde_json::to_vec(&events).unwrap_or_default()).into();
+    let (signature, algorithm, fingerprint) = match &state.signer {
+        Some(signer) => (signer.sign_export(&digest), "Ed25519", signer.key_id()),
+        None => (String::new(), "none", String::new()),
+    };
+    let total = stored.len() as u64;
+    let exported_by = if redact {
+        crate::derived::redaction::email(&exported_by)
+    } else {
+        exported_by
+    };
+    let mut filters = json!({"offset": offset, "limit": limit});
+    for (key, value) in [
+        (
+            "start_time",
+            since.map(|t| audit_model::timestamp::format(&t)),
+        ),
+        (
+            "end_time",
+            until.map(|t| audit_model::timestamp::format(&t)),
+        ),
+        ("correlation_id", params.correlation_id.clone()),
+        ("event_category", params.event_category.clone()),
+    ] {
+        if let Some(v) = value {
+            filters[key] = json!(v);
+        }
+    }
+    let body = json!({
+        "export_metadata": {
+            "export_timestamp": audit_model::timestamp::format(&audit_model::timestamp::truncate(now)),
+            "export_format": "json",
+            "query_filters": filters,
+            "total_events": total,
+            "signature": signature,
+            "signature_algorithm": algorithm,
+            "certificate_fingerprint": fingerprint,
+            "exported_by": exported_by,
+            "events_sha256": hex::encode(digest),
+        },
+        "events": events,
+        "hash_chain_verification": {
+            "total_events_verified": total,
+            "valid_chain_events": valid,
+            "broken_chain_events": total - valid,
+            "chain_integrity_percentage": if total == 0 { 100.0 } else { valid as f64 * 100.0 / total as f64 },
+            "verification_timestamp": audit_model::timestamp::format(&audit_model::timestamp::truncate(now)),
+        },
+    });
+    Ok(Json(body).into_response())
 }
