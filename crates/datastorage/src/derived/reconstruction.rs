@@ -400,10 +400,12 @@ pub(crate) mod go_duration {
             total += number * scale;
             rest = &rest[unit_end..];
         }
-        if total > i64::MAX as f64 {
-            return None;
-        }
-        let nanos = total.round() as i64;
+        // Beyond what 64 bits of nanoseconds hold (some 292 years): as long as can be.
+        let nanos = if total >= i64::MAX as f64 {
+            i64::MAX
+        } else {
+            total.round() as i64
+        };
         Some(if negative { -nanos } else { nanos })
     }
 
@@ -467,6 +469,7 @@ pub(crate) mod go_duration {
             ] {
                 assert_eq!(format(parse(text).unwrap()), go, "{text}");
             }
+            assert_eq!(parse("35m8958574h"), Some(i64::MAX), "saturates");
             for bad in ["", "h", "5", "5x", "1..5s", "1h-3m"] {
                 assert_eq!(parse(bad), None, "{bad:?}");
             }

@@ -1021,7 +1021,7 @@ async fn a_targets_remediation_history_comes_in_two_tiers(app: TestApp) {
     for (query, field) in [
         ("targetKind=Deployment&targetName=api&targetNamespace=payments", "currentSpecHash"),
         ("targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=x&tier1Window=soon", "tier1Window"),
-        ("targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=x&tier1Window=48h&tier2Window=24h", "tier2Window"),
+        ("targetKind=Deployment&targetName=api&targetNamespace=payments&currentSpecHash=x&tier2Window=-24h", "tier2Window"),
     ] {
         let (status, problem) =
             get_platform(&app, &format!("/api/v1/remediation-history/context?{query}")).await;

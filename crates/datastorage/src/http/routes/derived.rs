@@ -161,24 +161,28 @@ pub struct HistoryParams {
     target_namespace: String,
     /// The hash of the target's current spec
     current_spec_hash: String,
-    /// The recent window, a Go duration (default 24h)
+    /// The recent window, a Go duration without a sign (default 24h, also when empty)
+    #[param(pattern = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|0)?$")]
     tier1_window: Option<String>,
-    /// The long window, a Go duration longer than the recent one (default 2160h, 90 days)
+    /// The long window, a Go duration (default 2160h, 90 days); tier 2 is the part of it before
+    /// the recent window, so it is empty when this is not longer than tier1Window
+    #[param(pattern = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|0)?$")]
     tier2_window: Option<String>,
     /// Only remediations recorded on this cluster
     cluster_id: Option<String>,
 }
 
-/// A window parameter: a positive Go duration.
+/// A window parameter: a Go duration, not negative.
 fn window(name: &str, text: Option<&str>, default_hours: i64) -> Result<Duration, ApiError> {
-    let Some(text) = text else {
+    // Empty is the default, as the public implementation reads it.
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
         return Ok(Duration::hours(default_hours));
     };
     match go_duration::parse(text) {
-        Some(nanos) if nanos > 0 => Ok(Duration::nanoseconds(nanos)),
+        Some(nanos) if nanos >= 0 => Ok(Duration::nanoseconds(nanos)),
         _ => Err(ApiError::field(
             name,
-            "must be a positive duration such as 24h or 90m",
+            "must be a duration such as 24h or 90m",
         )),
     }
 }
@@ -244,29 +248,31 @@ pub async fn history_context(
 ) -> Result<Json<Value>, ApiError> {
     let recent = window("tier1Window", params.tier1_window.as_deref(), 24)?;
     let long = window("tier2Window", params.tier2_window.as_deref(), 2160)?;
-    if long <= recent {
-        return Err(ApiError::field(
-            "tier2Window",
-            "must be longer than tier1Window",
-        ));
-    }
     let target = format!(
         "{}/{}/{}",
         params.target_namespace, params.target_kind, params.target_name
     );
     let now = Utc::now();
     let tier1_since = now - recent;
-    let tier1 = tier(&state, &params, &target, (tier1_since, now), history::entry).await?;
-    // The long window ends where the recent one begins.
-    let before = tier1_since - Duration::microseconds(1);
-    let tier2 = tier(
-        &state,
-        &params,
-        &target,
-        (now - long, before),
-        history::summary,
-    )
-    .await?;
+    let tier1 = if recent > Duration::zero() {
+        tier(&state, &params, &target, (tier1_since, now), history::entry).await?
+    } else {
+        Vec::new()
+    };
+    // The long window ends where the recent one begins (nothing when it is not longer).
+    let tier2 = if long > recent {
+        let before = tier1_since - Duration::microseconds(1);
+        tier(
+            &state,
+            &params,
+            &target,
+            (now - long, before),
+            history::summary,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     let windows = (
         go_duration::format(recent.num_nanoseconds().unwrap_or(i64::MAX)),
         go_duration::format(long.num_nanoseconds().unwrap_or(i64::MAX)),

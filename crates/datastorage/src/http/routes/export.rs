@@ -49,30 +49,27 @@ pub struct ExportParams {
     /// Resume after this seq (with the tree_size of the interrupted export)
     #[param(value_type = Option<i64>, minimum = 0)]
     after_seq: Option<NonNegative>,
-    /// `ndjson` (streamed with proofs; verifiable offline with `datastorage verify --export`),
-    /// `csv`, or `json` (the platform's signed export object). Default: `json` on the platform's
-    /// answers, `ndjson` on the native ones (`Prefer: answers=native`).
-    #[param(value_type = Option<String>, pattern = "^(ndjson|csv|json)$")]
+    /// `ndjson` (streamed with proofs; verifiable offline with `datastorage verify --export`)
+    /// or `csv`. Without it: `ndjson` on the native answers (`Prefer: answers=native`), the
+    /// platform's signed export object on the platform's answers. (`json` asks for that object:
+    /// the platform's exportAuditEvents, with the parameters its document gives, described in
+    /// its document and docs/compatibility.md, not here.)
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$")]
     format: Option<FormatParam>,
-    /// The platform's name for `since` (RFC 3339)
-    #[param(value_type = Option<String>, format = DateTime)]
+    // The platform's exportAuditEvents parameters (its document describes them).
+    #[param(ignore)]
     start_time: Option<TimeParam>,
-    /// The platform's name for `until` (RFC 3339)
-    #[param(value_type = Option<String>, format = DateTime)]
+    #[param(ignore)]
     end_time: Option<TimeParam>,
-    /// `json` only: only this category's events
+    #[param(ignore)]
     event_category: Option<String>,
-    /// `json` only: events to skip (default 0)
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(ignore)]
     offset: Option<NonNegative>,
-    /// `json` only: most events (1..10000, default 1000)
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    #[param(ignore)]
     limit: Option<ExportLimit>,
-    /// `json` only: the signature is always in `export_metadata`; accepted for the platform
-    #[param(value_type = Option<bool>)]
+    #[param(ignore)]
     include_detached_signature: Option<Flag>,
-    /// `json` only: mask e-mail addresses, IP addresses and phone numbers (the platform's rules)
-    #[param(value_type = Option<bool>)]
+    #[param(ignore)]
     redact_pii: Option<Flag>,
 }
 
@@ -118,7 +115,7 @@ const DEFAULT_SIGNED_EVENTS: u32 = 1_000;
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "tamper-evidence",
     params(ExportParams),
     responses(
-        (status = 200, description = "The export, streamed; X-Audit-Tree-Size names its checkpoint", content((String = "application/x-ndjson"), (String = "text/csv"))),
+        (status = 200, description = "The export, streamed (X-Audit-Tree-Size names its checkpoint); or, without `format` on the platform's answers, the platform's signed export object", content((String = "application/x-ndjson"), (String = "text/csv"), (Object = "application/json"))),
         (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such checkpoint (or none signed yet)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -134,9 +131,12 @@ pub async fn export(
         params.since.or(params.start_time).map(|t| t.resolve(now)),
         params.until.or(params.end_time).map(|t| t.resolve(now)),
     );
+    // Without a format: the stream on the native answers, or when a stream's parameter
+    // (`tree_size`, `after_seq`) asks for it; the platform's signed object otherwise.
+    let wants_stream = params.tree_size.is_some() || params.after_seq.is_some();
     let format = match params.format {
         Some(f) => f,
-        None if answers.native() => FormatParam::Stream(ExportFormat::Ndjson),
+        None if answers.native() || wants_stream => FormatParam::Stream(ExportFormat::Ndjson),
         None => FormatParam::Signed,
     };
     let format = match format {
