@@ -62,6 +62,41 @@ impl EventOutcome {
     }
 }
 
+/// What the server attests of an event it receives: when it received it and, when it knows,
+/// who sent it. Parsing records both in the event (`received_at`, `submitted_by`), outside what
+/// decides an id-less event's content id, so a retry is still the same event.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    pub at: DateTime<Utc>,
+    pub writer: Option<Writer<'a>>,
+}
+
+/// Who sent an event.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// Recorded as `submitted_by`.
+    pub principal: &'a str,
+    /// The principal was authenticated (not `anonymous`): it is then also the actor of an event
+    /// that names none.
+    pub authenticated: bool,
+}
+
+impl<'a> Receipt<'a> {
+    pub fn new(at: DateTime<Utc>, writer: Writer<'a>) -> Receipt<'a> {
+        Receipt {
+            at,
+            writer: Some(writer),
+        }
+    }
+}
+
+/// A receipt at `at` by an unknown writer: the event is not attested (neither field is set).
+impl From<DateTime<Utc>> for Receipt<'static> {
+    fn from(at: DateTime<Utc>) -> Receipt<'static> {
+        Receipt { at, writer: None }
+    }
+}
+
 /// Why a JSON text is not an event.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -137,6 +172,18 @@ crate::event_field::define_event! {
         /// unified log. The typed views find their rows by it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         record_kind / RecordKind: Option<String>,
+        /// Who wrote the event: the principal Data Storage authenticated for the request that
+        /// brought it (`anonymous` where authentication is disabled). Set by the server, never by
+        /// a writer; signed with the rest of the event. Absent on events written before writers
+        /// were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        submitted_by / SubmittedBy: Option<String>,
+        /// When Data Storage received the request that brought the event. Set by the server and,
+        /// on an event with `submitted_by`, signed with the rest of it (on an older event it is
+        /// the commit time, outside the signed content).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timestamp::option")]
+        #[schema(value_type = Option<String>, format = DateTime)]
+        received_at / ReceivedAt: Option<DateTime<Utc>>,
     }
 }
 
@@ -145,23 +192,30 @@ impl AuditEvent {
     /// `event_version` `1.0`, `event_timestamp` now, `actor_type` `service`, `actor_id`
     /// `<category>-service`, `resource_type` the category, `resource_id` the correlation id.
     /// Every bad field is reported at once.
-    pub fn parse(value: Value, now: DateTime<Utc>) -> Result<AuditEvent, FieldErrors> {
+    pub fn parse<'a>(
+        value: Value,
+        receipt: impl Into<Receipt<'a>>,
+    ) -> Result<AuditEvent, FieldErrors> {
         let (wire, errors) = WireEvent::from_value(value)?;
-        wire.into_event(now, errors)
+        wire.into_event(receipt.into(), errors)
     }
 
     /// Parses an untrusted event from JSON text: the same event, or the same errors, as
     /// [`AuditEvent::parse`] of the text's JSON value, with less work when every field has its
     /// JSON type (see `wire`).
-    pub fn parse_json(text: &[u8], now: DateTime<Utc>) -> Result<AuditEvent, ParseError> {
+    pub fn parse_json<'a>(
+        text: &[u8],
+        receipt: impl Into<Receipt<'a>>,
+    ) -> Result<AuditEvent, ParseError> {
+        let receipt = receipt.into();
         match serde_json::from_slice::<WireEvent>(text) {
             Ok(wire) => wire
-                .into_event(now, FieldErrors::default())
+                .into_event(receipt, FieldErrors::default())
                 .map_err(ParseError::Fields),
             // Not well typed, not JSON, or a repeated key: the tree says which fields are wrong,
             // or what is.
             Err(_) => match crate::json::from_slice(text) {
-                Ok(value) => AuditEvent::parse(value, now).map_err(ParseError::Fields),
+                Ok(value) => AuditEvent::parse(value, receipt).map_err(ParseError::Fields),
                 Err(StrictJsonError::Syntax(e)) => Err(ParseError::Json(e)),
                 Err(StrictJsonError::DuplicateKey { path }) => {
                     let mut errors = FieldErrors::default();
@@ -181,6 +235,57 @@ impl AuditEvent {
         self
     }
 
+    /// The event as `receipt` received it: `submitted_by` the writer and `received_at` the time
+    /// (to the microsecond, as stored); an unknown writer attests nothing.
+    pub fn received(mut self, receipt: Receipt<'_>) -> AuditEvent {
+        if let Some(writer) = receipt.writer {
+            self.submitted_by = Some(crate::limits::fit(writer.principal, MAX_SHORT).into_owned());
+            self.received_at = Some(crate::timestamp::truncate(receipt.at));
+        }
+        self
+    }
+
+    /// The same content with another attestation (`submitted_by`, `received_at`): what this event
+    /// is as another request brought it. A retry of a write is received again, later, so two
+    /// receipts of one event differ only there; comparing `stored` with
+    /// `incoming.attested_as(stored)` tells a repeat from a conflict.
+    pub fn attested_as(&self, other: &AuditEvent) -> AuditEvent {
+        self.clone()
+            .with_attestation(other.submitted_by.clone(), other.received_at)
+    }
+
+    /// The event with this attestation (as a store read it back).
+    pub fn with_attestation(
+        self,
+        submitted_by: Option<String>,
+        received_at: Option<DateTime<Utc>>,
+    ) -> AuditEvent {
+        AuditEvent {
+            submitted_by,
+            received_at,
+            ..self
+        }
+    }
+
+    /// The event as its leaf hash covers it: without a receipt time that is not signed.
+    pub fn signed_content(self) -> AuditEvent {
+        if self.receipt_signed() {
+            self
+        } else {
+            AuditEvent {
+                received_at: None,
+                ..self
+            }
+        }
+    }
+
+    /// Whether `received_at` is signed: it is on an event with `submitted_by` (the two are the
+    /// server's attestation, one unit); an event written before writers were recorded has its
+    /// commit time there, outside its leaf.
+    fn receipt_signed(&self) -> bool {
+        self.submitted_by.is_some()
+    }
+
     /// RFC 8785 (JCS) encoding of the event.
     ///
     /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
@@ -195,6 +300,9 @@ impl AuditEvent {
         let mut m = Members(Vec::with_capacity(384 + self.event_data.len() * 32));
         for &field in EventField::jcs_order() {
             let name = field.name();
+            if field == EventField::ReceivedAt && !self.receipt_signed() {
+                continue;
+            }
             match self.get(field) {
                 FieldRef::Absent => {}
                 FieldRef::Uuid(u) => m.uuid(name, &u),
@@ -461,10 +569,12 @@ pub struct StoredEvent {
     /// Hex of the RFC 9162 leaf hash of the event.
     #[schema(value_type = String)]
     pub leaf_hash: LeafHash,
-    /// When the server committed the event.
+    /// When the log committed the event: taken where the order is decided, so it never steps
+    /// back along `seq` (unlike `received_at`, the receipt of the request, which a write held in
+    /// the dead-letter queue keeps). Not part of the signed content.
     #[serde(with = "crate::timestamp")]
     #[schema(value_type = String, format = DateTime)]
-    pub received_at: DateTime<Utc>,
+    pub committed_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -51,11 +51,13 @@ impl ExportHeader {
 }
 
 impl ExportedEvent {
+    /// The line of `event`, holding its signed content only (an event written before writers
+    /// were recorded has its receipt time left out: it is not signed).
     pub fn new(seq: i64, proof: &[Hash], event: AuditEvent) -> ExportedEvent {
         ExportedEvent {
             seq,
             inclusion_proof: proof.iter().map(hex::encode).collect(),
-            event,
+            event: event.signed_content(),
         }
     }
 
@@ -144,6 +146,15 @@ pub fn verify_export(
                     .ok_or_else(|| fail(n, "a proof hash is not 32 bytes of lower-case hex".into()))
             })
             .collect::<Result<_, _>>()?;
+        if item.event.submitted_by().is_none() && item.event.received_at().is_some() {
+            return Err(fail(
+                n,
+                format!(
+                    "seq {}: a receipt time without a writer is not signed content",
+                    item.seq
+                ),
+            ));
+        }
         let leaf = item.event.leaf_hash();
         if !verify_inclusion(
             leaf.as_bytes(),

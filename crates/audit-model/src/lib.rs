@@ -30,7 +30,7 @@ mod wire;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
 pub use event::{
-    AuditEvent, EventField, EventOutcome, LeafHash, ParseError, StoredEvent,
+    AuditEvent, EventField, EventOutcome, LeafHash, ParseError, Receipt, StoredEvent, Writer,
     DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_SHORT,
     SYSTEM_EVENT_PREFIX,
 };

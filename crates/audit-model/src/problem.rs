@@ -22,6 +22,8 @@ pub enum ProblemKind {
     MethodNotAllowed,
     /// The request carries no identity the service can trust.
     Unauthorized,
+    Forbidden,
+    TooManyRequests,
     /// A request that HTTP/1.1 cannot parse (malformed request line or header field).
     BadRequest,
     /// The body did not arrive in time.
@@ -43,6 +45,8 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
             ProblemKind::MethodNotAllowed => "method-not-allowed",
             ProblemKind::Unauthorized => "unauthorized",
+            ProblemKind::Forbidden => "forbidden",
+            ProblemKind::TooManyRequests => "too-many-requests",
             ProblemKind::BadRequest => "bad-request",
             ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::UriTooLong => "uri-too-long",
@@ -62,6 +66,8 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
             ProblemKind::MethodNotAllowed => "Method not allowed",
             ProblemKind::Unauthorized => "Unauthorized",
+            ProblemKind::Forbidden => "Forbidden",
+            ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::BadRequest => "Bad request",
             ProblemKind::RequestTimeout => "Request timeout",
             ProblemKind::UriTooLong => "URI too long",
@@ -81,6 +87,8 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => 415,
             ProblemKind::MethodNotAllowed => 405,
             ProblemKind::Unauthorized => 401,
+            ProblemKind::Forbidden => 403,
+            ProblemKind::TooManyRequests => 429,
             ProblemKind::BadRequest => 400,
             ProblemKind::RequestTimeout => 408,
             ProblemKind::UriTooLong => 414,

@@ -10,13 +10,12 @@
 //! property test holds them to it); serde's way only costs less than building the tree (figures
 //! in `docs/benchmarks.md`, 2026-12-01).
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{
-    check_event_data, AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS, MAX_ACTOR_IP,
+    check_event_data, AuditEvent, EventOutcome, Receipt, DEFAULT_RETENTION_DAYS, MAX_ACTOR_IP,
     MAX_RETENTION_DAYS, MAX_SHORT, MAX_TEXT, MAX_VERSION, SYSTEM_EVENT_PREFIX,
 };
 use crate::fields::{
@@ -45,6 +44,12 @@ pub(crate) fn content_id(event: &AuditEvent) -> Uuid {
     bytes.copy_from_slice(&digest[..16]);
     Uuid::new_v8(bytes)
 }
+
+/// Fields Data Storage sets and a writer cannot give (any value, `null` included, is refused,
+/// with [`SERVER_SET_MESSAGE`] rather than as unknown).
+const SERVER_SET: [&str; 3] = ["submitted_by", "received_at", "record_kind"];
+const SERVER_SET_MESSAGE: &str =
+    "is set by Data Storage (the authenticated writer, the time of receipt, the typed record's kind); a writer cannot give it";
 
 /// The fields of an event with their JSON types (`null` reads as absent).
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +121,12 @@ impl WireEvent {
             retention_days: r.opt_any_int("retention_days"),
             is_sensitive: r.opt_bool("is_sensitive"),
         };
+        for key in SERVER_SET {
+            if r.take(key).is_some() {
+                r.errors_mut()
+                    .add(key, Reason::InvalidValue, SERVER_SET_MESSAGE);
+            }
+        }
         Ok((wire, r.finish()))
     }
 
@@ -129,9 +140,10 @@ impl WireEvent {
     /// given when they agree), and an empty optional text is absent.
     pub(crate) fn into_event(
         self,
-        now: DateTime<Utc>,
+        receipt: Receipt<'_>,
         mut errors: FieldErrors,
     ) -> Result<AuditEvent, FieldErrors> {
+        let now = receipt.at;
         let e = &mut errors;
         let opt_text = |e: &mut FieldErrors, key: &str, value: Option<String>, max: usize| {
             value
@@ -264,10 +276,15 @@ impl WireEvent {
             event_version: event_version.unwrap_or_else(|| "1.0".to_string()),
             event_timestamp: event_timestamp.unwrap_or_else(|| crate::timestamp::truncate(now)),
             actor_type: actor_type.unwrap_or_else(|| "service".to_string()),
-            // The default fits the field however long the category is (a category of 250
-            // characters would otherwise make an actor of 258).
-            actor_id: actor_id.unwrap_or_else(|| {
-                crate::limits::fit(&format!("{event_category}-service"), MAX_SHORT).into_owned()
+            // The authenticated writer, else a name made of the category, which fits the field
+            // however long the category is (one of 250 characters would make an actor of 258).
+            actor_id: actor_id.unwrap_or_else(|| match receipt.writer {
+                Some(w) if w.authenticated => {
+                    crate::limits::fit(w.principal, MAX_SHORT).into_owned()
+                }
+                _ => {
+                    crate::limits::fit(&format!("{event_category}-service"), MAX_SHORT).into_owned()
+                }
             }),
             actor_ip,
             resource_type: resource_type.unwrap_or_else(|| event_category.clone()),
@@ -292,6 +309,8 @@ impl WireEvent {
             retention_days: retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d as i32),
             is_sensitive: self.is_sensitive,
             record_kind: None,
+            submitted_by: None,
+            received_at: None,
         };
         if event_id.is_none() {
             event.event_id = if timed {
@@ -300,6 +319,7 @@ impl WireEvent {
                 Uuid::now_v7()
             };
         }
-        Ok(event)
+        // After the content id: a retry, received later, is the same event.
+        Ok(event.received(receipt))
     }
 }

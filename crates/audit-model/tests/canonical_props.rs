@@ -73,7 +73,8 @@ prop_compose! {
         version in text(),
         ts in timestamp(),
         names in prop::collection::vec(text(), 9),
-        optional in prop::collection::vec(prop::option::of(text()), 10),
+        optional in prop::collection::vec(prop::option::of(text()), 11),
+        received in prop::option::of(timestamp()),
         parent_date in prop::option::of(timestamp()),
         sensitive in prop::option::of(any::<bool>()),
         outcome in prop_oneof![Just(EventOutcome::Success), Just(EventOutcome::Failure), Just(EventOutcome::Pending)],
@@ -111,6 +112,12 @@ prop_compose! {
             EventField::RetentionDays => FieldValue::Int(i64::from(retention_days)),
             EventField::IsSensitive => sensitive.map_or(FieldValue::Absent, FieldValue::Bool),
             EventField::RecordKind => optional_text(optional[9].clone()),
+            EventField::SubmittedBy => optional_text(optional[10].clone()),
+            // The receipt time is signed with the writer (see the test below).
+            EventField::ReceivedAt => match (&optional[10], received) {
+                (Some(_), Some(t)) => FieldValue::Time(t),
+                _ => FieldValue::Absent,
+            },
         }))
         .unwrap()
     }
@@ -126,5 +133,22 @@ proptest! {
             String::from_utf8(e.canonical_bytes()).unwrap(),
             String::from_utf8(reference).unwrap()
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// An event without `submitted_by` (written before writers were recorded) has its receipt
+    /// time outside its canonical form, so its leaf hash is what it was.
+    #[test]
+    fn a_receipt_time_without_a_writer_is_outside_the_canonical_form(e in event(), t in timestamp()) {
+        let unattested = e.clone().with_attestation(None, None);
+        let with_time = e.with_attestation(None, Some(t));
+        prop_assert_eq!(with_time.canonical_bytes(), unattested.canonical_bytes());
+        prop_assert!(!String::from_utf8(with_time.canonical_bytes()).unwrap().contains("received_at"));
+        let attested = with_time.with_attestation(Some("nc".into()), Some(t));
+        let text = String::from_utf8(attested.canonical_bytes()).unwrap();
+        prop_assert!(text.contains("\"received_at\"") && text.contains("\"submitted_by\":\"nc\""), "{}", text);
     }
 }

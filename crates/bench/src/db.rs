@@ -67,12 +67,14 @@ impl BenchDb {
         Ok(n)
     }
 
-    /// Neighbours along `seq` whose receipt time is earlier than the row before them.
-    pub async fn receipt_steps_back(&self) -> anyhow::Result<i64> {
+    /// Neighbours along `seq` whose commit time is earlier than the row before them (a row
+    /// written before commit times were kept has its receipt time there).
+    pub async fn commit_steps_back(&self) -> anyhow::Result<i64> {
         let pool = PgPool::connect(&self.url).await?;
         let n = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT received_at < lag(received_at) OVER (ORDER BY seq) \
-             AS back FROM audit_events) steps WHERE back",
+            "SELECT count(*) FROM (SELECT t < lag(t) OVER (ORDER BY seq) AS back \
+             FROM (SELECT seq, COALESCE(committed_at, received_at) AS t FROM audit_events) log) \
+             steps WHERE back",
         )
         .fetch_one(&pool)
         .await?;

@@ -394,7 +394,7 @@ impl Bench {
     /// (m) Single events through two replicas on one PostgreSQL database, half the clients on
     /// each, in turns with (m1) one replica on another database: what a second replica on the
     /// shared log head adds or costs. Afterwards the two replicas' log must be gap-free (checked
-    /// by the count), its receipt times must not step backwards along `seq`, and `verify` must
+    /// by the count), its commit times must not step backwards along `seq`, and `verify` must
     /// pass it, checkpoints of both replicas included.
     async fn replicas(&mut self) -> anyhow::Result<()> {
         let (c, turn) = (self.args.clients, self.d() / TURNS);
@@ -437,10 +437,10 @@ impl Bench {
         self.peak_rss = self.peak_rss.max(second.peak_rss_mib());
         second.stop().await?;
         let db = two.db.as_ref().context("a PostgreSQL scenario")?;
-        let steps = db.receipt_steps_back().await?;
+        let steps = db.commit_steps_back().await?;
         ensure!(
             steps == 0,
-            "receipt times step backwards {steps} times along seq"
+            "commit times step backwards {steps} times along seq"
         );
         verify(&self.bin, &url, &key, n).await?;
         let row = one.finish(

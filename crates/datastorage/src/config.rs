@@ -102,6 +102,8 @@ pub struct Settings {
     pub checkpoints: CheckpointSettings,
     #[command(flatten, next_help_heading = "Retention")]
     pub retention: RetentionSettings,
+    #[command(flatten, next_help_heading = "Authentication")]
+    pub auth: AuthSettings,
 }
 
 /// The process: where it listens, where it keeps files, how it logs and stops.
@@ -454,6 +456,42 @@ pub struct RetentionSettings {
     pub batch_size: Option<i64>,
 }
 
+/// Who may call: the authenticators and the routes open without a credential
+/// (docs/security.md).
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `enabled` or `disabled`. Unset: enabled when an authenticator is configured; with none,
+    /// the service serves unauthenticated only on a loopback address and refuses to start on
+    /// any other unless this is `disabled` explicitly.
+    #[arg(id = "auth", long = "auth", env = "DATASTORAGE_AUTH")]
+    pub enabled: Option<Switch>,
+    /// The static tokens file (hashes, principals, roles, event types; see `datastorage token
+    /// create`), read again when it changes.
+    #[arg(
+        id = "tokens_file",
+        long = "tokens-file",
+        env = "DATASTORAGE_TOKENS_FILE"
+    )]
+    pub tokens_file: Option<PathBuf>,
+    /// `true` or `false` (default): `/metrics` answers without a credential.
+    #[arg(
+        id = "public_metrics",
+        long = "public-metrics",
+        env = "DATASTORAGE_PUBLIC_METRICS"
+    )]
+    pub public_metrics: Option<Switch>,
+    /// `true` or `false` (default): the checkpoints, the public key and consistency proofs
+    /// answer without a credential (for witnesses and auditors).
+    #[arg(
+        id = "public_checkpoints",
+        long = "public-checkpoints",
+        env = "DATASTORAGE_PUBLIC_CHECKPOINTS"
+    )]
+    pub public_checkpoints: Option<Switch>,
+}
+
 /// An on/off setting: `true`/`false`, also read as `enabled`/`disabled` (the spelling of
 /// earlier versions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +535,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 42] = [
+const MOVED_KEYS: [(&str, &str); 46] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -543,6 +581,10 @@ const MOVED_KEYS: [(&str, &str); 42] = [
     ("retention", "retention.enabled"),
     ("retention_interval", "retention.interval"),
     ("retention_batch_size", "retention.batch_size"),
+    ("auth", "auth.enabled"),
+    ("tokens_file", "auth.tokens_file"),
+    ("public_metrics", "auth.public_metrics"),
+    ("public_checkpoints", "auth.public_checkpoints"),
 ];
 
 /// Where the log lives.
@@ -618,6 +660,24 @@ pub struct RetentionConfig {
     pub batch_size: i64,
 }
 
+/// How callers are authenticated (see [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `None`: authentication is disabled.
+    pub required: Option<Authenticators>,
+    pub public_metrics: bool,
+    pub public_checkpoints: bool,
+    /// Disabled only because nothing is configured and the listener is on loopback (logged as
+    /// a warning at start).
+    pub disabled_by_default: bool,
+}
+
+/// The configured authenticators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticators {
+    pub tokens_file: Option<PathBuf>,
+}
+
 /// How long a client may take, and how many may be connected.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -657,6 +717,7 @@ pub struct Config {
     pub checkpoint: Option<CheckpointConfig>,
     /// None when the retention worker is disabled (the default).
     pub retention: Option<RetentionConfig>,
+    pub auth: AuthConfig,
     /// Keys the file spelled as earlier versions did (flat), with their place now.
     pub moved_keys: Vec<MovedKey>,
 }
@@ -759,6 +820,7 @@ impl Config {
             }
         };
         Ok(Config {
+            auth: auth_config(&s.auth, listen)?,
             checkpoint: checkpoint_config(&s.checkpoints, &data_dir)?,
             retention: retention_config(&s.retention)?,
             embedding_dimension,
@@ -872,6 +934,40 @@ fn checkpoint_config(
             .unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
         witness_file: s.witness_file.clone(),
     }))
+}
+
+/// Authentication: required when an authenticator is configured, unless disabled explicitly;
+/// with none, disabled on a loopback listener and refused on any other.
+fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
+    let authenticators = Authenticators {
+        tokens_file: s.tokens_file.clone(),
+    };
+    let configured = authenticators.tokens_file.is_some();
+    let required = match (s.enabled, configured) {
+        (Some(Switch(false)), _) => None,
+        (_, true) => Some(authenticators),
+        (Some(Switch(true)), false) => {
+            return Err(invalid(
+                "auth.enabled",
+                "authentication is enabled but no authenticator is configured (auth.tokens_file)",
+            ))
+        }
+        (None, false) if listen.ip().is_loopback() => None,
+        (None, false) => {
+            return Err(invalid(
+                "auth.enabled",
+                format!(
+                    "no authenticator is configured and {listen} is not a loopback address: configure one (auth.tokens_file) or give `--auth disabled` to serve every caller unauthenticated"
+                ),
+            ))
+        }
+    };
+    Ok(AuthConfig {
+        disabled_by_default: required.is_none() && s.enabled.is_none(),
+        required,
+        public_metrics: s.public_metrics.is_some_and(|Switch(on)| on),
+        public_checkpoints: s.public_checkpoints.is_some_and(|Switch(on)| on),
+    })
 }
 
 fn retention_config(s: &RetentionSettings) -> Result<Option<RetentionConfig>, ConfigError> {

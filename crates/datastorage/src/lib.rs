@@ -6,6 +6,7 @@
 //! verifier), [`shutdown`] (how the service stops without losing an acknowledged write).
 //! [`Application`] wires them together; `main.rs` is the CLI around it.
 
+pub mod auth;
 pub mod config;
 pub mod derived;
 pub mod dlq;
@@ -159,6 +160,7 @@ impl Application {
                 .run(shutdown.clone()),
             )
         });
+        let (auth, tokens_task) = authentication(&config.auth, &shutdown)?;
         let state = AppState::new(http::Shared {
             queue,
             store: store.clone(),
@@ -172,6 +174,11 @@ impl Application {
             embedding_dimension: config.embedding_dimension,
             verifier: signer.as_ref().map(|s| Arc::new(s.verifier())),
             signer: signer.clone(),
+            auth,
+            open_routes: http::authn::OpenRoutes {
+                metrics: config.auth.public_metrics,
+                checkpoints: config.auth.public_checkpoints,
+            },
         });
         let app = http::app(
             state,
@@ -231,6 +238,9 @@ impl Application {
         // The replay worker drains for a bounded time, then drops its queue handle; the router
         // (with every other handle) is gone, so the writer commits what is queued and stops.
         replay_task.await?;
+        if let Some(task) = tokens_task {
+            task.await?;
+        }
         if let Some(task) = retention_task {
             task.await?;
         }
@@ -253,4 +263,32 @@ impl Application {
         tracing::info!("datastorage stopped");
         Ok(())
     }
+}
+
+/// The authenticators the configuration enables, and the task keeping the tokens file current.
+fn authentication(
+    config: &config::AuthConfig,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(auth::Auth, Option<tokio::task::JoinHandle<()>>)> {
+    let Some(required) = &config.required else {
+        if config.disabled_by_default {
+            tracing::warn!("authentication is disabled: no authenticator is configured and the listener is on loopback, so every local caller may read, write and administer the log");
+        } else {
+            tracing::warn!("authentication is disabled (auth.enabled: disabled): every caller may read, write and administer the log");
+        }
+        return Ok((auth::Auth::Disabled, None));
+    };
+    let tokens = required
+        .tokens_file
+        .as_deref()
+        .map(auth::tokens::StaticTokens::load)
+        .transpose()?
+        .map(Arc::new);
+    let task = tokens.clone().map(|tokens| {
+        tracing::info!(tokens = tokens.len(), "static tokens loaded");
+        let stop = shutdown.clone();
+        tokio::spawn(tokens.watch(async move { stop.begun().await }))
+    });
+    let authenticators = auth::Authenticators { tokens };
+    Ok((auth::Auth::Required(Arc::new(authenticators)), task))
 }

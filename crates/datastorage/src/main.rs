@@ -74,6 +74,75 @@ enum Command {
         #[arg(long, default_value = datastorage::config::DEFAULT_ORIGIN)]
         origin: String,
     },
+    /// Manage the static bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token, print it once (it is kept nowhere) and append its SHA-256 with the
+    /// principal, roles and event types to the tokens file; a serving process takes it within
+    /// a second, without a restart.
+    Create(TokenCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenCreateArgs {
+    /// The principal the token authenticates (recorded as `submitted_by` on what it writes).
+    #[arg(long)]
+    principal: String,
+    /// `writer`, `reader` or `admin`; repeat for more than one.
+    #[arg(long = "role", required = true, value_parser = role)]
+    roles: Vec<datastorage::auth::Role>,
+    /// Event-type prefixes it may write (e.g. `notification.`); none: any.
+    #[arg(long = "event-types", num_args = 1..)]
+    event_types: Vec<String>,
+    /// When it stops working, from now (e.g. `90d`); none: never.
+    #[arg(long)]
+    expires_in: Option<humantime::Duration>,
+    /// The tokens file (created if absent).
+    #[arg(long, env = "DATASTORAGE_TOKENS_FILE")]
+    tokens_file: std::path::PathBuf,
+}
+
+fn role(name: &str) -> Result<datastorage::auth::Role, String> {
+    datastorage::auth::Role::from_name(name)
+        .ok_or_else(|| format!("{name:?}: expected writer, reader or admin"))
+}
+
+/// `token create`: prints the token on stdout, the rest on stderr.
+fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
+    use datastorage::auth::tokens;
+    tokens::check_principal(&args.principal).map_err(anyhow::Error::msg)?;
+    let event_types = (!args.event_types.is_empty()).then_some(args.event_types);
+    if let Some(scopes) = &event_types {
+        tokens::check_scopes(scopes).map_err(anyhow::Error::msg)?;
+    }
+    let now = chrono::Utc::now();
+    let expires_at = args
+        .expires_in
+        .map(|d| chrono::Duration::from_std(d.into()).map(|d| now + d))
+        .transpose()
+        .context("--expires-in is too long")?;
+    let entry = tokens::TokenEntry {
+        sha256: String::new(),
+        principal: args.principal.clone(),
+        roles: args.roles,
+        event_types,
+        created_at: Some(audit_model::timestamp::truncate(now)),
+        expires_at,
+    };
+    let token = tokens::create(&args.tokens_file, entry)?;
+    eprintln!(
+        "token for {} added to {} (shown once; store it as a secret)",
+        args.principal,
+        args.tokens_file.display()
+    );
+    println!("{token}");
+    Ok(())
 }
 
 /// Where the log is, for the commands that read it directly.
@@ -299,6 +368,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             print!("{}", datastorage::http::openapi::document());
             Ok(())
         }
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => create_token(args),
     };
     done.map(|()| std::process::ExitCode::SUCCESS)
 }

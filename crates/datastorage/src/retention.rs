@@ -72,6 +72,12 @@ impl SystemEvent {
                 EventField::CorrelationId => FieldValue::Text(self.correlation_id.clone()),
                 EventField::EventData => FieldValue::Object(event_data.clone()),
                 EventField::RetentionDays => FieldValue::Int(DEFAULT_RETENTION_DAYS.into()),
+                // Written by the service itself, at the time of what it records (so that the
+                // same record written again is the same event).
+                EventField::SubmittedBy => FieldValue::Text(crate::auth::SERVICE_PRINCIPAL.into()),
+                EventField::ReceivedAt => {
+                    FieldValue::Time(audit_model::timestamp::truncate(self.at))
+                }
                 _ => FieldValue::Absent,
             })
         });

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{AuditEvent, EventOutcome, DEFAULT_RETENTION_DAYS};
+use crate::event::{AuditEvent, EventOutcome, Receipt, DEFAULT_RETENTION_DAYS, MAX_SHORT};
 use crate::fields::{FieldErrors, ObjectReader};
 
 pub use ai_analysis::{embedding, AiAnalysisAudit};
@@ -128,8 +128,9 @@ pub trait SeedRecord: Serialize + Sized + Send + 'static {
         Uuid::new_v5(&RECORD_NAMESPACE, name.as_bytes())
     }
 
-    /// The record as an event of the unified log.
-    fn to_event(&self) -> AuditEvent {
+    /// The record as an event of the unified log, received as `receipt` says: its actor is the
+    /// authenticated writer, else the kind's service.
+    fn to_event(&self, receipt: Receipt<'_>) -> AuditEvent {
         let kind = Self::KIND;
         let event_data = match serde_json::to_value(self) {
             Ok(Value::Object(map)) => map,
@@ -145,7 +146,12 @@ pub trait SeedRecord: Serialize + Sized + Send + 'static {
             event_action: self.status().to_string(),
             event_outcome: self.outcome(),
             actor_type: "service".to_string(),
-            actor_id: kind.actor_id.to_string(),
+            actor_id: match receipt.writer {
+                Some(w) if w.authenticated => {
+                    crate::limits::fit(w.principal, MAX_SHORT).into_owned()
+                }
+                _ => kind.actor_id.to_string(),
+            },
             actor_ip: None,
             resource_type: kind.resource_type.to_string(),
             resource_id: self.subject_id().to_string(),
@@ -165,7 +171,10 @@ pub trait SeedRecord: Serialize + Sized + Send + 'static {
             retention_days: DEFAULT_RETENTION_DAYS,
             is_sensitive: None,
             record_kind: Some(kind.view.to_string()),
+            submitted_by: None,
+            received_at: None,
         }
+        .received(receipt)
     }
 }
 

@@ -427,7 +427,7 @@ fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
                     format!("seq {seq}: the content does not hash to the stored leaf hash"),
                 );
             }
-            (leaf.into(), e.received_at)
+            (leaf.into(), e.committed_at)
         }
         LogEntry::Purged(p) => {
             report.purged += 1;
@@ -442,7 +442,7 @@ fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
                     ),
                 );
             }
-            (p.leaf_hash.into(), p.received_at)
+            (p.leaf_hash.into(), p.committed_at)
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod answers;
+pub mod authn;
 pub mod connection;
 pub mod extract;
 pub mod openapi;
@@ -76,6 +77,10 @@ pub struct Shared {
     pub signer: Option<Arc<audit_model::checkpoint::CheckpointSigner>>,
     /// The checkpoints' public key (None when checkpoints are disabled).
     pub verifier: Option<Arc<audit_model::checkpoint::CheckpointVerifier>>,
+    /// How callers are authenticated.
+    pub auth: crate::auth::Auth,
+    /// The routes open without a credential besides health and the API document.
+    pub open_routes: authn::OpenRoutes,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -297,6 +302,11 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route_layer(middleware::from_fn(text_params::check))
+        // Outside the parameter check: who calls is known before anything they sent is read.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::authorize,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -9,11 +9,11 @@ use uuid::Uuid;
 use super::{Answer, IngestOutcome, Source, Submission};
 use crate::store::PreparedEvent;
 
-/// A later occurrence of an `event_id` in the same batch: the leaf hashes of the first
-/// occurrence and of this one.
+/// A later occurrence of an `event_id` in the same batch: its leaf hash, and whether it holds
+/// the first occurrence's content (however each was attested: a retry is received again).
 #[derive(Clone, Copy)]
 struct Repeat {
-    first: LeafHash,
+    same_as_first: bool,
     own: LeafHash,
 }
 
@@ -47,8 +47,11 @@ impl Batch {
                 match first_index.get(&event.event.event_id()) {
                     Some(&i) => {
                         batch.live[i] |= live;
+                        let first = &batch.unique[i];
                         let repeat = Repeat {
-                            first: batch.unique[i].leaf_hash,
+                            same_as_first: first.leaf_hash == event.leaf_hash
+                                || event.event.attested_as(&first.event).leaf_hash()
+                                    == first.leaf_hash,
                             own: event.leaf_hash,
                         };
                         sub_refs.push((i, Some(repeat)));
@@ -128,14 +131,17 @@ impl Batch {
 }
 
 /// The answer for one occurrence of an event: the outcome of its first occurrence, or for a repeat
-/// inside the same batch, a duplicate when its hash matches what is stored (or queued), else a
-/// conflict.
+/// inside the same batch, a duplicate when it holds what is stored (or queued), else a conflict.
 fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
     let Repeat {
-        first: first_hash,
+        same_as_first,
         own: hash,
     } = repeat;
     match outcome {
+        IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) if same_as_first => {
+            IngestOutcome::Duplicate(s.clone())
+        }
+        IngestOutcome::Conflict(s) if same_as_first => IngestOutcome::Conflict(s.clone()),
         IngestOutcome::Created(s) | IngestOutcome::Duplicate(s) | IngestOutcome::Conflict(s) => {
             if s.leaf_hash == hash {
                 IngestOutcome::Duplicate(s.clone())
@@ -143,7 +149,7 @@ fn occurrence(outcome: &IngestOutcome, repeat: Repeat) -> IngestOutcome {
                 IngestOutcome::Conflict(s.clone())
             }
         }
-        IngestOutcome::Queued(id) if hash == first_hash => IngestOutcome::Queued(*id),
+        IngestOutcome::Queued(id) if same_as_first => IngestOutcome::Queued(*id),
         IngestOutcome::Queued(id) | IngestOutcome::Refused { event_id: id, .. } => {
             IngestOutcome::Refused {
                 event_id: *id,

@@ -63,8 +63,8 @@ impl IngestOutcome {
     /// The outcome of appending `event`, which a created outcome takes over (no copy).
     fn of(event: PreparedEvent, appended: AppendOutcome) -> Self {
         match appended {
-            AppendOutcome::Created { seq, received_at } => {
-                IngestOutcome::Created(event.into_stored(seq, received_at))
+            AppendOutcome::Created { seq, committed_at } => {
+                IngestOutcome::Created(event.into_stored(seq, committed_at))
             }
             AppendOutcome::Duplicate(s) => IngestOutcome::Duplicate(s),
             AppendOutcome::Conflict(s) => IngestOutcome::Conflict(s),

@@ -75,7 +75,7 @@ pub(crate) fn event_columns() -> &'static str {
 pub(crate) fn log_columns() -> &'static str {
     static COLUMNS: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "seq, {}, leaf_hash, received_at, purged_at",
+            "seq, {}, leaf_hash, COALESCE(committed_at, received_at) AS committed_at, purged_at",
             event_columns()
         )
     });
@@ -84,10 +84,12 @@ pub(crate) fn log_columns() -> &'static str {
 
 /// The fields the retention purge keeps: what the tree, the verifier and the proof that the
 /// purge came after expiry need.
-const KEPT_BY_PURGE: [EventField; 3] = [
+const KEPT_BY_PURGE: [EventField; 5] = [
     EventField::EventId,
     EventField::EventTimestamp,
     EventField::RetentionDays,
+    EventField::SubmittedBy,
+    EventField::ReceivedAt,
 ];
 
 /// `col = NULL, …` for every field the purge blanks.
@@ -114,7 +116,9 @@ pub(crate) fn decode_entry(row: &impl ReadColumn) -> Result<LogEntry, StoreError
         leaf_hash: leaf_hash(row)?,
         event_timestamp: row.required(ReadColumn::time, "event_timestamp")?,
         retention_days: row.required(ReadColumn::int32, "retention_days")?,
+        submitted_by: row.text("submitted_by")?,
         received_at: row.required(ReadColumn::time, "received_at")?,
+        committed_at: row.required(ReadColumn::time, "committed_at")?,
         purged_at,
     }))
 }
@@ -129,7 +133,7 @@ pub(crate) fn decode_event(row: &impl ReadColumn) -> Result<StoredEvent, StoreEr
         event,
         seq: row.required(ReadColumn::int64, "seq")?,
         leaf_hash: leaf_hash(row)?,
-        received_at: row.required(ReadColumn::time, "received_at")?,
+        committed_at: row.required(ReadColumn::time, "committed_at")?,
     })
 }
 
@@ -170,7 +174,7 @@ mod tests {
     #[test]
     fn the_purge_blanks_every_field_but_those_the_tree_needs() {
         let set = blank_content();
-        assert_eq!(set.matches(" = NULL").count(), EventField::ALL.len() - 3);
+        assert_eq!(set.matches(" = NULL").count(), EventField::ALL.len() - 5);
         assert!(
             set.starts_with("event_version = NULL, event_type = NULL"),
             "{set}"
@@ -179,7 +183,13 @@ mod tests {
             .split(", ")
             .map(|c| c.trim_end_matches(" = NULL"))
             .collect();
-        for kept in ["event_id", "event_timestamp", "retention_days"] {
+        for kept in [
+            "event_id",
+            "event_timestamp",
+            "retention_days",
+            "submitted_by",
+            "received_at",
+        ] {
             assert!(!blanked.contains(&kept), "{kept} is kept");
         }
         assert!(blanked.contains(&"parent_event_id") && blanked.contains(&"event_data"));
@@ -190,7 +200,7 @@ mod tests {
         let columns = log_columns();
         assert!(columns.starts_with("seq, event_id, event_version, event_timestamp,"));
         assert!(columns.ends_with(
-            "event_data, retention_days, is_sensitive, record_kind, leaf_hash, received_at, purged_at"
+            "event_data, retention_days, is_sensitive, record_kind, submitted_by, received_at, leaf_hash, COALESCE(committed_at, received_at) AS committed_at, purged_at"
         ));
     }
 }

@@ -29,12 +29,17 @@ impl PreparedEvent {
 
     /// The stored form this event takes at `seq` (moved, not copied: the writer answers every
     /// event of a batch this way, on the one path that orders the log).
-    pub fn into_stored(self, seq: i64, received_at: DateTime<Utc>) -> StoredEvent {
+    pub fn into_stored(self, seq: i64, committed_at: DateTime<Utc>) -> StoredEvent {
+        let mut event = self.event;
+        if event.received_at().is_none() {
+            // An event no writer was attested for is stored with its commit time as receipt time.
+            event = event.with_attestation(None, Some(committed_at));
+        }
         StoredEvent {
-            event: self.event,
+            event,
             seq,
             leaf_hash: self.leaf_hash,
-            received_at,
+            committed_at,
         }
     }
 }
@@ -48,7 +53,10 @@ pub struct PurgedEvent {
     pub leaf_hash: LeafHash,
     pub event_timestamp: DateTime<Utc>,
     pub retention_days: i32,
+    /// The attestation (`submitted_by`, `received_at`), which the purge keeps.
+    pub submitted_by: Option<String>,
     pub received_at: DateTime<Utc>,
+    pub committed_at: DateTime<Utc>,
     pub purged_at: DateTime<Utc>,
 }
 
@@ -89,7 +97,7 @@ pub enum AppendOutcome {
     /// Stored now, at this seq (the event as given, see [`PreparedEvent::into_stored`]).
     Created {
         seq: i64,
-        received_at: DateTime<Utc>,
+        committed_at: DateTime<Utc>,
     },
     /// The identical event was already stored.
     Duplicate(StoredEvent),
@@ -107,8 +115,9 @@ pub struct StoredRecord {
 }
 
 /// The existing events with ids being appended, as stored events. A purged event matches an
-/// incoming one exactly when the leaf hashes match (then its content was the incoming one);
-/// otherwise it is a conflict whose stored content is gone.
+/// incoming one exactly when the incoming event, with the purged one's attestation, has its
+/// leaf hash (then its content was the incoming one); otherwise it is a conflict whose stored
+/// content is gone.
 pub(super) fn existing_events(
     events: &[PreparedEvent],
     entries: Vec<LogEntry>,
@@ -119,16 +128,18 @@ pub(super) fn existing_events(
             LogEntry::Event(e) => Some(*e),
             LogEntry::Purged(p) => {
                 let incoming = events.iter().find(|e| e.event.event_id() == p.event_id)?;
-                let event = if incoming.leaf_hash == p.leaf_hash {
-                    incoming.event.clone()
-                } else {
-                    without_data(&incoming.event)
-                };
+                let mut event = incoming
+                    .event
+                    .clone()
+                    .with_attestation(p.submitted_by, Some(p.received_at));
+                if event.leaf_hash() != p.leaf_hash {
+                    event = without_data(&event);
+                }
                 Some(StoredEvent {
                     event,
                     seq: p.seq,
                     leaf_hash: p.leaf_hash,
-                    received_at: p.received_at,
+                    committed_at: p.committed_at,
                 })
             }
         })
@@ -153,13 +164,37 @@ pub(super) fn classify<'a>(
         .collect()
 }
 
-/// Outcome of an input whose id was already stored.
+/// Outcome of an input whose id was already stored: a duplicate when it is the stored content,
+/// however it was attested (a retry is received again, later, perhaps by another replica).
 pub(super) fn existing_outcome(event: &PreparedEvent, stored: StoredEvent) -> AppendOutcome {
-    if stored.leaf_hash == event.leaf_hash {
+    if same_as_stored(event, &stored) {
         AppendOutcome::Duplicate(stored)
     } else {
         AppendOutcome::Conflict(stored)
     }
+}
+
+/// Whether `entry` (stored under the incoming event's id) holds the incoming event's content,
+/// whoever wrote it and whenever it was received: the incoming event with the stored
+/// attestation hashes to the stored leaf.
+pub fn holds_same_content(incoming: &PreparedEvent, entry: &LogEntry) -> bool {
+    match entry {
+        LogEntry::Event(stored) => same_as_stored(incoming, stored),
+        LogEntry::Purged(p) => {
+            incoming.leaf_hash == p.leaf_hash
+                || incoming
+                    .event
+                    .clone()
+                    .with_attestation(p.submitted_by.clone(), Some(p.received_at))
+                    .leaf_hash()
+                    == p.leaf_hash
+        }
+    }
+}
+
+fn same_as_stored(incoming: &PreparedEvent, stored: &StoredEvent) -> bool {
+    incoming.leaf_hash == stored.leaf_hash
+        || incoming.event.attested_as(&stored.event).leaf_hash() == stored.leaf_hash
 }
 
 /// The event with an empty `event_data`: what is shown of a purged event whose content differed.

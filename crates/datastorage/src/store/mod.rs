@@ -41,7 +41,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use error::StoreError;
-pub use events::{AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, StoredRecord};
+pub use events::{
+    holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, StoredRecord,
+};
 pub use holds::{HoldRequest, LegalHold, PlaceHold};
 pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
 pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};

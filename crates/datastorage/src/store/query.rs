@@ -15,10 +15,11 @@ pub enum EventFilter {
     Namespace,
     Severity,
     ClusterId,
+    SubmittedBy,
 }
 
 impl EventFilter {
-    pub const ALL: [EventFilter; 10] = [
+    pub const ALL: [EventFilter; 11] = [
         EventFilter::CorrelationId,
         EventFilter::EventType,
         EventFilter::EventCategory,
@@ -29,6 +30,7 @@ impl EventFilter {
         EventFilter::Namespace,
         EventFilter::Severity,
         EventFilter::ClusterId,
+        EventFilter::SubmittedBy,
     ];
 
     /// The column name, which is also the query parameter name.
@@ -44,6 +46,7 @@ impl EventFilter {
             EventFilter::Namespace => "namespace",
             EventFilter::Severity => "severity",
             EventFilter::ClusterId => "cluster_id",
+            EventFilter::SubmittedBy => "submitted_by",
         }
     }
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datastorage::config::{
-    ApiSettings, CheckpointSettings, Config, ConnectionSettings, DlqSettings, IngestSettings,
-    ReplaySettings, RetentionSettings, ServerSettings, Settings, StoreSettings, Switch,
+    ApiSettings, AuthSettings, CheckpointSettings, Config, ConnectionSettings, DlqSettings,
+    IngestSettings, ReplaySettings, RetentionSettings, ServerSettings, Settings, StoreSettings,
+    Switch,
 };
 use datastorage::shutdown::Shutdown;
 use datastorage::Application;
@@ -236,11 +237,22 @@ pub struct TestApp {
 
 /// A client that asks for this service's own answers, as `audit-client` does.
 pub fn native_client() -> reqwest::Client {
+    native_client_with(None)
+}
+
+/// A client asking for the native answers, sending `Authorization: Bearer <token>` if given.
+pub fn native_client_with(token: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         "prefer",
         reqwest::header::HeaderValue::from_static("answers=native"),
     );
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a token"),
+        );
+    }
     reqwest::Client::builder()
         .default_headers(headers)
         .build()
@@ -280,6 +292,11 @@ pub struct AppOptions {
     pub write_answers: Option<String>,
     /// The header an authenticating proxy would set (none trusted when unset).
     pub trusted_user_header: Option<String>,
+    /// Authentication (`auth.enabled`), the static tokens file, the open routes.
+    pub auth: Option<Switch>,
+    pub tokens_file: Option<PathBuf>,
+    pub public_metrics: bool,
+    pub public_checkpoints: bool,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -366,6 +383,12 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             enabled: options.retention_interval.as_ref().map(|_| Switch(true)),
             interval: options.retention_interval.clone(),
             ..RetentionSettings::default()
+        },
+        auth: AuthSettings {
+            enabled: options.auth,
+            tokens_file: options.tokens_file.clone(),
+            public_metrics: options.public_metrics.then_some(Switch(true)),
+            public_checkpoints: options.public_checkpoints.then_some(Switch(true)),
         },
     };
     let config = Config::from_settings(settings).expect("test config is valid");

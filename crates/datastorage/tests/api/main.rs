@@ -4,6 +4,7 @@
 mod helpers;
 
 mod append_only;
+mod auth;
 mod batch;
 mod checkpoints;
 mod concurrency;

@@ -431,6 +431,9 @@ async fn write_as_before(db: &TestDb, events: &[AuditEvent]) {
         EventField::ParentEventDate,
         EventField::IsSensitive,
         EventField::RecordKind,
+        // Later still (the receipt time is written below, as that version did).
+        EventField::SubmittedBy,
+        EventField::ReceivedAt,
     ];
     let fields: Vec<EventField> = EventField::ALL
         .iter()
@@ -549,7 +552,7 @@ async fn a_log_from_before_keeps_its_records_and_its_proofs(backend: Backend) {
         embedding_dimension: 1536,
     };
     let record = NotificationAudit::parse(record_body.clone(), &rules).unwrap();
-    let marked = record.to_event();
+    let marked = record.to_event(chrono::Utc::now().into());
     let old_record = AuditEvent::from_fields(|f| {
         Ok::<_, std::convert::Infallible>(match f {
             EventField::RecordKind => FieldValue::Absent,

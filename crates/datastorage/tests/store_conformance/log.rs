@@ -73,6 +73,22 @@ async fn conformance(backend: Backend) {
     );
     assert!(store.get(uuid::Uuid::new_v4()).await.unwrap().is_none());
 
+    // The same event received again later, by another writer (a retry through another replica,
+    // a replay): a duplicate of the stored one, whose attestation stands.
+    let later = got.event.received_at().unwrap() + chrono::Duration::seconds(5);
+    let again = PreparedEvent::new(
+        batch[3]
+            .event
+            .clone()
+            .with_attestation(Some("another-replica".into()), Some(later)),
+    );
+    assert_ne!(again.leaf_hash, got.leaf_hash);
+    let outcomes = store.append(std::slice::from_ref(&again)).await.unwrap();
+    assert!(
+        matches!(&outcomes[..], [AppendOutcome::Duplicate(s)] if s.seq == got.seq && s.event == got.event),
+        "{outcomes:?}"
+    );
+
     let q = EventQuery {
         filters: vec![(EventFilter::CorrelationId, "rr-c".into())],
         order: Order::Desc,
@@ -108,10 +124,10 @@ async fn sqlite_store_conforms() {
     conformance(Backend::Sqlite).await;
 }
 
-/// The receipt time is taken under the log head: concurrent appenders never make it step
-/// backwards along `seq`, a clock behind the last receipt time does not either (the time carries
+/// The commit time is taken under the log head: concurrent appenders never make it step
+/// backwards along `seq`, a clock behind the last commit time does not either (the time carries
 /// on from the last one), and the time an append answers is the one stored.
-async fn receipt_times_follow_seq(backend: Backend) {
+async fn commit_times_follow_seq(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
@@ -132,7 +148,7 @@ async fn receipt_times_follow_seq(backend: Backend) {
         task.unwrap();
     }
     let steps_back =
-        "SELECT count(*) FROM (SELECT received_at < lag(received_at) OVER (ORDER BY seq) \
+        "SELECT count(*) FROM (SELECT committed_at < lag(committed_at) OVER (ORDER BY seq) \
          AS back FROM audit_events) steps WHERE back";
     assert!(db.scalar("SELECT count(*) FROM audit_events").await >= 160);
     assert_eq!(db.scalar(steps_back).await, 0);
@@ -148,25 +164,29 @@ async fn receipt_times_follow_seq(backend: Backend) {
     .unwrap();
     let e = prepared("rr-receipt", json!({"after": "the step"}));
     let outcomes = store.append(std::slice::from_ref(&e)).await.unwrap();
-    let AppendOutcome::Created { received_at, .. } = outcomes[0] else {
+    let AppendOutcome::Created {
+        committed_at: received_at,
+        ..
+    } = outcomes[0]
+    else {
         panic!("not created: {:?}", outcomes[0])
     };
     assert_eq!(received_at, ahead);
     assert_eq!(
-        live(store.get(e.event.event_id()).await.unwrap()).received_at,
+        live(store.get(e.event.event_id()).await.unwrap()).committed_at,
         ahead
     );
     assert_eq!(db.scalar(steps_back).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_receipt_times_follow_seq() {
-    receipt_times_follow_seq(Backend::Postgres).await;
+async fn postgres_commit_times_follow_seq() {
+    commit_times_follow_seq(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_receipt_times_follow_seq() {
-    receipt_times_follow_seq(Backend::Sqlite).await;
+async fn sqlite_commit_times_follow_seq() {
+    commit_times_follow_seq(Backend::Sqlite).await;
 }
 
 /// Numbers and strings that a naive round trip could alter keep their hash in both stores.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use audit_model::merkle::Hash;
 use audit_model::subtrees::NodeId;
-use audit_model::{AuditEvent, EventField, FieldValue, StoredEvent};
+use audit_model::{AuditEvent, EventField, FieldValue, Receipt, StoredEvent, Writer};
 use chrono::Utc;
 use datastorage::store::{
     self, AppendOutcome, CheckpointQuery, EventFilter, EventLog, EventQuery, HoldRequest, LogEntry,
@@ -40,8 +40,14 @@ fn live(entry: Option<LogEntry>) -> audit_model::StoredEvent {
 fn prepared(correlation: &str, data: serde_json::Value) -> PreparedEvent {
     let mut v = helpers::event(correlation);
     v["event_data"] = data;
-    PreparedEvent::new(AuditEvent::parse(v, Utc::now()).unwrap())
+    PreparedEvent::new(AuditEvent::parse(v, Receipt::new(Utc::now(), WRITER)).unwrap())
 }
+
+/// The writer the events of these tests are attested for.
+const WRITER: Writer<'static> = Writer {
+    principal: "conformance-test",
+    authenticated: true,
+};
 
 /// The event with `key` set in its `event_data`: the same id, other content.
 fn with_data(event: &AuditEvent, key: &str, value: serde_json::Value) -> AuditEvent {

@@ -2,7 +2,7 @@
 
 use audit_model::{
     AuditEvent, BatchItemResult, BatchResponse, ItemStatus, ParseError, Problem, ProblemKind,
-    StoredEvent,
+    Receipt, StoredEvent,
 };
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -14,7 +14,9 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::http::answers::Answers;
+use crate::http::authn::{out_of_scope, Caller};
 use crate::http::extract::BodyBytes;
 use crate::http::params::{self, Flag, Limit, NonNegative, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
@@ -150,12 +152,17 @@ pub async fn create_event(
     State(state): State<AppState>,
     answers: Answers,
     user: ProxyUser,
+    Caller(caller): Caller,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let mut event = AuditEvent::parse_json(&body, Utc::now()).map_err(|e| match e {
+    let receipt = Receipt::new(Utc::now(), caller.writer());
+    let mut event = AuditEvent::parse_json(&body, receipt).map_err(|e| match e {
         ParseError::Json(e) => ApiError::field("body", format!("invalid JSON: {e}")),
         ParseError::Fields(errors) => ApiError::validation(&errors),
     })?;
+    if !caller.may_write(event.event_type()) {
+        return Err(out_of_scope(&caller, event.event_type()));
+    }
     if let Some(person) = user.person() {
         event = event.attributed_to(person);
     }
@@ -198,10 +205,15 @@ pub async fn create_batch(
     State(state): State<AppState>,
     answers: Answers,
     user: ProxyUser,
+    Caller(caller): Caller,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let now = Utc::now();
-    let batch = parse_batch(&body, state.batch_max_items, now, user.person())?;
+    let writer = Written {
+        receipt: Receipt::new(Utc::now(), caller.writer()),
+        person: user.person(),
+        caller: &caller,
+    };
+    let batch = parse_batch(&body, state.batch_max_items, &writer)?;
     // The events own their text: the body goes before the wait for the writer.
     drop(body);
     let response = if answers.native() {
@@ -217,18 +229,19 @@ async fn per_item(state: &AppState, batch: ParsedBatch) -> Result<BatchResponse,
     let mut results: Vec<Option<BatchItemResult>> = vec![None; batch.len];
     for refused in batch.refused {
         let error = match refused.error {
-            ParseError::Fields(errors) => {
+            Refusal::Invalid(ParseError::Fields(errors)) => {
                 crate::metrics::record_validation_failures(&errors);
-                errors.to_string()
+                format!("validation error: {errors}")
             }
-            ParseError::Json(e) => e.to_string(),
+            Refusal::Invalid(ParseError::Json(e)) => format!("validation error: {e}"),
+            Refusal::OutOfScope(why) => format!("forbidden: {why}"),
         };
         results[refused.index] = Some(BatchItemResult {
             index: refused.index,
             event_id: refused.claimed_id,
             status: ItemStatus::Rejected,
             seq: None,
-            error: Some(format!("validation error: {error}")),
+            error: Some(error),
         });
     }
     if !batch.events.is_empty() {
@@ -243,19 +256,21 @@ async fn per_item(state: &AppState, batch: ParsedBatch) -> Result<BatchResponse,
 /// The platform's answer: the batch taken whole.
 async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiError> {
     let mut errors = audit_model::FieldErrors::default();
+    let mut out_of_scope = Vec::new();
     for refused in batch.refused {
         let index = refused.index;
         match refused.error {
-            ParseError::Fields(item_errors) => {
+            Refusal::Invalid(ParseError::Fields(item_errors)) => {
                 for (field, e) in item_errors.iter() {
                     errors.add(format!("[{index}].{field}"), e.reason, e.message.clone());
                 }
             }
-            ParseError::Json(e) => errors.add(
+            Refusal::Invalid(ParseError::Json(e)) => errors.add(
                 format!("[{index}]"),
                 audit_model::Reason::InvalidValue,
                 format!("invalid JSON: {e}"),
             ),
+            Refusal::OutOfScope(why) => out_of_scope.push((index, why)),
         }
     }
     if !errors.is_empty() {
@@ -268,7 +283,7 @@ async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiErro
         let event = &batch.events[*index];
         let id = event.event.event_id();
         let stored = state.store.get(id).await.map_err(ApiError::from)?;
-        if stored.is_some_and(|s| s.leaf_hash() != event.leaf_hash) {
+        if stored.is_some_and(|s| !crate::store::holds_same_content(event, &s)) {
             conflicts.push(format!("item {} ({id})", batch.positions[*index]));
         }
     }
@@ -283,7 +298,11 @@ async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiErro
         .into());
     }
     let positions = batch.positions;
-    let outcomes = state.queue.submit(batch.events).await?;
+    let outcomes = if batch.events.is_empty() {
+        Vec::new()
+    } else {
+        state.queue.submit(batch.events).await?
+    };
     let mut ids = Vec::with_capacity(outcomes.len());
     let (mut created, mut duplicate, mut queued) = (0, 0, 0);
     let mut conflicts = Vec::new();
@@ -331,6 +350,22 @@ async fn whole(state: &AppState, batch: ParsedBatch) -> Result<Response, ApiErro
     if !refused.is_empty() {
         return Err(ApiError::validation(&refused));
     }
+    if !out_of_scope.is_empty() {
+        let items: Vec<serde_json::Value> = out_of_scope
+            .iter()
+            .map(|(i, why)| serde_json::json!({"index": i, "reason": why}))
+            .collect();
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            format!(
+                "{} item(s) are outside the event types this writer may write and were not stored; the other items were",
+                out_of_scope.len()
+            ),
+        )
+        .with_extension("refused_items", items)
+        .with_extension("stored_event_ids", serde_json::json!(ids))
+        .into());
+    }
     let mut message = format!("{} audit events stored", created + duplicate + queued);
     if duplicate > 0 {
         message.push_str(&format!(" ({duplicate} of them already were)"));
@@ -363,12 +398,28 @@ struct ParsedBatch {
     refused: Vec<RefusedItem>,
 }
 
-/// An item of a batch that is not an event, and why.
+/// An item of a batch that is not stored, and why.
 struct RefusedItem {
     index: usize,
     /// The `event_id` the item names, when it is a UUID.
     claimed_id: Option<Uuid>,
-    error: ParseError,
+    error: Refusal,
+}
+
+/// Why an item of a batch is not stored.
+enum Refusal {
+    /// It is not a valid event.
+    Invalid(ParseError),
+    /// Its event type is outside what the writer may write.
+    OutOfScope(String),
+}
+
+/// Who wrote a batch, and when it was received.
+struct Written<'a> {
+    receipt: Receipt<'a>,
+    /// The person a trusted proxy vouches for, to whom the events are attributed.
+    person: Option<&'a str>,
+    caller: &'a Principal,
 }
 
 /// Splits the body into its items (borrowed text, no JSON tree of the whole body) and parses
@@ -376,8 +427,7 @@ struct RefusedItem {
 fn parse_batch(
     body: &[u8],
     max_items: usize,
-    now: DateTime<Utc>,
-    person: Option<&str>,
+    writer: &Written<'_>,
 ) -> Result<ParsedBatch, ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
@@ -420,9 +470,16 @@ fn parse_batch(
         refused: Vec::new(),
     };
     for (index, item) in items.into_iter().enumerate() {
-        match AuditEvent::parse_json(item.get().as_bytes(), now) {
+        match AuditEvent::parse_json(item.get().as_bytes(), writer.receipt) {
+            Ok(event) if !writer.caller.may_write(event.event_type()) => {
+                batch.refused.push(RefusedItem {
+                    index,
+                    claimed_id: Some(event.event_id()),
+                    error: Refusal::OutOfScope(writer.caller.scope_refusal(event.event_type())),
+                })
+            }
             Ok(event) => {
-                let event = match person {
+                let event = match writer.person {
                     Some(person) => event.attributed_to(person),
                     None => event,
                 };
@@ -436,7 +493,7 @@ fn parse_batch(
             Err(error) => batch.refused.push(RefusedItem {
                 index,
                 claimed_id: claimed_id(item),
-                error,
+                error: Refusal::Invalid(error),
             }),
         }
     }
@@ -517,6 +574,8 @@ pub struct EventListParams {
     resource_id: Option<String>,
     actor_id: Option<String>,
     namespace: Option<String>,
+    /// The principal that wrote the events (as Data Storage authenticated it).
+    submitted_by: Option<String>,
     /// A top-level member of `event_data` (letters, digits, `_`): with `detail_value`, the member
     /// holds that text; alone, the member is there.
     #[param(value_type = Option<String>, pattern = r"^[a-zA-Z0-9_]+$")]
@@ -566,6 +625,7 @@ impl EventListParams {
             (EventFilter::ResourceId, &self.resource_id),
             (EventFilter::ActorId, &self.actor_id),
             (EventFilter::Namespace, &self.namespace),
+            (EventFilter::SubmittedBy, &self.submitted_by),
         ];
         let asks_by_kind = self.event_type.is_some() || self.event_category.is_some();
         EventQuery {

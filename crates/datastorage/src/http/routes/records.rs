@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use audit_model::{Problem, ProblemKind, RecordRules, SeedRecord, StoredEvent};
+use audit_model::{Problem, ProblemKind, Receipt, RecordRules, SeedRecord, StoredEvent};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Principal;
 use crate::http::answers::Answers;
+use crate::http::authn::{out_of_scope, Caller};
 use crate::http::extract::JsonBody;
 use crate::http::params::{Limit, Params, PositionCursor, TimeParam};
 use crate::http::problem::ApiError;
@@ -66,7 +68,7 @@ fn stored_json(s: &StoredEvent) -> Map<String, Value> {
         s.seq,
         s.event.event_id(),
         s.event.event_data(),
-        s.received_at,
+        s.event.received_at().unwrap_or(s.committed_at),
     )
 }
 
@@ -74,17 +76,20 @@ fn stored_json(s: &StoredEvent) -> Map<String, Value> {
 pub(crate) async fn create<R: SeedRecord>(
     state: AppState,
     answers: Answers,
+    caller: &Principal,
     body: Value,
 ) -> Result<Response, ApiError> {
+    let now = Utc::now();
     let rules = RecordRules {
-        now: Utc::now(),
+        now,
         embedding_dimension: state.embedding_dimension,
     };
     let record = R::parse(body, &rules).map_err(|e| ApiError::validation(&e))?;
-    let mut outcomes = state
-        .queue
-        .submit(vec![PreparedEvent::new(record.to_event())])
-        .await?;
+    let event = record.to_event(Receipt::new(now, caller.writer()));
+    if !caller.may_write(event.event_type()) {
+        return Err(out_of_scope(caller, event.event_type()));
+    }
+    let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
     let outcome = outcomes
         .pop()
         .ok_or_else(|| ApiError::new(ProblemKind::Internal, "the writer gave no answer"))?;
@@ -246,8 +251,8 @@ macro_rules! record_routes {
                 (status = 409, description = "A record with the same natural key (the record's id field and its status fields; for notifications `notification_id`, `channel`, `recipient`, `status`, `escalation_level`) is stored with different content: nothing is stored, `resource`, `field`, `value` name the key. Two writers reusing one id for different subjects meet this, so a writer's id must name its subject uniquely across the platform (the Notification controller writes the object's uid)", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "Neither the database nor the dead-letter queue can take it", body = Problem, content_type = "application/problem+json"),
             ))]
-        pub async fn $create(State(state): State<AppState>, answers: Answers, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-            create::<$record>(state, answers, body).await
+        pub async fn $create(State(state): State<AppState>, answers: Answers, Caller(caller): Caller, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+            create::<$record>(state, answers, &caller, body).await
         }
 
         #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]

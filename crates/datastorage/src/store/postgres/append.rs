@@ -205,8 +205,8 @@ fn unique_violation(error: &sqlx::Error) -> bool {
 pub(super) struct Assigned {
     /// The log head before the insert; `None` when nothing was inserted.
     base: Option<i64>,
-    /// The receipt time of the inserted events; `None` when nothing was inserted.
-    pub(super) received_at: Option<DateTime<Utc>>,
+    /// The commit time of the inserted events; `None` when nothing was inserted.
+    pub(super) committed_at: Option<DateTime<Utc>>,
     /// The input positions (from 1) of the inserted events; `None` when every event was.
     inserted: Option<Vec<i64>>,
 }
@@ -267,36 +267,50 @@ fn array_type(kind: FieldKind) -> &'static str {
 /// `cardinality` of the batch: the event ids' array is the first parameter.
 const BATCH_SIZE: &str = "cardinality($1::uuid[])";
 
-/// The stored columns but `seq` and `received_at`, as named in [`input`].
+/// The stored columns but `seq` and `committed_at`, as named in [`input`].
 fn content() -> String {
     format!("{}, leaf_hash", event_columns())
 }
 
-/// The receipt time, taken under the head's row lock (the `SET` is evaluated on the row version
+/// What [`content`] is inserted from: the input, with the commit time as the receipt time of an
+/// event no writer was attested for.
+fn content_values() -> String {
+    let values: Vec<&str> = EventField::ALL
+        .iter()
+        .map(|f| match f {
+            EventField::ReceivedAt => "COALESCE(received_at, head.last_received_at)",
+            f => f.name(),
+        })
+        .collect();
+    format!("{}, leaf_hash", values.join(", "))
+}
+
+/// The commit time, taken under the head's row lock (the `SET` is evaluated on the row version
 /// the lock was granted on, after any wait): the database's clock, but never before the last
-/// receipt time, so that it does not step backwards along `seq` (replicas, clock steps).
+/// commit time, so that it does not step backwards along `seq` (replicas, clock steps). The
+/// head's column keeps its first name, `last_received_at`.
 const RECEIVED: &str = "last_received_at = GREATEST(clock_timestamp(), last_received_at)";
 
 /// [`Insert::Fresh`]: the head moves by the batch's size and every event is inserted.
 fn fresh_sql() -> String {
-    let (input, content) = (input(), content());
+    let (input, content, values) = (input(), content(), content_values());
     format!(
         "WITH head AS ( \
            UPDATE log_head SET last_seq = last_seq + {BATCH_SIZE}, {RECEIVED} \
            WHERE id = 1 \
            RETURNING last_seq - {BATCH_SIZE} AS base, last_received_at), \
          inserted AS ( \
-           INSERT INTO audit_events (seq, {content}, received_at) \
-           SELECT head.base + input.ord, {content}, head.last_received_at \
+           INSERT INTO audit_events (seq, {content}, committed_at) \
+           SELECT head.base + input.ord, {values}, head.last_received_at \
            FROM head CROSS JOIN {input}) \
-         SELECT base, last_received_at AS received_at, NULL::int8[] AS inserted FROM head"
+         SELECT base, last_received_at AS committed_at, NULL::int8[] AS inserted FROM head"
     )
 }
 
 /// [`Insert::Checked`]: only the events whose ids are not stored are numbered and inserted; the
 /// head moves by their number (not at all when there are none).
 fn checked_sql() -> String {
-    let (input, content) = (input(), content());
+    let (input, content, values) = (input(), content(), content_values());
     format!(
         "WITH fresh AS ( \
            SELECT input.*, row_number() OVER (ORDER BY input.ord) AS n \
@@ -309,10 +323,10 @@ fn checked_sql() -> String {
            WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
            RETURNING last_seq - (SELECT count(*) FROM fresh) AS base, last_received_at), \
          inserted AS ( \
-           INSERT INTO audit_events (seq, {content}, received_at) \
-           SELECT head.base + n, {content}, head.last_received_at FROM fresh CROSS JOIN head) \
+           INSERT INTO audit_events (seq, {content}, committed_at) \
+           SELECT head.base + n, {values}, head.last_received_at FROM fresh CROSS JOIN head) \
          SELECT (SELECT base FROM head) AS base, \
-           (SELECT last_received_at FROM head) AS received_at, \
+           (SELECT last_received_at FROM head) AS committed_at, \
            CASE WHEN (SELECT count(*) FROM fresh) = {BATCH_SIZE} THEN NULL \
                 ELSE ARRAY(SELECT ord FROM fresh ORDER BY ord) END AS inserted"
     )
@@ -432,12 +446,14 @@ mod tests {
         );
         assert!(
             input.contains(
-                "$25::text[]::jsonb[], $26::int4[], $27::bool[], $28::text[], $29::bytea[])"
+                "$25::text[]::jsonb[], $26::int4[], $27::bool[], $28::text[], $29::text[], $30::timestamptz[], $31::bytea[])"
             ),
             "{input}"
         );
         assert!(
-            input.ends_with("retention_days, is_sensitive, record_kind, leaf_hash, ord)"),
+            input.ends_with(
+                "retention_days, is_sensitive, record_kind, submitted_by, received_at, leaf_hash, ord)"
+            ),
             "{input}"
         );
     }

@@ -49,9 +49,9 @@ impl EventLog for PostgresStore {
             .map(|((event, found), seq)| match (found, seq) {
                 (_, Some(seq)) => AppendOutcome::Created {
                     seq,
-                    received_at: assigned
-                        .received_at
-                        .expect("an insert that assigned seqs assigned a receipt time"),
+                    committed_at: assigned
+                        .committed_at
+                        .expect("an insert that assigned seqs assigned a commit time"),
                 },
                 (Some(stored), None) => existing_outcome(event, stored),
                 // Not inserted means its id was stored when the insert ran.

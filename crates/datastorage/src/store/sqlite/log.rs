@@ -44,11 +44,11 @@ impl EventLog for SqliteStore {
             sqlx::query_as("SELECT last_seq, last_received_at FROM log_head WHERE id = 1")
                 .fetch_one(&mut *tx)
                 .await?;
-        // The receipt time is taken here, under the write lock that decides the order: never
+        // The commit time is taken here, under the write lock that decides the order: never
         // before the last one, so it does not step backwards along `seq` (several processes on
         // one file, a clock stepped back).
         let now = timestamp::truncate(Utc::now());
-        let received_at = match last_received.as_deref().map(timestamp::parse) {
+        let committed_at = match last_received.as_deref().map(timestamp::parse) {
             Some(Ok(last)) => now.max(last),
             Some(Err(e)) => {
                 return Err(StoreError::Corrupt(format!(
@@ -68,18 +68,18 @@ impl EventLog for SqliteStore {
                     fresh.push((next_seq, event));
                     outcomes.push(AppendOutcome::Created {
                         seq: next_seq,
-                        received_at,
+                        committed_at,
                     });
                 }
             }
         }
         for chunk in fresh.chunks(ROWS_PER_INSERT) {
-            insert(&mut tx, chunk, received_at).await?;
+            insert(&mut tx, chunk, committed_at).await?;
         }
         if !fresh.is_empty() {
             sqlx::query("UPDATE log_head SET last_seq = ?1, last_received_at = ?2 WHERE id = 1")
                 .bind(next_seq)
-                .bind(timestamp::format(&received_at))
+                .bind(timestamp::format(&committed_at))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -154,21 +154,24 @@ impl EventLog for SqliteStore {
 }
 
 /// Inserts numbered events, one row each: the seq, the event's fields (UUIDs and times as
-/// text), the leaf hash and the receipt time.
+/// text), the leaf hash and the commit time (also the receipt time of an unattested event).
 async fn insert(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     rows: &[(i64, &PreparedEvent)],
-    received_at: DateTime<Utc>,
+    committed_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let received_at = timestamp::format(&received_at);
+    let committed_at = timestamp::format(&committed_at);
     let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "INSERT INTO audit_events (seq, {}, leaf_hash, received_at) ",
+        "INSERT INTO audit_events (seq, {}, leaf_hash, committed_at) ",
         event_columns()
     ));
     q.push_values(rows, |mut b, (seq, p)| {
         b.push_bind(*seq);
         for &field in EventField::ALL {
             match p.event.get(field) {
+                FieldRef::Absent if field == EventField::ReceivedAt => {
+                    b.push_bind(committed_at.clone())
+                }
                 FieldRef::Absent => b.push_bind(None::<String>),
                 FieldRef::Uuid(u) => b.push_bind(u.to_string()),
                 FieldRef::Text(t) => b.push_bind(t),
@@ -180,7 +183,7 @@ async fn insert(
             };
         }
         b.push_bind(p.leaf_hash.as_bytes().to_vec())
-            .push_bind(received_at.clone());
+            .push_bind(committed_at.clone());
     });
     q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())

@@ -1,0 +1,168 @@
+//! Authentication and authorization of every routed request, before its parameters or body are
+//! read: the route's entry in [`crate::auth::policy`] says what it needs, the bearer token says
+//! who calls. The principal is left in the request for the handler ([`Caller`]).
+
+use std::sync::Arc;
+
+use audit_model::{Problem, ProblemKind};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::policy::{self, Access};
+use crate::auth::{Auth, AuthError, Principal, Role};
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+
+/// The realm named in `WWW-Authenticate`.
+const REALM: &str = "datastorage";
+
+/// The principal of the request (anonymous where authentication is disabled).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Principal>);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(ProblemKind::Internal, "the request was not authenticated")
+        })
+    }
+}
+
+/// Which routes are open without a credential, besides liveness, readiness and the document.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenRoutes {
+    pub metrics: bool,
+    pub checkpoints: bool,
+}
+
+/// Checks the caller against the route's entry; refuses with 401, 403 or 503.
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(access) = policy::access(req.method(), &template) else {
+        return forbidden(format!(
+            "{} {template} has no entry in the access policy and is refused to everyone",
+            req.method()
+        ));
+    };
+    let open = &state.open_routes;
+    let needed = match access {
+        Access::Open => None,
+        Access::Metrics if open.metrics => None,
+        Access::Checkpoints if open.checkpoints => None,
+        Access::Metrics | Access::Checkpoints => Some(Role::Reader),
+        Access::Role(role) => Some(role),
+    };
+    let Some(needed) = needed else {
+        return next.run(req).await;
+    };
+    let principal = match &state.auth {
+        Auth::Disabled => Principal::anonymous(),
+        Auth::Required(authenticators) => {
+            let token = match bearer(req.headers()) {
+                Ok(token) => token,
+                Err(Refusal { detail, error }) => return unauthorized(detail, error),
+            };
+            match authenticators.bearer(token).await {
+                Ok(principal) => principal,
+                Err(AuthError::Unauthenticated(why)) => {
+                    return unauthorized(&why, Some("invalid_token"))
+                }
+                Err(AuthError::Unavailable(why)) => return unavailable(&why),
+            }
+        }
+    };
+    if !principal.has(needed) {
+        return forbidden_role(&principal, needed, req.method(), &template);
+    }
+    req.extensions_mut().insert(Caller(principal));
+    next.run(req).await
+}
+
+/// Why a request carries no usable bearer token: the 401's detail and RFC 6750 error code.
+struct Refusal {
+    detail: &'static str,
+    error: Option<&'static str>,
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Refusal {
+            detail: "this route needs a credential: Authorization: Bearer <token>",
+            error: None,
+        });
+    };
+    let text = value.to_str().unwrap_or_default();
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Refusal {
+            detail: "the Authorization header is not of the form `Bearer <token>`",
+            error: Some("invalid_request"),
+        });
+    }
+    Ok(token)
+}
+
+/// 401 with `WWW-Authenticate` (RFC 6750's error code when a credential was given).
+fn unauthorized(detail: &str, error: Option<&str>) -> Response {
+    let mut response =
+        ApiError::from(Problem::new(ProblemKind::Unauthorized, detail)).into_response();
+    let challenge = match error {
+        Some(code) => format!("Bearer realm=\"{REALM}\", error=\"{code}\""),
+        None => format!("Bearer realm=\"{REALM}\""),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn forbidden(detail: String) -> Response {
+    ApiError::new(ProblemKind::Forbidden, detail).into_response()
+}
+
+/// 403 naming the role the route needs.
+fn forbidden_role(
+    principal: &Principal,
+    needed: Role,
+    method: &axum::http::Method,
+    template: &str,
+) -> Response {
+    ApiError::from(
+        Problem::new(
+            ProblemKind::Forbidden,
+            format!(
+                "{} may not {method} {template}: it needs the {needed} role",
+                principal.name
+            ),
+        )
+        .with_extension("required_role", needed.as_str())
+        .with_extension("principal", principal.name.as_str()),
+    )
+    .into_response()
+}
+
+/// 503: the credential cannot be checked now; the client keeps its request and retries.
+fn unavailable(detail: &str) -> Response {
+    ApiError::new(ProblemKind::ServiceUnavailable, detail).into_response()
+}
+
+/// 403 for an event outside the writer's event types.
+pub fn out_of_scope(principal: &Principal, event_type: &str) -> ApiError {
+    Problem::new(ProblemKind::Forbidden, principal.scope_refusal(event_type))
+        .with_extension("event_type", event_type)
+        .with_extension("principal", principal.name.as_str())
+        .into()
+}
