@@ -490,6 +490,48 @@ pub struct AuthSettings {
         env = "DATASTORAGE_PUBLIC_CHECKPOINTS"
     )]
     pub public_checkpoints: Option<Switch>,
+    /// `true` or `false` (default): Kubernetes ServiceAccount tokens, through the API server's
+    /// TokenReview and SubjectAccessReview.
+    #[arg(
+        id = "kubernetes_auth",
+        long = "kubernetes-auth",
+        env = "DATASTORAGE_KUBERNETES_AUTH"
+    )]
+    pub kubernetes: Option<Switch>,
+    /// The audience ServiceAccount tokens must be issued for (default `datastorage`).
+    #[arg(
+        id = "token_audience",
+        long = "token-audience",
+        env = "DATASTORAGE_TOKEN_AUDIENCE"
+    )]
+    pub audience: Option<String>,
+    /// The kubeconfig to reach the API server with; default the in-cluster configuration.
+    #[arg(id = "kubeconfig", long = "kubeconfig", env = "DATASTORAGE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long a TokenReview or SubjectAccessReview answer is kept (default `30s`); while the
+    /// API server is unreachable a kept answer holds until then.
+    #[arg(
+        id = "review_cache_ttl",
+        long = "review-cache-ttl",
+        env = "DATASTORAGE_REVIEW_CACHE_TTL"
+    )]
+    pub review_cache_ttl: Option<String>,
+    /// Most review answers kept (default 10000).
+    #[arg(
+        id = "review_cache_size",
+        long = "review-cache-size",
+        env = "DATASTORAGE_REVIEW_CACHE_SIZE"
+    )]
+    pub review_cache_size: Option<u64>,
+    /// The event types each ServiceAccount may write: `PRINCIPAL=PREFIX[,PREFIX…]`, several
+    /// separated by `;` (e.g. `system:serviceaccount:kubernaut:notification=notification.`).
+    #[arg(
+        id = "write_scopes",
+        long = "write-scopes",
+        env = "DATASTORAGE_WRITE_SCOPES",
+        value_delimiter = ';'
+    )]
+    pub write_scopes: Option<Vec<String>>,
 }
 
 /// An on/off setting: `true`/`false`, also read as `enabled`/`disabled` (the spelling of
@@ -535,7 +577,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 46] = [
+const MOVED_KEYS: [(&str, &str); 52] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -585,6 +627,12 @@ const MOVED_KEYS: [(&str, &str); 46] = [
     ("tokens_file", "auth.tokens_file"),
     ("public_metrics", "auth.public_metrics"),
     ("public_checkpoints", "auth.public_checkpoints"),
+    ("kubernetes_auth", "auth.kubernetes"),
+    ("token_audience", "auth.audience"),
+    ("kubeconfig", "auth.kubeconfig"),
+    ("review_cache_ttl", "auth.review_cache_ttl"),
+    ("review_cache_size", "auth.review_cache_size"),
+    ("write_scopes", "auth.write_scopes"),
 ];
 
 /// Where the log lives.
@@ -676,6 +724,17 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticators {
     pub tokens_file: Option<PathBuf>,
+    pub kubernetes: Option<KubernetesAuth>,
+}
+
+/// ServiceAccount tokens through the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesAuth {
+    pub audience: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub cache_ttl: Duration,
+    pub cache_size: u64,
+    pub write_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// How long a client may take, and how many may be connected.
@@ -941,15 +1000,16 @@ fn checkpoint_config(
 fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
     let authenticators = Authenticators {
         tokens_file: s.tokens_file.clone(),
+        kubernetes: kubernetes_auth(s)?,
     };
-    let configured = authenticators.tokens_file.is_some();
+    let configured = authenticators.tokens_file.is_some() || authenticators.kubernetes.is_some();
     let required = match (s.enabled, configured) {
         (Some(Switch(false)), _) => None,
         (_, true) => Some(authenticators),
         (Some(Switch(true)), false) => {
             return Err(invalid(
                 "auth.enabled",
-                "authentication is enabled but no authenticator is configured (auth.tokens_file)",
+                "authentication is enabled but no authenticator is configured (auth.tokens_file or auth.kubernetes)",
             ))
         }
         (None, false) if listen.ip().is_loopback() => None,
@@ -957,7 +1017,7 @@ fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, Confi
             return Err(invalid(
                 "auth.enabled",
                 format!(
-                    "no authenticator is configured and {listen} is not a loopback address: configure one (auth.tokens_file) or give `--auth disabled` to serve every caller unauthenticated"
+                    "no authenticator is configured and {listen} is not a loopback address: configure one (auth.tokens_file, auth.kubernetes) or give `--auth disabled` to serve every caller unauthenticated"
                 ),
             ))
         }
@@ -968,6 +1028,47 @@ fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, Confi
         public_metrics: s.public_metrics.is_some_and(|Switch(on)| on),
         public_checkpoints: s.public_checkpoints.is_some_and(|Switch(on)| on),
     })
+}
+
+fn kubernetes_auth(s: &AuthSettings) -> Result<Option<KubernetesAuth>, ConfigError> {
+    if s.kubernetes != Some(Switch(true)) {
+        return Ok(None);
+    }
+    let cache_ttl = duration(
+        "auth.review_cache_ttl",
+        &s.review_cache_ttl,
+        Duration::from_secs(30),
+    )?;
+    if cache_ttl > Duration::from_secs(600) {
+        return Err(invalid("auth.review_cache_ttl", "must be at most 10m"));
+    }
+    let cache_size = s.review_cache_size.unwrap_or(10_000);
+    if cache_size == 0 {
+        return Err(invalid("auth.review_cache_size", "must be at least 1"));
+    }
+    let mut write_scopes = std::collections::BTreeMap::new();
+    for item in s.write_scopes.iter().flatten() {
+        let (principal, prefixes) = item.split_once('=').ok_or_else(|| {
+            invalid(
+                "auth.write_scopes",
+                format!("{item:?}: expected PRINCIPAL=PREFIX[,PREFIX…]"),
+            )
+        })?;
+        let prefixes: Vec<String> = prefixes.split(',').map(|p| p.trim().to_string()).collect();
+        crate::auth::tokens::check_scopes(&prefixes)
+            .map_err(|m| invalid("auth.write_scopes", format!("{principal}: {m}")))?;
+        write_scopes.insert(principal.trim().to_string(), prefixes);
+    }
+    Ok(Some(KubernetesAuth {
+        audience: s
+            .audience
+            .clone()
+            .unwrap_or_else(|| "datastorage".to_string()),
+        kubeconfig: s.kubeconfig.clone(),
+        cache_ttl,
+        cache_size,
+        write_scopes,
+    }))
 }
 
 fn retention_config(s: &RetentionSettings) -> Result<Option<RetentionConfig>, ConfigError> {

@@ -160,7 +160,7 @@ impl Application {
                 .run(shutdown.clone()),
             )
         });
-        let (auth, tokens_task) = authentication(&config.auth, &shutdown)?;
+        let (auth, tokens_task) = authentication(&config.auth, &shutdown).await?;
         let state = AppState::new(http::Shared {
             queue,
             store: store.clone(),
@@ -266,7 +266,7 @@ impl Application {
 }
 
 /// The authenticators the configuration enables, and the task keeping the tokens file current.
-fn authentication(
+async fn authentication(
     config: &config::AuthConfig,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(auth::Auth, Option<tokio::task::JoinHandle<()>>)> {
@@ -289,6 +289,24 @@ fn authentication(
         let stop = shutdown.clone();
         tokio::spawn(tokens.watch(async move { stop.begun().await }))
     });
-    let authenticators = auth::Authenticators { tokens };
+    let kubernetes = match &required.kubernetes {
+        Some(k) => {
+            let client = auth::kubernetes::client(k.kubeconfig.as_deref())
+                .await
+                .context("cannot configure the Kubernetes API client for TokenReview")?;
+            tracing::info!(audience = %k.audience, "Kubernetes ServiceAccount tokens are reviewed by the API server");
+            Some(auth::kubernetes::Reviews::new(
+                client,
+                auth::kubernetes::ReviewSettings {
+                    audience: k.audience.clone(),
+                    cache_ttl: k.cache_ttl,
+                    cache_size: k.cache_size,
+                    write_scopes: k.write_scopes.clone(),
+                },
+            ))
+        }
+        None => None,
+    };
+    let authenticators = auth::Authenticators { tokens, kubernetes };
     Ok((auth::Auth::Required(Arc::new(authenticators)), task))
 }

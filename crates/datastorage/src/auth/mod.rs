@@ -7,6 +7,7 @@
 //! the token is not cached) is answered 503 so that the client keeps its event and retries, and
 //! a route without an entry in the table is refused to everyone. See `docs/security.md`.
 
+pub mod kubernetes;
 pub mod policy;
 pub mod tokens;
 
@@ -70,6 +71,8 @@ pub struct Principal {
     roles: BTreeSet<Role>,
     /// The event-type prefixes it may write; `None`: any.
     scopes: Option<Vec<String>>,
+    /// What the API server said of a ServiceAccount (for its access reviews).
+    identity: Option<kubernetes::Identity>,
 }
 
 /// The principal of every request when authentication is disabled.
@@ -90,7 +93,18 @@ impl Principal {
             via,
             roles: roles.into_iter().collect(),
             scopes,
+            identity: None,
         }
+    }
+
+    /// The principal with what the API server said of it.
+    pub fn with_identity(mut self, identity: kubernetes::Identity) -> Principal {
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn identity(&self) -> Option<&kubernetes::Identity> {
+        self.identity.as_ref()
     }
 
     /// The caller when authentication is disabled: `anonymous`, every role, any event type.
@@ -156,9 +170,11 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// The authenticators enabled by configuration, tried in order.
+/// The authenticators enabled by configuration, tried in order: the static tokens (a token
+/// made for the file, `dsat_…`, goes no further), then the API server's TokenReview.
 pub struct Authenticators {
     pub tokens: Option<Arc<tokens::StaticTokens>>,
+    pub kubernetes: Option<kubernetes::Reviews>,
 }
 
 impl Authenticators {
@@ -169,9 +185,30 @@ impl Authenticators {
                 return Ok(principal);
             }
         }
+        if let Some(reviews) = &self.kubernetes {
+            if !token.starts_with(tokens::TOKEN_PREFIX) {
+                if let Some(principal) = reviews.authenticate(token).await? {
+                    return Ok(principal);
+                }
+            }
+        }
         Err(AuthError::Unauthenticated(
             "the bearer token is not known (or has expired)".into(),
         ))
+    }
+
+    /// Whether `principal` holds `role` on the route `template`: from its entry for a static
+    /// token, from the API server's SubjectAccessReview for a ServiceAccount.
+    pub async fn allows(
+        &self,
+        principal: &Principal,
+        role: Role,
+        template: &str,
+    ) -> Result<bool, AuthError> {
+        match (&principal.via, &self.kubernetes) {
+            (Via::ServiceAccount, Some(reviews)) => reviews.allows(principal, role, template).await,
+            _ => Ok(principal.has(role)),
+        }
     }
 }
 

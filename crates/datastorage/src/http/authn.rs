@@ -71,8 +71,18 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
                 Ok(token) => token,
                 Err(Refusal { detail, error }) => return unauthorized(detail, error),
             };
-            match authenticators.bearer(token).await {
-                Ok(principal) => principal,
+            let checked = match authenticators.bearer(token).await {
+                Ok(principal) => authenticators
+                    .allows(&principal, needed, &template)
+                    .await
+                    .map(|allowed| (principal, allowed)),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok((principal, true)) => principal,
+                Ok((principal, false)) => {
+                    return forbidden_role(&principal, needed, req.method(), &template)
+                }
                 Err(AuthError::Unauthenticated(why)) => {
                     return unauthorized(&why, Some("invalid_token"))
                 }
@@ -80,9 +90,6 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             }
         }
     };
-    if !principal.has(needed) {
-        return forbidden_role(&principal, needed, req.method(), &template);
-    }
     req.extensions_mut().insert(Caller(principal));
     next.run(req).await
 }

@@ -125,7 +125,74 @@ pub fn value() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_body_schemas(&mut doc);
     add_common_answers(&mut doc);
+    add_security(&mut doc);
     doc
+}
+
+/// The bearer scheme, and per operation what its entry in the access table
+/// ([`crate::auth::policy`]) asks: none for the open routes; elsewhere a token, with the
+/// refusals of the authentication layer (401, 403, and 503 when a token cannot be checked now).
+/// The document describes the defaults: `/metrics` and the checkpoint routes need a reader's
+/// token unless `auth.public_metrics` or `auth.public_checkpoints` open them.
+fn add_security(doc: &mut serde_json::Value) {
+    use crate::auth::policy::{access, Access};
+    use serde_json::json;
+    doc["components"]["securitySchemes"] = json!({
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token of the service's tokens file (`datastorage token create`). Where authentication is disabled (a loopback listener without authenticators, or `--auth disabled`) no token is needed. See docs/security.md."
+        }
+    });
+    doc["security"] = json!([{"bearerAuth": []}]);
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        })
+    };
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let Ok(method) = axum::http::Method::from_bytes(method.to_uppercase().as_bytes())
+            else {
+                continue;
+            };
+            match access(&method, path) {
+                Some(Access::Open) => operation["security"] = json!([]),
+                // A route the table does not list is refused to everyone.
+                None => {}
+                Some(needs) => {
+                    let role = match needs {
+                        Access::Role(role) => role,
+                        _ => crate::auth::Role::Reader,
+                    };
+                    let Some(responses) = operation["responses"].as_object_mut() else {
+                        continue;
+                    };
+                    let mut unauthorized = problem(
+                        "No bearer token, a malformed one, or one that is unknown or expired",
+                    );
+                    unauthorized["headers"] = json!({"WWW-Authenticate": {
+                        "description": "`Bearer realm=\"datastorage\"`, with `error=\"invalid_token\"` or `error=\"invalid_request\"` when a credential was given",
+                        "schema": {"type": "string"}
+                    }});
+                    responses.entry("401").or_insert(unauthorized);
+                    responses.entry("403").or_insert_with(|| {
+                        problem(&format!("The caller lacks the {role} role (`required_role` names it), or writes an event type outside its own"))
+                    });
+                    responses.entry("503").or_insert_with(|| {
+                        problem("A dependency is unavailable (the database, or what checks the token); retry after Retry-After")
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// Each request body's schema, made from the parser that reads it (see `audit_model::schema`),

@@ -297,6 +297,10 @@ pub struct AppOptions {
     pub tokens_file: Option<PathBuf>,
     pub public_metrics: bool,
     pub public_checkpoints: bool,
+    /// Kubernetes ServiceAccount tokens through this kubeconfig's API server.
+    pub kubeconfig: Option<PathBuf>,
+    pub review_cache_ttl: Option<String>,
+    pub write_scopes: Option<Vec<String>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -389,6 +393,11 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             tokens_file: options.tokens_file.clone(),
             public_metrics: options.public_metrics.then_some(Switch(true)),
             public_checkpoints: options.public_checkpoints.then_some(Switch(true)),
+            kubernetes: options.kubeconfig.as_ref().map(|_| Switch(true)),
+            kubeconfig: options.kubeconfig.clone(),
+            review_cache_ttl: options.review_cache_ttl.clone(),
+            write_scopes: options.write_scopes.clone(),
+            ..AuthSettings::default()
         },
     };
     let config = Config::from_settings(settings).expect("test config is valid");

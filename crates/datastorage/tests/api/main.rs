@@ -12,6 +12,7 @@ mod contract;
 mod export;
 mod health;
 mod hostile;
+mod kubernetes_auth;
 mod platform;
 mod query;
 mod records;
