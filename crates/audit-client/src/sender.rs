@@ -287,13 +287,23 @@ impl Sender {
             .build();
         loop {
             let started = StdInstant::now();
-            let (retry, retry_after) = self.attempt(items).await;
+            let Attempt {
+                retry,
+                retry_after,
+                throttled,
+            } = self.attempt(items).await;
             metrics::histogram!(m::BATCH_DURATION, "service" => self.service.to_string())
                 .record(started.elapsed().as_secs_f64());
             if retry.is_empty() {
                 return retry;
             }
-            let Some(delay) = delays.next() else {
+            // Throttled: the service asks to slow down; that spends no attempt (nothing failed).
+            let delay = if throttled {
+                Some(Duration::ZERO)
+            } else {
+                delays.next()
+            };
+            let Some(delay) = delay else {
                 return retry;
             };
             let wait = delay.max(retry_after.unwrap_or(Duration::ZERO));
@@ -307,9 +317,10 @@ impl Sender {
 
     /// One attempt: unified events in one batch request, typed records one request each.
     /// Returns the items to retry and the longest `Retry-After` seen.
-    async fn attempt(&self, items: Vec<Pending>) -> (Vec<Pending>, Option<Duration>) {
+    async fn attempt(&self, items: Vec<Pending>) -> Attempt {
         let mut retry = Vec::new();
         let mut retry_after: Option<Duration> = None;
+        let mut throttled = false;
         let (events, records): (Vec<Pending>, Vec<Pending>) = items
             .into_iter()
             .partition(|p| matches!(p, Pending::Event { .. }));
@@ -335,6 +346,11 @@ impl Sender {
                     retry_after = retry_after.max(ra);
                     retry.extend(events);
                 }
+                Err(Failure::Throttled { retry_after: ra }) => {
+                    throttled = true;
+                    retry_after = retry_after.max(Some(ra));
+                    retry.extend(events);
+                }
                 Err(Failure::Permanent(reason)) => {
                     for p in &events {
                         self.count(p, ItemResult::Rejected(reason.clone()));
@@ -356,10 +372,19 @@ impl Sender {
                     retry_after = retry_after.max(ra);
                     retry.push(p);
                 }
+                Err(Failure::Throttled { retry_after: ra }) => {
+                    throttled = true;
+                    retry_after = retry_after.max(Some(ra));
+                    retry.push(p);
+                }
                 Err(Failure::Permanent(reason)) => self.count(&p, ItemResult::Rejected(reason)),
             }
         }
-        (retry, retry_after)
+        Attempt {
+            retry,
+            retry_after,
+            throttled,
+        }
     }
 
     fn count(&self, p: &Pending, result: ItemResult) {
@@ -385,4 +410,13 @@ impl Sender {
             }
         }
     }
+}
+
+/// What one attempt left to send.
+struct Attempt {
+    retry: Vec<Pending>,
+    /// The longest `Retry-After` the service gave.
+    retry_after: Option<Duration>,
+    /// The service's rate limit refused something (429).
+    throttled: bool,
 }

@@ -24,11 +24,13 @@ pub(crate) enum ItemResult {
 /// Why a request did not produce per-item answers.
 #[derive(Debug, Clone)]
 pub(crate) enum Failure {
-    /// Try again later: network error, 5xx, 408, 429, 401/403 (tokens rotate).
+    /// Try again later: network error, 5xx, 408, 401/403 (tokens rotate).
     Retryable {
         retry_after: Option<Duration>,
         reason: String,
     },
+    /// 429: the service's rate limit; send again after `retry_after`, without giving up.
+    Throttled { retry_after: Duration },
     /// Another 4xx: the request itself is refused.
     Permanent(String),
 }
@@ -74,15 +76,17 @@ impl Transport {
             }
         }
         let retry_after = retry_after(response.headers());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Failure::Throttled {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+            });
+        }
         let detail = problem_detail(response).await;
         let reason = format!("{status}: {detail}");
         if status.is_server_error()
             || matches!(
                 status,
-                StatusCode::REQUEST_TIMEOUT
-                    | StatusCode::TOO_MANY_REQUESTS
-                    | StatusCode::UNAUTHORIZED
-                    | StatusCode::FORBIDDEN
+                StatusCode::REQUEST_TIMEOUT | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
             )
         {
             Err(Failure::Retryable {

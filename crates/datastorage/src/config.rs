@@ -331,6 +331,32 @@ pub struct ApiSettings {
         env = "DATASTORAGE_TRUSTED_USER_HEADER"
     )]
     pub trusted_user_header: Option<String>,
+    /// Events per second each principal may write (a read counts one); unset: no limit. Over
+    /// it: 429 with `Retry-After`.
+    #[arg(id = "rate_limit", long = "rate-limit", env = "DATASTORAGE_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Events a principal may send at once above its rate (default twice the rate).
+    #[arg(
+        id = "rate_limit_burst",
+        long = "rate-limit-burst",
+        env = "DATASTORAGE_RATE_LIMIT_BURST"
+    )]
+    pub rate_limit_burst: Option<u32>,
+    /// Requests per second from one client address, counted before its credential is checked;
+    /// unset: no limit.
+    #[arg(
+        id = "address_rate_limit",
+        long = "address-rate-limit",
+        env = "DATASTORAGE_ADDRESS_RATE_LIMIT"
+    )]
+    pub address_rate_limit: Option<u32>,
+    /// Requests one address may send at once above its rate (default twice the rate).
+    #[arg(
+        id = "address_rate_limit_burst",
+        long = "address-rate-limit-burst",
+        env = "DATASTORAGE_ADDRESS_RATE_LIMIT_BURST"
+    )]
+    pub address_rate_limit_burst: Option<u32>,
 }
 
 /// How long a client may take, and how many may be connected.
@@ -577,7 +603,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 52] = [
+const MOVED_KEYS: [(&str, &str); 56] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -606,6 +632,10 @@ const MOVED_KEYS: [(&str, &str); 52] = [
     ("cors_allowed_origins", "api.cors_allowed_origins"),
     ("write_answers", "api.write_answers"),
     ("trusted_user_header", "api.trusted_user_header"),
+    ("rate_limit", "api.rate_limit"),
+    ("rate_limit_burst", "api.rate_limit_burst"),
+    ("address_rate_limit", "api.address_rate_limit"),
+    ("address_rate_limit_burst", "api.address_rate_limit_burst"),
     ("body_read_timeout", "connections.body_read_timeout"),
     (
         "body_min_rate_bytes_per_second",
@@ -715,6 +745,9 @@ pub struct AuthConfig {
     pub required: Option<Authenticators>,
     pub public_metrics: bool,
     pub public_checkpoints: bool,
+    /// Per principal (events per second) and per client address (requests per second).
+    pub rate_limit: Option<crate::auth::limits::Rate>,
+    pub address_rate_limit: Option<crate::auth::limits::Rate>,
     /// Disabled only because nothing is configured and the listener is on loopback (logged as
     /// a warning at start).
     pub disabled_by_default: bool,
@@ -879,7 +912,7 @@ impl Config {
             }
         };
         Ok(Config {
-            auth: auth_config(&s.auth, listen)?,
+            auth: auth_config(&s.auth, &s.api, listen)?,
             checkpoint: checkpoint_config(&s.checkpoints, &data_dir)?,
             retention: retention_config(&s.retention)?,
             embedding_dimension,
@@ -997,7 +1030,11 @@ fn checkpoint_config(
 
 /// Authentication: required when an authenticator is configured, unless disabled explicitly;
 /// with none, disabled on a loopback listener and refused on any other.
-fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
+fn auth_config(
+    s: &AuthSettings,
+    api: &ApiSettings,
+    listen: SocketAddr,
+) -> Result<AuthConfig, ConfigError> {
     let authenticators = Authenticators {
         tokens_file: s.tokens_file.clone(),
         kubernetes: kubernetes_auth(s)?,
@@ -1027,7 +1064,33 @@ fn auth_config(s: &AuthSettings, listen: SocketAddr) -> Result<AuthConfig, Confi
         required,
         public_metrics: s.public_metrics.is_some_and(|Switch(on)| on),
         public_checkpoints: s.public_checkpoints.is_some_and(|Switch(on)| on),
+        rate_limit: rate(
+            ("api.rate_limit", api.rate_limit),
+            ("api.rate_limit_burst", api.rate_limit_burst),
+        )?,
+        address_rate_limit: rate(
+            ("api.address_rate_limit", api.address_rate_limit),
+            ("api.address_rate_limit_burst", api.address_rate_limit_burst),
+        )?,
     })
+}
+
+/// A rate and its burst (default twice the rate); none when the rate is unset.
+fn rate(
+    (rate_key, per_second): (&'static str, Option<u32>),
+    (burst_key, burst): (&'static str, Option<u32>),
+) -> Result<Option<crate::auth::limits::Rate>, ConfigError> {
+    use std::num::NonZeroU32;
+    let Some(per_second) = per_second else {
+        return Ok(None);
+    };
+    let per_second =
+        NonZeroU32::new(per_second).ok_or_else(|| invalid(rate_key, "must be at least 1"))?;
+    let burst = match burst {
+        None => per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
+        Some(b) => NonZeroU32::new(b).ok_or_else(|| invalid(burst_key, "must be at least 1"))?,
+    };
+    Ok(Some(crate::auth::limits::Rate { per_second, burst }))
 }
 
 fn kubernetes_auth(s: &AuthSettings) -> Result<Option<KubernetesAuth>, ConfigError> {

@@ -161,6 +161,11 @@ impl Application {
             )
         });
         let (auth, tokens_task) = authentication(&config.auth, &shutdown).await?;
+        let limits = Arc::new(auth::limits::RateLimits::new(
+            config.auth.rate_limit,
+            config.auth.address_rate_limit,
+        ));
+        let limits_task = tokio::spawn(forget_idle_buckets(limits.clone(), shutdown.clone()));
         let state = AppState::new(http::Shared {
             queue,
             store: store.clone(),
@@ -179,6 +184,7 @@ impl Application {
                 metrics: config.auth.public_metrics,
                 checkpoints: config.auth.public_checkpoints,
             },
+            limits: limits.clone(),
         });
         let app = http::app(
             state,
@@ -241,6 +247,7 @@ impl Application {
         if let Some(task) = tokens_task {
             task.await?;
         }
+        limits_task.await?;
         if let Some(task) = retention_task {
             task.await?;
         }
@@ -309,4 +316,16 @@ async fn authentication(
     };
     let authenticators = auth::Authenticators { tokens, kubernetes };
     Ok((auth::Auth::Required(Arc::new(authenticators)), task))
+}
+
+/// Forgets the rate-limit buckets that are full again, every minute until the stop.
+async fn forget_idle_buckets(limits: Arc<auth::limits::RateLimits>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.begun() => return,
+            _ = tick.tick() => limits.forget_idle(),
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub const INGEST_QUEUE_DEPTH: &str = "datastorage_ingest_queue_depth";
 pub const BODY_BUDGET_WAITS: &str = "datastorage_body_budget_waits_total";
 pub const BODY_BUDGET_HELD: &str = "datastorage_body_budget_held_bytes";
 pub const CONNECTIONS_REFUSED: &str = "datastorage_http_connections_refused_total";
+/// Requests answered 429 (a principal's or an address's rate limit).
+pub const RATE_LIMITED: &str = "datastorage_rate_limited_total";
 pub const DLQ_DEPTH: &str = "datastorage_dlq_depth";
 pub const DLQ_OLDEST_AGE: &str = "datastorage_dlq_oldest_age_seconds";
 pub const DLQ_ENQUEUED: &str = "datastorage_dlq_enqueued_total";

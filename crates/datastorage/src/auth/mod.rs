@@ -8,6 +8,7 @@
 //! a route without an entry in the table is refused to everyone. See `docs/security.md`.
 
 pub mod kubernetes;
+pub mod limits;
 pub mod policy;
 pub mod tokens;
 

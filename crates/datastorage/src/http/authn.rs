@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use audit_model::{Problem, ProblemKind};
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::limits::{retry_after_seconds, Exceeded};
 use crate::auth::policy::{self, Access};
 use crate::auth::{Auth, AuthError, Principal, Role};
 use crate::http::problem::ApiError;
@@ -22,6 +25,55 @@ const REALM: &str = "datastorage";
 /// The principal of the request (anonymous where authentication is disabled).
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Principal>);
+
+/// The client's address, when the connection gave one.
+fn client_address(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The client's address, for a handler.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Charges `events` more to the caller's rate limit (a batch, once its items are counted).
+pub fn charge(
+    state: &AppState,
+    caller: &Principal,
+    address: Option<IpAddr>,
+    events: u32,
+) -> Result<(), ApiError> {
+    state
+        .limits
+        .principal(&caller.name, address, events)
+        .map_err(too_many)
+}
+
+/// 429 with `Retry-After`.
+pub fn too_many(exceeded: Exceeded) -> ApiError {
+    let seconds = retry_after_seconds(exceeded.retry_after);
+    let detail = format!("the rate limit is exceeded; retry after {seconds} s");
+    Problem::new(ProblemKind::TooManyRequests, detail)
+        .with_extension("retry_after_seconds", seconds)
+        .into()
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -64,6 +116,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let Some(needed) = needed else {
         return next.run(req).await;
     };
+    let address = client_address(&req);
+    if let Some(ip) = address {
+        if let Err(exceeded) = state.limits.address(ip) {
+            return too_many(exceeded).into_response();
+        }
+    }
     let principal = match &state.auth {
         Auth::Disabled => Principal::anonymous(),
         Auth::Required(authenticators) => {
@@ -90,6 +148,9 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             }
         }
     };
+    if let Err(exceeded) = state.limits.principal(&principal.name, address, 1) {
+        return too_many(exceeded).into_response();
+    }
     req.extensions_mut().insert(Caller(principal));
     next.run(req).await
 }

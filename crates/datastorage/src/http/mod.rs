@@ -81,6 +81,8 @@ pub struct Shared {
     pub auth: crate::auth::Auth,
     /// The routes open without a credential besides health and the API document.
     pub open_routes: authn::OpenRoutes,
+    /// Rate limits per principal and per client address.
+    pub limits: Arc<crate::auth::limits::RateLimits>,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

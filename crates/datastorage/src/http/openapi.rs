@@ -186,6 +186,14 @@ fn add_security(doc: &mut serde_json::Value) {
                     responses.entry("403").or_insert_with(|| {
                         problem(&format!("The caller lacks the {role} role (`required_role` names it), or writes an event type outside its own"))
                     });
+                    let mut throttled = problem(
+                        "The caller's rate limit (per principal, or per address) is exceeded",
+                    );
+                    throttled["headers"] = json!({"Retry-After": {
+                        "description": "Seconds to wait before sending again",
+                        "schema": {"type": "integer", "minimum": 1}
+                    }});
+                    responses.entry("429").or_insert(throttled);
                     responses.entry("503").or_insert_with(|| {
                         problem("A dependency is unavailable (the database, or what checks the token); retry after Retry-After")
                     });

@@ -117,6 +117,14 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let seconds = problem
+                .extensions
+                .get("retry_after_seconds")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -67,9 +67,9 @@ pub async fn serve<S>(
     let connections = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -89,7 +89,11 @@ pub async fn serve<S>(
             let serving = activity.serving();
             let app = app.clone();
             async move {
-                let response = app.oneshot(req.map(Body::new)).await;
+                let mut req = req.map(Body::new);
+                // The client's address, for its rate limit and the access trail.
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let response = app.oneshot(req).await;
                 drop(serving);
                 response
             }

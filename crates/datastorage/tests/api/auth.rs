@@ -508,3 +508,92 @@ async fn postgres_a_changed_writer_or_receipt_time_is_found() {
 async fn sqlite_a_changed_writer_or_receipt_time_is_found() {
     a_changed_writer_or_receipt_time_is_found(Backend::Sqlite).await;
 }
+
+/// Over its rate a principal is answered 429 with `Retry-After`, nothing stored, while others
+/// keep their own budget; an address flooding without credentials is limited before its
+/// credentials are looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let t = tokens();
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            tokens_file: Some(t.path.clone()),
+            rate_limit: Some((1, 3)),
+            ..AppOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let writer = native_client_with(Some(&t.writer));
+    // A batch of two and one event: the burst of three is spent.
+    let (status, answer) = app
+        .post_as(
+            &writer,
+            "/api/v1/audit/events/batch",
+            &json!([event("rr-rate"), event("rr-rate")]),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = app
+        .post_as(&writer, "/api/v1/audit/events", &event("rr-rate"))
+        .await;
+    assert_eq!(status, 201);
+    let response = writer
+        .post(app.url("/api/v1/audit/events"))
+        .json(&event("rr-rate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 429, "{problem}");
+    assert_eq!(app.db.scalar("SELECT count(*) FROM audit_events").await, 3);
+    // Another principal has its own bucket.
+    let (status, _) = app
+        .get_as(&native_client_with(Some(&t.reader)), "/api/v1/audit/events")
+        .await;
+    assert_eq!(status, 200);
+    assert!(app
+        .metrics_as(&t.reader)
+        .await
+        .contains("datastorage_rate_limited_total 1"));
+
+    let Some(flooded) = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            tokens_file: Some(t.path.clone()),
+            address_rate_limit: Some((1, 2)),
+            ..AppOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let statuses: Vec<u16> = futures_statuses(&flooded, 3).await;
+    assert_eq!(
+        statuses,
+        [401, 401, 429],
+        "limited before the credential is checked"
+    );
+}
+
+/// `n` requests without a credential, one after another.
+async fn futures_statuses(app: &TestApp, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (status, _, _) =
+            call(app, &axum::http::Method::GET, "/api/v1/audit/events", None).await;
+        out.push(status);
+    }
+    out
+}

@@ -301,6 +301,9 @@ pub struct AppOptions {
     pub kubeconfig: Option<PathBuf>,
     pub review_cache_ttl: Option<String>,
     pub write_scopes: Option<Vec<String>>,
+    /// Rate limits: per principal (events/s, burst) and per address (requests/s).
+    pub rate_limit: Option<(u32, u32)>,
+    pub address_rate_limit: Option<(u32, u32)>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -364,6 +367,10 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             cors_allowed_origins: options.cors_allowed_origins.clone(),
             write_answers: options.write_answers.clone(),
             trusted_user_header: options.trusted_user_header.clone(),
+            rate_limit: options.rate_limit.map(|r| r.0),
+            rate_limit_burst: options.rate_limit.map(|r| r.1),
+            address_rate_limit: options.address_rate_limit.map(|r| r.0),
+            address_rate_limit_burst: options.address_rate_limit.map(|r| r.1),
         },
         connections: ConnectionSettings {
             body_read_timeout: options.body_read_timeout.clone(),
@@ -497,6 +504,19 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a metrics page")
+    }
+
+    /// The text of `/metrics`, fetched with a bearer token.
+    pub async fn metrics_as(&self, token: &str) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request sent")

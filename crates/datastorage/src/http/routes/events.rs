@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::http::answers::Answers;
-use crate::http::authn::{out_of_scope, Caller};
+use crate::http::authn::{charge, out_of_scope, Caller, ClientAddress};
 use crate::http::extract::BodyBytes;
 use crate::http::params::{self, Flag, Limit, NonNegative, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
@@ -206,6 +206,7 @@ pub async fn create_batch(
     answers: Answers,
     user: ProxyUser,
     Caller(caller): Caller,
+    ClientAddress(address): ClientAddress,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
     let writer = Written {
@@ -214,6 +215,9 @@ pub async fn create_batch(
         caller: &caller,
     };
     let batch = parse_batch(&body, state.batch_max_items, &writer)?;
+    // The request was counted as one event; its other items count too.
+    let items = u32::try_from(batch.len).unwrap_or(u32::MAX);
+    charge(&state, &caller, address, items.saturating_sub(1))?;
     // The events own their text: the body goes before the wait for the writer.
     drop(body);
     let response = if answers.native() {
