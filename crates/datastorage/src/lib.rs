@@ -6,6 +6,7 @@
 //! verifier), [`shutdown`] (how the service stops without losing an acknowledged write).
 //! [`Application`] wires them together; `main.rs` is the CLI around it.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod derived;
@@ -166,6 +167,12 @@ impl Application {
             config.auth.address_rate_limit,
         ));
         let limits_task = tokio::spawn(forget_idle_buckets(limits.clone(), shutdown.clone()));
+        let denials = Arc::new(access::Denials::default());
+        let denials_task = tokio::spawn(denials.clone().run(
+            queue.clone(),
+            access::WINDOW,
+            shutdown.clone(),
+        ));
         let state = AppState::new(http::Shared {
             queue,
             store: store.clone(),
@@ -185,6 +192,7 @@ impl Application {
                 checkpoints: config.auth.public_checkpoints,
             },
             limits: limits.clone(),
+            denials,
         });
         let app = http::app(
             state,
@@ -248,6 +256,7 @@ impl Application {
             task.await?;
         }
         limits_task.await?;
+        denials_task.await?;
         if let Some(task) = retention_task {
             task.await?;
         }

@@ -38,19 +38,19 @@ const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6b75_6265_726e_6175_742d_6175_64
 
 /// An event Data Storage writes about the log itself. Built directly, not parsed: its
 /// `event_type` carries the prefix the API refuses from clients.
-struct SystemEvent {
-    event_id: Uuid,
-    at: DateTime<Utc>,
-    event_type: &'static str,
-    action: &'static str,
-    actor: (&'static str, String),
-    resource: (&'static str, String),
-    correlation_id: String,
-    data: serde_json::Value,
+pub(crate) struct SystemEvent {
+    pub event_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub event_type: &'static str,
+    pub action: &'static str,
+    pub actor: (&'static str, String),
+    pub resource: (&'static str, String),
+    pub correlation_id: String,
+    pub data: serde_json::Value,
 }
 
 impl SystemEvent {
-    fn prepare(self) -> PreparedEvent {
+    pub(crate) fn prepare(self) -> PreparedEvent {
         let serde_json::Value::Object(event_data) = &self.data else {
             unreachable!("system event data is a JSON object")
         };

@@ -152,6 +152,15 @@ impl Principal {
         )
     }
 
+    /// Who acts: an authenticated principal is who it is, whatever a body claims; without
+    /// authentication, the claim (a trusted proxy's header wins over both, see `proxy_user`).
+    pub fn claim_or_name(&self, claimed: Option<String>) -> Option<String> {
+        match self.via {
+            Via::Disabled => claimed,
+            _ => Some(self.name.clone()),
+        }
+    }
+
     /// The writer the events it writes are attested for.
     pub fn writer(&self) -> audit_model::Writer<'_> {
         audit_model::Writer {

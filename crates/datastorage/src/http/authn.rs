@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::access::Denial;
 use crate::auth::limits::{retry_after_seconds, Exceeded};
 use crate::auth::policy::{self, Access};
 use crate::auth::{Auth, AuthError, Principal, Role};
@@ -63,7 +64,18 @@ pub fn charge(
     state
         .limits
         .principal(&caller.name, address, events)
-        .map_err(too_many)
+        .map_err(|exceeded| {
+            state.denials.note(Denial::RateLimited, caller.name.clone());
+            too_many(exceeded)
+        })
+}
+
+/// Who a refusal is counted against when no principal is known: the client's address.
+fn by_address(address: Option<IpAddr>) -> String {
+    address.map_or_else(
+        || "address:unknown".to_string(),
+        |ip| format!("address:{ip}"),
+    )
 }
 
 /// 429 with `Retry-After`.
@@ -119,6 +131,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let address = client_address(&req);
     if let Some(ip) = address {
         if let Err(exceeded) = state.limits.address(ip) {
+            state.denials.note(Denial::RateLimited, by_address(address));
             return too_many(exceeded).into_response();
         }
     }
@@ -127,7 +140,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         Auth::Required(authenticators) => {
             let token = match bearer(req.headers()) {
                 Ok(token) => token,
-                Err(Refusal { detail, error }) => return unauthorized(detail, error),
+                Err(Refusal { detail, error }) => {
+                    state
+                        .denials
+                        .note(Denial::Unauthenticated, by_address(address));
+                    return unauthorized(detail, error);
+                }
             };
             let checked = match authenticators.bearer(token).await {
                 Ok(principal) => authenticators
@@ -139,16 +157,25 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             match checked {
                 Ok((principal, true)) => principal,
                 Ok((principal, false)) => {
-                    return forbidden_role(&principal, needed, req.method(), &template)
+                    state
+                        .denials
+                        .note(Denial::Forbidden, principal.name.clone());
+                    return forbidden_role(&principal, needed, req.method(), &template);
                 }
                 Err(AuthError::Unauthenticated(why)) => {
-                    return unauthorized(&why, Some("invalid_token"))
+                    state
+                        .denials
+                        .note(Denial::Unauthenticated, by_address(address));
+                    return unauthorized(&why, Some("invalid_token"));
                 }
                 Err(AuthError::Unavailable(why)) => return unavailable(&why),
             }
         }
     };
     if let Err(exceeded) = state.limits.principal(&principal.name, address, 1) {
+        state
+            .denials
+            .note(Denial::RateLimited, principal.name.clone());
         return too_many(exceeded).into_response();
     }
     req.extensions_mut().insert(Caller(principal));
@@ -227,8 +254,11 @@ fn unavailable(detail: &str) -> Response {
     ApiError::new(ProblemKind::ServiceUnavailable, detail).into_response()
 }
 
-/// 403 for an event outside the writer's event types.
-pub fn out_of_scope(principal: &Principal, event_type: &str) -> ApiError {
+/// 403 for an event outside the writer's event types (counted for the access trail).
+pub fn out_of_scope(state: &AppState, principal: &Principal, event_type: &str) -> ApiError {
+    state
+        .denials
+        .note(Denial::Forbidden, principal.name.clone());
     Problem::new(ProblemKind::Forbidden, principal.scope_refusal(event_type))
         .with_extension("event_type", event_type)
         .with_extension("principal", principal.name.as_str())

@@ -83,6 +83,8 @@ pub struct Shared {
     pub open_routes: authn::OpenRoutes,
     /// Rate limits per principal and per client address.
     pub limits: Arc<crate::auth::limits::RateLimits>,
+    /// The refusals counted for the access trail.
+    pub denials: Arc<crate::access::Denials>,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -214,8 +214,30 @@ async fn every_route_answers_each_credential_as_its_rule_says() {
             }
         }
     }
-    // Nothing any of them sent was stored (the writes that passed held no event).
-    assert_eq!(app.db.scalar("SELECT count(*) FROM audit_events").await, 0);
+    // Nothing any of them sent was stored (the writes that passed held no event); what the
+    // reader and the administrator did is in the access trail, each under its principal.
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM audit_events WHERE event_type NOT LIKE 'datastorage.access.%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.db
+            .scalar(
+                "SELECT count(*) FROM audit_events WHERE event_type = 'datastorage.access.export' \
+                 AND actor_id IN ('auditor', 'ops') AND submitted_by = 'datastorage'"
+            )
+            .await,
+        2
+    );
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) FROM audit_events WHERE event_type = 'datastorage.access.dlq' AND actor_id = 'ops'")
+            .await,
+        2,
+        "a replay and a retry"
+    );
     assert_eq!(app.db.scalar("SELECT count(*) FROM legal_holds").await, 0);
 }
 
@@ -596,4 +618,56 @@ async fn futures_statuses(app: &TestApp, n: usize) -> Vec<u16> {
         out.push(status);
     }
     out
+}
+
+/// Refusals reach the access trail as counts per kind and caller, not one event each; the
+/// counts of the last minute are written when the service stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_in_the_access_trail() {
+    let t = tokens();
+    let Some(app) = app_with(Backend::Postgres, &t.path, false).await else {
+        return;
+    };
+    for _ in 0..25 {
+        let (status, _, _) =
+            call(&app, &axum::http::Method::GET, "/api/v1/audit/events", None).await;
+        assert_eq!(status, 401);
+    }
+    let writer = native_client_with(Some(&t.writer));
+    for _ in 0..3 {
+        let (status, _) = app.get_as(&writer, "/api/v1/audit/events").await;
+        assert_eq!(status, 403);
+    }
+    let db = app.db.clone();
+    app.shutdown.begin();
+    app.handle.await.unwrap().unwrap();
+    let counts = |sql: &str| {
+        let db = db.clone();
+        let sql = sql.to_string();
+        async move { db.scalar(&sql).await }
+    };
+    assert_eq!(
+        counts("SELECT count(*) FROM audit_events WHERE event_type = 'datastorage.access.denied'")
+            .await,
+        2,
+        "one event per kind and caller"
+    );
+    assert_eq!(
+        counts(
+            "SELECT (event_data->>'count')::int8 FROM audit_events \
+             WHERE event_type = 'datastorage.access.denied' AND event_action = 'unauthenticated' \
+             AND event_data->>'who' = 'address:127.0.0.1'"
+        )
+        .await,
+        25
+    );
+    assert_eq!(
+        counts(
+            "SELECT (event_data->>'count')::int8 FROM audit_events \
+             WHERE event_type = 'datastorage.access.denied' AND event_action = 'forbidden' \
+             AND actor_id = 'gateway'"
+        )
+        .await,
+        3
+    );
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::dlq::{DeadLetter, DlqError, DlqStats};
+use crate::http::authn::{Caller, ClientAddress};
 use crate::http::params::{Limit, Params};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -97,8 +98,24 @@ pub async fn dead_letters(
         (status = 200, description = "What the drain did", body = ReplayReport),
         (status = 503, description = "The store or the DLQ does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn replay(State(state): State<AppState>) -> Result<Json<ReplayReport>, ApiError> {
+pub async fn replay(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ClientAddress(address): ClientAddress,
+) -> Result<Json<ReplayReport>, ApiError> {
     state.store.ping().await.map_err(ApiError::from)?;
+    crate::access::record(
+        &state.queue,
+        crate::access::event(
+            crate::access::DLQ_ADMIN,
+            "replay",
+            &caller,
+            address,
+            None,
+            serde_json::json!({"action": "replay"}),
+        ),
+    )
+    .await?;
     state
         .replayer
         .drain(true, None)
@@ -124,8 +141,22 @@ pub struct RetryAnswer {
     ))]
 pub async fn retry_dead_letter(
     State(state): State<AppState>,
+    Caller(caller): Caller,
+    ClientAddress(address): ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Json<RetryAnswer>, ApiError> {
+    crate::access::record(
+        &state.queue,
+        crate::access::event(
+            crate::access::DLQ_ADMIN,
+            "retry",
+            &caller,
+            address,
+            None,
+            serde_json::json!({"action": "retry", "dead_letter": id}),
+        ),
+    )
+    .await?;
     if state
         .dlq
         .retry_dead_letter(&id)

@@ -382,9 +382,23 @@ pub(crate) fn read_verify_chain(
     ))]
 pub async fn verify_chain(
     State(state): State<AppState>,
+    crate::http::authn::Caller(caller): crate::http::authn::Caller,
+    crate::http::authn::ClientAddress(address): crate::http::authn::ClientAddress,
     crate::http::extract::JsonBody(body): crate::http::extract::JsonBody,
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
+    crate::access::record(
+        &state.queue,
+        crate::access::event(
+            crate::access::VERIFY_CHAIN,
+            "verify_chain",
+            &caller,
+            address,
+            None,
+            serde_json::json!({"correlation_id": request.correlation_id}),
+        ),
+    )
+    .await?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
     let verdict = chain::verify_chain(state.store.as_ref(), &verifier, &request.correlation_id)
         .await

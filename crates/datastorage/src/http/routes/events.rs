@@ -161,7 +161,7 @@ pub async fn create_event(
         ParseError::Fields(errors) => ApiError::validation(&errors),
     })?;
     if !caller.may_write(event.event_type()) {
-        return Err(out_of_scope(&caller, event.event_type()));
+        return Err(out_of_scope(&state, &caller, event.event_type()));
     }
     if let Some(person) = user.person() {
         event = event.attributed_to(person);
@@ -215,6 +215,13 @@ pub async fn create_batch(
         caller: &caller,
     };
     let batch = parse_batch(&body, state.batch_max_items, &writer)?;
+    for refused in &batch.refused {
+        if matches!(refused.error, Refusal::OutOfScope(_)) {
+            state
+                .denials
+                .note(crate::access::Denial::Forbidden, caller.name.clone());
+        }
+    }
     // The request was counted as one event; its other items count too.
     let items = u32::try_from(batch.len).unwrap_or(u32::MAX);
     charge(&state, &caller, address, items.saturating_sub(1))?;

@@ -15,6 +15,7 @@ use chrono::Utc;
 
 use crate::evidence::export::{Export, ExportError, ExportFilter, ExportFormat};
 use crate::http::answers::Answers;
+use crate::http::authn::{Caller, ClientAddress};
 use crate::http::params::{self, Flag, NonNegative, Params, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::proxy_user::ProxyUser;
@@ -124,8 +125,23 @@ pub async fn export(
     State(state): State<AppState>,
     answers: Answers,
     user: ProxyUser,
+    Caller(caller): Caller,
+    ClientAddress(address): ClientAddress,
+    uri: axum::http::Uri,
     Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
+    crate::access::record(
+        &state.queue,
+        crate::access::event(
+            crate::access::EXPORT,
+            "export",
+            &caller,
+            address,
+            None,
+            serde_json::json!({"selection": uri.query().unwrap_or_default()}),
+        ),
+    )
+    .await?;
     let now = Utc::now();
     let (since, until) = (
         params.since.or(params.start_time).map(|t| t.resolve(now)),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::answers::Answers;
+use crate::http::authn::Caller;
 use crate::http::extract::JsonBody;
 use crate::http::params::{Flag, Params};
 use crate::http::problem::ApiError;
@@ -128,10 +129,11 @@ pub async fn place(
     State(state): State<AppState>,
     answers: Answers,
     user: ProxyUser,
+    Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, true, "reason")?;
-    let by = match user.who(body.requested_by) {
+    let by = match user.who(caller.claim_or_name(body.requested_by)) {
         Ok(by) => by,
         Err(refused) => return Ok(refused.into_response()),
     };
@@ -188,10 +190,11 @@ pub async fn release(
     State(state): State<AppState>,
     user: ProxyUser,
     Path(correlation_id): Path<String>,
+    Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, false, "release_reason")?;
-    let by = match user.who(body.requested_by) {
+    let by = match user.who(caller.claim_or_name(body.requested_by)) {
         Ok(by) => by,
         Err(refused) => return Ok(refused.into_response()),
     };

@@ -87,7 +87,7 @@ pub(crate) async fn create<R: SeedRecord>(
     let record = R::parse(body, &rules).map_err(|e| ApiError::validation(&e))?;
     let event = record.to_event(Receipt::new(now, caller.writer()));
     if !caller.may_write(event.event_type()) {
-        return Err(out_of_scope(caller, event.event_type()));
+        return Err(out_of_scope(&state, caller, event.event_type()));
     }
     let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
     let outcome = outcomes
