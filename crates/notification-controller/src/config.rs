@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// How long shutdown waits for buffered audit records to be sent or spilled.
     #[arg(long, env = "AUDIT_CLOSE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub audit_close_timeout: Duration,
+    /// The bearer token Data Storage authenticates the controller by: a file, re-read when it
+    /// changes (the projected ServiceAccount token, issued for Data Storage's audience, or a
+    /// static token). Unset: no token (Data Storage without authentication).
+    #[arg(long, env = "AUDIT_TOKEN_FILE")]
+    pub audit_token_file: Option<PathBuf>,
     /// Address of `/health/live`, `/health/ready` and `/metrics`. The default listens on every
     /// interface, as the kubelet's probes and Prometheus need in a pod; outside one, use
     /// `127.0.0.1:8081` to keep it local.

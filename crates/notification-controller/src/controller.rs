@@ -160,11 +160,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("cannot configure the Kubernetes client")?;
-    let auditing = Auditing::build(
-        AuditClient::builder(&args.data_storage_url)
-            .spill_dir(&args.audit_spill_dir)
-            .service_name(CONTROLLER_NAME),
-    )
+    let mut builder = AuditClient::builder(&args.data_storage_url)
+        .spill_dir(&args.audit_spill_dir)
+        .service_name(CONTROLLER_NAME);
+    if let Some(path) = &args.audit_token_file {
+        builder = builder.token(audit_client::TokenSource::File(path.clone()));
+    }
+    let auditing = Auditing::build(builder)
     .context("cannot start the audit client")?;
     let audit = auditing.client.clone();
 

@@ -259,3 +259,89 @@ async fn with_data_storage_down_the_trail_arrives_later_once() {
     let report = audit.client.close(Duration::from_secs(5)).await;
     assert_eq!(report.dropped, 0, "{report:?}");
 }
+
+/// With authentication on, the controller writes with its own token (from a file, as the
+/// projected ServiceAccount token is mounted): every event of its trail carries its principal,
+/// and the same token cannot write another service's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_the_trail_carries_the_controllers_principal() {
+    use datastorage::auth::tokens::{self, TokenEntry};
+    use datastorage::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens_file = dir.path().join("tokens.yaml");
+    let token = tokens::create(
+        &tokens_file,
+        TokenEntry {
+            sha256: String::new(),
+            principal: "notification-controller".into(),
+            roles: vec![Role::Writer],
+            event_types: Some(vec!["notification.".into()]),
+            created_at: None,
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let Some(app) = helpers::spawn_app_with(
+        Backend::Postgres,
+        AppOptions {
+            tokens_file: Some(tokens_file),
+            ..AppOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let spill = tempfile::tempdir().unwrap();
+    let audit = Auditing::build(
+        AuditClient::builder(&app.base)
+            .flush_interval(Duration::from_millis(50))
+            .retry(2, Duration::from_millis(20), Duration::from_millis(100))
+            .request_timeout(Duration::from_secs(2))
+            .spill_dir(spill.path())
+            .token(audit_client::TokenSource::File(token_file))
+            .service_name("notification-controller"),
+    )
+    .unwrap();
+    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+        return;
+    };
+    h.create(three_channels_slack_failing_twice(&h)).await;
+    let status = h.finished("disk-full").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Sent));
+    audit.client.flush().await;
+    assert_trail(&app.db).await;
+    let writers: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT submitted_by, count(*) FROM audit_events WHERE correlation_id = $1 GROUP BY 1",
+    )
+    .bind(CORRELATION)
+    .fetch_all(pool(&app.db))
+    .await
+    .unwrap();
+    assert_eq!(
+        writers,
+        [(Some("notification-controller".to_string()), EXPECTED_EVENTS)]
+    );
+    // The controller's token cannot write another service's trail.
+    let forged = reqwest::Client::new()
+        .post(app.url("/api/v1/audit/events"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "event_type": "workflowexecution.workflow.completed", "event_category": "workflowexecution",
+            "event_action": "completed", "event_outcome": "success", "correlation_id": CORRELATION,
+            "event_data": {}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(stored_count(&app.db).await, EXPECTED_EVENTS);
+    let report = audit.client.close(Duration::from_secs(5)).await;
+    assert_eq!(
+        (report.sent, report.rejected, report.dropped),
+        (12, 0, 0),
+        "{report:?}"
+    );
+}
