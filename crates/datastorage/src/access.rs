@@ -181,13 +181,17 @@ impl Denials {
     }
 }
 
-/// Writes one access event before the action it records; the action is refused (503) when it
-/// cannot be recorded.
+/// Writes the access event of `action` by `principal` (see [`event`]) before the action; the
+/// action is refused (503) when it cannot be recorded.
 pub async fn record(
     queue: &IngestQueue,
-    event: PreparedEvent,
+    (event_type, action): (&'static str, &'static str),
+    principal: &Principal,
+    address: Option<IpAddr>,
+    data: Value,
 ) -> Result<(), crate::http::problem::ApiError> {
     use crate::ingest::IngestOutcome;
+    let event = event(event_type, action, principal, address, None, data);
     let outcome = queue.submit(vec![event]).await?;
     match outcome.first() {
         Some(

@@ -166,8 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.audit_token_file {
         builder = builder.token(audit_client::TokenSource::File(path.clone()));
     }
-    let auditing = Auditing::build(builder)
-    .context("cannot start the audit client")?;
+    let auditing = Auditing::build(builder).context("cannot start the audit client")?;
     let audit = auditing.client.clone();
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)

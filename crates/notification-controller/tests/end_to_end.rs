@@ -22,15 +22,16 @@ const CORRELATION: &str = "rr-2041";
 const EXPECTED_EVENTS: i64 = 12;
 
 fn audit_client(base: &str, spill: &std::path::Path) -> Auditing {
-    Auditing::build(
-        AuditClient::builder(base)
-            .flush_interval(Duration::from_millis(50))
-            .retry(2, Duration::from_millis(20), Duration::from_millis(100))
-            .request_timeout(Duration::from_secs(2))
-            .spill_dir(spill)
-            .service_name("notification-controller"),
-    )
-    .unwrap()
+    Auditing::build(audit_builder(base, spill)).unwrap()
+}
+
+fn audit_builder(base: &str, spill: &std::path::Path) -> audit_client::AuditClientBuilder {
+    AuditClient::builder(base)
+        .flush_interval(Duration::from_millis(50))
+        .retry(2, Duration::from_millis(20), Duration::from_millis(100))
+        .request_timeout(Duration::from_secs(2))
+        .spill_dir(spill)
+        .service_name("notification-controller")
 }
 
 fn three_channels_slack_failing_twice(h: &Harness) -> Value {
@@ -296,13 +297,7 @@ async fn with_authentication_the_trail_carries_the_controllers_principal() {
     };
     let spill = tempfile::tempdir().unwrap();
     let audit = Auditing::build(
-        AuditClient::builder(&app.base)
-            .flush_interval(Duration::from_millis(50))
-            .retry(2, Duration::from_millis(20), Duration::from_millis(100))
-            .request_timeout(Duration::from_secs(2))
-            .spill_dir(spill.path())
-            .token(audit_client::TokenSource::File(token_file))
-            .service_name("notification-controller"),
+        audit_builder(&app.base, spill.path()).token(audit_client::TokenSource::File(token_file)),
     )
     .unwrap();
     let Some(h) = Harness::start(false, Some(audit.clone())).await else {

@@ -469,7 +469,6 @@ fn without_an_authenticator_only_loopback_serves_unauthenticated() {
 /// The writer and the receipt time of an attested event cannot be changed in the database
 /// unnoticed: the verifier finds the content changed at that seq.
 async fn a_changed_writer_or_receipt_time_is_found(backend: Backend) {
-    use crate::helpers::TestDb;
     use datastorage::evidence::verify::{verify_store, Fault};
     let t = tokens();
     let Some(app) = app_with(backend, &t.path, true).await else {
@@ -483,31 +482,8 @@ async fn a_changed_writer_or_receipt_time_is_found(backend: Backend) {
         assert_eq!(status, 201, "{body}");
     }
     app.assert_log_verifies(3).await;
-    for (seq, change) in [
-        (2, "submitted_by = 'gateway'"),
-        (3, "received_at = committed_at"),
-    ] {
-        let sql = match app.db.as_ref() {
-            TestDb::Postgres { .. } => format!(
-                "SET session_replication_role = replica; \
-                 UPDATE audit_events SET {change} WHERE seq = {seq}; \
-                 SET session_replication_role = origin;"
-            ),
-            TestDb::Sqlite { .. } => format!(
-                "DROP TRIGGER IF EXISTS audit_events_no_update; \
-                 UPDATE audit_events SET {change} WHERE seq = {seq};"
-            ),
-        };
-        match app.db.as_ref() {
-            TestDb::Postgres { pool, .. } => {
-                let mut conn = pool.acquire().await.unwrap();
-                sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap();
-            }
-            TestDb::Sqlite { pool, .. } => {
-                sqlx::raw_sql(&sql).execute(pool).await.unwrap();
-            }
-        }
-    }
+    app.change_row("submitted_by = 'gateway'", 2).await;
+    app.change_row("received_at = committed_at", 3).await;
     let store = app.open_store().await;
     let report = verify_store(store.as_ref(), &app.verifier().await)
         .await

@@ -181,27 +181,7 @@ async fn bad_proof_requests_are_refused_clearly(app: TestApp) {
 
 /// Changes one stored event's data behind the service's back (triggers bypassed).
 async fn tamper_with(app: &TestApp, seq: i64) {
-    use crate::helpers::TestDb;
-    let sql = match app.db.as_ref() {
-        TestDb::Postgres { .. } => format!(
-            "SET session_replication_role = replica; \
-             UPDATE audit_events SET event_data = '{{\"i\": 999}}' WHERE seq = {seq}; \
-             SET session_replication_role = origin;"
-        ),
-        TestDb::Sqlite { .. } => format!(
-            "DROP TRIGGER audit_events_no_update; \
-             UPDATE audit_events SET event_data = '{{\"i\": 999}}' WHERE seq = {seq};"
-        ),
-    };
-    match app.db.as_ref() {
-        TestDb::Postgres { pool, .. } => {
-            let mut conn = pool.acquire().await.unwrap();
-            sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap();
-        }
-        TestDb::Sqlite { pool, .. } => {
-            sqlx::raw_sql(&sql).execute(pool).await.unwrap();
-        }
-    }
+    app.change_row("event_data = '{\"i\": 999}'", seq).await;
 }
 
 async fn verify_chain_checks_every_event_of_a_correlation(app: TestApp) {

@@ -502,8 +502,20 @@ impl TestApp {
 
     /// The text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
+        self.metrics_with(None).await
+    }
+
+    /// The text of `/metrics`, fetched with a bearer token.
+    pub async fn metrics_as(&self, token: &str) -> String {
+        self.metrics_with(Some(token)).await
+    }
+
+    async fn metrics_with(&self, token: Option<&str>) -> String {
+        let mut request = self.client.get(self.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
             .send()
             .await
             .expect("request sent")
@@ -512,17 +524,24 @@ impl TestApp {
             .expect("a metrics page")
     }
 
-    /// The text of `/metrics`, fetched with a bearer token.
-    pub async fn metrics_as(&self, token: &str) -> String {
-        self.client
-            .get(self.url("/metrics"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
-            .text()
-            .await
-            .expect("a metrics page")
+    /// Runs `UPDATE audit_events SET {set} WHERE seq = {seq}` behind the service's back, its
+    /// append-only triggers bypassed (as someone with the database's rights could).
+    pub async fn change_row(&self, set: &str, seq: i64) {
+        let update = format!("UPDATE audit_events SET {set} WHERE seq = {seq};");
+        match self.db.as_ref() {
+            TestDb::Postgres { pool, .. } => {
+                let mut conn = pool.acquire().await.unwrap();
+                let sql = format!(
+                    "SET session_replication_role = replica; {update} \
+                     SET session_replication_role = origin;"
+                );
+                sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap();
+            }
+            TestDb::Sqlite { pool, .. } => {
+                let sql = format!("DROP TRIGGER IF EXISTS audit_events_no_update; {update}");
+                sqlx::raw_sql(&sql).execute(pool).await.unwrap();
+            }
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

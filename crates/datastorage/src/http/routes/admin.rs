@@ -106,14 +106,10 @@ pub async fn replay(
     state.store.ping().await.map_err(ApiError::from)?;
     crate::access::record(
         &state.queue,
-        crate::access::event(
-            crate::access::DLQ_ADMIN,
-            "replay",
-            &caller,
-            address,
-            None,
-            serde_json::json!({"action": "replay"}),
-        ),
+        (crate::access::DLQ_ADMIN, "replay"),
+        &caller,
+        address,
+        serde_json::json!({"action": "replay"}),
     )
     .await?;
     state
@@ -147,14 +143,10 @@ pub async fn retry_dead_letter(
 ) -> Result<Json<RetryAnswer>, ApiError> {
     crate::access::record(
         &state.queue,
-        crate::access::event(
-            crate::access::DLQ_ADMIN,
-            "retry",
-            &caller,
-            address,
-            None,
-            serde_json::json!({"action": "retry", "dead_letter": id}),
-        ),
+        (crate::access::DLQ_ADMIN, "retry"),
+        &caller,
+        address,
+        serde_json::json!({"action": "retry", "dead_letter": id}),
     )
     .await?;
     if state

@@ -389,14 +389,10 @@ pub async fn verify_chain(
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
     crate::access::record(
         &state.queue,
-        crate::access::event(
-            crate::access::VERIFY_CHAIN,
-            "verify_chain",
-            &caller,
-            address,
-            None,
-            serde_json::json!({"correlation_id": request.correlation_id}),
-        ),
+        (crate::access::VERIFY_CHAIN, "verify_chain"),
+        &caller,
+        address,
+        serde_json::json!({"correlation_id": request.correlation_id}),
     )
     .await?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;

@@ -132,14 +132,10 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     crate::access::record(
         &state.queue,
-        crate::access::event(
-            crate::access::EXPORT,
-            "export",
-            &caller,
-            address,
-            None,
-            serde_json::json!({"selection": uri.query().unwrap_or_default()}),
-        ),
+        (crate::access::EXPORT, "export"),
+        &caller,
+        address,
+        serde_json::json!({"selection": uri.query().unwrap_or_default()}),
     )
     .await?;
     let now = Utc::now();
