@@ -23,14 +23,17 @@ type Driver = Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
 pub struct Conn {
     authority: String,
     host: HeaderValue,
+    /// `Bearer <token>`, sent with every request when the service authenticates.
+    authorization: Option<HeaderValue>,
     /// The request side of the connection and the connection itself, polled while a request is
     /// in flight.
     open: Option<(SendRequest<Full<Bytes>>, Driver)>,
 }
 
 impl Conn {
-    /// A connection to `base` (`http://host:port`), opened on the first request.
-    pub fn new(base: &str) -> anyhow::Result<Conn> {
+    /// A connection to `base` (`http://host:port`), opened on the first request, sending
+    /// `Authorization: Bearer <token>` when a token is given.
+    pub fn with_token(base: &str, token: Option<&str>) -> anyhow::Result<Conn> {
         let uri: Uri = base.parse().context("the service URL")?;
         let authority = uri
             .authority()
@@ -39,6 +42,9 @@ impl Conn {
         Ok(Conn {
             host: HeaderValue::from_str(&authority)?,
             authority,
+            authorization: token
+                .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+                .transpose()?,
             open: None,
         })
     }
@@ -73,6 +79,9 @@ impl Conn {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // The load reads this service's own answers (per-item batch results).
         headers.insert("prefer", HeaderValue::from_static("answers=native"));
+        if let Some(authorization) = &self.authorization {
+            headers.insert(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         let exchange = async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;

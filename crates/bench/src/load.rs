@@ -147,13 +147,24 @@ pub async fn closed_loop_on(
     duration: Duration,
     shape: Shape,
 ) -> anyhow::Result<LoadResult> {
+    closed_loop_as(bases, clients, duration, shape, None).await
+}
+
+/// [`closed_loop_on`] with every request carrying the bearer `token`, when given.
+pub async fn closed_loop_as(
+    bases: &[&str],
+    clients: usize,
+    duration: Duration,
+    shape: Shape,
+    token: Option<&str>,
+) -> anyhow::Result<LoadResult> {
     let path: hyper::Uri = shape.path().parse()?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let base = bases[c % bases.len()];
-        let (mut conn, stop, path) = (Conn::new(base)?, stop.clone(), path.clone());
+        let (mut conn, stop, path) = (Conn::with_token(base, token)?, stop.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut r = LoadResult::default();
             let mut i = 0u64;

@@ -9,6 +9,7 @@ mod conn;
 mod db;
 mod dlq;
 mod load;
+mod review;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ struct Args {
     /// Run only the DLQ scenarios.
     #[arg(long)]
     dlq_only: bool,
+    /// Run only the authentication scenarios (n1)-(n3).
+    #[arg(long)]
+    auth_only: bool,
     /// Events queued in the DLQ before the drain is timed.
     #[arg(long, default_value_t = 100_000)]
     drain_events: u64,
@@ -167,6 +171,9 @@ impl Bench {
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
+        if self.args.auth_only {
+            return self.authentication().await;
+        }
         if !self.args.dlq_only {
             self.run_main().await?;
         }
@@ -226,6 +233,7 @@ impl Bench {
         )
         .await?;
         self.replicas().await?;
+        self.authentication().await?;
         self.service("(i) SQLite: POST /events", &[], Shape::Single, true)
             .await?;
         self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
@@ -272,6 +280,61 @@ impl Bench {
         self.rows.push(Row::baseline(baseline_name, r));
         let row = service.finish(service_name, &mut self.peak_rss).await?;
         self.rows.push(row);
+        Ok(())
+    }
+
+    /// (n) Single events with authentication, in [`TURNS`] turns: (n1) none, (n2) a static
+    /// token of the tokens file, (n3) a ServiceAccount token through the real Kubernetes
+    /// authenticator against a stand-in API server (its reviews cached, as in a steady state).
+    async fn authentication(&mut self) -> anyhow::Result<()> {
+        let (c, turn) = (self.args.clients, self.d() / TURNS);
+        let dir = tempfile::tempdir()?;
+        let tokens_file = dir.path().join("tokens.yaml");
+        let tokens_arg = tokens_file.display().to_string();
+        let out = tokio::process::Command::new(&self.bin)
+            .args([
+                "token",
+                "create",
+                "--principal",
+                "bench",
+                "--role",
+                "writer",
+            ])
+            .args(["--tokens-file", &tokens_arg])
+            .output()
+            .await?;
+        ensure!(out.status.success(), "token create failed");
+        let token = String::from_utf8(out.stdout)?.trim().to_string();
+        let kubeconfig = review::start(dir.path()).await?.display().to_string();
+        let pg = self.args.pg.clone();
+        let mut none = Scenario::start(&self.bin, &pg, &[], false).await?;
+        let mut fixed =
+            Scenario::start(&self.bin, &pg, &["--tokens-file", &tokens_arg], false).await?;
+        let reviewed_args = ["--kubernetes-auth", "true", "--kubeconfig", &kubeconfig];
+        let mut reviewed = Scenario::start(&self.bin, &pg, &reviewed_args, false).await?;
+        for _ in 0..TURNS {
+            none.load_as(c, turn, Shape::Single, None).await?;
+            fixed.load_as(c, turn, Shape::Single, Some(&token)).await?;
+            reviewed
+                .load_as(c, turn, Shape::Single, Some(review::TOKEN))
+                .await?;
+        }
+        for (scenario, name) in [
+            (none, "(n1) POST /events, no authentication"),
+            (fixed, "(n2) POST /events, static token"),
+            (
+                reviewed,
+                "(n3) POST /events, ServiceAccount token (cached review)",
+            ),
+        ] {
+            let row = scenario.finish(name, &mut self.peak_rss).await?;
+            ensure!(
+                row.result.errors == 0,
+                "{name}: {} requests refused",
+                row.result.errors
+            );
+            self.rows.push(row);
+        }
         Ok(())
     }
 
@@ -532,6 +595,14 @@ impl Bench {
                 "(m)/(m1) = {:.2} (single events through two replicas on one log over one replica)",
                 rate("(m)") / rate("(m1)")
             );
+            println!(
+                "(n2)/(n1) = {:.3} (single events with a static token over none)",
+                rate("(n2)") / rate("(n1)")
+            );
+            println!(
+                "(n3)/(n1) = {:.3} (single events with a ServiceAccount token, review cached, over none)",
+                rate("(n3)") / rate("(n1)")
+            );
         }
         let n = self.args.log_events as f64;
         if let Some((t, rss)) = self.tree_build {
@@ -623,8 +694,20 @@ impl Scenario {
         duration: Duration,
         shape: Shape,
     ) -> anyhow::Result<()> {
+        self.load_as(clients, duration, shape, None).await
+    }
+
+    /// [`Scenario::load`] with a bearer token.
+    async fn load_as(
+        &mut self,
+        clients: usize,
+        duration: Duration,
+        shape: Shape,
+        token: Option<&str>,
+    ) -> anyhow::Result<()> {
         let cpu = self.server.cpu_seconds();
-        let r = load::closed_loop(&self.server.base, clients, duration, shape).await?;
+        let base = self.server.base.clone();
+        let r = load::closed_loop_as(&[&base], clients, duration, shape, token).await?;
         self.cpu += self.server.cpu_seconds() - cpu;
         self.result.add(&r);
         Ok(())

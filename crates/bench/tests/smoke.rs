@@ -54,6 +54,9 @@ fn smoke_run_produces_every_figure() {
         "(l)",
         "(m) POST /events, two replicas",
         "(m1)",
+        "(n1) POST /events, no authentication",
+        "(n2) POST /events, static token",
+        "(n3) POST /events, ServiceAccount token",
     ] {
         let row = stdout
             .lines()
@@ -77,6 +80,8 @@ fn smoke_run_produces_every_figure() {
         "(f)/(c) =",
         "(d)/(k) =",
         "(m)/(m1) =",
+        "(n2)/(n1) =",
+        "(n3)/(n1) =",
         "tree over the 2000-event log built and signed in",
         "verifier over the 2000-event log:",
         "peak RSS of datastorage:",
