@@ -141,6 +141,16 @@ pub async fn retry_dead_letter(
     ClientAddress(address): ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Json<RetryAnswer>, ApiError> {
+    if !state
+        .dlq
+        .retry_dead_letter(&id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ApiError::not_found(format!("no dead letter with id {id}")));
+    }
+    // Recorded once done (a refused retry changes nothing); the dead letter is back in the
+    // queue whether or not the record can be written, and the answer says which.
     crate::access::record(
         &state.queue,
         (crate::access::DLQ_ADMIN, "retry"),
@@ -149,17 +159,8 @@ pub async fn retry_dead_letter(
         serde_json::json!({"action": "retry", "dead_letter": id}),
     )
     .await?;
-    if state
-        .dlq
-        .retry_dead_letter(&id)
-        .await
-        .map_err(unavailable)?
-    {
-        Ok(Json(RetryAnswer {
-            status: "requeued",
-            id,
-        }))
-    } else {
-        Err(ApiError::not_found(format!("no dead letter with id {id}")))
-    }
+    Ok(Json(RetryAnswer {
+        status: "requeued",
+        id,
+    }))
 }

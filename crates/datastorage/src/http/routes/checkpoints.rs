@@ -387,14 +387,6 @@ pub async fn verify_chain(
     crate::http::extract::JsonBody(body): crate::http::extract::JsonBody,
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
-    crate::access::record(
-        &state.queue,
-        (crate::access::VERIFY_CHAIN, "verify_chain"),
-        &caller,
-        address,
-        serde_json::json!({"correlation_id": request.correlation_id}),
-    )
-    .await?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
     let verdict = chain::verify_chain(state.store.as_ref(), &verifier, &request.correlation_id)
         .await
@@ -404,6 +396,15 @@ pub async fn verify_chain(
                 ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
             }
         })?;
+    // Recorded once the check is done (a refused one changes nothing), before it is answered.
+    crate::access::record(
+        &state.queue,
+        (crate::access::VERIFY_CHAIN, "verify_chain"),
+        &caller,
+        address,
+        serde_json::json!({"correlation_id": request.correlation_id}),
+    )
+    .await?;
     let tampered_events = verdict
         .failures
         .iter()

@@ -130,6 +130,9 @@ pub async fn export(
     uri: axum::http::Uri,
     Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
+    // Recorded once the export is ready to answer (a refused one changes nothing), before a
+    // byte of it is sent.
+    let response = answer(&state, answers, user, params).await?;
     crate::access::record(
         &state.queue,
         (crate::access::EXPORT, "export"),
@@ -138,6 +141,16 @@ pub async fn export(
         serde_json::json!({"selection": uri.query().unwrap_or_default()}),
     )
     .await?;
+    Ok(response)
+}
+
+/// The export the parameters ask for, not yet streamed.
+async fn answer(
+    state: &AppState,
+    answers: Answers,
+    user: ProxyUser,
+    params: ExportParams,
+) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (since, until) = (
         params.since.or(params.start_time).map(|t| t.resolve(now)),
@@ -152,7 +165,7 @@ pub async fn export(
         None => FormatParam::Signed,
     };
     let format = match format {
-        FormatParam::Signed => return signed(&state, &params, user, (since, until), now).await,
+        FormatParam::Signed => return signed(state, &params, user, (since, until), now).await,
         FormatParam::Stream(f) => f,
     };
     let signed_only = [
