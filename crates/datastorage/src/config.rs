@@ -104,6 +104,46 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[command(flatten, next_help_heading = "Authentication")]
     pub auth: AuthSettings,
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: TlsSettings,
+}
+
+/// TLS on the listener, and the production guard (docs/security.md).
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The listener's certificate chain (PEM); with `tls.key_file`, the listener speaks TLS
+    /// only. Read again when it changes.
+    #[arg(
+        id = "tls_cert_file",
+        long = "tls-cert-file",
+        env = "DATASTORAGE_TLS_CERT_FILE"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// The listener's private key (PEM).
+    #[arg(
+        id = "tls_key_file",
+        long = "tls-key-file",
+        env = "DATASTORAGE_TLS_KEY_FILE"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// The CA that issues client certificates (PEM): clients are asked for one (mTLS), and a
+    /// verified certificate authenticates its subject through the tokens file.
+    #[arg(
+        id = "tls_client_ca_file",
+        long = "tls-client-ca-file",
+        env = "DATASTORAGE_TLS_CLIENT_CA_FILE"
+    )]
+    pub client_ca_file: Option<PathBuf>,
+    /// `true` or `false` (default): refuse to start on a plain-text listener, a PostgreSQL URL
+    /// without `sslmode=verify-full`, or a Redis DLQ without TLS (`rediss://`).
+    #[arg(
+        id = "require_tls",
+        long = "require-tls",
+        env = "DATASTORAGE_REQUIRE_TLS"
+    )]
+    pub require: Option<Switch>,
 }
 
 /// The process: where it listens, where it keeps files, how it logs and stops.
@@ -229,6 +269,14 @@ pub struct DlqSettings {
         env = "DATASTORAGE_DLQ_REDIS_PREFIX"
     )]
     pub redis_prefix: Option<String>,
+    /// The CA (PEM) that issued the Redis server's certificate, for `rediss://`; unset: the
+    /// public web roots.
+    #[arg(
+        id = "dlq_redis_ca_file",
+        long = "dlq-redis-ca-file",
+        env = "DATASTORAGE_DLQ_REDIS_CA_FILE"
+    )]
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis DLQ entries held this long by a silent replica are taken over (e.g. `60s`).
     #[arg(
         id = "dlq_claim_idle",
@@ -603,7 +651,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 56] = [
+const MOVED_KEYS: [(&str, &str); 61] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -621,6 +669,7 @@ const MOVED_KEYS: [(&str, &str); 56] = [
     ("dlq_capacity", "dlq.capacity"),
     ("dlq_redis_prefix", "dlq.redis_prefix"),
     ("dlq_claim_idle", "dlq.claim_idle"),
+    ("dlq_redis_ca_file", "dlq.redis_ca_file"),
     ("replay_schedule", "replay.schedule"),
     ("replay_batch", "replay.batch"),
     ("replay_poll_interval", "replay.poll_interval"),
@@ -663,6 +712,10 @@ const MOVED_KEYS: [(&str, &str); 56] = [
     ("review_cache_ttl", "auth.review_cache_ttl"),
     ("review_cache_size", "auth.review_cache_size"),
     ("write_scopes", "auth.write_scopes"),
+    ("tls_cert_file", "tls.cert_file"),
+    ("tls_key_file", "tls.key_file"),
+    ("tls_client_ca_file", "tls.client_ca_file"),
+    ("require_tls", "tls.require"),
 ];
 
 /// Where the log lives.
@@ -810,6 +863,8 @@ pub struct Config {
     /// None when the retention worker is disabled (the default).
     pub retention: Option<RetentionConfig>,
     pub auth: AuthConfig,
+    /// TLS on the listener; none: plain text.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Keys the file spelled as earlier versions did (flat), with their place now.
     pub moved_keys: Vec<MovedKey>,
 }
@@ -911,13 +966,19 @@ impl Config {
                 ))
             }
         };
+        let tls = tls_files(&s.tls, &s.auth)?;
+        let dlq = dlq_config(&s.dlq, &data_dir)?;
+        if s.tls.require.is_some_and(|Switch(on)| on) {
+            require_tls(tls.as_ref(), &database, &dlq)?;
+        }
         Ok(Config {
+            tls,
             auth: auth_config(&s.auth, &s.api, listen)?,
             checkpoint: checkpoint_config(&s.checkpoints, &data_dir)?,
             retention: retention_config(&s.retention)?,
             embedding_dimension,
             listen,
-            dlq: dlq_config(&s.dlq, &data_dir)?,
+            dlq,
             replay: replay_config(&s.replay)?,
             store_retry_interval: duration(
                 "store.retry_interval",
@@ -1234,7 +1295,75 @@ fn dlq_config(s: &DlqSettings, data_dir: &Path) -> Result<crate::dlq::DlqConfig,
             .clone()
             .unwrap_or_else(|| "audit:dlq".to_string()),
         claim_idle: duration("dlq.claim_idle", &s.claim_idle, Duration::from_secs(60))?,
+        redis_ca_file: s.redis_ca_file.clone(),
     })
+}
+
+/// The listener's TLS files: a certificate and a key, or neither.
+fn tls_files(
+    s: &TlsSettings,
+    auth: &AuthSettings,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    match (&s.cert_file, &s.key_file) {
+        (None, None) if s.client_ca_file.is_some() => Err(invalid(
+            "tls.client_ca_file",
+            "needs tls.cert_file and tls.key_file (client certificates are asked for in the TLS handshake)",
+        )),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid("tls.key_file", "tls.cert_file needs its key")),
+        (None, Some(_)) => Err(invalid("tls.cert_file", "tls.key_file needs its certificate")),
+        (Some(cert), Some(key)) => {
+            if s.client_ca_file.is_some() && auth.tokens_file.is_none() {
+                return Err(invalid(
+                    "tls.client_ca_file",
+                    "needs auth.tokens_file: a client certificate's roles are given by an entry naming its subject",
+                ));
+            }
+            Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: s.client_ca_file.clone(),
+            }))
+        }
+    }
+}
+
+/// The production guard: every connection that leaves the process is encrypted and its peer
+/// verified. The embedded SQLite store and the journal DLQ are files, with nothing to encrypt.
+fn require_tls(
+    tls: Option<&crate::tls::TlsFiles>,
+    database: &DatabaseTarget,
+    dlq: &crate::dlq::DlqConfig,
+) -> Result<(), ConfigError> {
+    if tls.is_none() {
+        return Err(invalid(
+            "tls.require",
+            "the listener has no certificate: set tls.cert_file and tls.key_file",
+        ));
+    }
+    if let DatabaseTarget::Postgres { url, .. } = database {
+        if postgres_ssl_mode(url).as_deref() != Some("verify-full") {
+            return Err(invalid(
+                "tls.require",
+                "the PostgreSQL URL must verify the server: add sslmode=verify-full (and sslrootcert=CA-FILE for a private CA)",
+            ));
+        }
+    }
+    if dlq.url.starts_with("redis://") {
+        return Err(invalid(
+            "tls.require",
+            "the Redis DLQ must use TLS: rediss://… (and dlq.redis_ca_file for a private CA)",
+        ));
+    }
+    Ok(())
+}
+
+/// The `sslmode` of a PostgreSQL URL, if it names one.
+fn postgres_ssl_mode(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.into_owned())
 }
 
 fn replay_config(s: &ReplaySettings) -> Result<ReplayConfig, ConfigError> {

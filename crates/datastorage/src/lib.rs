@@ -22,6 +22,8 @@ pub mod shutdown;
 pub mod similarity;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
+pub mod watched;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -230,8 +232,27 @@ impl Application {
             tokio::time::sleep(delay).await;
             tracing::info!("listener closing; draining in-flight requests");
         };
-        tracing::info!(addr = %addr, store = store.backend(), "datastorage serving");
-        let mut server = tokio::spawn(http::serve::serve(listener, app, limits, stop_serving));
+        let tls = match &config.tls {
+            None => None,
+            Some(files) => {
+                let tls =
+                    Arc::new(tls::TlsServer::load(files.clone()).context("cannot configure TLS")?);
+                let stop = shutdown.clone();
+                tokio::spawn(watched::watch(
+                    tls.clone(),
+                    async move { stop.begun().await },
+                ));
+                Some(tls)
+            }
+        };
+        tracing::info!(
+            addr = %addr,
+            store = store.backend(),
+            tls = tls.is_some(),
+            client_certificates = tls.as_ref().is_some_and(|t| t.verifies_clients()),
+            "datastorage serving"
+        );
+        let mut server = tokio::spawn(http::serve::serve(listener, app, limits, tls, stop_serving));
         let drain = config.drain_timeout;
         let served = tokio::select! {
             r = &mut server => r,
@@ -303,7 +324,7 @@ async fn authentication(
     let task = tokens.clone().map(|tokens| {
         tracing::info!(tokens = tokens.len(), "static tokens loaded");
         let stop = shutdown.clone();
-        tokio::spawn(tokens.watch(async move { stop.begun().await }))
+        tokio::spawn(watched::watch(tokens, async move { stop.begun().await }))
     });
     let kubernetes = match &required.kubernetes {
         Some(k) => {

@@ -129,6 +129,7 @@ fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
         .context("--expires-in is too long")?;
     let entry = tokens::TokenEntry {
         sha256: String::new(),
+        certificate: None,
         principal: args.principal.clone(),
         roles: args.roles,
         event_types,

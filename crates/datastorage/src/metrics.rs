@@ -29,6 +29,12 @@ pub const CHECKPOINT_FAILURES: &str = "datastorage_checkpoint_failures_total";
 pub const WITNESS_FAILURES: &str = "datastorage_witness_failures_total";
 pub const RETENTION_PURGED: &str = "datastorage_retention_purged_total";
 pub const RETENTION_FAILURES: &str = "datastorage_retention_failures_total";
+/// When the listener's TLS certificate in force expires (seconds since the epoch).
+/// Changed files (tokens, TLS) that could not be used, by `file`; the version before stays.
+pub const RELOAD_FAILURES: &str = "datastorage_reload_failures_total";
+/// TLS handshakes that failed or timed out.
+pub const TLS_HANDSHAKE_FAILURES: &str = "datastorage_tls_handshake_failures_total";
+pub const TLS_CERTIFICATE_EXPIRY: &str = "datastorage_tls_certificate_expiry_timestamp_seconds";
 
 /// Event categories that get their own label value.
 const KNOWN_SERVICES: [&str; 10] = [

@@ -30,6 +30,7 @@ async fn backend(
         capacity,
         redis_prefix: prefix.to_string(),
         claim_idle: Duration::from_millis(200),
+        redis_ca_file: None,
     };
     match dlq::connect(&config).await {
         Ok(b) => Some(b),

@@ -274,6 +274,7 @@ async fn with_authentication_the_trail_carries_the_controllers_principal() {
         &tokens_file,
         TokenEntry {
             sha256: String::new(),
+            certificate: None,
             principal: "notification-controller".into(),
             roles: vec![Role::Writer],
             event_types: Some(vec!["notification.".into()]),

@@ -61,6 +61,8 @@ pub enum Via {
     StaticToken,
     /// A Kubernetes ServiceAccount token, reviewed by the API server.
     ServiceAccount,
+    /// A client certificate verified by the listener's client CA, named in the tokens file.
+    Certificate,
 }
 
 /// The authenticated caller of a request.
@@ -205,6 +207,20 @@ impl Authenticators {
         Err(AuthError::Unauthenticated(
             "the bearer token is not known (or has expired)".into(),
         ))
+    }
+
+    /// The principal of a verified client certificate, by its entry in the tokens file.
+    pub fn certificate(&self, subject: &str) -> Result<Arc<Principal>, AuthError> {
+        self.tokens
+            .as_ref()
+            .map(|tokens| tokens.certificate(subject))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| {
+                AuthError::Unauthenticated(format!(
+                    "the client certificate of {subject:?} has no entry in the tokens file"
+                ))
+            })
     }
 
     /// Whether `principal` holds `role` on the route `template`: from its entry for a static

@@ -13,9 +13,21 @@
 //!   expires_at: 2027-12-02T14:00:00Z   # optional
 //! ```
 //!
+//! A client certificate (mTLS, when the listener has a client CA) is given its roles by an
+//! entry naming the certificate's subject instead of a hash (the subject as
+//! [`crate::tls::peer_subject`] reads it: the first URI, else the first DNS name of its
+//! subjectAltName, else its common name):
+//!
+//! ```yaml
+//! - certificate: spiffe://cluster.local/ns/kubernaut/sa/workflowexecution
+//!   principal: workflowexecution
+//!   roles: [writer]
+//!   event_types: [workflowexecution.]
+//! ```
+//!
 //! `datastorage token create` makes a token, prints it once and appends its entry. The file is
-//! read again when it changes (checked every [`RELOAD_EVERY`]), without a restart; a change that
-//! does not parse is logged and the tokens read before stay in force.
+//! read again when it changes (checked every [`crate::watched::RELOAD_EVERY`]), without a
+//! restart; a change that does not parse is logged and the entries read before stay in force.
 //!
 //! A presented token is hashed and compared with every entry's hash in constant time (the
 //! comparison does not stop at the first differing byte, nor at the matching entry), so the
@@ -23,7 +35,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine;
@@ -33,9 +44,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthError, Principal, Role, Via};
-
-/// How often the file is checked for a change.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+use crate::watched::{stamp, Reloadable, Stamp};
 
 /// Tokens made here start with this, so that a leaked one is recognisable (secret scanners).
 pub const TOKEN_PREFIX: &str = "dsat_";
@@ -61,8 +70,12 @@ pub enum TokensError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
-    /// SHA-256 of the token, 64 hex digits.
+    /// SHA-256 of the token, 64 hex digits (an entry holds this or `certificate`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The subject of a client certificate (an entry holds this or `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     pub principal: String,
     pub roles: Vec<Role>,
     /// Event-type prefixes the principal may write (absent: any).
@@ -81,26 +94,23 @@ struct Known {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// What identifies a version of the file (a change to any of them is a change).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<std::time::SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)?;
-    Ok(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode: meta.ino(),
-    })
+impl Known {
+    /// Its principal, unless it expired.
+    fn current(&self, what: &str) -> Result<Arc<Principal>, AuthError> {
+        match self.expires_at {
+            Some(at) if at <= Utc::now() => Err(AuthError::Unauthenticated(format!(
+                "{what} expired at {}",
+                audit_model::timestamp::format(&at)
+            ))),
+            _ => Ok(self.principal.clone()),
+        }
+    }
 }
 
 struct Table {
     known: Vec<Known>,
+    /// Client certificates' subjects and their principals.
+    certificates: std::collections::HashMap<String, Known>,
     stamp: Stamp,
 }
 
@@ -119,9 +129,21 @@ impl StaticTokens {
         })
     }
 
-    /// How many tokens are known.
+    /// How many tokens and certificates are known.
     pub fn len(&self) -> usize {
-        self.table.load().known.len()
+        let table = self.table.load();
+        table.known.len() + table.certificates.len()
+    }
+
+    /// The principal of a verified client certificate whose subject is `subject`: `Ok(None)`
+    /// when no entry names it, an error when its entry expired.
+    pub fn certificate(&self, subject: &str) -> Result<Option<Arc<Principal>>, AuthError> {
+        let table = self.table.load();
+        table
+            .certificates
+            .get(subject)
+            .map(|known| known.current("the client certificate's entry"))
+            .transpose()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,16 +161,9 @@ impl StaticTokens {
                 found = Some(known);
             }
         }
-        let Some(known) = found else {
-            return Ok(None);
-        };
-        match known.expires_at {
-            Some(at) if at <= Utc::now() => Err(AuthError::Unauthenticated(format!(
-                "the bearer token expired at {}",
-                audit_model::timestamp::format(&at)
-            ))),
-            _ => Ok(Some(known.principal.clone())),
-        }
+        found
+            .map(|known| known.current("the bearer token"))
+            .transpose()
     }
 
     /// Reads the file again if it changed since it was read; `Ok(true)` when it was.
@@ -163,22 +178,23 @@ impl StaticTokens {
         self.table.store(Arc::new(read_table(&self.path)?));
         Ok(true)
     }
+}
 
-    /// Keeps the tokens current with the file until `stop` resolves.
-    pub async fn watch(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(RELOAD_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                _ = tick.tick() => match self.reload_if_changed() {
-                    Ok(true) => tracing::info!(path = %self.path.display(), tokens = self.len(), "the tokens file changed; its tokens are in force"),
-                    Ok(false) => {}
-                    Err(error) => tracing::error!(%error, "the tokens file changed but cannot be used; the tokens read before stay in force"),
-                },
-            }
-        }
+impl Reloadable for StaticTokens {
+    fn what(&self) -> String {
+        format!(
+            "the tokens file {} ({} entries)",
+            self.path.display(),
+            self.len()
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        "tokens"
+    }
+
+    fn reload_if_changed(&self) -> Result<bool, String> {
+        StaticTokens::reload_if_changed(self).map_err(|e| e.to_string())
     }
 }
 
@@ -196,25 +212,36 @@ fn read_table(path: &Path) -> Result<Table, TokensError> {
         path: path.to_path_buf(),
         message,
     })?;
-    let known = entries
-        .into_iter()
-        .map(|e| {
-            let mut digest = [0u8; 32];
+    let mut known = Vec::new();
+    let mut certificates = std::collections::HashMap::new();
+    for e in entries {
+        let via = if e.certificate.is_some() {
+            Via::Certificate
+        } else {
+            Via::StaticToken
+        };
+        let mut digest = [0u8; 32];
+        if e.certificate.is_none() {
             // Checked by `parse`.
             hex::decode_to_slice(&e.sha256, &mut digest).expect("a checked hash");
-            Known {
-                digest,
-                principal: Arc::new(Principal::new(
-                    e.principal,
-                    Via::StaticToken,
-                    e.roles,
-                    e.event_types,
-                )),
-                expires_at: e.expires_at,
+        }
+        let entry = Known {
+            digest,
+            principal: Arc::new(Principal::new(e.principal, via, e.roles, e.event_types)),
+            expires_at: e.expires_at,
+        };
+        match e.certificate {
+            Some(subject) => {
+                certificates.insert(subject, entry);
             }
-        })
-        .collect();
-    Ok(Table { known, stamp })
+            None => known.push(entry),
+        }
+    }
+    Ok(Table {
+        known,
+        certificates,
+        stamp,
+    })
 }
 
 /// The entries of a tokens file's text, each checked; the message names the entry.
@@ -230,11 +257,30 @@ pub fn parse(text: &str) -> Result<Vec<TokenEntry>, String> {
     let mut seen = std::collections::HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         let at = |message: &str| format!("entry {} ({}): {message}", i + 1, e.principal);
-        if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(at("sha256 must be 64 hex digits"));
-        }
-        if !seen.insert(e.sha256.to_ascii_lowercase()) {
-            return Err(at("the same token hash is listed twice"));
+        match &e.certificate {
+            Some(_) if !e.sha256.is_empty() => {
+                return Err(at(
+                    "an entry names a token (sha256) or a certificate, not both",
+                ))
+            }
+            Some(subject) => {
+                if subject.trim().is_empty() || subject.trim() != subject {
+                    return Err(at(
+                        "certificate must be the subject, without surrounding spaces",
+                    ));
+                }
+                if !seen.insert(format!("certificate:{subject}")) {
+                    return Err(at("the same certificate is listed twice"));
+                }
+            }
+            None => {
+                if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(at("sha256 must be 64 hex digits"));
+                }
+                if !seen.insert(e.sha256.to_ascii_lowercase()) {
+                    return Err(at("the same token hash is listed twice"));
+                }
+            }
         }
         check_principal(&e.principal).map_err(|m| at(&m))?;
         if e.roles.is_empty() {
@@ -346,6 +392,7 @@ mod tests {
     fn entry(principal: &str, roles: Vec<Role>, scopes: Option<Vec<&str>>) -> TokenEntry {
         TokenEntry {
             sha256: String::new(),
+            certificate: None,
             principal: principal.into(),
             roles,
             event_types: scopes.map(|s| s.into_iter().map(String::from).collect()),

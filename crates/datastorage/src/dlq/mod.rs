@@ -147,6 +147,8 @@ pub struct DlqConfig {
     pub redis_prefix: String,
     /// A Redis entry claimed by a replica that has been silent this long is taken over.
     pub claim_idle: std::time::Duration,
+    /// The CA of the Redis server's certificate (`rediss://`); none: the public web roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Opens the configured backend.
@@ -157,6 +159,7 @@ pub async fn connect(config: &DlqConfig) -> Result<Arc<dyn DlqBackend>, DlqError
         Ok(Arc::new(
             RedisDlq::connect(
                 &config.url,
+                config.redis_ca_file.as_deref(),
                 &config.redis_prefix,
                 config.capacity,
                 config.claim_idle,

@@ -64,13 +64,33 @@ pub fn persistence_risks(appendonly: &str, maxmemory_policy: &str) -> Vec<String
 }
 
 impl RedisDlq {
+    /// Connects to `url`; a `rediss://` server's certificate is verified against `ca_file`
+    /// (PEM) when given, else against the public web roots.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         capacity: u64,
         claim_idle: Duration,
     ) -> Result<Self, DlqError> {
-        let client = Client::open(url)?;
+        let client = match ca_file {
+            None => Client::open(url)?,
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("the Redis CA file {}: {e}", path.display()),
+                    )
+                })?;
+                Client::build_with_tls(
+                    url,
+                    ::redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))

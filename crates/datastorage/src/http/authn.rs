@@ -1,6 +1,6 @@
 //! Authentication and authorization of every routed request, before its parameters or body are
-//! read: the route's entry in [`crate::auth::policy`] says what it needs, the bearer token says
-//! who calls. The principal is left in the request for the handler ([`Caller`]).
+//! read: the route's entry in [`crate::auth::policy`] says what it needs, the bearer token (or,
+//! without one, the connection's verified client certificate) says who calls. The principal is left in the request for the handler ([`Caller`]).
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use crate::auth::policy::{self, Access};
 use crate::auth::{Auth, AuthError, Principal, Role};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
+use crate::tls::PeerSubject;
 
 /// The realm named in `WWW-Authenticate`.
 const REALM: &str = "datastorage";
@@ -138,16 +139,21 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let principal = match &state.auth {
         Auth::Disabled => Principal::anonymous(),
         Auth::Required(authenticators) => {
-            let token = match bearer(req.headers()) {
-                Ok(token) => token,
-                Err(Refusal { detail, error }) => {
+            let subject = req.extensions().get::<PeerSubject>().cloned();
+            let credential = match (bearer(req.headers()), subject) {
+                (Ok(token), _) => authenticators.bearer(token).await,
+                // No token: the verified client certificate, if the connection presented one.
+                (Err(Refusal { error: None, .. }), Some(PeerSubject(subject))) => {
+                    authenticators.certificate(&subject)
+                }
+                (Err(Refusal { detail, error }), _) => {
                     state
                         .denials
                         .note(Denial::Unauthenticated, by_address(address));
                     return unauthorized(detail, error);
                 }
             };
-            let checked = match authenticators.bearer(token).await {
+            let checked = match credential {
                 Ok(principal) => authenticators
                     .allows(&principal, needed, &template)
                     .await

@@ -8,7 +8,8 @@
 //! more reads; the memory then grows with the bodies being read, which the body budget bounds,
 //! not with the connections. The number of connections is bounded by `max_connections`: beyond
 //! it a connection is answered 503 with a problem and closed, so file descriptors are never
-//! exhausted by idle sockets.
+//! exhausted by idle sockets. On a TLS listener ([`crate::tls`]) each connection's handshake
+//! runs on its own task, within the time a request head may take.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,13 +21,16 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 use super::connection::{over_capacity_answer, Activity, ConnectionLimits, GuardedIo};
+use crate::tls::{self, PeerSubject, TlsServer};
 
 /// The most a connection asks to read at once, and buffers of what it writes before flushing. A
 /// request head that does not fit is refused (431); one read may bring a little more than this,
@@ -44,13 +48,14 @@ pub struct ServeLimits {
     pub max_connections: usize,
 }
 
-/// Serves `app` on `listener` until `stop` resolves; then accepts no more connections, lets
-/// each open connection finish the request it is serving (closing it after its response), and
-/// returns when all have closed.
+/// Serves `app` on `listener` (through TLS when `tls` is given) until `stop` resolves; then
+/// accepts no more connections, lets each open connection finish the request it is serving
+/// (closing it after its response), and returns when all have closed.
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: ServeLimits,
+    tls: Option<Arc<TlsServer>>,
     stop: impl Future<Output = ()>,
 ) where
     S: tower::Service<Request, Response = Response, Error = Infallible>
@@ -79,30 +84,25 @@ pub async fn serve<S>(
         };
         let Ok(slot) = open.clone().try_acquire_owned() else {
             metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
-            tokio::spawn(refuse(stream, limits.max_connections));
+            tokio::spawn(refuse(stream, tls.clone(), limits));
             continue;
         };
-        let activity = Activity::default();
-        let io = GuardedIo::new(stream, activity.clone(), limits.connection);
+        let connection = Connection {
+            http: http.clone(),
+            watcher: connections.watcher(),
+            peer,
+            limits: limits.connection,
+        };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let serving = activity.serving();
-            let app = app.clone();
-            async move {
-                let mut req = req.map(Body::new);
-                // The client's address, for its rate limit and the access trail.
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let response = app.oneshot(req).await;
-                drop(serving);
-                response
-            }
-        });
-        let connection = http.serve_connection(TokioIo::new(io), service);
-        let connection = connections.watch(connection);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            match tls {
+                None => connection.serve(stream, None, app).await,
+                Some(tls) => {
+                    if let Some((stream, subject)) = handshake(&tls, stream, limits).await {
+                        connection.serve(stream, subject, app).await;
+                    }
+                }
             }
             drop(slot);
         });
@@ -111,13 +111,109 @@ pub async fn serve<S>(
     connections.shutdown().await;
 }
 
-/// Answers a connection beyond the limit with a 503 problem and closes it. What the client
-/// sends meanwhile is read and dropped for a moment, so that closing does not reset the
-/// connection before the client has read the answer.
-async fn refuse(mut stream: TcpStream, max_connections: usize) {
-    let answer = over_capacity_answer(max_connections);
+/// One accepted connection, served by hyper.
+struct Connection {
+    http: hyper::server::conn::http1::Builder,
+    watcher: Watcher,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+}
+
+impl Connection {
+    async fn serve<I, S>(self, io: I, subject: Option<PeerSubject>, app: S)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: tower::Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let activity = Activity::default();
+        let io = GuardedIo::new(io, activity.clone(), self.limits);
+        let peer = self.peer;
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let serving = activity.serving();
+            let app = app.clone();
+            let subject = subject.clone();
+            async move {
+                let mut req = req.map(Body::new);
+                // The client's address, for its rate limit and the access trail; its
+                // certificate's subject, for authentication.
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                if let Some(subject) = subject {
+                    req.extensions_mut().insert(subject);
+                }
+                let response = app.oneshot(req).await;
+                drop(serving);
+                response
+            }
+        });
+        let connection = self.http.serve_connection(TokioIo::new(io), service);
+        if let Err(error) = self.watcher.watch(connection).await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
+
+/// The TLS handshake of a new connection, within the time a request head may take; with the
+/// verified client certificate's subject. `None`: the handshake failed (logged at debug: a
+/// client that does not trust the service, a certificate the client CA did not issue, a port
+/// scan).
+async fn handshake(
+    tls: &TlsServer,
+    stream: TcpStream,
+    limits: ServeLimits,
+) -> Option<(TlsStream<TcpStream>, Option<PeerSubject>)> {
+    let accepted = tokio::time::timeout(
+        limits.connection.header_read_timeout,
+        tls.acceptor().accept(stream),
+    )
+    .await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            metrics::counter!(crate::metrics::TLS_HANDSHAKE_FAILURES).increment(1);
+            tracing::debug!(%error, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            metrics::counter!(crate::metrics::TLS_HANDSHAKE_FAILURES).increment(1);
+            tracing::debug!("TLS handshake timed out");
+            return None;
+        }
+    };
+    let subject = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .and_then(tls::peer_subject)
+        .map(|s| PeerSubject(s.into()));
+    Some((stream, subject))
+}
+
+/// Answers a connection beyond the limit with a 503 problem and closes it (after the TLS
+/// handshake on a TLS listener, so the client can read it).
+async fn refuse(stream: TcpStream, tls: Option<Arc<TlsServer>>, limits: ServeLimits) {
+    let answer = over_capacity_answer(limits.max_connections);
+    match tls {
+        None => answer_and_close(stream, &answer).await,
+        Some(tls) => {
+            if let Some((stream, _)) = handshake(&tls, stream, limits).await {
+                answer_and_close(stream, &answer).await;
+            }
+        }
+    }
+}
+
+/// Writes `answer` and closes. What the client sends meanwhile is read and dropped for a
+/// moment, so that closing does not reset the connection before the client has read it.
+async fn answer_and_close(mut stream: impl AsyncRead + AsyncWrite + Unpin, answer: &[u8]) {
     let polite = async {
-        stream.write_all(&answer).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         while stream.read(&mut sink).await? > 0 {}

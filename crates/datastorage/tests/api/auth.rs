@@ -29,6 +29,7 @@ struct Tokens {
 fn entry(principal: &str, roles: &[Role], scopes: Option<&[&str]>) -> TokenEntry {
     TokenEntry {
         sha256: String::new(),
+        certificate: None,
         principal: principal.into(),
         roles: roles.to_vec(),
         event_types: scopes.map(|s| s.iter().map(|p| p.to_string()).collect()),

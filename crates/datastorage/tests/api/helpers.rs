@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datastorage::config::{
     ApiSettings, AuthSettings, CheckpointSettings, Config, ConnectionSettings, DlqSettings,
     IngestSettings, ReplaySettings, RetentionSettings, ServerSettings, Settings, StoreSettings,
-    Switch,
+    Switch, TlsSettings,
 };
 use datastorage::shutdown::Shutdown;
 use datastorage::Application;
@@ -309,6 +309,8 @@ pub struct AppOptions {
     /// Rate limits: per principal (events/s, burst) and per address (requests/s).
     pub rate_limit: Option<(u32, u32)>,
     pub address_rate_limit: Option<(u32, u32)>,
+    /// TLS on the listener (the app's base URL is then `https://localhost:PORT`).
+    pub tls: Option<TlsSettings>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -411,10 +413,15 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             write_scopes: options.write_scopes.clone(),
             ..AuthSettings::default()
         },
+        tls: options.tls.clone().unwrap_or_default(),
     };
     let config = Config::from_settings(settings).expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
-    let base = format!("http://{}", app.local_addr());
+    let base = match options.tls {
+        // The name the test certificates are issued for.
+        Some(_) => format!("https://localhost:{}", app.local_addr().port()),
+        None => format!("http://{}", app.local_addr()),
+    };
     let shutdown = app.shutdown();
     let dlq = app.dlq();
     let handle = tokio::spawn(app.run_until(std::future::pending()));

@@ -17,4 +17,5 @@ mod platform;
 mod query;
 mod records;
 mod retention;
+mod tls;
 mod write;

@@ -288,6 +288,7 @@ async fn journal_dlq(dir: &std::path::Path) -> Arc<dyn datastorage::dlq::DlqBack
         capacity: 1_000,
         redis_prefix: String::new(),
         claim_idle: std::time::Duration::from_secs(30),
+        redis_ca_file: None,
     })
     .await
     .unwrap()
