@@ -276,6 +276,8 @@ pub struct AppOptions {
     pub dlq_url: Option<String>,
     pub dlq_capacity: Option<u64>,
     pub dlq_redis_prefix: Option<String>,
+    /// The CA of a `rediss://` DLQ.
+    pub dlq_redis_ca_file: Option<PathBuf>,
     /// Reuse this data directory (a restart of the same app).
     pub data_dir: Option<Arc<tempfile::TempDir>>,
     pub replay_poll_interval: Option<String>,
@@ -354,6 +356,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             url: options.dlq_url.clone(),
             capacity: options.dlq_capacity,
             redis_prefix: options.dlq_redis_prefix.clone(),
+            redis_ca_file: options.dlq_redis_ca_file.clone(),
             ..DlqSettings::default()
         },
         replay: ReplaySettings {

@@ -3,7 +3,7 @@
 //! connections keep theirs, and clients that do not trust the service (or that the client CA
 //! did not issue) refused before any request is read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datastorage::auth::tokens::{self, TokenEntry};
@@ -13,7 +13,9 @@ use serde_json::Value;
 use test_pki::{Issued, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{event, eventually, spawn_app_with, AppOptions, Backend, TestApp};
+use crate::helpers::{
+    event, eventually, spawn_app_with, start_on, AppOptions, Backend, TestApp, TestDb,
+};
 
 /// The PKI of one test: the service's CA and certificate, a client CA, the tokens file.
 struct Pki {
@@ -383,6 +385,78 @@ async fn a_rotated_certificate_is_taken_without_a_restart_and_open_connections_k
         .unwrap();
     assert_eq!(status, 201, "{body}");
     assert_eq!(app.db.count().await, 1);
+}
+
+/// The CA of the test PostgreSQL's certificate (`.ci/pg-tls` serves one and names it).
+fn postgres_ca() -> Option<PathBuf> {
+    match std::env::var_os("DATASTORAGE_TEST_PG_CA") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => crate::helpers::service_missing(
+            "PostgreSQL over TLS",
+            "DATASTORAGE_TEST_PG_CA is not set (run .ci/pg-tls and export its output)",
+        ),
+    }
+}
+
+#[tokio::test]
+async fn postgres_over_verified_tls() {
+    let Some(ca) = postgres_ca() else {
+        return;
+    };
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let db = Arc::new(db);
+    let name = db.text("SELECT current_database()").await;
+    let verified = |ca: &Path| {
+        format!(
+            "postgres://postgres@localhost:5432/{name}?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        )
+    };
+    let app = start_on(
+        db.clone(),
+        Backend::Postgres,
+        AppOptions {
+            database_url: Some(verified(&ca)),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let (status, body) = app.post("/api/v1/audit/events", &event("rr-pg-tls")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(db.count().await, 1);
+    // Every connection of the service is encrypted.
+    let encrypted = db
+        .text(&format!(
+            "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = '{name}' AND a.application_name = 'datastorage'"
+        ))
+        .await;
+    assert_eq!(
+        encrypted
+            .split_once('/')
+            .map(|(tls, all)| tls == all && tls != "0"),
+        Some(true),
+        "encrypted/all connections of the service: {encrypted}"
+    );
+
+    // A server whose certificate the configured CA did not issue is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let other = TestCa::new("not the database's CA").write(dir.path(), "other");
+    let mut settings = datastorage::config::Settings::default();
+    settings.store.url = Some(verified(&other));
+    settings.server.data_dir = Some(dir.path().to_path_buf());
+    settings.checkpoints.create_key = Some(true);
+    let config = datastorage::config::Config::from_settings(settings).unwrap();
+    let refused = datastorage::Application::build(config).await;
+    let error = format!("{:#}", refused.err().expect("the database is not trusted"));
+    assert!(
+        error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"),
+        "{error}"
+    );
+    assert_eq!(db.count().await, 1);
 }
 
 #[test]

@@ -16,3 +16,4 @@ mod capacity;
 mod outage;
 mod replay;
 mod restarts;
+mod tls;
