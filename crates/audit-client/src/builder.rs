@@ -70,6 +70,14 @@ impl AuditClientBuilder {
         self
     }
 
+    /// The CA bundle (PEM, one or more certificates) an `https` Data Storage's certificate is
+    /// verified against, besides the public web roots: a cluster's private CA, a cert-manager
+    /// issuer. Read when the client is built.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ca_file = Some(path.into());
+        self
+    }
+
     /// The `service` label of the client's metrics.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.config.service = name.into();

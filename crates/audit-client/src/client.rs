@@ -57,8 +57,9 @@ impl AuditClient {
             config.base_url.clone(),
             config.request_timeout,
             config.token.clone().map(Token::new),
+            config.ca_file.as_deref(),
         )
-        .map_err(|e| RecordError::Start(e.to_string()))?;
+        .map_err(RecordError::Start)?;
         let spill = match &config.spill_dir {
             Some(dir) => Some(
                 audit_journal::Journal::open(dir, audit_journal::JournalOptions::default())

@@ -20,6 +20,7 @@ pub(crate) struct ClientConfig {
     pub(crate) max_backoff: Duration,
     pub(crate) spill_dir: Option<PathBuf>,
     pub(crate) token: Option<TokenSource>,
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) service: String,
     pub(crate) on_rejected: Option<RejectionHook>,
 }
@@ -37,6 +38,7 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(30),
             spill_dir: None,
             token: None,
+            ca_file: None,
             service: "unknown".to_string(),
             on_rejected: None,
         }

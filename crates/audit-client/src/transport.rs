@@ -42,12 +42,31 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
+    /// A transport to `base`; an `https` service's certificate is verified against the public
+    /// web roots and the certificates of `ca_file`.
     pub(crate) fn new(
         base: String,
         timeout: Duration,
         token: Option<Token>,
-    ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder().use_rustls_tls().timeout(timeout);
+        if let Some(path) = ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("the CA file {}: {e}", path.display()))?;
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("the CA file {}: {e}", path.display()))?;
+            if bundle.is_empty() {
+                return Err(format!(
+                    "the CA file {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            for certificate in bundle {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|e| e.to_string())?;
         Ok(Self { http, base, token })
     }
 

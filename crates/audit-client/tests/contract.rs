@@ -618,3 +618,78 @@ async fn a_rate_limited_client_slows_down_and_drops_nothing() {
         "the client was never limited: the test tests nothing"
     );
 }
+
+#[tokio::test]
+async fn an_https_service_of_a_private_ca_gets_every_event_with_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_pki::TestCa::new("cluster CA");
+    let (cert, key) = ca.server(&["localhost"]).write(dir.path(), "datastorage");
+    let ca_file = ca.write(dir.path(), "ca");
+    let tokens_file = dir.path().join("tokens.yaml");
+    let token = datastorage::auth::tokens::create(
+        &tokens_file,
+        datastorage::auth::tokens::TokenEntry {
+            sha256: String::new(),
+            certificate: None,
+            principal: "contract-writer".into(),
+            roles: vec![datastorage::auth::Role::Writer],
+            event_types: None,
+            created_at: None,
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let Some(app) = helpers::spawn_app_with(
+        Backend::Postgres,
+        AppOptions {
+            tokens_file: Some(tokens_file),
+            tls: Some(datastorage::config::TlsSettings {
+                cert_file: Some(cert),
+                key_file: Some(key),
+                ..Default::default()
+            }),
+            ..AppOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    assert!(app.base.starts_with("https://"));
+    // Without the CA the service is not trusted: nothing is sent, everything is kept.
+    let untrusting = fast(AuditClient::builder(&app.base))
+        .token(audit_client::TokenSource::File(token_file.clone()))
+        .retry(1, Duration::from_millis(10), Duration::from_millis(10))
+        .spill_dir(dir.path().join("spill"))
+        .build()
+        .unwrap();
+    untrusting.record(event("rr-https-untrusted")).unwrap();
+    let report = untrusting.close(Duration::from_secs(10)).await;
+    assert_eq!((report.sent, report.spilled), (0, 1), "{report:?}");
+
+    let client = fast(AuditClient::builder(&app.base))
+        .token(audit_client::TokenSource::File(token_file))
+        .ca_file(ca_file)
+        .build()
+        .unwrap();
+    let recorded: HashSet<Uuid> = (0..50)
+        .map(|i| {
+            client
+                .record(event(&format!("rr-https-{}", i % 5)))
+                .unwrap()
+        })
+        .collect();
+    let report = client.close(Duration::from_secs(30)).await;
+    assert_eq!(report.sent, 50, "{report:?}");
+    assert_eq!(stored_ids(&app.db).await, recorded);
+    let TestDb::Postgres { pool, .. } = app.db.as_ref() else {
+        unreachable!()
+    };
+    let writers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT submitted_by FROM audit_events")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(writers, ["contract-writer"]);
+}

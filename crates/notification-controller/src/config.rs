@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// static token). Unset: no token (Data Storage without authentication).
     #[arg(long, env = "AUDIT_TOKEN_FILE")]
     pub audit_token_file: Option<PathBuf>,
+    /// The CA bundle (PEM) Data Storage's `https` certificate is verified against, besides the
+    /// public web roots (the cluster's private CA).
+    #[arg(long, env = "AUDIT_CA_FILE")]
+    pub audit_ca_file: Option<PathBuf>,
     /// Address of `/health/live`, `/health/ready` and `/metrics`. The default listens on every
     /// interface, as the kubelet's probes and Prometheus need in a pod; outside one, use
     /// `127.0.0.1:8081` to keep it local.

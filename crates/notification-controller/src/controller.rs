@@ -163,6 +163,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut builder = AuditClient::builder(&args.data_storage_url)
         .spill_dir(&args.audit_spill_dir)
         .service_name(CONTROLLER_NAME);
+    if let Some(path) = &args.audit_ca_file {
+        builder = builder.ca_file(path.clone());
+    }
     if let Some(path) = &args.audit_token_file {
         builder = builder.token(audit_client::TokenSource::File(path.clone()));
     }
