@@ -17,7 +17,14 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
-type Driver = Pin<Box<Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin> Io for T {}
+
+type Driver = Pin<Box<Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>>>;
+
+/// The client side of TLS: the roots the service's certificate is verified against.
+pub type Tls = std::sync::Arc<rustls::ClientConfig>;
 
 /// A client's connection to the service.
 pub struct Conn {
@@ -25,21 +32,32 @@ pub struct Conn {
     host: HeaderValue,
     /// `Bearer <token>`, sent with every request when the service authenticates.
     authorization: Option<HeaderValue>,
+    /// For an `https` service.
+    tls: Option<(Tls, rustls_pki_types::ServerName<'static>)>,
     /// The request side of the connection and the connection itself, polled while a request is
     /// in flight.
     open: Option<(SendRequest<Full<Bytes>>, Driver)>,
 }
 
 impl Conn {
-    /// A connection to `base` (`http://host:port`), opened on the first request, sending
-    /// `Authorization: Bearer <token>` when a token is given.
-    pub fn with_token(base: &str, token: Option<&str>) -> anyhow::Result<Conn> {
+    /// A connection to `base` (`http://host:port`, or `https://` with `tls`), opened on the
+    /// first request, sending `Authorization: Bearer <token>` when a token is given.
+    pub fn with_token(base: &str, token: Option<&str>, tls: Option<&Tls>) -> anyhow::Result<Conn> {
         let uri: Uri = base.parse().context("the service URL")?;
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow!("{base} names no host"))?
             .to_string();
+        let tls = match (uri.scheme_str(), tls) {
+            (Some("https"), Some(tls)) => {
+                let host = uri.host().unwrap_or_default().to_string();
+                Some((tls.clone(), rustls_pki_types::ServerName::try_from(host)?))
+            }
+            (Some("https"), None) => anyhow::bail!("{base} needs a TLS client configuration"),
+            _ => None,
+        };
         Ok(Conn {
+            tls,
             host: HeaderValue::from_str(&authority)?,
             authority,
             authorization: token
@@ -52,7 +70,15 @@ impl Conn {
     async fn open(&self) -> anyhow::Result<(SendRequest<Full<Bytes>>, Driver)> {
         let stream = tokio::net::TcpStream::connect(&self.authority).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(stream),
+            Some((config, name)) => Box::new(
+                tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), stream)
+                    .await?,
+            ),
+        };
+        let (sender, connection) = http1::handshake(TokioIo::new(io)).await?;
         Ok((sender, Box::pin(connection)))
     }
 

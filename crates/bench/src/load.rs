@@ -147,16 +147,18 @@ pub async fn closed_loop_on(
     duration: Duration,
     shape: Shape,
 ) -> anyhow::Result<LoadResult> {
-    closed_loop_as(bases, clients, duration, shape, None).await
+    closed_loop_as(bases, clients, duration, shape, None, None).await
 }
 
-/// [`closed_loop_on`] with every request carrying the bearer `token`, when given.
+/// [`closed_loop_on`] with every request carrying the bearer `token`, when given, over TLS
+/// with `tls` to an `https` service.
 pub async fn closed_loop_as(
     bases: &[&str],
     clients: usize,
     duration: Duration,
     shape: Shape,
     token: Option<&str>,
+    tls: Option<&crate::conn::Tls>,
 ) -> anyhow::Result<LoadResult> {
     let path: hyper::Uri = shape.path().parse()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -164,7 +166,11 @@ pub async fn closed_loop_as(
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let base = bases[c % bases.len()];
-        let (mut conn, stop, path) = (Conn::with_token(base, token)?, stop.clone(), path.clone());
+        let (mut conn, stop, path) = (
+            Conn::with_token(base, token, tls)?,
+            stop.clone(),
+            path.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut r = LoadResult::default();
             let mut i = 0u64;

@@ -57,7 +57,7 @@ struct Args {
     /// Run only the DLQ scenarios.
     #[arg(long)]
     dlq_only: bool,
-    /// Run only the authentication scenarios (n1)-(n3).
+    /// Run only the authentication and TLS scenarios (n1)-(n4).
     #[arg(long)]
     auth_only: bool,
     /// Events queued in the DLQ before the drain is timed.
@@ -312,11 +312,20 @@ impl Bench {
             Scenario::start(&self.bin, &pg, &["--tokens-file", &tokens_arg], false).await?;
         let reviewed_args = ["--kubernetes-auth", "true", "--kubeconfig", &kubeconfig];
         let mut reviewed = Scenario::start(&self.bin, &pg, &reviewed_args, false).await?;
+        let (tls_args, tls) = tls_files(dir.path())?;
+        let mut tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+        tls_args.extend(["--tokens-file", &tokens_arg]);
+        let mut encrypted = Scenario::start(&self.bin, &pg, &tls_args, false).await?;
         for _ in 0..TURNS {
-            none.load_as(c, turn, Shape::Single, None).await?;
-            fixed.load_as(c, turn, Shape::Single, Some(&token)).await?;
+            none.load_as(c, turn, Shape::Single, None, None).await?;
+            fixed
+                .load_as(c, turn, Shape::Single, Some(&token), None)
+                .await?;
             reviewed
-                .load_as(c, turn, Shape::Single, Some(review::TOKEN))
+                .load_as(c, turn, Shape::Single, Some(review::TOKEN), None)
+                .await?;
+            encrypted
+                .load_as(c, turn, Shape::Single, Some(&token), Some(&tls))
                 .await?;
         }
         for (scenario, name) in [
@@ -326,6 +335,7 @@ impl Bench {
                 reviewed,
                 "(n3) POST /events, ServiceAccount token (cached review)",
             ),
+            (encrypted, "(n4) POST /events, static token over TLS"),
         ] {
             let row = scenario.finish(name, &mut self.peak_rss).await?;
             ensure!(
@@ -603,6 +613,10 @@ impl Bench {
                 "(n3)/(n1) = {:.3} (single events with a ServiceAccount token, review cached, over none)",
                 rate("(n3)") / rate("(n1)")
             );
+            println!(
+                "(n4)/(n2) = {:.3} (single events with a static token over TLS, over the same in plain text)",
+                rate("(n4)") / rate("(n2)")
+            );
         }
         let n = self.args.log_events as f64;
         if let Some((t, rss)) = self.tree_build {
@@ -694,20 +708,21 @@ impl Scenario {
         duration: Duration,
         shape: Shape,
     ) -> anyhow::Result<()> {
-        self.load_as(clients, duration, shape, None).await
+        self.load_as(clients, duration, shape, None, None).await
     }
 
-    /// [`Scenario::load`] with a bearer token.
+    /// [`Scenario::load`] with a bearer token, over TLS with `tls`.
     async fn load_as(
         &mut self,
         clients: usize,
         duration: Duration,
         shape: Shape,
         token: Option<&str>,
+        tls: Option<&conn::Tls>,
     ) -> anyhow::Result<()> {
         let cpu = self.server.cpu_seconds();
         let base = self.server.base.clone();
-        let r = load::closed_loop_as(&[&base], clients, duration, shape, token).await?;
+        let r = load::closed_loop_as(&[&base], clients, duration, shape, token, tls).await?;
         self.cpu += self.server.cpu_seconds() - cpu;
         self.result.add(&r);
         Ok(())
@@ -735,6 +750,30 @@ impl Scenario {
             rss: Some(rss),
         })
     }
+}
+
+/// A certificate for the service (made here, written into `dir`): the listener's arguments,
+/// and the load's TLS configuration trusting it.
+fn tls_files(dir: &Path) -> anyhow::Result<(Vec<String>, conn::Tls)> {
+    let ca = test_pki::TestCa::new("bench CA");
+    let (cert, key) = ca.server(&["127.0.0.1", "localhost"]).write(dir, "server");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let args = vec![
+        "--tls-cert-file".to_string(),
+        cert.display().to_string(),
+        "--tls-key-file".to_string(),
+        key.display().to_string(),
+    ];
+    Ok((args, std::sync::Arc::new(config)))
 }
 
 /// `datastorage verify` passes the log at `url`, of `n` events, with the public key `key`.

@@ -47,7 +47,9 @@ impl Server {
                     continue;
                 };
                 if v["message"] == "datastorage serving" {
-                    return Ok(format!("http://{}", v["addr"].as_str().unwrap_or_default()));
+                    let scheme = if v["tls"] == true { "https" } else { "http" };
+                    let addr = v["addr"].as_str().unwrap_or_default();
+                    return Ok(format!("{scheme}://{addr}"));
                 }
             }
             bail!("datastorage exited before serving")

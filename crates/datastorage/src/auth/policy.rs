@@ -2,6 +2,8 @@
 //! and the API document's operations are checked against it by tests, and a route missing from
 //! it is refused to everyone (403), so a new route cannot be open by omission.
 
+use std::collections::HashMap;
+
 use axum::http::Method;
 
 use super::Role;
@@ -96,17 +98,21 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
 ];
 
 /// What `method` on the route `template` needs (`HEAD` as `GET`); `None` for a route the
-/// table does not know.
+/// table does not know. Looked up in a map made once from [`ROUTES`].
 pub fn access(method: &Method, template: &str) -> Option<Access> {
+    static BY_ROUTE: std::sync::LazyLock<HashMap<(Method, &'static str), Access>> =
+        std::sync::LazyLock::new(|| {
+            ROUTES
+                .iter()
+                .map(|(m, t, a)| ((m.clone(), *t), *a))
+                .collect()
+        });
     let method = if method == Method::HEAD {
-        &Method::GET
+        Method::GET
     } else {
-        method
+        method.clone()
     };
-    ROUTES
-        .iter()
-        .find(|(m, t, _)| m == method && *t == template)
-        .map(|(_, _, a)| *a)
+    BY_ROUTE.get(&(method, template)).copied()
 }
 
 #[cfg(test)]

@@ -107,12 +107,10 @@ pub struct OpenRoutes {
 
 /// Checks the caller against the route's entry; refuses with 401, 403 or 503.
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let template = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let Some(access) = policy::access(req.method(), &template) else {
+    // The template is shared (an `Arc`), not copied.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let template = matched.as_ref().map_or("", MatchedPath::as_str);
+    let Some(access) = policy::access(req.method(), template) else {
         return forbidden(format!(
             "{} {template} has no entry in the access policy and is refused to everyone",
             req.method()
@@ -155,7 +153,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             };
             let checked = match credential {
                 Ok(principal) => authenticators
-                    .allows(&principal, needed, &template)
+                    .allows(&principal, needed, template)
                     .await
                     .map(|allowed| (principal, allowed)),
                 Err(e) => Err(e),
@@ -166,7 +164,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
                     state
                         .denials
                         .note(Denial::Forbidden, principal.name.clone());
-                    return forbidden_role(&principal, needed, req.method(), &template);
+                    return forbidden_role(&principal, needed, req.method(), template);
                 }
                 Err(AuthError::Unauthenticated(why)) => {
                     state

@@ -90,6 +90,9 @@ async fn the_export_endpoint_streams_a_verifiable_export(app: TestApp) {
     {
         let item: Value = serde_json::from_slice(line).unwrap();
         assert_eq!(item["event"]["correlation_id"], "rr-b");
+        // The writer and the receipt travel with the event, in what the proof covers.
+        assert_eq!(item["event"]["submitted_by"], "anonymous");
+        assert!(item["event"]["received_at"].is_string(), "{item}");
     }
 
     // Resumed after seq 1200 against the same checkpoint: the rest, and it verifies alone.
