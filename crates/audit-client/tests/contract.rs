@@ -628,15 +628,10 @@ async fn an_https_service_of_a_private_ca_gets_every_event_with_the_writer() {
     let tokens_file = dir.path().join("tokens.yaml");
     let token = datastorage::auth::tokens::create(
         &tokens_file,
-        datastorage::auth::tokens::TokenEntry {
-            sha256: String::new(),
-            certificate: None,
-            principal: "contract-writer".into(),
-            roles: vec![datastorage::auth::Role::Writer],
-            event_types: None,
-            created_at: None,
-            expires_at: None,
-        },
+        datastorage::auth::tokens::TokenEntry::new(
+            "contract-writer",
+            [datastorage::auth::Role::Writer],
+        ),
     )
     .unwrap();
     let token_file = dir.path().join("token");

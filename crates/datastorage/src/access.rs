@@ -21,9 +21,9 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::ingest::IngestQueue;
-use crate::retention::SystemEvent;
 use crate::shutdown::Shutdown;
 use crate::store::PreparedEvent;
+use crate::system_event::SystemEvent;
 
 pub const EXPORT: &str = "datastorage.access.export";
 pub const VERIFY_CHAIN: &str = "datastorage.access.verify_chain";

@@ -21,6 +21,7 @@ pub mod retention;
 pub mod shutdown;
 pub mod similarity;
 pub mod store;
+mod system_event;
 pub mod telemetry;
 pub mod tls;
 pub mod watched;

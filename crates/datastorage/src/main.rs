@@ -128,13 +128,10 @@ fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--expires-in is too long")?;
     let entry = tokens::TokenEntry {
-        sha256: String::new(),
-        certificate: None,
-        principal: args.principal.clone(),
-        roles: args.roles,
         event_types,
         created_at: Some(audit_model::timestamp::truncate(now)),
         expires_at,
+        ..tokens::TokenEntry::new(args.principal.clone(), args.roles)
     };
     let token = tokens::create(&args.tokens_file, entry)?;
     eprintln!(

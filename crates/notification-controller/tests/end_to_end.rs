@@ -272,15 +272,8 @@ async fn with_authentication_the_trail_carries_the_controllers_principal() {
     let tokens_file = dir.path().join("tokens.yaml");
     let token = tokens::create(
         &tokens_file,
-        TokenEntry {
-            sha256: String::new(),
-            certificate: None,
-            principal: "notification-controller".into(),
-            roles: vec![Role::Writer],
-            event_types: Some(vec!["notification.".into()]),
-            created_at: None,
-            expires_at: None,
-        },
+        TokenEntry::new("notification-controller", [Role::Writer])
+            .with_event_types(["notification."]),
     )
     .unwrap();
     let token_file = dir.path().join("token");

@@ -87,6 +87,31 @@ pub struct TokenEntry {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl TokenEntry {
+    /// An entry for a token (its hash is filled by [`create`]) of `principal` with `roles`,
+    /// any event type, no expiry.
+    pub fn new(principal: impl Into<String>, roles: impl IntoIterator<Item = Role>) -> TokenEntry {
+        TokenEntry {
+            sha256: String::new(),
+            certificate: None,
+            principal: principal.into(),
+            roles: roles.into_iter().collect(),
+            event_types: None,
+            created_at: None,
+            expires_at: None,
+        }
+    }
+
+    /// Limited to event types starting with one of `prefixes`.
+    pub fn with_event_types<S: Into<String>>(
+        mut self,
+        prefixes: impl IntoIterator<Item = S>,
+    ) -> TokenEntry {
+        self.event_types = Some(prefixes.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
 /// A checked entry.
 struct Known {
     digest: [u8; 32],
@@ -390,14 +415,10 @@ mod tests {
     use super::*;
 
     fn entry(principal: &str, roles: Vec<Role>, scopes: Option<Vec<&str>>) -> TokenEntry {
-        TokenEntry {
-            sha256: String::new(),
-            certificate: None,
-            principal: principal.into(),
-            roles,
-            event_types: scopes.map(|s| s.into_iter().map(String::from).collect()),
-            created_at: None,
-            expires_at: None,
+        let entry = TokenEntry::new(principal, roles);
+        match scopes {
+            Some(prefixes) => entry.with_event_types(prefixes),
+            None => entry,
         }
     }
 

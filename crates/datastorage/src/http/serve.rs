@@ -40,6 +40,25 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// The largest request head (request line and header fields); a larger one is refused (431).
 pub const MAX_HEADER_BYTES: usize = 48 * 1024;
 
+/// What serves the requests (the router).
+pub trait App:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The limits of the server's connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
@@ -51,20 +70,13 @@ pub struct ServeLimits {
 /// Serves `app` on `listener` (through TLS when `tls` is given) until `stop` resolves; then
 /// accepts no more connections, lets each open connection finish the request it is serving
 /// (closing it after its response), and returns when all have closed.
-pub async fn serve<S>(
+pub async fn serve(
     listener: TcpListener,
-    app: S,
+    app: impl App,
     limits: ServeLimits,
     tls: Option<Arc<TlsServer>>,
     stop: impl Future<Output = ()>,
-) where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(READ_BUFFER_BYTES)
         .max_header_size(MAX_HEADER_BYTES);
@@ -120,15 +132,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve<I, S>(self, io: I, subject: Option<PeerSubject>, app: S)
+    async fn serve<I>(self, io: I, subject: Option<PeerSubject>, app: impl App)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower::Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
     {
         let activity = Activity::default();
         let io = GuardedIo::new(io, activity.clone(), self.limits);

@@ -27,14 +27,10 @@ struct Tokens {
 }
 
 fn entry(principal: &str, roles: &[Role], scopes: Option<&[&str]>) -> TokenEntry {
-    TokenEntry {
-        sha256: String::new(),
-        certificate: None,
-        principal: principal.into(),
-        roles: roles.to_vec(),
-        event_types: scopes.map(|s| s.iter().map(|p| p.to_string()).collect()),
-        created_at: None,
-        expires_at: None,
+    let entry = TokenEntry::new(principal, roles.iter().copied());
+    match scopes {
+        Some(prefixes) => entry.with_event_types(prefixes.iter().copied()),
+        None => entry,
     }
 }
 

@@ -40,7 +40,7 @@ fn pki() -> Pki {
         .server(&["localhost", "127.0.0.1"])
         .write(dir.path(), "server");
     let tokens = dir.path().join("tokens.yaml");
-    let writer = tokens::create(&tokens, entry(None, "gateway", None)).unwrap();
+    let writer = tokens::create(&tokens, TokenEntry::new("gateway", [Role::Writer])).unwrap();
     // Appended by hand as an operator would: certificate entries hold no secret.
     let mut text = std::fs::read_to_string(&tokens).unwrap();
     text.push_str(&format!(
@@ -56,18 +56,6 @@ fn pki() -> Pki {
         key,
         tokens,
         writer,
-    }
-}
-
-fn entry(certificate: Option<&str>, principal: &str, scopes: Option<&[&str]>) -> TokenEntry {
-    TokenEntry {
-        sha256: String::new(),
-        certificate: certificate.map(str::to_owned),
-        principal: principal.into(),
-        roles: vec![Role::Writer],
-        event_types: scopes.map(|s| s.iter().map(|p| p.to_string()).collect()),
-        created_at: None,
-        expires_at: None,
     }
 }
 

@@ -12,18 +12,6 @@ use crate::outage::identified_event;
 use crate::proxy::postgres_proxy;
 use crate::redis_server::{RedisServer, RedisTls};
 
-fn writer(principal: &str, scopes: Option<&[&str]>) -> TokenEntry {
-    TokenEntry {
-        sha256: String::new(),
-        certificate: None,
-        principal: principal.into(),
-        roles: vec![Role::Writer],
-        event_types: scopes.map(|s| s.iter().map(|p| p.to_string()).collect()),
-        created_at: None,
-        expires_at: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_keeps_each_writer_through_a_redis_dlq_over_tls() {
     let Some(db) = TestDb::create(Backend::Postgres).await else {
@@ -43,10 +31,11 @@ async fn an_outage_keeps_each_writer_through_a_redis_dlq_over_tls() {
         return;
     };
     let tokens_file = dir.path().join("tokens.yaml");
-    let gateway = tokens::create(&tokens_file, writer("gateway", None)).unwrap();
+    let gateway = tokens::create(&tokens_file, TokenEntry::new("gateway", [Role::Writer])).unwrap();
     let notification = tokens::create(
         &tokens_file,
-        writer("notification-controller", Some(&["notification."])),
+        TokenEntry::new("notification-controller", [Role::Writer])
+            .with_event_types(["notification."]),
     )
     .unwrap();
     let proxy = postgres_proxy().await;
