@@ -62,6 +62,35 @@ impl Checkpoint {
     }
 
     fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
+        let head = TreeHead::parse(body)?;
+        let timestamp = head
+            .extensions
+            .iter()
+            .find_map(|l| l.strip_prefix(TIMESTAMP_PREFIX))
+            .and_then(|t| crate::timestamp::parse(t).ok())
+            .ok_or_else(|| CheckpointError::Format("no timestamp line".into()))?;
+        Ok(Checkpoint {
+            origin: head.origin.to_string(),
+            tree_size: head.tree_size,
+            root_hash: head.root_hash,
+            timestamp,
+        })
+    }
+}
+
+/// Any C2SP checkpoint's body: origin, tree size, root hash and extension lines (what a
+/// witness reads of a log it does not otherwise know).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead<'a> {
+    pub origin: &'a str,
+    pub tree_size: u64,
+    pub root_hash: Hash,
+    pub extensions: Vec<&'a str>,
+}
+
+impl<'a> TreeHead<'a> {
+    /// Parses a note body (every line newline-terminated, no blank line).
+    pub fn parse(body: &'a str) -> Result<TreeHead<'a>, CheckpointError> {
         let bad = |why: &str| CheckpointError::Format(why.to_string());
         let lines: Vec<&str> = body
             .strip_suffix('\n')
@@ -74,6 +103,9 @@ impl Checkpoint {
         if origin.is_empty() {
             return Err(bad("empty origin"));
         }
+        if rest.iter().any(|l| l.is_empty()) {
+            return Err(bad("an empty line in the body"));
+        }
         let tree_size: u64 = size
             .parse()
             .ok()
@@ -84,31 +116,48 @@ impl Checkpoint {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| bad("the root hash is not 32 bytes of base64"))?;
-        let timestamp = rest
-            .iter()
-            .find_map(|l| l.strip_prefix(TIMESTAMP_PREFIX))
-            .and_then(|t| crate::timestamp::parse(t).ok())
-            .ok_or_else(|| bad("no timestamp line"))?;
-        Ok(Checkpoint {
-            origin: origin.to_string(),
+        Ok(TreeHead {
+            origin,
             tree_size,
             root_hash,
-            timestamp,
+            extensions: rest.to_vec(),
         })
     }
 }
 
+/// A signed note's body (with its final newline) and its signature lines.
+pub fn split_note(note: &str) -> Result<(&str, &str), CheckpointError> {
+    let split = note
+        .find("\n\n")
+        .ok_or_else(|| CheckpointError::Format("no blank line before the signatures".into()))?;
+    Ok((&note[..split + 1], &note[split + 2..]))
+}
+
+/// The signature lines of a note: key name and the decoded signature bytes (key hash first).
+pub fn signature_lines(signatures: &str) -> impl Iterator<Item = (&str, Vec<u8>)> {
+    signatures.lines().filter_map(|line| {
+        let (name, sig) = line.strip_prefix(SIG_PREFIX)?.split_once(' ')?;
+        Some((name, B64.decode(sig).ok()?))
+    })
+}
+
 fn key_hash(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    key_hash_of(ALG_ED25519, name, public)
+}
+
+/// The signed-note key hash: SHA-256(`<name>` || `\n` || `alg` || public key)[:4].
+pub(crate) fn key_hash_of(alg: u8, name: &str, public: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can name a signed-note key (no `+`, space or newline).
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['+', ' ', '\n']) && name.chars().all(|c| !c.is_control())
 }
 
@@ -282,23 +331,17 @@ impl CheckpointVerifier {
     /// ignored (a note may carry witnesses' cosignatures); one valid signature by this key is
     /// required.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        let bad = |why: &str| CheckpointError::Format(why.to_string());
-        let split = note
-            .rfind("\n\n")
-            .ok_or_else(|| bad("no blank line before the signatures"))?;
-        let (body, signatures) = (&note[..split + 1], &note[split + 2..]);
-        let checkpoint = Checkpoint::parse_body(body)?;
+        let body = self.verify_note(note)?;
+        Checkpoint::parse_body(body)
+    }
+
+    /// Checks that a note carries a valid signature by this key and returns its body (any
+    /// checkpoint's: a witness reads [`TreeHead`] from it).
+    pub fn verify_note<'a>(&self, note: &'a str) -> Result<&'a str, CheckpointError> {
+        let (body, signatures) = split_note(note)?;
+        TreeHead::parse(body)?;
         let expected_hash = key_hash(&self.name, self.key.as_bytes());
-        let signed = signatures.lines().any(|line| {
-            let Some(rest) = line.strip_prefix(SIG_PREFIX) else {
-                return false;
-            };
-            let Some((name, sig)) = rest.split_once(' ') else {
-                return false;
-            };
-            let Ok(bytes) = B64.decode(sig) else {
-                return false;
-            };
+        let signed = signature_lines(signatures).any(|(name, bytes)| {
             if name != self.name || bytes.len() != 68 || bytes[..4] != expected_hash {
                 return false;
             }
@@ -310,7 +353,7 @@ impl CheckpointVerifier {
         if !signed {
             return Err(CheckpointError::Signature(self.key_id()));
         }
-        Ok(checkpoint)
+        Ok(body)
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod batch;
 pub mod checkpoint;
+pub mod cosignature;
 mod event;
 pub mod event_field;
 pub mod export;
