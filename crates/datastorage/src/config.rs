@@ -503,6 +503,23 @@ pub struct CheckpointSettings {
         env = "DATASTORAGE_CHECKPOINT_WITNESS_FILE"
     )]
     pub witness_file: Option<PathBuf>,
+    /// C2SP witnesses asked to cosign every checkpoint: `<verifier key>@<URL prefix>`, several
+    /// separated by `,` (the key names the witness; `add-checkpoint` is under the prefix).
+    #[arg(
+        id = "witnesses",
+        long = "witnesses",
+        env = "DATASTORAGE_WITNESSES",
+        value_delimiter = ','
+    )]
+    pub witnesses: Option<Vec<String>>,
+    /// How many of the witnesses must cosign a checkpoint for it to count as witnessed
+    /// (default: a majority).
+    #[arg(
+        id = "witness_quorum",
+        long = "witness-quorum",
+        env = "DATASTORAGE_WITNESS_QUORUM"
+    )]
+    pub witness_quorum: Option<usize>,
 }
 
 /// The retention worker.
@@ -651,7 +668,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 61] = [
+const MOVED_KEYS: [(&str, &str); 63] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -699,6 +716,8 @@ const MOVED_KEYS: [(&str, &str); 61] = [
     ("create_checkpoint_key", "checkpoints.create_key"),
     ("checkpoint_origin", "checkpoints.origin"),
     ("checkpoint_witness_file", "checkpoints.witness_file"),
+    ("witnesses", "checkpoints.witnesses"),
+    ("witness_quorum", "checkpoints.witness_quorum"),
     ("retention", "retention.enabled"),
     ("retention_interval", "retention.interval"),
     ("retention_batch_size", "retention.batch_size"),
@@ -782,6 +801,8 @@ pub struct CheckpointConfig {
     pub origin: String,
     /// Where every checkpoint is witnessed, if anywhere.
     pub witness_file: Option<PathBuf>,
+    /// The witnesses asked to cosign, and how many must.
+    pub witnesses: Option<crate::evidence::cosign::WitnessSet>,
 }
 
 /// The retention worker.
@@ -1086,6 +1107,65 @@ fn checkpoint_config(
             .clone()
             .unwrap_or_else(|| DEFAULT_ORIGIN.to_string()),
         witness_file: s.witness_file.clone(),
+        witnesses: witness_set(s)?,
+    }))
+}
+
+/// The witness policy: each `<verifier key>@<URL prefix>`, and the quorum.
+fn witness_set(
+    s: &CheckpointSettings,
+) -> Result<Option<crate::evidence::cosign::WitnessSet>, ConfigError> {
+    use audit_model::cosignature::CosignatureVerifier;
+    let entries = s.witnesses.clone().unwrap_or_default();
+    if entries.is_empty() {
+        if s.witness_quorum.is_some() {
+            return Err(invalid(
+                "checkpoints.witness_quorum",
+                "needs checkpoints.witnesses",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut witnesses = Vec::new();
+    for entry in &entries {
+        let (key, url) = entry.trim().split_once('@').ok_or_else(|| {
+            invalid(
+                "checkpoints.witnesses",
+                format!("{entry:?}: expected <verifier key>@<URL prefix>"),
+            )
+        })?;
+        let key = CosignatureVerifier::parse(key)
+            .map_err(|e| invalid("checkpoints.witnesses", format!("{entry:?}: {e}")))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "checkpoints.witnesses",
+                format!("{entry:?}: the URL prefix must be http:// or https://"),
+            ));
+        }
+        if witnesses
+            .iter()
+            .any(|w: &crate::evidence::cosign::WitnessEndpoint| w.key.name() == key.name())
+        {
+            return Err(invalid(
+                "checkpoints.witnesses",
+                format!("{} is listed twice", key.name()),
+            ));
+        }
+        witnesses.push(crate::evidence::cosign::WitnessEndpoint {
+            url: url.trim_end_matches('/').to_string(),
+            key,
+        });
+    }
+    let quorum = s.witness_quorum.unwrap_or(witnesses.len() / 2 + 1);
+    if quorum == 0 || quorum > witnesses.len() {
+        return Err(invalid(
+            "checkpoints.witness_quorum",
+            format!("must be between 1 and the {} witnesses", witnesses.len()),
+        ));
+    }
+    Ok(Some(crate::evidence::cosign::WitnessSet {
+        witnesses,
+        quorum,
     }))
 }
 

@@ -138,13 +138,26 @@ impl Application {
             config.replay.clone(),
         ));
         let replay_task = tokio::spawn(replayer.clone().run(shutdown.clone()));
+        let cosigning = match config.checkpoint.as_ref().and_then(|c| c.witnesses.clone()) {
+            Some(set) => Some(
+                evidence::cosign::Cosigning::new(store.clone(), set)
+                    .context("cannot configure the witnesses' HTTP client")?,
+            ),
+            None => None,
+        };
+        let cosigning_task = cosigning
+            .clone()
+            .map(|c| tokio::spawn(c.run(shutdown.clone())));
         let checkpointer = match (&signer, &config.checkpoint) {
             (Some(signer), Some(settings)) => {
-                let c = Checkpointer::new(store.clone(), signer.clone());
-                Some(Arc::new(match &settings.witness_file {
-                    Some(path) => c.with_witness(evidence::witness::FileWitness::new(path.clone())),
-                    None => c,
-                }))
+                let mut c = Checkpointer::new(store.clone(), signer.clone());
+                if let Some(path) = &settings.witness_file {
+                    c = c.with_witness(evidence::witness::FileWitness::new(path.clone()));
+                }
+                if let Some(cosigning) = &cosigning {
+                    c = c.with_cosigning(cosigning.clone());
+                }
+                Some(Arc::new(c))
             }
             _ => None,
         };
@@ -196,6 +209,7 @@ impl Application {
             },
             limits: limits.clone(),
             denials,
+            witnesses: cosigning.as_ref().map(|c| c.set().clone()),
         });
         let app = http::app(
             state,
@@ -280,6 +294,9 @@ impl Application {
         limits_task.await?;
         denials_task.await?;
         if let Some(task) = retention_task {
+            task.await?;
+        }
+        if let Some(task) = cosigning_task {
             task.await?;
         }
         writers.stopped().await?;

@@ -27,6 +27,17 @@ pub const DLQ_DEAD_LETTERS: &str = "datastorage_dlq_dead_letters_total";
 pub const TREE_SIZE: &str = "datastorage_tree_size";
 pub const CHECKPOINT_FAILURES: &str = "datastorage_checkpoint_failures_total";
 pub const WITNESS_FAILURES: &str = "datastorage_witness_failures_total";
+/// Cosignatures stored, per `witness`.
+pub const WITNESS_COSIGNATURES: &str = "datastorage_witness_cosignatures_total";
+/// The size of the newest checkpoint each `witness` cosigned.
+pub const WITNESS_COSIGNED_SIZE: &str = "datastorage_witness_cosigned_tree_size";
+/// Submissions to a `witness` that failed for a passing reason (it was unreachable, 5xx).
+pub const WITNESS_SUBMISSION_FAILURES: &str = "datastorage_witness_submission_failures_total";
+/// A `witness` refused for a `reason` catching up does not cure (`inconsistent`, `fork`,
+/// `ahead`): the log forked or was rolled back. Alert on any.
+pub const WITNESS_REFUSALS: &str = "datastorage_witness_refusals_total";
+/// Leaves between the newest signed checkpoint and the newest one the witness quorum cosigned.
+pub const WITNESSED_LAG: &str = "datastorage_witnessed_checkpoint_lag_leaves";
 pub const RETENTION_PURGED: &str = "datastorage_retention_purged_total";
 pub const RETENTION_FAILURES: &str = "datastorage_retention_failures_total";
 /// When the listener's TLS certificate in force expires (seconds since the epoch).

@@ -6,6 +6,7 @@
 //! | the Merkle tree's proofs and the checkpointer that signs tree heads | `tree.rs` |
 //! | the signing key (created, loaded, written) | `keys.rs` |
 //! | the witness file: every checkpoint also kept outside the database | `witness.rs` |
+//! | C2SP witnesses asked to cosign every checkpoint, their cosignatures kept | `cosign.rs` |
 //! | the verifiable export (NDJSON with inclusion proofs, or CSV) | `export.rs` |
 //! | one correlation's events re-hashed and proven (`POST /api/v1/audit/verify-chain`) | `chain.rs` |
 //! | the whole log verified (`datastorage verify`) | `verify.rs` |
@@ -14,6 +15,7 @@
 //! which does no I/O; this module reads and writes it through [`crate::store::TreeStore`].
 
 pub mod chain;
+pub mod cosign;
 pub mod export;
 pub mod keys;
 pub mod tree;

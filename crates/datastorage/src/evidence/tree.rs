@@ -76,6 +76,8 @@ pub struct Checkpointer {
     store: Arc<dyn TreeStore>,
     signer: Arc<CheckpointSigner>,
     witness: Option<FileWitness>,
+    /// The C2SP witnesses told of every checkpoint stored.
+    cosigning: Option<Arc<super::cosign::Cosigning>>,
     /// Leaves integrated per checkpoint at most.
     chunk: i64,
 }
@@ -86,6 +88,7 @@ impl Checkpointer {
             store,
             signer,
             witness: None,
+            cosigning: None,
             chunk: LEAVES_PER_CHECKPOINT,
         }
     }
@@ -100,6 +103,13 @@ impl Checkpointer {
     /// Also appends every checkpoint this checkpointer stores to a witness file.
     pub fn with_witness(mut self, witness: FileWitness) -> Checkpointer {
         self.witness = Some(witness);
+        self
+    }
+
+    /// Also tells the C2SP witnesses' tasks of every checkpoint stored (they submit it without
+    /// the checkpointer waiting).
+    pub fn with_cosigning(mut self, cosigning: Arc<super::cosign::Cosigning>) -> Checkpointer {
+        self.cosigning = Some(cosigning);
         self
     }
 
@@ -173,6 +183,9 @@ impl Checkpointer {
                 metrics::counter!(crate::metrics::WITNESS_FAILURES).increment(1);
                 tracing::error!(%error, tree_size = stored.tree_size, "cannot witness a checkpoint");
             }
+        }
+        if let Some(cosigning) = &self.cosigning {
+            cosigning.signed(stored.tree_size);
         }
         let whole_chunk = hashes.len() as i64 == self.chunk;
         Ok(Some((stored, whole_chunk)))

@@ -85,6 +85,8 @@ pub struct Shared {
     pub limits: Arc<crate::auth::limits::RateLimits>,
     /// The refusals counted for the access trail.
     pub denials: Arc<crate::access::Denials>,
+    /// The C2SP witnesses and their quorum, when configured.
+    pub witnesses: Option<crate::evidence::cosign::WitnessSet>,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

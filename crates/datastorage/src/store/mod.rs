@@ -48,7 +48,7 @@ pub use holds::{HoldRequest, LegalHold, PlaceHold};
 pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
 pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};
 pub use sqlite::SqliteStore;
-pub use tree::{CheckpointQuery, StoredCheckpoint};
+pub use tree::{CheckpointQuery, StoredCheckpoint, StoredCosignature};
 
 use crate::config::DatabaseTarget;
 
@@ -95,6 +95,19 @@ pub trait TreeStore: Send + Sync + 'static {
         &self,
         query: &CheckpointQuery,
     ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// Stores a witness's cosignature of a stored checkpoint; `false` when that witness's
+    /// cosignature of that checkpoint is already stored (the first is kept).
+    async fn add_cosignature(&self, cosignature: &StoredCosignature) -> Result<bool, StoreError>;
+    /// The cosignatures of the checkpoint of `tree_size`, by witness name.
+    async fn cosignatures(&self, tree_size: i64) -> Result<Vec<StoredCosignature>, StoreError>;
+    /// The largest checkpoint each witness cosigned.
+    async fn cosigned_sizes(&self) -> Result<HashMap<String, i64>, StoreError>;
+    /// The largest checkpoint cosigned by at least `quorum` of `witnesses`.
+    async fn witnessed(
+        &self,
+        witnesses: &[String],
+        quorum: usize,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
 /// Legal holds and the retention purge they stop.

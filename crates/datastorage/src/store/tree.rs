@@ -18,6 +18,18 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// A witness's cosignature of a checkpoint, as it answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    pub tree_size: i64,
+    /// The witness's key name.
+    pub witness: String,
+    /// The cosignature's own timestamp (seconds since the epoch).
+    pub cosigned_at: i64,
+    /// The signature line (`— <witness> <base64>`, no newline).
+    pub line: String,
+}
+
 /// Which checkpoints to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointQuery {

@@ -20,7 +20,7 @@ use chrono::Utc;
 use datastorage::store::{
     self, AppendOutcome, CheckpointQuery, EventFilter, EventLog, EventQuery, HoldRequest, LogEntry,
     LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
-    StoredRecord, TreeStore,
+    StoredCosignature, StoredRecord, TreeStore,
 };
 use helpers::{Backend, TestDb};
 use serde_json::json;

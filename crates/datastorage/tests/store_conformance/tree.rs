@@ -95,6 +95,62 @@ async fn tree_conformance(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(covering[0].tree_size, 17);
+
+    // Cosignatures: one per witness and checkpoint, the first kept; the largest per witness;
+    // the largest checkpoint a quorum cosigned; never changed afterwards.
+    let cosign = |size: i64, witness: &str, at: i64| StoredCosignature {
+        tree_size: size,
+        witness: witness.into(),
+        cosigned_at: at,
+        line: format!("— {witness} line-{size}-{at}"),
+    };
+    for (size, witness) in [(9, "w1"), (9, "w2"), (17, "w1"), (195, "w3"), (17, "w3")] {
+        assert!(store
+            .add_cosignature(&cosign(size, witness, 1))
+            .await
+            .unwrap());
+    }
+    assert!(!store.add_cosignature(&cosign(9, "w1", 2)).await.unwrap());
+    let at_9 = store.cosignatures(9).await.unwrap();
+    assert_eq!(at_9, [cosign(9, "w1", 1), cosign(9, "w2", 1)]);
+    let sizes = store.cosigned_sizes().await.unwrap();
+    assert_eq!(
+        (sizes["w1"], sizes["w2"], sizes["w3"], sizes.len()),
+        (17, 9, 195, 3)
+    );
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .witnessed(&names(&["w1", "w2", "w3"]), 2)
+            .await
+            .unwrap(),
+        Some(17)
+    );
+    assert_eq!(
+        store.witnessed(&names(&["w1", "w2"]), 2).await.unwrap(),
+        Some(9)
+    );
+    assert_eq!(
+        store
+            .witnessed(&names(&["w1", "w2", "w3"]), 3)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.witnessed(&names(&["w3"]), 1).await.unwrap(),
+        Some(195)
+    );
+    assert_eq!(store.witnessed(&[], 1).await.unwrap(), None);
+    assert!(db
+        .execute("DELETE FROM checkpoint_cosignatures WHERE witness = 'w2'")
+        .await
+        .is_err());
+    assert!(db
+        .execute("UPDATE checkpoint_cosignatures SET line = 'x' WHERE witness = 'w2'")
+        .await
+        .is_err());
+    assert_eq!(store.cosignatures(9).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -146,6 +202,22 @@ impl TreeStore for Busy {
         query: &CheckpointQuery,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
         self.inner.checkpoints(query).await
+    }
+    async fn add_cosignature(&self, c: &StoredCosignature) -> Result<bool, StoreError> {
+        self.inner.add_cosignature(c).await
+    }
+    async fn cosignatures(&self, tree_size: i64) -> Result<Vec<StoredCosignature>, StoreError> {
+        self.inner.cosignatures(tree_size).await
+    }
+    async fn cosigned_sizes(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.inner.cosigned_sizes().await
+    }
+    async fn witnessed(
+        &self,
+        witnesses: &[String],
+        quorum: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.witnessed(witnesses, quorum).await
     }
 }
 

@@ -94,16 +94,26 @@ fn disabled() -> ApiError {
     ApiError::not_found("checkpoints are disabled on this service")
 }
 
+/// One checkpoint, its note with the witnesses' cosignatures appended.
 async fn one(
     state: &AppState,
     query: CheckpointQuery,
 ) -> Result<Option<StoredCheckpoint>, ApiError> {
-    Ok(state
+    let Some(mut checkpoint) = state
         .store
         .checkpoints(&query)
         .await
         .map_err(ApiError::from)?
-        .pop())
+        .pop()
+    else {
+        return Ok(None);
+    };
+    if state.witnesses.is_some() {
+        checkpoint.note = crate::evidence::cosign::cosigned_note(state.store.as_ref(), &checkpoint)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(Some(checkpoint))
 }
 
 /// The checkpoints' public key.
@@ -122,13 +132,48 @@ pub async fn public_key(State(state): State<AppState>) -> Result<Json<PublicKey>
     }))
 }
 
-/// The newest signed checkpoint.
+/// Which newest checkpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LatestParams {
+    /// `true`: the newest checkpoint cosigned by the configured witness quorum (404 until one
+    /// is); default the newest signed one.
+    pub witnessed: Option<bool>,
+}
+
+/// The newest signed checkpoint, or the newest the witness quorum cosigned; the note carries
+/// the witnesses' cosignatures.
 #[utoipa::path(get, path = "/api/v1/audit/checkpoints/latest", tag = "tamper-evidence",
+    params(LatestParams),
     responses(
         (status = 200, description = "The checkpoint", body = CheckpointView),
-        (status = 404, description = "No checkpoint yet", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint yet (or none cosigned by the quorum yet, or no witnesses configured)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn latest(State(state): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
+pub async fn latest(
+    State(state): State<AppState>,
+    Params(params): Params<LatestParams>,
+) -> Result<Json<CheckpointView>, ApiError> {
+    if params.witnessed == Some(true) {
+        let set = state.witnesses.as_ref().ok_or_else(|| {
+            ApiError::not_found("no witnesses are configured (checkpoints.witnesses)")
+        })?;
+        let size = state
+            .store
+            .witnessed(&set.names(), set.quorum)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no checkpoint is cosigned by {} of the witnesses yet",
+                    set.quorum
+                ))
+            })?;
+        return one(&state, CheckpointQuery::Size(size))
+            .await?
+            .map(|c| Json(c.into()))
+            .ok_or_else(|| ApiError::not_found("the witnessed checkpoint is missing"));
+    }
     one(&state, CheckpointQuery::Latest)
         .await?
         .map(|c| Json(c.into()))

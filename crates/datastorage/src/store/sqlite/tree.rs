@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::SqliteStore;
 use crate::store::columns::to_hash;
 use crate::store::tree::{decode_checkpoint, CHECKPOINT_COLUMNS};
-use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
+use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, StoredCosignature, TreeStore};
 
 /// SQLite's default limit of bound parameters is 32766; three per node.
 const NODES_PER_INSERT: usize = 5000;
@@ -162,5 +162,71 @@ impl TreeStore for SqliteStore {
             }
         };
         rows.iter().map(decode_checkpoint).collect()
+    }
+
+    async fn add_cosignature(&self, c: &StoredCosignature) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO checkpoint_cosignatures (tree_size, witness, cosigned_at, line) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (tree_size, witness) DO NOTHING",
+        )
+        .bind(c.tree_size)
+        .bind(&c.witness)
+        .bind(c.cosigned_at)
+        .bind(&c.line)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn cosignatures(&self, tree_size: i64) -> Result<Vec<StoredCosignature>, StoreError> {
+        let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT tree_size, witness, cosigned_at, line FROM checkpoint_cosignatures \
+             WHERE tree_size = ? ORDER BY witness",
+        )
+        .bind(tree_size)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(tree_size, witness, cosigned_at, line)| StoredCosignature {
+                    tree_size,
+                    witness,
+                    cosigned_at,
+                    line,
+                },
+            )
+            .collect())
+    }
+
+    async fn cosigned_sizes(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT witness, max(tree_size) FROM checkpoint_cosignatures GROUP BY witness",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn witnessed(
+        &self,
+        witnesses: &[String],
+        quorum: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        if witnesses.is_empty() {
+            return Ok(None);
+        }
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT tree_size FROM checkpoint_cosignatures WHERE witness IN (");
+        let mut names = q.separated(", ");
+        for w in witnesses {
+            names.push_bind(w);
+        }
+        q.push(") GROUP BY tree_size HAVING count(*) >= ")
+            .push_bind(quorum as i64)
+            .push(" ORDER BY tree_size DESC LIMIT 1");
+        let found: Option<(i64,)> = q.build_query_as().fetch_optional(&self.pool).await?;
+        Ok(found.map(|(size,)| size))
     }
 }
