@@ -313,6 +313,9 @@ pub struct AppOptions {
     pub address_rate_limit: Option<(u32, u32)>,
     /// TLS on the listener (the app's base URL is then `https://localhost:PORT`).
     pub tls: Option<TlsSettings>,
+    /// C2SP witnesses (`<verifier key>@<URL>`) and their quorum.
+    pub witnesses: Option<Vec<String>>,
+    pub witness_quorum: Option<usize>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -398,6 +401,8 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
                     .unwrap_or_else(|| "200ms".into()),
             ),
             witness_file: options.checkpoint_witness_file.clone(),
+            witnesses: options.witnesses.clone(),
+            witness_quorum: options.witness_quorum,
             ..CheckpointSettings::default()
         },
         retention: RetentionSettings {

@@ -18,4 +18,5 @@ mod query;
 mod records;
 mod retention;
 mod tls;
+mod witnesses;
 mod write;

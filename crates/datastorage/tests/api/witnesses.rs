@@ -1,0 +1,277 @@
+//! C2SP witnesses cosigning the log's checkpoints: a quorum reached while one witness is down,
+//! that witness brought up to date with one submission once it is back, and a rewritten or
+//! rolled-back log refused by the witnesses that saw the real one.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use audit_model::checkpoint::CheckpointSigner;
+use audit_model::cosignature::{CosignatureVerifier, Cosigner, WitnessPolicy};
+use audit_witness::state::State;
+use audit_witness::Witness;
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, spawn_app_with, AppOptions, Backend, TestApp};
+
+const ORIGIN: &str = "kubernaut.ai/audit";
+
+/// A witness served in the test on a port of its own, its state in a directory that outlives
+/// it (so that it can be stopped and started again).
+struct TestWitness {
+    cosigner_seed: u8,
+    name: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestWitness {
+    fn new(i: u8) -> TestWitness {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        TestWitness {
+            cosigner_seed: 100 + i,
+            name: format!("w{i}.witness.test"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            server: None,
+        }
+    }
+
+    fn cosigner(&self) -> Cosigner {
+        Cosigner::from_seed(&self.name, [self.cosigner_seed; 32]).unwrap()
+    }
+
+    fn verifier(&self) -> CosignatureVerifier {
+        self.cosigner().verifier()
+    }
+
+    /// `<verifier key>@<URL>`, as the service's configuration names it.
+    fn entry(&self) -> String {
+        format!(
+            "{}@http://127.0.0.1:{}",
+            self.verifier().to_text(),
+            self.port
+        )
+    }
+
+    async fn start(&mut self, log: &CheckpointSigner) {
+        let state = State::open(&State::default_url(self.dir.path()))
+            .await
+            .unwrap();
+        let witness = Arc::new(Witness::new(self.cosigner(), vec![log.verifier()], state));
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let app = audit_witness::router(witness, metrics);
+        self.server = Some(tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        }));
+    }
+
+    async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    /// The size of the newest checkpoint this witness cosigned (from its own state).
+    async fn size(&self) -> Option<u64> {
+        let state = State::open(&State::default_url(self.dir.path()))
+            .await
+            .unwrap();
+        state.get(ORIGIN).await.unwrap().map(|s| s.tree_size)
+    }
+}
+
+/// The log's key, written where the service reads it.
+fn log_key(data_dir: &Path, seed: u8) -> CheckpointSigner {
+    let signer = CheckpointSigner::from_seed(ORIGIN, [seed; 32]).unwrap();
+    std::fs::write(data_dir.join("checkpoint.key"), signer.to_text()).unwrap();
+    signer
+}
+
+async fn app_with_witnesses(
+    backend: Backend,
+    data_dir: Arc<tempfile::TempDir>,
+    witnesses: &[&TestWitness],
+) -> Option<TestApp> {
+    spawn_app_with(
+        backend,
+        AppOptions {
+            data_dir: Some(data_dir),
+            witnesses: Some(witnesses.iter().map(|w| w.entry()).collect()),
+            witness_quorum: Some(2),
+            ..AppOptions::default()
+        },
+    )
+    .await
+}
+
+async fn write(app: &TestApp, correlation: &str, n: usize) {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut e = crate::helpers::event(correlation);
+            e["event_data"] = json!({ "i": i });
+            e
+        })
+        .collect();
+    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(batch)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The newest checkpoint the quorum cosigned, once it covers `size` events.
+async fn witnessed(app: &TestApp, size: i64) -> Value {
+    eventually(&format!("a witnessed checkpoint of {size}"), || async {
+        let (status, body) = app
+            .get("/api/v1/audit/checkpoints/latest?witnessed=true")
+            .await;
+        (status == 200 && body["tree_size"].as_i64() >= Some(size)).then_some(body)
+    })
+    .await
+}
+
+fn metric(name_and_labels: &str) -> f64 {
+    datastorage::metrics::prometheus()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_cosigns_while_one_witness_is_down_and_it_catches_up_in_one_step() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let log = log_key(data_dir.path(), 21);
+    let mut w: Vec<TestWitness> = (1..=3).map(TestWitness::new).collect();
+    w[0].start(&log).await;
+    w[1].start(&log).await;
+    // w3 is down from the start.
+    let Some(app) =
+        app_with_witnesses(Backend::Sqlite, data_dir, &w.iter().collect::<Vec<_>>()).await
+    else {
+        return;
+    };
+    let (status, body) = app
+        .get("/api/v1/audit/checkpoints/latest?witnessed=true")
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    write(&app, "rr-witnessed", 40).await;
+    let checkpoint = witnessed(&app, 40).await;
+    assert_eq!(checkpoint["tree_size"], 40);
+    let note = checkpoint["note"].as_str().unwrap();
+    // The served note verifies with the log's key and carries the quorum's cosignatures.
+    assert_eq!(log.verifier().verify(note).unwrap().tree_size, 40);
+    let policy = WitnessPolicy {
+        witnesses: w.iter().map(TestWitness::verifier).collect(),
+        quorum: 2,
+    };
+    assert_eq!(
+        policy.check(note).unwrap(),
+        ["w1.witness.test", "w2.witness.test"]
+    );
+    assert!(
+        metric("datastorage_witness_submission_failures_total{witness=\"w3.witness.test\"}") > 0.0
+    );
+
+    // w3 comes back: it is brought to the newest checkpoint with one submission.
+    write(&app, "rr-witnessed", 25).await;
+    let newest = witnessed(&app, 65).await["tree_size"].as_i64().unwrap();
+    w[2].start(&log).await;
+    let store = app.open_store().await;
+    eventually("w3 to cosign the newest checkpoint", || async {
+        let sizes = store.cosigned_sizes().await.ok()?;
+        (sizes.get("w3.witness.test") == Some(&newest)).then_some(())
+    })
+    .await;
+    assert_eq!(w[2].size().await, Some(newest as u64));
+    assert_eq!(
+        app.db
+            .scalar(
+                "SELECT count(*) FROM checkpoint_cosignatures WHERE witness = 'w3.witness.test'"
+            )
+            .await,
+        1,
+        "w3 was caught up with one proof, not checkpoint by checkpoint"
+    );
+    // The newest checkpoint's note now carries all three.
+    let (_, latest) = app.get("/api/v1/audit/checkpoints/latest").await;
+    let all = WitnessPolicy {
+        quorum: 3,
+        ..policy.clone()
+    };
+    assert_eq!(
+        all.check(latest["note"].as_str().unwrap()).unwrap().len(),
+        3
+    );
+    assert_eq!(app.db.count().await, 65);
+    for witness in &mut w {
+        witness.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_refuse_a_rewritten_or_rolled_back_log() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let log = log_key(data_dir.path(), 22);
+    let mut w: Vec<TestWitness> = (1..=3).map(TestWitness::new).collect();
+    for witness in &mut w {
+        witness.start(&log).await;
+    }
+    let witnesses: Vec<&TestWitness> = w.iter().collect();
+    let Some(real) = app_with_witnesses(Backend::Sqlite, data_dir, &witnesses).await else {
+        return;
+    };
+    write(&real, "rr-real", 30).await;
+    witnessed(&real, 30).await;
+    real.shutdown.begin();
+    drop(real);
+
+    // Whoever holds the key writes another history of 50 events and lets the service sign it:
+    // the witnesses, which cosigned the real one at 30, find the new one inconsistent with it.
+    let forged_dir = Arc::new(tempfile::tempdir().unwrap());
+    log_key(forged_dir.path(), 22);
+    let forged = app_with_witnesses(Backend::Sqlite, forged_dir, &witnesses)
+        .await
+        .unwrap();
+    write(&forged, "rr-forged", 50).await;
+    eventually("the witnesses to refuse the rewritten log", || async {
+        (metric("datastorage_witness_refusals_total{witness=\"w1.witness.test\",reason=\"inconsistent\"}") > 0.0)
+            .then_some(())
+    })
+    .await;
+    let (status, _) = forged
+        .get("/api/v1/audit/checkpoints/latest?witnessed=true")
+        .await;
+    assert_eq!(status, 404, "a rewritten log got a witnessed checkpoint");
+    for witness in &w {
+        assert_eq!(witness.size().await, Some(30), "{} moved", witness.name);
+    }
+    forged.shutdown.begin();
+    drop(forged);
+
+    // A log rolled back to fewer events than the witnesses saw: each names its larger size.
+    let rolled_dir = Arc::new(tempfile::tempdir().unwrap());
+    log_key(rolled_dir.path(), 22);
+    let rolled = app_with_witnesses(Backend::Sqlite, rolled_dir, &witnesses)
+        .await
+        .unwrap();
+    write(&rolled, "rr-rolled", 10).await;
+    eventually("the witnesses to report the rollback", || async {
+        (metric("datastorage_witness_refusals_total{witness=\"w2.witness.test\",reason=\"ahead\"}")
+            > 0.0)
+            .then_some(())
+    })
+    .await;
+    for witness in &mut w {
+        witness.stop().await;
+    }
+}
