@@ -80,6 +80,8 @@ pub struct ExportError {
 pub struct ExportSummary {
     pub tree_size: u64,
     pub events: u64,
+    /// The header's signed note, with any cosignatures it carries.
+    pub note: String,
 }
 
 fn canonical<T: Serialize + for<'de> Deserialize<'de>>(
@@ -173,5 +175,6 @@ pub fn verify_export(
     Ok(ExportSummary {
         tree_size: checkpoint.tree_size,
         events,
+        note: header.note,
     })
 }

@@ -257,36 +257,86 @@ struct VerifyArgs {
     /// unchanged, and reproduced by the content.
     #[arg(long)]
     witness: Option<std::path::PathBuf>,
+    /// A C2SP witness's verifier key (`<name>+<hash>+<base64>`), or a file holding it; repeat
+    /// for each witness. With `--witness-quorum`, the checkpoint relied on must be cosigned by
+    /// that many of them.
+    #[arg(long = "witness-key")]
+    witness_keys: Vec<String>,
+    /// How many of the `--witness-key` witnesses must have cosigned (default: all given).
+    #[arg(long)]
+    witness_quorum: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// A key given on the command line, or read from the file it names.
+fn key_text(arg: &str) -> String {
+    std::fs::read_to_string(arg).unwrap_or_else(|_| arg.to_string())
+}
+
+/// The witness policy of `--witness-key` and `--witness-quorum`, if keys are given.
+fn witness_policy(
+    args: &VerifyArgs,
+) -> anyhow::Result<Option<audit_model::cosignature::WitnessPolicy>> {
+    if args.witness_keys.is_empty() {
+        anyhow::ensure!(
+            args.witness_quorum.is_none(),
+            "--witness-quorum needs --witness-key"
+        );
+        return Ok(None);
+    }
+    let witnesses = args
+        .witness_keys
+        .iter()
+        .map(|k| {
+            audit_model::cosignature::CosignatureVerifier::parse(&key_text(k))
+                .with_context(|| format!("invalid --witness-key {k}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let quorum = args.witness_quorum.unwrap_or(witnesses.len());
+    anyhow::ensure!(
+        (1..=witnesses.len()).contains(&quorum),
+        "--witness-quorum must be between 1 and the {} witness keys",
+        witnesses.len()
+    );
+    Ok(Some(audit_model::cosignature::WitnessPolicy {
+        witnesses,
+        quorum,
+    }))
+}
+
 async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
-    let key_text = match std::fs::read_to_string(&args.public_key) {
-        Ok(text) => text,
-        Err(_) => args.public_key.clone(),
-    };
-    let key = audit_model::checkpoint::CheckpointVerifier::parse(&key_text)
+    let key = audit_model::checkpoint::CheckpointVerifier::parse(&key_text(&args.public_key))
         .context("invalid --public-key")?;
+    let policy = witness_policy(&args)?;
     if let Some(path) = &args.export {
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        return Ok(
-            match audit_model::export::verify_export(std::io::BufReader::new(file), &key) {
-                Ok(summary) => {
-                    println!(
-                        "OK: {} events proven against the signed checkpoint of tree size {}",
-                        summary.events, summary.tree_size
-                    );
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    println!("FAILED: {e}");
-                    std::process::ExitCode::FAILURE
-                }
-            },
-        );
+        let checked = audit_model::export::verify_export(std::io::BufReader::new(file), &key)
+            .map_err(|e| e.to_string())
+            .and_then(|summary| match &policy {
+                Some(policy) => policy
+                    .check(&summary.note)
+                    .map(|by| (summary, by))
+                    .map_err(|e| format!("the export's checkpoint is {e}")),
+                None => Ok((summary, Vec::new())),
+            });
+        return Ok(match checked {
+            Ok((summary, by)) => {
+                println!(
+                    "OK: {} events proven against the signed checkpoint of tree size {}{}",
+                    summary.events,
+                    summary.tree_size,
+                    cosigned_by(&by)
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("FAILED: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        });
     }
     let witnessed = match &args.witness {
         Some(path) => datastorage::evidence::witness::read(path)
@@ -296,7 +346,18 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
     let store = args.log.open().await?;
     let report =
         datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed).await?;
+    let quorum = match &policy {
+        Some(policy) => Some(
+            datastorage::evidence::verify::witnessed_checkpoint(store.as_ref(), &key, policy)
+                .await?,
+        ),
+        None => None,
+    };
     store.close().await;
+    if let Some(Err(why)) = &quorum {
+        println!("FAILED: {why}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -306,12 +367,16 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         match report.first_bad_seq() {
             _ if report.is_valid() => println!(
-                "OK: {} events, {} checkpoints, verified tree size {}, {} pending, {} purged by retention",
+                "OK: {} events, {} checkpoints, verified tree size {}, {} pending, {} purged by retention{}",
                 report.events,
                 report.checkpoints,
                 report.verified_tree_size,
                 report.pending,
-                report.purged
+                report.purged,
+                match &quorum {
+                    Some(Ok((size, by))) => format!("; witnessed tree size {size}{}", cosigned_by(by)),
+                    _ => String::new(),
+                }
             ),
             Some(seq) => println!("FAILED: first bad seq {seq}"),
             None => println!("FAILED"),
@@ -322,6 +387,14 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+fn cosigned_by(witnesses: &[String]) -> String {
+    if witnesses.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", witnesses.join(", "))
+    }
 }
 
 #[tokio::main]

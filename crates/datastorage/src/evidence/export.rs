@@ -122,9 +122,11 @@ impl Export {
             Some(n) => CheckpointQuery::Size(n as i64),
             None => CheckpointQuery::Latest,
         };
-        let checkpoint = store.checkpoints(&query).await?.pop().ok_or_else(|| {
+        let mut checkpoint = store.checkpoints(&query).await?.pop().ok_or_else(|| {
             ExportError::NoCheckpoint(tree_size.map_or("yet".into(), |n| format!("of size {n}")))
         })?;
+        // The header carries the witnesses' cosignatures, for a verifier that asks a quorum.
+        checkpoint.note = super::cosign::cosigned_note(store.as_ref(), &checkpoint).await?;
         Ok(Export {
             store,
             after: filter.after_seq,

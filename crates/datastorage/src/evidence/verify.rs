@@ -185,6 +185,42 @@ pub async fn verify_log(
     Ok(report)
 }
 
+/// The newest checkpoint the witness `policy` accepts: signed by `key`, and cosigned by the
+/// quorum (each cosignature checked against its witness's key; stored cosignature rows are not
+/// trusted). `Err` says why none is: a log whose every witnessed checkpoint was rewritten has
+/// none. The checkpoint's root is checked against the content by [`verify_log`].
+pub async fn witnessed_checkpoint(
+    store: &dyn LogStore,
+    key: &CheckpointVerifier,
+    policy: &audit_model::cosignature::WitnessPolicy,
+) -> Result<Result<(i64, Vec<String>), String>, StoreError> {
+    let names: Vec<String> = policy
+        .witnesses
+        .iter()
+        .map(|w| w.name().to_string())
+        .collect();
+    let Some(size) = store.witnessed(&names, policy.quorum).await? else {
+        return Ok(Err(format!(
+            "no checkpoint is cosigned by {} of the {} witnesses",
+            policy.quorum,
+            names.len()
+        )));
+    };
+    let Some(checkpoint) = store.checkpoints(&CheckpointQuery::Size(size)).await?.pop() else {
+        return Ok(Err(format!("the witnessed checkpoint {size} is missing")));
+    };
+    let note = super::cosign::cosigned_note(store, &checkpoint).await?;
+    if let Err(e) = key.verify(&note) {
+        return Ok(Err(format!(
+            "the witnessed checkpoint {size} does not verify: {e}"
+        )));
+    }
+    Ok(policy
+        .check(&note)
+        .map(|by| (size, by))
+        .map_err(|e| format!("the checkpoint {size} is {e} (its cosignatures do not verify)")))
+}
+
 /// The signed roots by tree size, from the checkpoints whose signature verifies; forged
 /// checkpoints are reported and left out.
 fn signed_roots(

@@ -138,6 +138,24 @@ async fn witnessed(app: &TestApp, size: i64) -> Value {
     .await
 }
 
+/// `datastorage verify` of the app's log with the log's key and the witnesses' keys, quorum 2:
+/// whether it passed, and what it printed.
+fn verify_with_quorum(app: &TestApp, log: &CheckpointSigner, w: &[TestWitness]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_datastorage"));
+    command
+        .args(["verify", "--database-url", &app.db.url()])
+        .args(["--public-key", &log.verifier().to_text()])
+        .args(["--witness-quorum", "2"]);
+    for witness in w {
+        command.args(["--witness-key", &witness.verifier().to_text()]);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn metric(name_and_labels: &str) -> f64 {
     datastorage::metrics::prometheus()
         .render()
@@ -252,6 +270,11 @@ async fn witnesses_refuse_a_rewritten_or_rolled_back_log() {
         .get("/api/v1/audit/checkpoints/latest?witnessed=true")
         .await;
     assert_eq!(status, 404, "a rewritten log got a witnessed checkpoint");
+    let (ok, out) = verify_with_quorum(&forged, &log, &w);
+    assert!(
+        !ok && out.contains("no checkpoint is cosigned by 2 of the 3 witnesses"),
+        "{out}"
+    );
     for witness in &w {
         assert_eq!(witness.size().await, Some(30), "{} moved", witness.name);
     }
