@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod monitor;
 mod open_files;
 pub mod replay;
 pub mod retention;

@@ -65,6 +65,10 @@ enum Command {
     /// Write the events with their inclusion proofs and the checkpoint they prove against
     /// (NDJSON), checkable offline with `verify --export`.
     Export(ExportArgs),
+    /// Follow a running log from outside: check each new checkpoint's signature (and witness
+    /// quorum), its consistency with the last one accepted, and every new entry from its
+    /// content; report findings on stderr, as a metric and to a webhook.
+    Monitor(MonitorArgs),
     /// Create a checkpoint signing key (prints the public key to share with verifiers).
     Keygen {
         /// Where to write the key (never over an existing file).
@@ -242,6 +246,101 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+struct MonitorArgs {
+    /// The service's base URL.
+    #[arg(long)]
+    url: String,
+    /// The checkpoints' verifier key, or a file holding it (obtained out of band).
+    #[arg(long)]
+    public_key: String,
+    /// A witness's verifier key, or a file holding it; repeat. The monitor then follows the
+    /// checkpoints the quorum cosigned.
+    #[arg(long = "witness-key")]
+    witness_keys: Vec<String>,
+    /// How many of the witnesses must have cosigned (default: all given).
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// Where the monitor keeps the size and root it accepted last.
+    #[arg(long)]
+    state_file: std::path::PathBuf,
+    /// A reader's bearer token, in a file (read each round).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// A CA bundle (PEM) for an `https` service.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// Post each finding (JSON) to this URL.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Time between rounds.
+    #[arg(long, default_value = "30s")]
+    interval: humantime::Duration,
+    /// One round; exit 0 when the log is sound, 1 on a finding, 2 when the service could not
+    /// be checked.
+    #[arg(long)]
+    once: bool,
+    /// Serve `/metrics` on this address while following.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+}
+
+async fn monitor(args: MonitorArgs) -> anyhow::Result<std::process::ExitCode> {
+    use datastorage::monitor::{Monitor, MonitorConfig, Round};
+    let key = audit_model::checkpoint::CheckpointVerifier::parse(&key_text(&args.public_key))
+        .context("invalid --public-key")?;
+    let policy = policy_of(&args.witness_keys, args.witness_quorum)?;
+    let monitor = Monitor::new(MonitorConfig {
+        url: args.url.trim_end_matches('/').to_string(),
+        key,
+        policy,
+        state_file: args.state_file.clone(),
+        token_file: args.token_file.clone(),
+        ca_file: args.ca_file.clone(),
+        webhook: args.webhook.clone(),
+    })?;
+    let handle = datastorage::metrics::prometheus();
+    if let Some(addr) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = handle.render();
+                async move { text }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    loop {
+        let code = match monitor.round().await {
+            Ok(Round::Findings(findings)) => {
+                monitor.report(&findings).await;
+                1
+            }
+            Ok(Round::Advanced { state, entries }) => {
+                tracing::info!(
+                    tree_size = state.tree_size,
+                    entries,
+                    "checkpoint accepted; new entries verified"
+                );
+                0
+            }
+            Ok(Round::Unchanged(state)) => {
+                tracing::info!(tree_size = state.tree_size, "nothing new");
+                0
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the log this round");
+                2
+            }
+        };
+        if args.once {
+            return Ok(std::process::ExitCode::from(code));
+        }
+        tokio::time::sleep(args.interval.into()).await;
+    }
+}
+
+#[derive(clap::Args)]
 struct VerifyArgs {
     /// The log to check.
     #[command(flatten)]
@@ -276,25 +375,22 @@ fn key_text(arg: &str) -> String {
 }
 
 /// The witness policy of `--witness-key` and `--witness-quorum`, if keys are given.
-fn witness_policy(
-    args: &VerifyArgs,
+fn policy_of(
+    keys: &[String],
+    quorum: Option<usize>,
 ) -> anyhow::Result<Option<audit_model::cosignature::WitnessPolicy>> {
-    if args.witness_keys.is_empty() {
-        anyhow::ensure!(
-            args.witness_quorum.is_none(),
-            "--witness-quorum needs --witness-key"
-        );
+    if keys.is_empty() {
+        anyhow::ensure!(quorum.is_none(), "--witness-quorum needs --witness-key");
         return Ok(None);
     }
-    let witnesses = args
-        .witness_keys
+    let witnesses = keys
         .iter()
         .map(|k| {
             audit_model::cosignature::CosignatureVerifier::parse(&key_text(k))
                 .with_context(|| format!("invalid --witness-key {k}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let quorum = args.witness_quorum.unwrap_or(witnesses.len());
+    let quorum = quorum.unwrap_or(witnesses.len());
     anyhow::ensure!(
         (1..=witnesses.len()).contains(&quorum),
         "--witness-quorum must be between 1 and the {} witness keys",
@@ -309,7 +405,7 @@ fn witness_policy(
 async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
     let key = audit_model::checkpoint::CheckpointVerifier::parse(&key_text(&args.public_key))
         .context("invalid --public-key")?;
-    let policy = witness_policy(&args)?;
+    let policy = policy_of(&args.witness_keys, args.witness_quorum)?;
     if let Some(path) = &args.export {
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -420,6 +516,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             tracing::info!(store = store.backend(), "migrations applied");
             store.close().await;
             Ok(())
+        }
+        Command::Monitor(args) => {
+            telemetry::init(datastorage::config::LogFormat::Json);
+            return monitor(args).await;
         }
         Command::Verify(args) => {
             telemetry::init(datastorage::config::LogFormat::Text);

@@ -36,6 +36,9 @@ pub const WITNESS_SUBMISSION_FAILURES: &str = "datastorage_witness_submission_fa
 /// A `witness` refused for a `reason` catching up does not cure (`inconsistent`, `fork`,
 /// `ahead`): the log forked or was rolled back. Alert on any.
 pub const WITNESS_REFUSALS: &str = "datastorage_witness_refusals_total";
+/// Findings of `datastorage monitor`, by `kind` (`signature`, `quorum`, `rollback`, `fork`,
+/// `inconsistent`, `entry`).
+pub const MONITOR_FINDINGS: &str = "datastorage_monitor_findings_total";
 /// Leaves between the newest signed checkpoint and the newest one the witness quorum cosigned.
 pub const WITNESSED_LAG: &str = "datastorage_witnessed_checkpoint_lag_leaves";
 pub const RETENTION_PURGED: &str = "datastorage_retention_purged_total";

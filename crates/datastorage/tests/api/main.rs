@@ -13,6 +13,7 @@ mod export;
 mod health;
 mod hostile;
 mod kubernetes_auth;
+mod monitor;
 mod platform;
 mod query;
 mod records;
