@@ -149,29 +149,35 @@ impl Cosigning {
             .next())
     }
 
-    /// Keeps witness `i` cosigning the newest checkpoint; `size`: what it cosigned last, if
-    /// known here.
-    async fn follow(self: Arc<Self>, i: usize, mut size: Option<u64>, shutdown: Shutdown) {
+    /// Keeps witness `i` cosigning the newest checkpoint; `cosigned`: the size of the newest
+    /// checkpoint it cosigned, as stored here.
+    async fn follow(self: Arc<Self>, i: usize, mut cosigned: Option<u64>, shutdown: Shutdown) {
         let witness = &self.set.witnesses[i];
         let name = witness.key.name().to_string();
         let mut newest = self.newest.subscribe();
         let mut wait = RETRY_MIN;
+        // The size to submit from: what it cosigned here, or what it said it cosigned (a 409).
+        // A size it only said is submitted from even when it is the newest here: the answer
+        // is a cosignature of that checkpoint, or a 409 that says the roots differ.
+        let mut from = cosigned.unwrap_or(0);
         loop {
             let target = *newest.borrow_and_update();
-            if target > 0 && size.is_none_or(|s| (s as i64) < target) {
-                match self.submit(witness, size.unwrap_or(0), &name).await {
-                    Ok(Some(cosigned)) => {
-                        size = Some(cosigned);
+            if target > 0 && cosigned.is_none_or(|s| (s as i64) < target) {
+                match self.submit(witness, from, &name).await {
+                    Ok(Some(size)) => {
+                        cosigned = Some(size);
+                        from = size;
                         wait = RETRY_MIN;
                         continue;
                     }
                     Ok(None) => {}
-                    Err(Retry { learnt }) => {
-                        if let Some(learnt) = learnt {
-                            // The witness said its size: submit again from there at once.
-                            size = Some(learnt);
-                            continue;
-                        }
+                    Err(Retry {
+                        learnt: Some(learnt),
+                    }) => {
+                        from = learnt;
+                        continue;
+                    }
+                    Err(Retry { learnt: None }) => {
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
                             _ = shutdown.begun() => return,
@@ -212,7 +218,7 @@ impl Cosigning {
             self.refused(name, "ahead", format!("the witness cosigned size {old}, above the newest checkpoint here ({new}): the log was rolled back"));
             return Err(Retry { learnt: None });
         }
-        let proof = if old == 0 {
+        let proof = if old == 0 || old == new {
             Vec::new()
         } else {
             super::tree::consistency_proof(self.store.as_ref(), old, new)

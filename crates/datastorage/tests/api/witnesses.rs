@@ -298,3 +298,130 @@ async fn witnesses_refuse_a_rewritten_or_rolled_back_log() {
         witness.stop().await;
     }
 }
+
+/// The attack witnesses exist for, in place: with the database and the signing key in hand, an
+/// old event is rewritten, its leaf recomputed, the tree and every checkpoint rebuilt and signed
+/// again by the service itself. A verifier of the database alone cannot tell; the witnesses that
+/// cosigned the real history refuse the new one, and a verifier asking their quorum fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_event_rewritten_and_resigned_in_place_is_refused() {
+    use crate::helpers::start_on;
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let log = log_key(data_dir.path(), 23);
+    let mut w: Vec<TestWitness> = (1..=3).map(TestWitness::new).collect();
+    for witness in &mut w {
+        witness.start(&log).await;
+    }
+    let witnesses: Vec<&TestWitness> = w.iter().collect();
+    let Some(app) = app_with_witnesses(Backend::Sqlite, data_dir.clone(), &witnesses).await else {
+        return;
+    };
+    write(&app, "rr-history", 30).await;
+    let real = witnessed(&app, 30).await["tree_size"].as_i64().unwrap();
+    let (ok, out) = verify_with_quorum(&app, &log, &w);
+    assert!(ok, "{out}");
+    let TestApp {
+        db,
+        shutdown,
+        handle,
+        ..
+    } = app;
+    shutdown.begin();
+    handle.await.unwrap().unwrap();
+
+    // The insider: event 5 says someone else acted; its leaf, the tree and the checkpoints are
+    // made to match, and the service signs them again at its next start.
+    db.execute(
+        "DROP TRIGGER audit_events_no_update; DROP TRIGGER merkle_nodes_no_delete; \
+         DROP TRIGGER checkpoints_no_delete; DROP TRIGGER checkpoint_cosignatures_no_delete",
+    )
+    .await
+    .unwrap();
+    db.execute("UPDATE audit_events SET actor_id = 'nobody' WHERE seq = 5")
+        .await
+        .unwrap();
+    let store = datastorage::store::connect(
+        &datastorage::config::DatabaseTarget::Sqlite {
+            path: db
+                .url()
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap()
+                .into(),
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let rows = store.scan(4, 1).await.unwrap();
+    let datastorage::store::LogEntry::Event(rewritten) = &rows[0] else {
+        panic!("seq 5 is an event")
+    };
+    assert_eq!(rewritten.event.actor_id(), "nobody");
+    let leaf = hex::encode(audit_model::AuditEvent::leaf_hash(&rewritten.event).as_bytes());
+    store.close().await;
+    db.execute(&format!(
+        "UPDATE audit_events SET leaf_hash = x'{leaf}' WHERE seq = 5; \
+         DELETE FROM checkpoint_cosignatures; DELETE FROM merkle_nodes; DELETE FROM checkpoints"
+    ))
+    .await
+    .unwrap();
+
+    let options = AppOptions {
+        data_dir: Some(data_dir),
+        witnesses: Some(witnesses.iter().map(|w| w.entry()).collect()),
+        witness_quorum: Some(2),
+        ..AppOptions::default()
+    };
+    let forged = start_on(db.clone(), Backend::Sqlite, options).await;
+    let resigned = checkpoint_covering_forged(&forged, real).await;
+    assert_eq!(
+        log.verifier().verify(&resigned).unwrap().tree_size as i64,
+        real,
+        "the service signed the rewritten history"
+    );
+    // The database alone checks out: every leaf, node and checkpoint agrees with the content.
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_datastorage"))
+        .args(["verify", "--database-url", &forged.db.url()])
+        .args(["--public-key", &log.verifier().to_text()])
+        .output()
+        .unwrap();
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stdout)
+    );
+    // The witnesses do not move, the service counts their refusals, and the quorum fails.
+    eventually("the witnesses to refuse the rewritten history", || async {
+        (metric("datastorage_witness_refusals_total{witness=\"w1.witness.test\",reason=\"fork\"}") > 0.0
+            || metric("datastorage_witness_refusals_total{witness=\"w1.witness.test\",reason=\"inconsistent\"}") > 0.0)
+            .then_some(())
+    })
+    .await;
+    for witness in &w {
+        assert_eq!(
+            witness.size().await,
+            Some(real as u64),
+            "{} moved",
+            witness.name
+        );
+    }
+    let (status, _) = forged
+        .get("/api/v1/audit/checkpoints/latest?witnessed=true")
+        .await;
+    assert_eq!(status, 404);
+    let (ok, out) = verify_with_quorum(&forged, &log, &w);
+    assert!(!ok, "{out}");
+    for witness in &mut w {
+        witness.stop().await;
+    }
+}
+
+/// The note of the checkpoint the restarted service signs over `size` leaves.
+async fn checkpoint_covering_forged(app: &TestApp, size: i64) -> String {
+    crate::helpers::checkpoint_covering(app, size).await["note"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
