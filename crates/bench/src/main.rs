@@ -11,6 +11,7 @@ mod dlq;
 mod load;
 mod review;
 mod server;
+mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +61,9 @@ struct Args {
     /// Run only the authentication and TLS scenarios (n1)-(n4).
     #[arg(long)]
     auth_only: bool,
+    /// Run only the witness scenarios (w1)-(w4) (needs `audit-witness` built beside this).
+    #[arg(long)]
+    witness_only: bool,
     /// Events queued in the DLQ before the drain is timed.
     #[arg(long, default_value_t = 100_000)]
     drain_events: u64,
@@ -94,6 +98,8 @@ struct Bench {
     tree_build: Option<(Duration, f64)>,
     /// `datastorage verify` over the filled log.
     verifier: Option<Duration>,
+    /// (w3) wait p50, p99 (ms) and samples; (w4) cosignatures per second and in all.
+    witness_figures: Option<(f64, f64, usize, f64, u64)>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -131,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         peak_rss: 0.0,
         tree_build: None,
         verifier: None,
+        witness_figures: None,
     };
     bench.run().await?;
     bench.print()
@@ -173,6 +180,9 @@ impl Bench {
     async fn run(&mut self) -> anyhow::Result<()> {
         if self.args.auth_only {
             return self.authentication().await;
+        }
+        if self.args.witness_only {
+            return self.witnesses().await;
         }
         if !self.args.dlq_only {
             self.run_main().await?;
@@ -345,6 +355,88 @@ impl Bench {
             );
             self.rows.push(row);
         }
+        Ok(())
+    }
+
+    /// (w) Witnesses: (w1) single events without witnesses and (w2) with a 2-of-3 policy of
+    /// `audit-witness` processes, in [`TURNS`] turns; (w3) the wait from commit to a witnessed
+    /// checkpoint at R events/s; (w4) one witness's cosigning rate on one core.
+    async fn witnesses(&mut self) -> anyhow::Result<()> {
+        let (c, turn) = (self.args.clients, self.d() / TURNS);
+        let dir = tempfile::tempdir()?;
+        let (key_file, log_key) = witness::log_key(&self.bin, dir.path()).await?;
+        let mut processes = Vec::new();
+        for i in 1..=3 {
+            processes.push(
+                witness::WitnessProcess::start(
+                    &format!("w{i}.bench.example"),
+                    std::slice::from_ref(&log_key),
+                    false,
+                )
+                .await?,
+            );
+        }
+        let entries = processes
+            .iter()
+            .map(|w| w.entry())
+            .collect::<Vec<_>>()
+            .join(",");
+        let key_arg = key_file.display().to_string();
+        let pg = self.args.pg.clone();
+        let mut plain = Scenario::start(&self.bin, &pg, &[], false).await?;
+        let witnessed_args = [
+            "--checkpoint-key-file",
+            &key_arg,
+            "--witnesses",
+            &entries,
+            "--witness-quorum",
+            "2",
+        ];
+        let mut witnessed = Scenario::start(&self.bin, &pg, &witnessed_args, false).await?;
+        for _ in 0..TURNS {
+            plain.load_as(c, turn, Shape::Single, None, None).await?;
+            witnessed
+                .load_as(c, turn, Shape::Single, None, None)
+                .await?;
+        }
+        // (w3) on the witnessed service, at the open-loop rate.
+        let base = witnessed.server.base.clone();
+        let db_url = witnessed
+            .db
+            .as_ref()
+            .context("a PostgreSQL scenario")?
+            .url
+            .clone();
+        let rate = self.args.rate;
+        let d = self.d();
+        let (load, lag) = tokio::join!(
+            load::open_loop(&base, rate, d),
+            witness::witnessed_lag(&base, &db_url, d + Duration::from_secs(3))
+        );
+        let (p50, p99, samples) = lag?;
+        ensure!(
+            load.0.errors == 0,
+            "(w3): {} requests failed",
+            load.0.errors
+        );
+        witnessed.result.events += load.0.events;
+        for (scenario, name) in [
+            (plain, "(w1) POST /events, no witnesses"),
+            (witnessed, "(w2) POST /events, 2-of-3 witnesses"),
+        ] {
+            let row = scenario.finish(name, &mut self.peak_rss).await?;
+            ensure!(
+                row.result.errors == 0,
+                "{name}: {} refused",
+                row.result.errors
+            );
+            self.rows.push(row);
+        }
+        for w in processes {
+            w.stop().await;
+        }
+        let (per_second, total) = witness::witness_rate(64, d).await?;
+        self.witness_figures = Some((p50, p99, samples, per_second, total));
         Ok(())
     }
 
@@ -617,8 +709,21 @@ impl Bench {
                 "(n4)/(n2) = {:.3} (single events with a static token over TLS, over the same in plain text)",
                 rate("(n4)") / rate("(n2)")
             );
+            println!(
+                "(w2)/(w1) = {:.3} (single events with a 2-of-3 witness policy over none)",
+                rate("(w2)") / rate("(w1)")
+            );
         }
         let n = self.args.log_events as f64;
+        if let Some((p50, p99, samples, per_second, total)) = self.witness_figures {
+            println!(
+                "(w3) commit to witnessed checkpoint at {} events/s: p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} samples, 1 s checkpoint interval)",
+                self.args.rate
+            );
+            println!(
+                "(w4) one witness on one core: {per_second:.0} cosigned add-checkpoint requests/s ({total} in all, 64 logs)"
+            );
+        }
         if let Some((t, rss)) = self.tree_build {
             println!(
                 "tree over the {n:.0}-event log built and signed in {:.1} s ({:.0} leaves/s, service start included; peak RSS by then {rss:.1} MiB)",
