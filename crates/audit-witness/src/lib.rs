@@ -56,11 +56,55 @@ pub mod metrics_names {
     pub const COSIGNED_SIZE: &str = "witness_cosigned_tree_size";
 }
 
-/// A witness: its key, the logs it knows, its state.
+/// A witness: its key, the logs it knows, its state, and who may submit.
 pub struct Witness {
     cosigner: Cosigner,
     logs: HashMap<String, CheckpointVerifier>,
     state: State,
+    submitters: Option<Submitters>,
+}
+
+/// The bearer tokens allowed to submit checkpoints, by their SHA-256 (the witness holds no
+/// token). The C2SP protocol authenticates the log by its signature; tokens in front of it keep
+/// strangers from spending the witness's work and filling its refusal evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitters {
+    digests: Vec<[u8; 32]>,
+}
+
+impl Submitters {
+    /// Reads a file of SHA-256 hex digests, one per line (`#` starts a comment).
+    pub fn parse(text: &str) -> anyhow::Result<Submitters> {
+        let digests = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(l, &mut digest)
+                    .map_err(|_| anyhow::anyhow!("{l:?} is not a SHA-256 in hex"))?;
+                Ok(digest)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!digests.is_empty(), "no token digest is listed");
+        Ok(Submitters { digests })
+    }
+
+    /// Whether `authorization` is `Bearer <a listed token>`, compared in constant time with
+    /// every entry.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
+        let mut found = subtle::Choice::from(0);
+        for d in &self.digests {
+            found |= d.ct_eq(&digest);
+        }
+        found.into()
+    }
 }
 
 /// Why a checkpoint is not cosigned: the status and the body of the answer.
@@ -171,7 +215,14 @@ impl Witness {
                 .map(|k| (k.name().to_string(), k))
                 .collect(),
             state,
+            submitters: None,
         }
+    }
+
+    /// Only these bearer tokens may submit (401 otherwise).
+    pub fn with_submitters(mut self, submitters: Submitters) -> Witness {
+        self.submitters = Some(submitters);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -319,7 +370,25 @@ pub fn router(
         .with_state(witness)
 }
 
-async fn add_checkpoint(AxumState(witness): AxumState<Arc<Witness>>, body: String) -> Response {
+async fn add_checkpoint(
+    AxumState(witness): AxumState<Arc<Witness>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(submitters) = &witness.submitters {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !submitters.allows(authorization) {
+            metrics::counter!(metrics_names::REQUESTS, "outcome" => "unauthorized").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"audit-witness\"")],
+                "a submitter's bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
     match witness.add_checkpoint(&body).await {
         Ok(line) => (
             StatusCode::OK,

@@ -59,6 +59,16 @@ struct ServeArgs {
     /// Directory of the embedded database.
     #[arg(long, env = "WITNESS_DATA_DIR", default_value = "./witness-data")]
     data_dir: PathBuf,
+    /// Serve TLS with this certificate chain (PEM) and `--tls-key-file`; both are read again
+    /// when they change.
+    #[arg(long, env = "WITNESS_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "WITNESS_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Only submitters with one of these bearer tokens may add checkpoints: a file of their
+    /// SHA-256 digests in hex, one per line.
+    #[arg(long, env = "WITNESS_SUBMITTERS_FILE")]
+    submitters_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -110,26 +120,88 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| State::default_url(&args.data_dir));
     let state = State::open(&url).await.context("the witness's database")?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let witness = Arc::new(Witness::new(cosigner, logs, state));
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
+    let mut witness = Witness::new(cosigner, logs, state);
+    if let Some(path) = &args.submitters_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        witness = witness.with_submitters(
+            audit_witness::Submitters::parse(&text).context("the submitters file")?,
+        );
+    }
+    let witness = Arc::new(witness);
+    let name = witness.name().to_string();
+    let app = audit_witness::router(witness, metrics);
+    let listener = std::net::TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let tls = args.tls_cert_file.is_some();
     tracing::info!(
-        addr = %listener.local_addr()?,
-        witness = witness.name(),
+        addr = %addr,
+        witness = %name,
         logs = args.log_keys.len(),
+        tls,
         "audit-witness serving"
     );
-    axum::serve(listener, audit_witness::router(witness, metrics))
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("a SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
-        .await?;
+    match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .context("the TLS certificate and key")?;
+            tokio::spawn(reload_tls(config.clone(), cert.clone(), key.clone()));
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
+        }
+        _ => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
+        }
+    }
     Ok(())
+}
+
+/// Reads the certificate and key again when either changes (checked every second); new
+/// connections get the new pair, open ones keep theirs. A pair that does not load is logged
+/// and the one in force stays.
+async fn reload_tls(config: axum_server::tls_rustls::RustlsConfig, cert: PathBuf, key: PathBuf) {
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p).ok().map(|m| {
+            (
+                m.modified().ok(),
+                m.len(),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
+        })
+    };
+    let mut seen = (stamp(&cert), stamp(&key));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = (stamp(&cert), stamp(&key));
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match config.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => tracing::info!("the TLS certificate changed; the new one is in force"),
+            Err(error) => {
+                tracing::error!(%error, "the TLS certificate changed but cannot be used; the one before stays in force")
+            }
+        }
+    }
 }

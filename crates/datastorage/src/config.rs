@@ -520,6 +520,21 @@ pub struct CheckpointSettings {
         env = "DATASTORAGE_WITNESS_QUORUM"
     )]
     pub witness_quorum: Option<usize>,
+    /// A bearer token (in a file, read again for each submission) sent to the witnesses.
+    #[arg(
+        id = "witness_token_file",
+        long = "witness-token-file",
+        env = "DATASTORAGE_WITNESS_TOKEN_FILE"
+    )]
+    pub witness_token_file: Option<PathBuf>,
+    /// A CA bundle (PEM) the witnesses' `https` certificates are verified against, besides the
+    /// public web roots.
+    #[arg(
+        id = "witness_ca_file",
+        long = "witness-ca-file",
+        env = "DATASTORAGE_WITNESS_CA_FILE"
+    )]
+    pub witness_ca_file: Option<PathBuf>,
 }
 
 /// The retention worker.
@@ -668,7 +683,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 63] = [
+const MOVED_KEYS: [(&str, &str); 65] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -718,6 +733,8 @@ const MOVED_KEYS: [(&str, &str); 63] = [
     ("checkpoint_witness_file", "checkpoints.witness_file"),
     ("witnesses", "checkpoints.witnesses"),
     ("witness_quorum", "checkpoints.witness_quorum"),
+    ("witness_token_file", "checkpoints.witness_token_file"),
+    ("witness_ca_file", "checkpoints.witness_ca_file"),
     ("retention", "retention.enabled"),
     ("retention_interval", "retention.interval"),
     ("retention_batch_size", "retention.batch_size"),
@@ -1118,11 +1135,17 @@ fn witness_set(
     use audit_model::cosignature::CosignatureVerifier;
     let entries = s.witnesses.clone().unwrap_or_default();
     if entries.is_empty() {
-        if s.witness_quorum.is_some() {
-            return Err(invalid(
-                "checkpoints.witness_quorum",
-                "needs checkpoints.witnesses",
-            ));
+        for (key, set) in [
+            ("checkpoints.witness_quorum", s.witness_quorum.is_some()),
+            (
+                "checkpoints.witness_token_file",
+                s.witness_token_file.is_some(),
+            ),
+            ("checkpoints.witness_ca_file", s.witness_ca_file.is_some()),
+        ] {
+            if set {
+                return Err(invalid(key, "needs checkpoints.witnesses"));
+            }
         }
         return Ok(None);
     }
@@ -1166,6 +1189,8 @@ fn witness_set(
     Ok(Some(crate::evidence::cosign::WitnessSet {
         witnesses,
         quorum,
+        token_file: s.witness_token_file.clone(),
+        ca_file: s.witness_ca_file.clone(),
     }))
 }
 

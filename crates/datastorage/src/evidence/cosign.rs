@@ -39,6 +39,10 @@ pub struct WitnessEndpoint {
 pub struct WitnessSet {
     pub witnesses: Vec<WitnessEndpoint>,
     pub quorum: usize,
+    /// A bearer token sent with every submission, read from this file each time.
+    pub token_file: Option<std::path::PathBuf>,
+    /// A CA bundle for the witnesses' `https` certificates.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl WitnessSet {
@@ -85,14 +89,18 @@ pub struct Cosigning {
 }
 
 impl Cosigning {
-    pub fn new(
-        store: Arc<dyn LogStore>,
-        set: WitnessSet,
-    ) -> Result<Arc<Cosigning>, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(store: Arc<dyn LogStore>, set: WitnessSet) -> anyhow::Result<Arc<Cosigning>> {
+        let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(REQUEST_TIMEOUT)
-            .build()?;
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(path) = &set.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("the witnesses' CA file {}: {e}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
         Ok(Arc::new(Cosigning {
             store,
             set,
@@ -275,15 +283,19 @@ impl Cosigning {
 
     async fn exchange(&self, witness: &WitnessEndpoint, body: String, note: &str) -> Answer {
         let refused = |status: u16, why: String| Answer::Refused { status, why };
-        let response = match self
+        let mut request = self
             .http
             .post(format!("{}/add-checkpoint", witness.url))
-            .body(body)
-            .send()
-            .await
-        {
+            .body(body);
+        if let Some(path) = &self.set.token_file {
+            match std::fs::read_to_string(path) {
+                Ok(token) => request = request.bearer_auth(token.trim()),
+                Err(e) => return refused(0, format!("the token file {}: {e}", path.display())),
+            }
+        }
+        let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return refused(0, e.to_string()),
+            Err(e) => return refused(0, chain(&e)),
         };
         let status = response.status().as_u16();
         let text = match response.text().await {
@@ -335,6 +347,18 @@ impl Cosigning {
                 .set((newest - witnessed.unwrap_or(0)).max(0) as f64);
         }
     }
+}
+
+/// An error and its sources, for the log.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Try the submission again: at once from the size the witness named, or after a wait.

@@ -316,6 +316,8 @@ pub struct AppOptions {
     /// C2SP witnesses (`<verifier key>@<URL>`) and their quorum.
     pub witnesses: Option<Vec<String>>,
     pub witness_quorum: Option<usize>,
+    pub witness_token_file: Option<PathBuf>,
+    pub witness_ca_file: Option<PathBuf>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -403,6 +405,8 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             witness_file: options.checkpoint_witness_file.clone(),
             witnesses: options.witnesses.clone(),
             witness_quorum: options.witness_quorum,
+            witness_token_file: options.witness_token_file.clone(),
+            witness_ca_file: options.witness_ca_file.clone(),
             ..CheckpointSettings::default()
         },
         retention: RetentionSettings {

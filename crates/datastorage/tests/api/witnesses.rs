@@ -23,6 +23,8 @@ struct TestWitness {
     port: u16,
     dir: tempfile::TempDir,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Served over TLS with this CA's certificate, taking only this token.
+    secured: Option<(Arc<test_pki::TestCa>, String)>,
 }
 
 impl TestWitness {
@@ -38,6 +40,15 @@ impl TestWitness {
             port,
             dir: tempfile::tempdir().unwrap(),
             server: None,
+            secured: None,
+        }
+    }
+
+    /// The same, served over TLS (a certificate of `ca`) to submitters with `token` only.
+    fn secured(i: u8, ca: Arc<test_pki::TestCa>, token: &str) -> TestWitness {
+        TestWitness {
+            secured: Some((ca, token.to_string())),
+            ..TestWitness::new(i)
         }
     }
 
@@ -51,27 +62,54 @@ impl TestWitness {
 
     /// `<verifier key>@<URL>`, as the service's configuration names it.
     fn entry(&self) -> String {
-        format!(
-            "{}@http://127.0.0.1:{}",
-            self.verifier().to_text(),
-            self.port
-        )
+        match self.secured {
+            None => format!(
+                "{}@http://127.0.0.1:{}",
+                self.verifier().to_text(),
+                self.port
+            ),
+            Some(_) => format!(
+                "{}@https://localhost:{}",
+                self.verifier().to_text(),
+                self.port
+            ),
+        }
     }
 
     async fn start(&mut self, log: &CheckpointSigner) {
         let state = State::open(&State::default_url(self.dir.path()))
             .await
             .unwrap();
-        let witness = Arc::new(Witness::new(self.cosigner(), vec![log.verifier()], state));
+        let mut witness = Witness::new(self.cosigner(), vec![log.verifier()], state);
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+        let Some((ca, token)) = &self.secured else {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+                .await
+                .unwrap();
+            let app = audit_witness::router(Arc::new(witness), metrics);
+            self.server = Some(tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            }));
+            return;
+        };
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        witness = witness.with_submitters(audit_witness::Submitters::parse(&digest).unwrap());
+        let (cert, key) = ca.server(&["localhost"]).write(self.dir.path(), "witness");
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
             .unwrap();
-        let app = audit_witness::router(witness, metrics);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let app = audit_witness::router(Arc::new(witness), metrics);
         self.server = Some(tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum_server::from_tcp_rustls(listener, config)
+                .unwrap()
+                .serve(app.into_make_service())
+                .await
+                .unwrap();
         }));
     }
 
@@ -424,4 +462,58 @@ async fn checkpoint_covering_forged(app: &TestApp, size: i64) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Witnesses behind TLS with a private CA and a submitter's token: the service reaches them with
+/// its CA bundle and token; a witness that does not take its token only fails to cosign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_over_tls_take_the_services_token() {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let log = log_key(data_dir.path(), 24);
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(test_pki::TestCa::new("witnesses' CA"));
+    let ca_file = ca.write(ca_dir.path(), "ca");
+    let token_file = ca_dir.path().join("token");
+    std::fs::write(&token_file, "the-logs-token\n").unwrap();
+    let mut w = vec![
+        TestWitness::secured(1, ca.clone(), "the-logs-token"),
+        TestWitness::secured(2, ca.clone(), "the-logs-token"),
+        // Takes another submitter's token only.
+        TestWitness::secured(3, ca, "another-token"),
+    ];
+    for witness in &mut w {
+        witness.start(&log).await;
+    }
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            data_dir: Some(data_dir),
+            witnesses: Some(w.iter().map(TestWitness::entry).collect()),
+            witness_quorum: Some(2),
+            witness_token_file: Some(token_file),
+            witness_ca_file: Some(ca_file),
+            ..AppOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    write(&app, "rr-tls-witnessed", 12).await;
+    let checkpoint = witnessed(&app, 12).await;
+    let policy = WitnessPolicy {
+        witnesses: w.iter().map(TestWitness::verifier).collect(),
+        quorum: 2,
+    };
+    assert_eq!(
+        policy.check(checkpoint["note"].as_str().unwrap()).unwrap(),
+        ["w1.witness.test", "w2.witness.test"]
+    );
+    assert!(
+        metric("datastorage_witness_submission_failures_total{witness=\"w3.witness.test\"}") > 0.0
+    );
+    assert_eq!(w[2].size().await, None, "w3 cosigned without the token");
+    for witness in &mut w {
+        witness.stop().await;
+    }
 }

@@ -1,0 +1,178 @@
+//! The `audit-witness` binary as a process: HTTPS with a certificate made in the test and read
+//! again when renewed, bearer tokens for submitters, and its state kept across a SIGKILL.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use audit_model::checkpoint::{Checkpoint, CheckpointSigner};
+use audit_model::cosignature::CosignatureVerifier;
+use audit_model::merkle::{consistency_proof, leaf_hash, root, Hash};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use test_pki::TestCa;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "submitter-token-of-the-test";
+
+/// A running witness and where it listens.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+async fn start(dir: &Path, log: &CheckpointSigner, port: u16) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_audit-witness"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--key-file")
+        .arg(dir.join("witness.key"))
+        .args(["--log-key", &log.verifier().to_text()])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--submitters-file")
+        .arg(dir.join("submitters"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "audit-witness serving" {
+                return v["fields"]["addr"].as_str().unwrap().to_string();
+            }
+        }
+        panic!("the witness exited before serving")
+    })
+    .await
+    .expect("the witness serves within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let port = addr.rsplit(':').next().unwrap();
+    Process {
+        child,
+        url: format!("https://localhost:{port}"),
+    }
+}
+
+fn client(ca: &TestCa) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn submission(log: &CheckpointSigner, leaves: &[Hash], old: usize, new: usize) -> (String, String) {
+    let note = log.sign(&Checkpoint {
+        origin: log.name().to_string(),
+        tree_size: new as u64,
+        root_hash: root(&leaves[..new]),
+        timestamp: chrono::Utc::now(),
+    });
+    let mut body = format!("old {old}\n");
+    if old > 0 {
+        for h in consistency_proof(&leaves[..new], old as u64).unwrap() {
+            body.push_str(&B64.encode(h));
+            body.push('\n');
+        }
+    }
+    body.push('\n');
+    body.push_str(&note);
+    (body, note)
+}
+
+async fn post(
+    client: &reqwest::Client,
+    p: &Process,
+    body: &str,
+    token: Option<&str>,
+) -> reqwest::Result<(u16, String)> {
+    let mut request = client
+        .post(format!("{}/add-checkpoint", p.url))
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await?))
+}
+
+#[tokio::test]
+async fn the_witness_process_serves_https_to_its_submitters_and_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_audit-witness"))
+        .args(["keygen", "--name", "witness.test/process", "--out"])
+        .arg(dir.path().join("witness.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let verifier =
+        CosignatureVerifier::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let ca = TestCa::new("witness test CA");
+    ca.server(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "server");
+    use sha2::Digest;
+    std::fs::write(
+        dir.path().join("submitters"),
+        format!(
+            "# the log's submitter\n{}\n",
+            hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()))
+        ),
+    )
+    .unwrap();
+    let log = CheckpointSigner::from_seed("kubernaut.ai/audit", [31; 32]).unwrap();
+    let leaves: Vec<Hash> = (0..20)
+        .map(|i| leaf_hash(format!("e{i}").as_bytes()))
+        .collect();
+    let mut p = start(dir.path(), &log, 0).await;
+    let https = client(&ca);
+
+    // No token, or a wrong one: 401, nothing cosigned.
+    let (body, note) = submission(&log, &leaves, 0, 5);
+    assert_eq!(post(&https, &p, &body, None).await.unwrap().0, 401);
+    assert_eq!(post(&https, &p, &body, Some("guess")).await.unwrap().0, 401);
+    let (status, line) = post(&https, &p, &body, Some(TOKEN)).await.unwrap();
+    assert_eq!(status, 200, "{line}");
+    assert!(verifier.cosigned_at(&format!("{note}{line}")).is_some());
+    // A client that does not trust the witness's CA is refused by TLS.
+    let stranger = client(&TestCa::new("another CA"));
+    assert!(post(&stranger, &p, &body, Some(TOKEN)).await.is_err());
+
+    // The certificate is renewed by another CA: new connections get it, without a restart.
+    let renewed = TestCa::new("renewed CA");
+    renewed
+        .server(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "server");
+    let fresh = client(&renewed);
+    let (body, _) = submission(&log, &leaves, 5, 9);
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(answer) = post(&fresh, &p, &body, Some(TOKEN)).await {
+            answered = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered.expect("the renewed certificate is served").0, 200);
+
+    // Killed without warning and started again on its state: it remembers size 9.
+    let port: u16 = p.url.rsplit(':').next().unwrap().parse().unwrap();
+    p.child.kill().await.unwrap();
+    let p = start(dir.path(), &log, port).await;
+    let (body, _) = submission(&log, &leaves, 0, 12);
+    assert_eq!(
+        post(&fresh, &p, &body, Some(TOKEN)).await.unwrap(),
+        (409, "9\n".to_string())
+    );
+    let (body, _) = submission(&log, &leaves, 9, 12);
+    assert_eq!(post(&fresh, &p, &body, Some(TOKEN)).await.unwrap().0, 200);
+}
