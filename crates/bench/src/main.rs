@@ -364,13 +364,16 @@ impl Bench {
     async fn witnesses(&mut self) -> anyhow::Result<()> {
         let (c, turn) = (self.args.clients, self.d() / TURNS);
         let dir = tempfile::tempdir()?;
-        let (key_file, log_key) = witness::log_key(&self.bin, dir.path()).await?;
+        let (key_file, log_key) =
+            witness::log_key(&self.bin, dir.path(), "bench.example/w2").await?;
+        let (lag_key_file, lag_log_key) =
+            witness::log_key(&self.bin, dir.path(), "bench.example/w3").await?;
         let mut processes = Vec::new();
         for i in 1..=3 {
             processes.push(
                 witness::WitnessProcess::start(
                     &format!("w{i}.bench.example"),
-                    std::slice::from_ref(&log_key),
+                    &[log_key.clone(), lag_log_key.clone()],
                     false,
                 )
                 .await?,
@@ -381,32 +384,31 @@ impl Bench {
             .map(|w| w.entry())
             .collect::<Vec<_>>()
             .join(",");
-        let key_arg = key_file.display().to_string();
         let pg = self.args.pg.clone();
+        let witnessed_args = |key: &Path| {
+            vec![
+                "--checkpoint-key-file".to_string(),
+                key.display().to_string(),
+                "--witnesses".to_string(),
+                entries.clone(),
+                "--witness-quorum".to_string(),
+                "2".to_string(),
+            ]
+        };
+        let w2_args = witnessed_args(&key_file);
+        let w2_args: Vec<&str> = w2_args.iter().map(String::as_str).collect();
         let mut plain = Scenario::start(&self.bin, &pg, &[], false).await?;
-        let witnessed_args = [
-            "--checkpoint-key-file",
-            &key_arg,
-            "--witnesses",
-            &entries,
-            "--witness-quorum",
-            "2",
-        ];
-        let mut witnessed = Scenario::start(&self.bin, &pg, &witnessed_args, false).await?;
+        let mut witnessed = Scenario::start(&self.bin, &pg, &w2_args, false).await?;
         for _ in 0..TURNS {
             plain.load_as(c, turn, Shape::Single, None, None).await?;
-            witnessed
-                .load_as(c, turn, Shape::Single, None, None)
-                .await?;
+            witnessed.load_as(c, turn, Shape::Single, None, None).await?;
         }
-        // (w3) on the witnessed service, at the open-loop rate.
-        let base = witnessed.server.base.clone();
-        let db_url = witnessed
-            .db
-            .as_ref()
-            .context("a PostgreSQL scenario")?
-            .url
-            .clone();
+        // (w3) on a log of its own, at the open-loop rate.
+        let w3_args = witnessed_args(&lag_key_file);
+        let w3_args: Vec<&str> = w3_args.iter().map(String::as_str).collect();
+        let mut lagged = Scenario::start(&self.bin, &pg, &w3_args, false).await?;
+        let base = lagged.server.base.clone();
+        let db_url = lagged.db.as_ref().context("a PostgreSQL scenario")?.url.clone();
         let rate = self.args.rate;
         let d = self.d();
         let (load, lag) = tokio::join!(
@@ -414,15 +416,12 @@ impl Bench {
             witness::witnessed_lag(&base, &db_url, d + Duration::from_secs(3))
         );
         let (p50, p99, samples) = lag?;
-        ensure!(
-            load.0.errors == 0,
-            "(w3): {} requests failed",
-            load.0.errors
-        );
-        witnessed.result.events += load.0.events;
+        ensure!(load.0.errors == 0, "(w3): {} requests failed", load.0.errors);
+        lagged.result.add(&load.0);
         for (scenario, name) in [
             (plain, "(w1) POST /events, no witnesses"),
             (witnessed, "(w2) POST /events, 2-of-3 witnesses"),
+            (lagged, "(w3) POST /events at R/s, 2-of-3 witnesses"),
         ] {
             let row = scenario.finish(name, &mut self.peak_rss).await?;
             ensure!(

@@ -108,11 +108,12 @@ impl WitnessProcess {
     }
 }
 
-/// A checkpoint signing key for the service, written to `dir`; its path and verifier key.
-pub async fn log_key(bin: &Path, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
-    let path = dir.join("checkpoint.key");
+/// A checkpoint signing key for a log named `origin`, written to `dir`; its path and verifier
+/// key. (Each log a witness follows needs its own origin.)
+pub async fn log_key(bin: &Path, dir: &Path, origin: &str) -> anyhow::Result<(PathBuf, String)> {
+    let path = dir.join(format!("{}.key", origin.replace('/', "_")));
     let out = Command::new(bin)
-        .args(["keygen", "--out"])
+        .args(["keygen", "--origin", origin, "--out"])
         .arg(&path)
         .output()
         .await?;
