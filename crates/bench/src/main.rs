@@ -401,14 +401,21 @@ impl Bench {
         let mut witnessed = Scenario::start(&self.bin, &pg, &w2_args, false).await?;
         for _ in 0..TURNS {
             plain.load_as(c, turn, Shape::Single, None, None).await?;
-            witnessed.load_as(c, turn, Shape::Single, None, None).await?;
+            witnessed
+                .load_as(c, turn, Shape::Single, None, None)
+                .await?;
         }
         // (w3) on a log of its own, at the open-loop rate.
         let w3_args = witnessed_args(&lag_key_file);
         let w3_args: Vec<&str> = w3_args.iter().map(String::as_str).collect();
         let mut lagged = Scenario::start(&self.bin, &pg, &w3_args, false).await?;
         let base = lagged.server.base.clone();
-        let db_url = lagged.db.as_ref().context("a PostgreSQL scenario")?.url.clone();
+        let db_url = lagged
+            .db
+            .as_ref()
+            .context("a PostgreSQL scenario")?
+            .url
+            .clone();
         let rate = self.args.rate;
         let d = self.d();
         let (load, lag) = tokio::join!(
@@ -416,7 +423,11 @@ impl Bench {
             witness::witnessed_lag(&base, &db_url, d + Duration::from_secs(3))
         );
         let (p50, p99, samples) = lag?;
-        ensure!(load.0.errors == 0, "(w3): {} requests failed", load.0.errors);
+        ensure!(
+            load.0.errors == 0,
+            "(w3): {} requests failed",
+            load.0.errors
+        );
         lagged.result.add(&load.0);
         for (scenario, name) in [
             (plain, "(w1) POST /events, no witnesses"),
