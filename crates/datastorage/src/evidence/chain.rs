@@ -1,4 +1,4 @@
-//! One correlation's events checked against the latest signed checkpoint: each event's content
+//! One correlation's events checked against a signed checkpoint (the latest by default): each event's content
 //! re-hashed and compared with its stored leaf hash, and its inclusion proof verified against
 //! the signed root (what `POST /api/v1/audit/verify-chain` answers).
 
@@ -83,17 +83,15 @@ pub enum ChainError {
     CheckpointInvalid(String),
 }
 
-/// Checks every event of `correlation_id` against the latest signed checkpoint.
+/// Checks every event of `correlation_id` against the checkpoint `against` picks (the latest,
+/// or one of a given size).
 pub async fn verify_chain(
     store: &dyn LogStore,
     verifier: &CheckpointVerifier,
     correlation_id: &str,
+    against: &CheckpointQuery,
 ) -> Result<ChainVerdict, ChainError> {
-    let checkpoint = store
-        .checkpoints(&CheckpointQuery::Latest)
-        .await?
-        .into_iter()
-        .next();
+    let checkpoint = store.checkpoints(against).await?.into_iter().next();
     let root = match &checkpoint {
         Some(c) => Some(signed_root(verifier, c)?),
         None => None,

@@ -269,6 +269,50 @@ async fn a_quorum_cosigns_while_one_witness_is_down_and_it_catches_up_in_one_ste
         3
     );
     assert_eq!(app.db.count().await, 65);
+
+    // verify-chain against the witnessed checkpoint, and against an older one by its size.
+    let (status, verdict) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-witnessed", "witnessed": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["tree_size"], newest);
+    assert_eq!(verdict["verified_events"], 65);
+    assert_eq!(verdict["is_valid"], true);
+    assert!(policy
+        .check(verdict["checkpoint"]["note"].as_str().unwrap())
+        .is_ok());
+    let (status, verdict) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-witnessed", "tree_size": 40}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(
+        (
+            verdict["verified_events"].as_u64(),
+            verdict["pending_events"].as_u64()
+        ),
+        (Some(40), Some(25))
+    );
+    let (status, problem) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-witnessed", "tree_size": 41}),
+        )
+        .await;
+    assert_eq!(status, 404, "{problem}");
+    let (status, problem) = app
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-witnessed", "tree_size": 40, "witnessed": true}),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem.to_string().contains("not both"), "{problem}");
     for witness in &mut w {
         witness.stop().await;
     }
@@ -449,6 +493,13 @@ async fn an_old_event_rewritten_and_resigned_in_place_is_refused() {
         .get("/api/v1/audit/checkpoints/latest?witnessed=true")
         .await;
     assert_eq!(status, 404);
+    let (status, problem) = forged
+        .post(
+            "/api/v1/audit/verify-chain",
+            &json!({"correlation_id": "rr-history", "witnessed": true}),
+        )
+        .await;
+    assert_eq!(status, 404, "{problem}");
     let (ok, out) = verify_with_quorum(&forged, &log, &w);
     assert!(!ok, "{out}");
     for witness in &mut w {

@@ -99,7 +99,7 @@ async fn one(
     state: &AppState,
     query: CheckpointQuery,
 ) -> Result<Option<StoredCheckpoint>, ApiError> {
-    let Some(mut checkpoint) = state
+    let Some(checkpoint) = state
         .store
         .checkpoints(&query)
         .await
@@ -108,12 +108,20 @@ async fn one(
     else {
         return Ok(None);
     };
+    Ok(Some(cosigned(state, checkpoint).await?))
+}
+
+/// The checkpoint with its note carrying the witnesses' cosignatures (when there are witnesses).
+async fn cosigned(
+    state: &AppState,
+    mut checkpoint: StoredCheckpoint,
+) -> Result<StoredCheckpoint, ApiError> {
     if state.witnesses.is_some() {
         checkpoint.note = crate::evidence::cosign::cosigned_note(state.store.as_ref(), &checkpoint)
             .await
             .map_err(ApiError::from)?;
     }
-    Ok(Some(checkpoint))
+    Ok(checkpoint)
 }
 
 /// The checkpoints' public key.
@@ -155,20 +163,7 @@ pub async fn latest(
     Params(params): Params<LatestParams>,
 ) -> Result<Json<CheckpointView>, ApiError> {
     if params.witnessed == Some(true) {
-        let set = state.witnesses.as_ref().ok_or_else(|| {
-            ApiError::not_found("no witnesses are configured (checkpoints.witnesses)")
-        })?;
-        let size = state
-            .store
-            .witnessed(&set.names(), set.quorum)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "no checkpoint is cosigned by {} of the witnesses yet",
-                    set.quorum
-                ))
-            })?;
+        let size = witnessed_size(&state).await?;
         return one(&state, CheckpointQuery::Size(size))
             .await?
             .map(|c| Json(c.into()))
@@ -178,6 +173,25 @@ pub async fn latest(
         .await?
         .map(|c| Json(c.into()))
         .ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))
+}
+
+/// The tree size of the newest checkpoint the configured witness quorum cosigned; 404 when
+/// no witnesses are configured or none is cosigned by the quorum yet.
+async fn witnessed_size(state: &AppState) -> Result<i64, ApiError> {
+    let set = state.witnesses.as_ref().ok_or_else(|| {
+        ApiError::not_found("no witnesses are configured (checkpoints.witnesses)")
+    })?;
+    state
+        .store
+        .witnessed(&set.names(), set.quorum)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no checkpoint is cosigned by {} of the witnesses yet",
+                set.quorum
+            ))
+        })
 }
 
 /// Query parameters of the checkpoint list.
@@ -360,6 +374,10 @@ pub async fn consistency(
 #[serde(deny_unknown_fields)]
 pub struct VerifyChainRequest {
     pub correlation_id: String,
+    /// Check against the checkpoint of this tree size (default the newest signed one).
+    pub tree_size: Option<i64>,
+    /// `true`: check against the newest checkpoint the witness quorum cosigned.
+    pub witnessed: Option<bool>,
 }
 
 /// One event that did not verify.
@@ -409,21 +427,35 @@ pub(crate) fn read_verify_chain(
 ) -> Result<VerifyChainRequest, FieldErrors> {
     let mut reader = ObjectReader::new(body)?;
     let correlation_id = reader.string("correlation_id", audit_model::MAX_SHORT);
+    let tree_size = reader.opt_int("tree_size", 1, i64::MAX);
+    let witnessed = reader.opt_bool("witnessed");
+    if tree_size.is_some() && witnessed == Some(true) {
+        reader.errors_mut().add(
+            "witnessed",
+            Reason::InvalidValue,
+            "give tree_size or witnessed, not both",
+        );
+    }
     let errors = reader.finish();
     match correlation_id {
-        Some(correlation_id) if errors.is_empty() => Ok(VerifyChainRequest { correlation_id }),
+        Some(correlation_id) if errors.is_empty() => Ok(VerifyChainRequest {
+            correlation_id,
+            tree_size,
+            witnessed,
+        }),
         _ => Err(errors),
     }
 }
 
-/// Checks every event of a correlation against the latest signed checkpoint: its content
+/// Checks every event of a correlation against a signed checkpoint (the newest, the one of
+/// `tree_size`, or with `witnessed` the newest the witness quorum cosigned): its content
 /// re-hashed, its inclusion proof verified against the signed root.
 #[utoipa::path(post, path = "/api/v1/audit/verify-chain", tag = "tamper-evidence",
     request_body(content = Object, description = "`correlation_id` (the schema is made from `read_verify_chain`)"),
     responses(
         (status = 200, description = "The verdict, valid or not", body = VerifyChainResponse),
         (status = 400, description = "A bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Checkpoints are disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Checkpoints are disabled, no checkpoint of that tree size, or none cosigned by the witness quorum", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn verify_chain(
     State(state): State<AppState>,
@@ -433,14 +465,31 @@ pub async fn verify_chain(
 ) -> Result<Json<VerifyChainResponse>, ApiError> {
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
-    let verdict = chain::verify_chain(state.store.as_ref(), &verifier, &request.correlation_id)
-        .await
-        .map_err(|e| match e {
-            ChainError::Store(e) => ApiError::from(e),
-            e @ ChainError::CheckpointInvalid(_) => {
-                ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
-            }
-        })?;
+    let against = match (request.tree_size, request.witnessed) {
+        (Some(size), _) => CheckpointQuery::Size(size),
+        (None, Some(true)) => CheckpointQuery::Size(witnessed_size(&state).await?),
+        (None, _) => CheckpointQuery::Latest,
+    };
+    if let CheckpointQuery::Size(size) = against {
+        if one(&state, CheckpointQuery::Size(size)).await?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no checkpoint of tree size {size}"
+            )));
+        }
+    }
+    let verdict = chain::verify_chain(
+        state.store.as_ref(),
+        &verifier,
+        &request.correlation_id,
+        &against,
+    )
+    .await
+    .map_err(|e| match e {
+        ChainError::Store(e) => ApiError::from(e),
+        e @ ChainError::CheckpointInvalid(_) => {
+            ApiError::new(ProblemKind::ServiceUnavailable, e.to_string())
+        }
+    })?;
     // Recorded once the check is done (a refused one changes nothing), before it is answered.
     crate::access::record(
         &state.queue,
@@ -494,6 +543,9 @@ pub async fn verify_chain(
             })
             .collect(),
         tree_size: verdict.tree_size,
-        checkpoint: verdict.checkpoint.map(Into::into),
+        checkpoint: match verdict.checkpoint {
+            Some(c) => Some(cosigned(&state, c).await?.into()),
+            None => None,
+        },
     }))
 }
