@@ -2,62 +2,37 @@
 //! again when renewed, bearer tokens for submitters, and its state kept across a SIGKILL.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use audit_model::checkpoint::{Checkpoint, CheckpointSigner};
-use audit_model::cosignature::CosignatureVerifier;
 use audit_model::merkle::{consistency_proof, leaf_hash, root, Hash};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use test_pki::TestCa;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+mod common;
 
 const TOKEN: &str = "submitter-token-of-the-test";
 
 /// A running witness and where it listens.
 struct Process {
-    child: Child,
+    child: tokio::process::Child,
     url: String,
 }
 
 async fn start(dir: &Path, log: &CheckpointSigner, port: u16) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_audit-witness"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--key-file")
-        .arg(dir.join("witness.key"))
-        .args(["--log-key", &log.verifier().to_text()])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--tls-cert-file")
-        .arg(dir.join("server.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.join("server.key"))
-        .arg("--submitters-file")
-        .arg(dir.join("submitters"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "audit-witness serving" {
-                return v["fields"]["addr"].as_str().unwrap().to_string();
-            }
-        }
-        panic!("the witness exited before serving")
-    })
-    .await
-    .expect("the witness serves within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let port = addr.rsplit(':').next().unwrap();
+    let tls: Vec<std::ffi::OsString> = vec![
+        "--tls-cert-file".into(),
+        dir.join("server.crt").into(),
+        "--tls-key-file".into(),
+        dir.join("server.key").into(),
+        "--submitters-file".into(),
+        dir.join("submitters").into(),
+    ];
+    let p = common::serve(dir, &log.verifier().to_text(), port, &tls).await;
     Process {
-        child,
-        url: format!("https://localhost:{port}"),
+        child: p.child,
+        url: format!("https://localhost:{}", p.port),
     }
 }
 
@@ -109,14 +84,7 @@ async fn post(
 #[tokio::test]
 async fn the_witness_process_serves_https_to_its_submitters_and_keeps_its_state() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_audit-witness"))
-        .args(["keygen", "--name", "witness.test/process", "--out"])
-        .arg(dir.path().join("witness.key"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let verifier =
-        CosignatureVerifier::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let verifier = common::keygen(dir.path(), "witness.test/process");
     let ca = TestCa::new("witness test CA");
     ca.server(&["localhost", "127.0.0.1"])
         .write(dir.path(), "server");

@@ -1,12 +1,14 @@
 //! Asking C2SP witnesses (`tlog-witness`) to cosign the checkpoints, and keeping their
 //! cosignatures.
 //!
-//! One task per witness follows the newest signed checkpoint. It submits it with the
-//! consistency proof from the size that witness cosigned last (learnt from the stored
-//! cosignatures, or from the witness's 409 answer), checks the cosignature it gets back against
-//! the witness's key and stores it beside the checkpoint. Ingest and the checkpointer never wait
-//! for a witness: a witness that is down or slow only delays its own cosignatures, and once it
-//! answers again it is brought up to date with one proof from its size to the newest
+//! One task per witness follows the signed checkpoints. While the witness answers, it submits
+//! every checkpoint in order, each with the consistency proof from the size that witness
+//! cosigned last (learnt from the stored cosignatures, or from the witness's 409 answer), checks
+//! the cosignature it gets back against the witness's key and stores it beside the checkpoint:
+//! in normal operation every checkpoint is cosigned by every witness. Ingest and the
+//! checkpointer never wait for a witness: a witness that is down or slow only delays its own
+//! cosignatures, and once it answers again (or when the next checkpoint in order is older than
+//! [`IN_ORDER_WINDOW`]) it is brought up to date with one proof from its size to the newest
 //! checkpoint (the checkpoints in between are not submitted to it).
 //!
 //! A witness that refuses for a reason catching up does not cure says the log forked or was
@@ -68,6 +70,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first and the longest wait after a failed submission.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A witness that answers is given the next checkpoint in order unless that one was signed
+/// longer ago than this; then it is given the newest (a witness too slow to keep up, or one
+/// newly added to an old log, is not walked through the history).
+const IN_ORDER_WINDOW: Duration = Duration::from_secs(30);
 
 /// What a witness answered.
 #[derive(Debug)]
@@ -148,6 +155,24 @@ impl Cosigning {
         }
     }
 
+    /// The checkpoint to submit to a witness at `old`: the next one after it while that one is
+    /// recent, else (or with `catch_up`) the newest.
+    async fn next(&self, old: u64, catch_up: bool) -> Result<Option<StoredCheckpoint>, StoreError> {
+        if !catch_up {
+            let next = self
+                .store
+                .checkpoints(&CheckpointQuery::Covering(old as i64 + 1))
+                .await?
+                .into_iter()
+                .next();
+            let recent = chrono::Utc::now() - chrono::Duration::from_std(IN_ORDER_WINDOW).unwrap();
+            if let Some(next) = next.filter(|c| c.signed_at > recent) {
+                return Ok(Some(next));
+            }
+        }
+        self.latest().await
+    }
+
     async fn latest(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         Ok(self
             .store
@@ -168,14 +193,17 @@ impl Cosigning {
         // A size it only said is submitted from even when it is the newest here: the answer
         // is a cosignature of that checkpoint, or a 409 that says the roots differ.
         let mut from = cosigned.unwrap_or(0);
+        // After a failure the witness is caught up to the newest checkpoint in one step.
+        let mut catch_up = false;
         loop {
             let target = *newest.borrow_and_update();
             if target > 0 && cosigned.is_none_or(|s| (s as i64) < target) {
-                match self.submit(witness, from, &name).await {
+                match self.submit(witness, from, &name, catch_up).await {
                     Ok(Some(size)) => {
                         cosigned = Some(size);
                         from = size;
                         wait = RETRY_MIN;
+                        catch_up = false;
                         continue;
                     }
                     Ok(None) => {}
@@ -186,6 +214,7 @@ impl Cosigning {
                         continue;
                     }
                     Err(Retry { learnt: None }) => {
+                        catch_up = true;
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
                             _ = shutdown.begun() => return,
@@ -202,13 +231,15 @@ impl Cosigning {
         }
     }
 
-    /// Submits the newest checkpoint to `witness` from `old`; the size cosigned, `None` when
-    /// there is nothing newer, or why to try again.
+    /// Submits to `witness` from `old` the next checkpoint after `old` (the newest with
+    /// `catch_up`, or when the next is too old); the size cosigned, `None` when there is no
+    /// checkpoint, or why to try again.
     async fn submit(
         &self,
         witness: &WitnessEndpoint,
         old: u64,
         name: &str,
+        catch_up: bool,
     ) -> Result<Option<u64>, Retry> {
         let transient = |why: String| {
             tracing::warn!(witness = name, %why, "witness unavailable; trying again later");
@@ -216,7 +247,7 @@ impl Cosigning {
                 .increment(1);
             Retry { learnt: None }
         };
-        let latest = match self.latest().await {
+        let latest = match self.next(old, catch_up).await {
             Ok(Some(latest)) => latest,
             Ok(None) => return Ok(None),
             Err(e) => return Err(transient(format!("the store: {e}"))),
