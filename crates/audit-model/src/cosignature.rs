@@ -330,6 +330,29 @@ mod tests {
             .unwrap();
     }
 
+    /// The example answer of C2SP `tlog-witness` (three signature lines of 76 bytes: key id,
+    /// timestamp, signature), byte for byte, with a cosignature of ours among them: each line
+    /// parses, the ones of keys we do not hold are ignored, ours is found.
+    #[test]
+    fn the_specifications_example_answer_parses_and_unknown_keys_are_ignored() {
+        const EXAMPLE: &str = "\
+— witness.example/w1 CMp+6LWBU0anHGH5aNDTJkH/gj79sG+T6+iP2ThYN5krrDJbR1HDnucjL39QsZTSvVjyQLrdk3DXDqI5G2HgLatVs0pWh6Up69HVOw==
+— witness.example/w1 I7rEps0pvK2UqkS2gSpVUDhrhVtQV9lgF6pRrWAvjJHjyWpW7VcE3SiOlVlbQNt64vWhO+DlkL0+UfzuOBMh9ChdMkP1vi/lCAsmlw==
+— witness.example/w2 AWui8Sk55XjYLOijihBjhqEH6nS1ndDymE0a+6idX7pLcnoB+dhnz0854aLZgrrKbYKA7nC3HNJhm/kWl7oJlqU3rXXvpysAdyP3wQ==
+";
+        let lines: Vec<_> = signature_lines(EXAMPLE).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|(_, bytes)| bytes.len() == 4 + 8 + 64));
+        assert_eq!(lines[0].1[..4], [0x08, 0xca, 0x7e, 0xe8]);
+        let (note, body) = note();
+        let w1 = Cosigner::from_seed("witness.example/w1", [12; 32]).unwrap();
+        assert_eq!(w1.verifier().find(&body, EXAMPLE), None);
+        let answer = format!("{EXAMPLE}{}", w1.cosign(&body, 1_700_000_000));
+        assert_eq!(w1.verifier().find(&body, &answer), Some(1_700_000_000));
+        let cosigned = format!("{note}{answer}");
+        assert_eq!(w1.verifier().cosigned_at(&cosigned), Some(1_700_000_000));
+    }
+
     #[test]
     fn the_policy_counts_distinct_valid_witnesses() {
         let (note, body) = note();
