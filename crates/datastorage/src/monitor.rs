@@ -108,6 +108,11 @@ impl Monitor {
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, Unavailable> {
+        success(path, self.send(path).await?).await
+    }
+
+    /// A GET, whatever its status.
+    async fn send(&self, path: &str) -> Result<reqwest::Response, Unavailable> {
         let mut request = self.http.get(format!("{}{path}", self.config.url));
         if let Some(file) = &self.config.token_file {
             let token = std::fs::read_to_string(file)
@@ -118,14 +123,6 @@ impl Monitor {
             .send()
             .await
             .map_err(|e| Unavailable(format!("GET {path}: {e}")))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            return Err(Unavailable(format!(
-                "GET {path}: HTTP {status}: {}",
-                body.chars().take(300).collect::<String>()
-            )));
-        }
         Ok(response)
     }
 
@@ -137,12 +134,6 @@ impl Monitor {
         } else {
             "/api/v1/audit/checkpoints/latest"
         };
-        let answer: CheckpointAnswer = self
-            .get(latest)
-            .await?
-            .json()
-            .await
-            .map_err(|e| Unavailable(format!("the checkpoint: {e}")))?;
         let finding = |kind, detail: String, tree_size| {
             Ok(Round::Findings(vec![Finding {
                 kind,
@@ -150,6 +141,26 @@ impl Monitor {
                 tree_size,
             }]))
         };
+        // A log that had a witnessed checkpoint and now has none lost its witnessed history
+        // (rolled back or rewritten); before the first one, none is only not yet.
+        let response = self.send(latest).await?;
+        if let (Some(previous), Some(policy)) = (&previous, &self.config.policy) {
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return finding(
+                    "quorum",
+                    format!(
+                        "no checkpoint is cosigned by {} of the witnesses any more, though one of {} was accepted before",
+                        policy.quorum, previous.tree_size
+                    ),
+                    previous.tree_size,
+                );
+            }
+        }
+        let answer: CheckpointAnswer = success(latest, response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Unavailable(format!("the checkpoint: {e}")))?;
         let checkpoint = match self.config.key.verify(&answer.note) {
             Ok(c) => c,
             Err(e) => return finding("signature", format!("the newest checkpoint: {e}"), 0),
@@ -259,6 +270,22 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The response when it is a success, else why the service could not be checked.
+async fn success(
+    path: &str,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, Unavailable> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    Err(Unavailable(format!(
+        "GET {path}: HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    )))
 }
 
 fn read_state(path: &Path) -> anyhow::Result<Option<MonitorState>> {

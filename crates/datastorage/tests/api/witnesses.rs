@@ -399,7 +399,18 @@ async fn an_old_event_rewritten_and_resigned_in_place_is_refused() {
         return;
     };
     write(&app, "rr-history", 30).await;
-    let real = witnessed(&app, 30).await["tree_size"].as_i64().unwrap();
+    witnessed(&app, 30).await;
+    // Two monitors follow the real log, one of them requiring the quorum.
+    let monitor_state = data_dir.path().join("monitor.json");
+    let (code, out) = monitor_once(&app, &log, &monitor_state, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let quorum_state = data_dir.path().join("quorum-monitor.json");
+    let (code, out) = monitor_once(&app, &log, &quorum_state, &w).await;
+    assert_eq!(code, 0, "{out}");
+    // (Their exports are recorded in the log too; the witnesses cosign those as well.)
+    let rows = app.db.scalar("SELECT count(*) FROM audit_events").await;
+    assert_eq!(rows, 32);
+    let real = witnessed(&app, rows).await["tree_size"].as_i64().unwrap();
     let (ok, out) = verify_with_quorum(&app, &log, &w);
     assert!(ok, "{out}");
     let TestApp {
@@ -502,9 +513,49 @@ async fn an_old_event_rewritten_and_resigned_in_place_is_refused() {
     assert_eq!(status, 404, "{problem}");
     let (ok, out) = verify_with_quorum(&forged, &log, &w);
     assert!(!ok, "{out}");
+    // The monitors report it: the history changed under the one that follows the signed
+    // checkpoints, and the witnessed history is gone for the one that requires the quorum.
+    let (code, out) = monitor_once(&forged, &log, &monitor_state, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        ["fork", "inconsistent"]
+            .iter()
+            .any(|kind| out.contains(&format!("\"kind\":\"{kind}\""))),
+        "{out}"
+    );
+    let (code, out) = monitor_once(&forged, &log, &quorum_state, &w).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"kind\":\"quorum\""), "{out}");
     for witness in &mut w {
         witness.stop().await;
     }
+}
+
+/// One `datastorage monitor --once` round against `app` (requiring a quorum of 2 of
+/// `witnesses` when there are any): its exit code and what it printed.
+async fn monitor_once(
+    app: &TestApp,
+    log: &CheckpointSigner,
+    state: &Path,
+    witnesses: &[TestWitness],
+) -> (i32, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_datastorage"));
+    command
+        .args(["monitor", "--once", "--url", &app.base])
+        .args(["--public-key", &log.verifier().to_text()])
+        .arg("--state-file")
+        .arg(state);
+    if !witnesses.is_empty() {
+        command.args(["--witness-quorum", "2"]);
+        for witness in witnesses {
+            command.args(["--witness-key", &witness.verifier().to_text()]);
+        }
+    }
+    let out = command.output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The note of the checkpoint the restarted service signs over `size` leaves.
