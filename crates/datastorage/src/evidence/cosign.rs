@@ -143,15 +143,29 @@ impl Cosigning {
         if let Ok(Some(latest)) = self.latest().await {
             self.signed(latest.tree_size);
         }
-        let tasks: Vec<_> = (0..self.set.witnesses.len())
+        let mut tasks: Vec<_> = (0..self.set.witnesses.len())
             .map(|i| {
                 let name = self.set.witnesses[i].key.name().to_string();
                 let size = known.get(&name).copied().map(|s| s as u64);
                 tokio::spawn(self.clone().follow(i, size, shutdown.clone()))
             })
             .collect();
+        tasks.push(tokio::spawn(self.clone().follow_lag(shutdown)));
         for task in tasks {
             let _ = task.await;
+        }
+    }
+
+    /// Publishes the witnessed lag at each new checkpoint, so that it grows while no witness
+    /// answers (the witnesses' tasks publish it as they cosign).
+    async fn follow_lag(self: Arc<Self>, shutdown: Shutdown) {
+        let mut newest = self.newest.subscribe();
+        loop {
+            self.publish_lag().await;
+            tokio::select! {
+                changed = newest.changed() => if changed.is_err() { return },
+                _ = shutdown.begun() => return,
+            }
         }
     }
 
@@ -286,7 +300,7 @@ impl Cosigning {
                     .increment(1);
                 metrics::gauge!(crate::metrics::WITNESS_COSIGNED_SIZE, "witness" => name.to_string())
                     .set(new as f64);
-                self.publish_lag(latest.tree_size).await;
+                self.publish_lag().await;
                 Ok(Some(new))
             }
             Answer::Conflict(size) if size > new => {
@@ -368,7 +382,8 @@ impl Cosigning {
     }
 
     /// How many leaves the newest witnessed checkpoint lags the newest signed one.
-    async fn publish_lag(&self, newest: i64) {
+    async fn publish_lag(&self) {
+        let newest = *self.newest.borrow();
         if let Ok(witnessed) = self
             .store
             .witnessed(&self.set.names(), self.set.quorum)

@@ -352,6 +352,11 @@ async fn witnesses_refuse_a_rewritten_or_rolled_back_log() {
         .get("/api/v1/audit/checkpoints/latest?witnessed=true")
         .await;
     assert_eq!(status, 404, "a rewritten log got a witnessed checkpoint");
+    // With no witness cosigning, the witnessed lag is the whole forged log.
+    eventually("the witnessed lag to cover the forged log", || async {
+        (metric("datastorage_witnessed_checkpoint_lag_leaves") == 50.0).then_some(())
+    })
+    .await;
     let (ok, out) = verify_with_quorum(&forged, &log, &w);
     assert!(
         !ok && out.contains("no checkpoint is cosigned by 2 of the 3 witnesses"),
