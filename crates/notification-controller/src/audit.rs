@@ -153,6 +153,7 @@ pub fn record(subject: &Subject, intent: &AuditIntent) -> AuditRecord {
             });
             e["event_data"] = json!({
                 "notification": subject.name,
+                "notification_uid": subject.uid,
                 "old_phase": from.map(Phase::as_str),
                 "new_phase": to.as_str(),
             });
@@ -174,6 +175,7 @@ pub fn record(subject: &Subject, intent: &AuditIntent) -> AuditRecord {
                 e["error_message"] = json!(text(err));
             }
             e["event_data"] = json!({
+                "notification_uid": subject.uid,
                 "channel": a.channel.as_str(),
                 "recipient": short(&a.recipient),
                 "attempt": a.attempt,

@@ -5,3 +5,4 @@ pub mod effectiveness;
 pub mod history;
 pub mod reconstruction;
 pub mod redaction;
+pub mod timeline;
