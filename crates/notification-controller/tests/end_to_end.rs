@@ -199,6 +199,35 @@ async fn the_database_holds_exactly_the_expected_trail() {
         (12, 0, 0),
         "{report:?}"
     );
+
+    // The remediation's timeline joins the phases, the attempts and the typed records into the
+    // notification's one lifecycle, complete.
+    let (status, timeline) = app
+        .get(&format!(
+            "/api/v1/audit/remediations/{CORRELATION}/timeline"
+        ))
+        .await;
+    assert_eq!(status, 200, "{timeline}");
+    assert_eq!(timeline["summary"]["event_count"], EXPECTED_EVENTS);
+    assert_eq!(timeline["summary"]["completeness"], 100, "{timeline:#}");
+    assert_eq!(
+        timeline["summary"]["outcomes"],
+        json!({"notification": "success"})
+    );
+    let lifecycles = timeline["lifecycles"].as_array().unwrap();
+    assert_eq!(lifecycles.len(), 1, "{timeline:#}");
+    let notification = &lifecycles[0];
+    assert_eq!(notification["event_count"], EXPECTED_EVENTS);
+    assert_eq!(notification["failures"], 2);
+    assert_eq!(notification["outcome"], "success");
+    assert_eq!(notification["findings"], json!([]));
+    let phases: Vec<&str> = notification["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["Pending", "Sending", "Retrying", "Sent"]);
 }
 
 /// Stops Data Storage (gracefully) and returns what is needed to start it again on the same

@@ -74,6 +74,11 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         READER,
     ),
     (Method::GET, "/api/v1/remediation-history/context", READER),
+    (
+        Method::GET,
+        "/api/v1/audit/remediations/{correlation_id}/timeline",
+        READER,
+    ),
     (Method::POST, "/api/v1/audit/legal-hold", ADMIN),
     (Method::GET, "/api/v1/audit/legal-hold", READER),
     (

@@ -60,7 +60,10 @@ impl Service {
                 "orchestrator.lifecycle.failed",
             ],
             Service::Signal => &["signalprocessing.signal.processed"],
-            Service::AiAnalysis => &["aianalysis.analysis.completed", "aianalysis.analysis.failed"],
+            Service::AiAnalysis => &[
+                "aianalysis.analysis.completed",
+                "aianalysis.analysis.failed",
+            ],
             Service::WorkflowExecution => &[
                 "workflowexecution.workflow.completed",
                 "workflowexecution.workflow.failed",
@@ -197,22 +200,25 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Timeline {
     pub correlation_id: String,
+    /// The remediation has more events than a timeline draws (100 000); these are its first.
+    pub truncated: bool,
     pub summary: Summary,
     pub lifecycles: Vec<Lifecycle>,
     pub events: Vec<TimelineEntry>,
 }
 
 /// The phase an event enters, if it says so: a transition's `to_phase`/`new_phase`, or a
-/// typed record's status.
-fn entered_phase(stored: &StoredEvent) -> Option<String> {
+/// typed record's status (the second says whether it is a record's).
+fn entered_phase(stored: &StoredEvent) -> Option<(String, bool)> {
     let e = &stored.event;
     let data = e.event_data();
     for key in ["to_phase", "new_phase"] {
         if let Some(Value::String(p)) = data.get(key) {
-            return Some(p.clone());
+            return Some((p.clone(), false));
         }
     }
-    e.record_kind().map(|_| e.event_action().to_string())
+    e.record_kind()
+        .map(|_| (e.event_action().to_string(), true))
 }
 
 /// Whether the event ends its lifecycle.
@@ -258,7 +264,10 @@ struct Open<'a> {
     service: Service,
     subject: String,
     events: Vec<&'a StoredEvent>,
+    /// The phases its transitions entered.
     phases: Vec<(String, DateTime<Utc>)>,
+    /// The statuses its typed records named (its phases when it has no transitions).
+    statuses: Vec<(String, DateTime<Utc>)>,
     terminal: Option<&'a StoredEvent>,
 }
 
@@ -285,6 +294,7 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
                     subject: key.1,
                     events: Vec::new(),
                     phases: Vec::new(),
+                    statuses: Vec::new(),
                     terminal: None,
                 });
                 open.len() - 1
@@ -294,12 +304,17 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
             let l = &mut open[i];
             l.events.push(stored);
             let phase = entered_phase(stored);
-            if let Some(phase) = &phase {
-                if l.phases.last().map(|(p, _)| p) != Some(phase) {
-                    l.phases.push((phase.clone(), e.event_timestamp()));
+            if let Some((phase, record)) = &phase {
+                let list = if *record {
+                    &mut l.statuses
+                } else {
+                    &mut l.phases
+                };
+                if list.last().map(|(p, _)| p) != Some(phase) {
+                    list.push((phase.clone(), e.event_timestamp()));
                 }
             }
-            if is_terminal(service, stored, phase.as_deref()) {
+            if is_terminal(service, stored, phase.as_ref().map(|(p, _)| p.as_str())) {
                 l.terminal = Some(stored);
             }
         }
@@ -321,10 +336,7 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
                     == Service::AiAnalysis
                 && s.event.event_outcome() == EventOutcome::Success
         });
-    let lifecycles: Vec<Lifecycle> = open
-        .into_iter()
-        .map(|l| finish(l, analysed))
-        .collect();
+    let lifecycles: Vec<Lifecycle> = open.into_iter().map(|l| finish(l, analysed)).collect();
     let mut outcomes: BTreeMap<Service, &'static str> = BTreeMap::new();
     for l in &lifecycles {
         let worst = outcomes.entry(l.service).or_insert("success");
@@ -343,6 +355,7 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
     };
     Some(Timeline {
         correlation_id: correlation_id.to_string(),
+        truncated: false,
         summary: Summary {
             first_event_at: first,
             last_event_at: last,
@@ -372,12 +385,16 @@ fn finish(l: Open<'_>, analysed: bool) -> Lifecycle {
         Some(_) => "success",
         None => "in_progress",
     };
-    let phases = l
-        .phases
+    let entered = if l.phases.is_empty() {
+        &l.statuses
+    } else {
+        &l.phases
+    };
+    let phases = entered
         .iter()
         .enumerate()
         .map(|(i, (phase, entered_at))| {
-            let left_at = l.phases.get(i + 1).map(|(_, at)| *at);
+            let left_at = entered.get(i + 1).map(|(_, at)| *at);
             Phase {
                 phase: phase.clone(),
                 entered_at: *entered_at,
@@ -456,8 +473,7 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
             // `notification.message.sent`/`failed` (or a typed delivery record) after it.
             for (i, s) in l.events.iter().enumerate() {
                 let sending = entered_phase(s)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("sending"))
-                    && s.event.record_kind().is_none();
+                    .is_some_and(|(p, record)| !record && p.eq_ignore_ascii_case("sending"));
                 let outcome = l.events[i + 1..].iter().any(|o| {
                     matches!(
                         o.event.event_type(),
@@ -629,7 +645,13 @@ mod tests {
         let events = vec![
             ok(1, 0, "gateway.signal.received"),
             ok(2, 1, "orchestrator.lifecycle.created"),
-            transition(3, 2, "signalprocessing.phase.transition", "Pending", "Enriching"),
+            transition(
+                3,
+                2,
+                "signalprocessing.phase.transition",
+                "Pending",
+                "Enriching",
+            ),
             ok(4, 4, "signalprocessing.signal.processed"),
             ok(5, 5, "aianalysis.aiagent.submit"),
             ok(6, 9, "aianalysis.aiagent.result"),
@@ -669,8 +691,20 @@ mod tests {
     fn phases_have_their_durations_and_the_last_one_stays_open() {
         let events = vec![
             transition(1, 0, "orchestrator.lifecycle.transitioned", "", "Pending"),
-            transition(2, 5, "orchestrator.lifecycle.transitioned", "Pending", "Analyzing"),
-            transition(3, 12, "orchestrator.lifecycle.transitioned", "Analyzing", "Executing"),
+            transition(
+                2,
+                5,
+                "orchestrator.lifecycle.transitioned",
+                "Pending",
+                "Analyzing",
+            ),
+            transition(
+                3,
+                12,
+                "orchestrator.lifecycle.transitioned",
+                "Analyzing",
+                "Executing",
+            ),
         ];
         let t = build("rr-1", &events).unwrap();
         let phases = &t.lifecycles[0].phases;
@@ -680,7 +714,11 @@ mod tests {
             .collect();
         assert_eq!(
             named,
-            [("Pending", Some(5_000)), ("Analyzing", Some(7_000)), ("Executing", None)]
+            [
+                ("Pending", Some(5_000)),
+                ("Analyzing", Some(7_000)),
+                ("Executing", None)
+            ]
         );
         assert_eq!(t.lifecycles[0].outcome, "in_progress");
     }
@@ -689,7 +727,13 @@ mod tests {
     fn a_lifecycle_that_never_ends_is_not_terminal() {
         let events = vec![
             ok(1, 0, "gateway.signal.received"),
-            transition(2, 1, "signalprocessing.phase.transition", "Pending", "Enriching"),
+            transition(
+                2,
+                1,
+                "signalprocessing.phase.transition",
+                "Pending",
+                "Enriching",
+            ),
         ];
         let t = build("rr-1", &events).unwrap();
         assert_eq!(rules_of(&t, Service::Signal), ["not_terminal"]);
@@ -713,7 +757,13 @@ mod tests {
             ok(1, 0, "workflowexecution.selection.completed"),
             ok(2, 0, "aianalysis.analysis.completed"),
             ok(3, 1, "workflowexecution.execution.started"),
-            event(4, 9, "workflowexecution.workflow.failed", "failure", json!({})),
+            event(
+                4,
+                9,
+                "workflowexecution.workflow.failed",
+                "failure",
+                json!({}),
+            ),
         ];
         let t = build("rr-1", &events).unwrap();
         let workflow = &t.lifecycles[0];

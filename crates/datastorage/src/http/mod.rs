@@ -279,6 +279,10 @@ fn router(state: AppState) -> Router {
             get(routes::derived::history_context),
         )
         .route(
+            "/api/v1/audit/remediations/{correlation_id}/timeline",
+            get(routes::derived::remediation_timeline),
+        )
+        .route(
             "/api/v1/audit/consistency",
             get(routes::checkpoints::consistency),
         )

@@ -50,6 +50,7 @@ use super::routes::{
         derived::score,
         derived::reconstruct,
         derived::history_context,
+        derived::remediation_timeline,
         export::export,
         legal_hold::place,
         legal_hold::release,
@@ -113,6 +114,7 @@ use super::routes::{
         (name = "retention", description = "Legal holds; retention purges content of expired events no hold keeps"),
         (name = "admin", description = "Operating the dead-letter queue"),
         (name = "platform", description = "What the platform's Data Storage API derives from the audit log"),
+        (name = "timeline", description = "A remediation's events across the six services, as lifecycles with completeness findings"),
         (name = "health", description = "Probes, metrics and this document"),
     )
 )]

@@ -14,6 +14,7 @@ use crate::derived::effectiveness::{self, EffectivenessScore};
 use crate::derived::history::{self, Remediation};
 use crate::derived::reconstruction::go_duration;
 use crate::derived::reconstruction::{self, RebuildError, Reconstruction, TrailEvent};
+use crate::derived::timeline::{self, Timeline};
 use crate::http::params::Params;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
@@ -21,6 +22,8 @@ use crate::store::{Cursor, EventFilter, EventQuery, Order};
 
 /// Most events read for one derivation (a remediation writes far fewer).
 const MAX_EVENTS: usize = 10_000;
+/// Most events a timeline draws.
+pub const MAX_TIMELINE_EVENTS: usize = 100_000;
 /// Events read per round trip.
 const PAGE: u32 = 1_000;
 
@@ -38,13 +41,14 @@ async fn trail(
             .collect(),
         ..EventQuery::default()
     };
-    read_all(state, query, keep).await
+    read_all(state, query, MAX_EVENTS, keep).await
 }
 
-/// Every event `base` matches, in log order (at most [`MAX_EVENTS`]), that `keep` keeps.
+/// Every event `base` matches, in time order (about `max` at most), that `keep` keeps.
 async fn read_all(
     state: &AppState,
     base: EventQuery,
+    max: usize,
     keep: impl Fn(&StoredEvent) -> bool,
 ) -> Result<Vec<StoredEvent>, ApiError> {
     let mut events = Vec::new();
@@ -65,7 +69,7 @@ async fn read_all(
             seq: e.seq,
         });
         events.extend(page.into_iter().filter(|e| keep(e)));
-        if !full || read >= MAX_EVENTS {
+        if !full || read >= max {
             return Ok(events);
         }
     }
@@ -99,6 +103,36 @@ pub async fn score(
         Utc::now(),
     );
     Ok(Json(score))
+}
+
+/// A remediation's timeline: every event of the correlation across the six services, in time
+/// order, grouped per service into lifecycles with their phases, durations, outcomes and
+/// completeness findings, under a summary.
+#[utoipa::path(get, path = "/api/v1/audit/remediations/{correlation_id}/timeline", tag = "timeline",
+    params(("correlation_id" = String, Path, description = "The remediation's correlation id")),
+    responses(
+        (status = 200, description = "The timeline", body = Timeline),
+        (status = 404, description = "No event of this correlation", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remediation_timeline(
+    State(state): State<AppState>,
+    Path(correlation_id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let query = EventQuery {
+        filters: vec![(EventFilter::CorrelationId, correlation_id.clone())],
+        ..EventQuery::default()
+    };
+    let mut events = read_all(&state, query, MAX_TIMELINE_EVENTS + 1, |_| true).await?;
+    let truncated = events.len() > MAX_TIMELINE_EVENTS;
+    events.truncate(MAX_TIMELINE_EVENTS);
+    let mut timeline = timeline::build(&correlation_id, &events).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no audit event has correlation_id {correlation_id}"
+        ))
+    })?;
+    timeline.truncated = truncated;
+    Ok(Json(timeline))
 }
 
 /// The remediation's RemediationRequest rebuilt from its audit trail, as YAML, with how
@@ -211,7 +245,7 @@ async fn tier(
         until: Some(until),
         ..EventQuery::default()
     };
-    let remediations = read_all(state, query, |_| true).await?;
+    let remediations = read_all(state, query, MAX_EVENTS, |_| true).await?;
     let mut chain = Vec::new();
     for ro in &remediations {
         let filters = [(EventFilter::EventCategory, "effectiveness")];
