@@ -190,11 +190,33 @@ pub async fn run(
     Ok(total)
 }
 
-/// Fills a log with `n` events over `correlations` correlation ids (`rr-log-<k>`), by COPY.
-pub async fn fill_log(url: &str, n: u64, correlations: u64) -> anyhow::Result<()> {
+/// The correlation of the large remediation [`fill_log`] writes.
+pub const BIG_REMEDIATION: &str = "rr-log-big";
+
+/// The event types of the large remediation, in turn: the six services' lifecycles.
+const REMEDIATION_TYPES: [&str; 12] = [
+    "gateway.signal.received",
+    "signalprocessing.phase.transition",
+    "signalprocessing.signal.processed",
+    "orchestrator.lifecycle.transitioned",
+    "aianalysis.aiagent.submit",
+    "aianalysis.aiagent.result",
+    "aianalysis.analysis.completed",
+    "workflowexecution.selection.completed",
+    "workflowexecution.execution.started",
+    "workflowexecution.workflow.completed",
+    "effectiveness.assessment.completed",
+    "notification.message.sent",
+];
+
+/// Fills a log with `n` events over `correlations` correlation ids (`rr-log-<k>`), by COPY;
+/// the last `big` of them form one remediation ([`BIG_REMEDIATION`]) of every service's event
+/// types, one second apart.
+pub async fn fill_log(url: &str, n: u64, correlations: u64, big: u64) -> anyhow::Result<()> {
     let mut conn = <PgConnection as sqlx::Connection>::connect(url).await?;
     let chunk = 20_000u64;
     let mut seq = 0i64;
+    let started = Utc::now() - chrono::Duration::seconds(big as i64);
     while (seq as u64) < n {
         let mut text = String::with_capacity(chunk as usize * 700);
         for _ in 0..chunk.min(n - seq as u64) {
@@ -202,6 +224,20 @@ pub async fn fill_log(url: &str, n: u64, correlations: u64) -> anyhow::Result<()
             let mut v = event(0, seq as u64);
             v["correlation_id"] =
                 serde_json::json!(format!("rr-log-{}", seq as u64 % correlations));
+            if let Some(k) = (seq as u64).checked_sub(n - big) {
+                let event_type = REMEDIATION_TYPES[k as usize % REMEDIATION_TYPES.len()];
+                v["correlation_id"] = serde_json::json!(BIG_REMEDIATION);
+                v["event_type"] = serde_json::json!(event_type);
+                v["event_category"] = serde_json::json!(event_type.split('.').next());
+                v["event_timestamp"] = serde_json::json!(audit_model::timestamp::format(
+                    &(started + chrono::Duration::seconds(k as i64))
+                ));
+                if event_type.ends_with("transition") || event_type.ends_with("transitioned") {
+                    let phase = format!("Phase{}", k % 7);
+                    v["event_data"] =
+                        serde_json::json!({"from_phase": "Pending", "to_phase": phase});
+                }
+            }
             let e = AuditEvent::parse(v, Utc::now()).expect("bench events are valid");
             copy_line(&mut text, seq, &e, e.leaf_hash().as_bytes());
         }

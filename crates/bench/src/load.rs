@@ -277,7 +277,7 @@ pub async fn get_loop(
     clients: usize,
     duration: Duration,
     paths: Arc<Vec<String>>,
-    check: fn(&Value) -> bool,
+    check: fn(&[u8]) -> bool,
 ) -> (LoadResult, Latency) {
     let http = http(clients);
     let hist = histogram();
@@ -301,7 +301,7 @@ pub async fn get_loop(
                     let answer = http.get(format!("{base}{}", paths[k])).send().await;
                     let ok = match answer {
                         Ok(a) if a.status() == 200 => {
-                            a.json::<Value>().await.ok().is_some_and(|v| check(&v))
+                            a.bytes().await.ok().is_some_and(|b| check(&b))
                         }
                         _ => false,
                     };

@@ -64,6 +64,13 @@ struct Args {
     /// Run only the witness scenarios (w1)-(w4) (needs `audit-witness` built beside this).
     #[arg(long)]
     witness_only: bool,
+    /// Run only the reads on the large log: (j) queries, (l) proofs, (t) the timeline of a
+    /// remediation of `--remediation-events`, the tree build and the verifier.
+    #[arg(long)]
+    query_only: bool,
+    /// Events of the one large remediation in the log of (j) whose timeline (t) draws.
+    #[arg(long, default_value_t = 10_000)]
+    remediation_events: u64,
     /// Events queued in the DLQ before the drain is timed.
     #[arg(long, default_value_t = 100_000)]
     drain_events: u64,
@@ -76,6 +83,16 @@ struct Args {
     /// With --against: send batches of B events instead of single events.
     #[arg(long)]
     batches: bool,
+}
+
+/// An answer's JSON (null when it is not JSON).
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+/// Whether `body` contains `part`.
+fn contains(body: &[u8], part: &[u8]) -> bool {
+    body.windows(part.len()).any(|w| w == part)
 }
 
 /// One line of the table.
@@ -183,6 +200,9 @@ impl Bench {
         }
         if self.args.witness_only {
             return self.witnesses().await;
+        }
+        if self.args.query_only {
+            return self.query().await;
         }
         if !self.args.dlq_only {
             self.run_main().await?;
@@ -500,7 +520,8 @@ impl Bench {
         let n = self.args.log_events;
         let db = BenchDb::create(&self.args.pg, &self.bin).await?;
         let correlations = (n / 100).max(1);
-        baseline::fill_log(&db.url, n, correlations).await?;
+        let big = self.args.remediation_events.min(n / 2);
+        baseline::fill_log(&db.url, n, correlations, big).await?;
         let dir = tempfile::tempdir()?;
         let args = vec![
             "--database-url".to_string(),
@@ -520,7 +541,7 @@ impl Bench {
             &server,
             "(j) GET /events?correlation_id= on the log",
             paths,
-            |v| v["data"].as_array().is_some_and(|a| !a.is_empty()),
+            |b| json(b)["data"].as_array().is_some_and(|a| !a.is_empty()),
         )
         .await;
         let paths = db
@@ -533,17 +554,32 @@ impl Bench {
             &server,
             "(l) GET /events/{id}/proof on the log",
             paths,
-            |v| {
-                v["inclusion_proof"]
+            |b| {
+                json(b)["inclusion_proof"]
                     .as_array()
                     .is_some_and(|p| !p.is_empty())
             },
         )
         .await;
+        // One request at a time: the latency of drawing the whole remediation.
+        let path = format!(
+            "/api/v1/audit/remediations/{}/timeline",
+            baseline::BIG_REMEDIATION
+        );
+        self.measure_reads_with(
+            &server,
+            "(t) GET /remediations/{id}/timeline of the large remediation",
+            vec![path],
+            1,
+            // Checked without parsing the whole answer in the load generator, whose time
+            // would count in the latency.
+            |b| contains(b, b"\"truncated\":false") && contains(b, b"\"event_count\":"),
+        )
+        .await;
         let key = server.public_key().await?;
         self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
         server.stop().await?;
-        for row in &self.rows[self.rows.len() - 2..] {
+        for row in &self.rows[self.rows.len() - 3..] {
             ensure!(
                 row.result.errors == 0 && row.result.events > 0,
                 "{}: {} of {} reads failed",
@@ -637,11 +673,23 @@ impl Bench {
         server: &Server,
         name: &'static str,
         paths: Vec<String>,
-        check: fn(&serde_json::Value) -> bool,
+        check: fn(&[u8]) -> bool,
+    ) {
+        self.measure_reads_with(server, name, paths, 4, check).await
+    }
+
+    /// Reads `paths` from `clients` clients for half the scenario's duration.
+    async fn measure_reads_with(
+        &mut self,
+        server: &Server,
+        name: &'static str,
+        paths: Vec<String>,
+        clients: usize,
+        check: fn(&[u8]) -> bool,
     ) {
         let cpu = server.cpu_seconds();
         let (r, latency) =
-            load::get_loop(&server.base, 4, self.d() / 2, Arc::new(paths), check).await;
+            load::get_loop(&server.base, clients, self.d() / 2, Arc::new(paths), check).await;
         let cpu = server.cpu_seconds() - cpu;
         self.rows.push(Row {
             name,

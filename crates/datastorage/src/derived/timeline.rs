@@ -16,6 +16,51 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// What the timeline reads of one event (the store reads these columns alone, from the
+/// correlation index, rather than whole events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub event_category: String,
+    pub event_action: String,
+    pub event_outcome: EventOutcome,
+    pub event_timestamp: DateTime<Utc>,
+    pub resource_id: String,
+    /// A typed seed record.
+    pub record: bool,
+    /// The phase a transition enters (`event_data.to_phase`, else `new_phase`).
+    pub to_phase: Option<String>,
+    /// `event_data.notification_uid`.
+    pub notification_uid: Option<String>,
+}
+
+impl TimelineRow {
+    /// The row of a whole event.
+    pub fn of(stored: &StoredEvent) -> TimelineRow {
+        let e = &stored.event;
+        let data = e.event_data();
+        let text = |key: &str| match data.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        TimelineRow {
+            seq: stored.seq,
+            event_id: e.event_id(),
+            event_type: e.event_type().to_string(),
+            event_category: e.event_category().to_string(),
+            event_action: e.event_action().to_string(),
+            event_outcome: e.event_outcome(),
+            event_timestamp: e.event_timestamp(),
+            resource_id: e.resource_id().to_string(),
+            record: e.record_kind().is_some(),
+            to_phase: text("to_phase").or_else(|| text("new_phase")),
+            notification_uid: text("notification_uid"),
+        }
+    }
+}
+
 /// The six services of a remediation, and the events that belong to none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -209,26 +254,20 @@ pub struct Timeline {
 
 /// The phase an event enters, if it says so: a transition's `to_phase`/`new_phase`, or a
 /// typed record's status (the second says whether it is a record's).
-fn entered_phase(stored: &StoredEvent) -> Option<(String, bool)> {
-    let e = &stored.event;
-    let data = e.event_data();
-    for key in ["to_phase", "new_phase"] {
-        if let Some(Value::String(p)) = data.get(key) {
-            return Some((p.clone(), false));
-        }
+fn entered_phase(row: &TimelineRow) -> Option<(&str, bool)> {
+    if let Some(phase) = &row.to_phase {
+        return Some((phase, false));
     }
-    e.record_kind()
-        .map(|_| (e.event_action().to_string(), true))
+    row.record.then_some((row.event_action.as_str(), true))
 }
 
 /// Whether the event ends its lifecycle.
-fn is_terminal(service: Service, stored: &StoredEvent, phase: Option<&str>) -> bool {
-    let e = &stored.event;
-    if service.terminal_types().contains(&e.event_type()) {
+fn is_terminal(service: Service, row: &TimelineRow, phase: Option<&str>) -> bool {
+    if service.terminal_types().contains(&row.event_type.as_str()) {
         return true;
     }
-    if e.record_kind().is_some() {
-        return e.event_outcome() != EventOutcome::Pending;
+    if row.record {
+        return row.event_outcome != EventOutcome::Pending;
     }
     phase.is_some_and(is_terminal_phase)
 }
@@ -236,15 +275,13 @@ fn is_terminal(service: Service, stored: &StoredEvent, phase: Option<&str>) -> b
 /// The lifecycle an event belongs to within its service: a notification's (by the
 /// NotificationRequest's uid when the event carries it, as typed records and the controller's
 /// events do, else its resource id); one per service otherwise.
-fn subject(service: Service, stored: &StoredEvent) -> String {
-    let e = &stored.event;
+fn subject(service: Service, row: &TimelineRow) -> String {
     if service != Service::Notification {
         return service_name(service).to_string();
     }
-    match e.event_data().get("notification_uid") {
-        Some(Value::String(uid)) => uid.clone(),
-        _ => e.resource_id().to_string(),
-    }
+    row.notification_uid
+        .clone()
+        .unwrap_or_else(|| row.resource_id.clone())
 }
 
 fn service_name(service: Service) -> &'static str {
@@ -263,31 +300,30 @@ fn service_name(service: Service) -> &'static str {
 struct Open<'a> {
     service: Service,
     subject: String,
-    events: Vec<&'a StoredEvent>,
+    events: Vec<&'a TimelineRow>,
     /// The phases its transitions entered.
     phases: Vec<(String, DateTime<Utc>)>,
     /// The statuses its typed records named (its phases when it has no transitions).
     statuses: Vec<(String, DateTime<Utc>)>,
-    terminal: Option<&'a StoredEvent>,
+    terminal: Option<&'a TimelineRow>,
 }
 
 /// Builds the timeline of `correlation_id` from its events in time order; `None` without
 /// events.
-pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
-    let first = events.first()?.event.event_timestamp();
+pub fn build(correlation_id: &str, events: &[TimelineRow]) -> Option<Timeline> {
+    let first = events.first()?.event_timestamp;
     let last = events
         .iter()
-        .map(|s| s.event.event_timestamp())
+        .map(|r| r.event_timestamp)
         .max()
         .unwrap_or(first);
     let mut open: Vec<Open<'_>> = Vec::new();
     let mut index: BTreeMap<(Service, String), usize> = BTreeMap::new();
     let mut entries = Vec::with_capacity(events.len());
-    for stored in events {
-        let e = &stored.event;
-        let service = Service::of(e.event_type(), e.event_category());
+    for row in events {
+        let service = Service::of(&row.event_type, &row.event_category);
         let lifecycle = (service != Service::Other).then(|| {
-            let key = (service, subject(service, stored));
+            let key = (service, subject(service, row));
             *index.entry(key.clone()).or_insert_with(|| {
                 open.push(Open {
                     service,
@@ -302,40 +338,38 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
         });
         if let Some(i) = lifecycle {
             let l = &mut open[i];
-            l.events.push(stored);
-            let phase = entered_phase(stored);
-            if let Some((phase, record)) = &phase {
-                let list = if *record {
+            l.events.push(row);
+            let phase = entered_phase(row);
+            if let Some((phase, record)) = phase {
+                let list = if record {
                     &mut l.statuses
                 } else {
                     &mut l.phases
                 };
-                if list.last().map(|(p, _)| p) != Some(phase) {
-                    list.push((phase.clone(), e.event_timestamp()));
+                if list.last().map(|(p, _)| p.as_str()) != Some(phase) {
+                    list.push((phase.to_string(), row.event_timestamp));
                 }
             }
-            if is_terminal(service, stored, phase.as_ref().map(|(p, _)| p.as_str())) {
-                l.terminal = Some(stored);
+            if is_terminal(service, row, phase.map(|(p, _)| p)) {
+                l.terminal = Some(row);
             }
         }
         entries.push(TimelineEntry {
-            seq: stored.seq,
-            event_id: e.event_id(),
-            event_type: e.event_type().to_string(),
-            event_timestamp: e.event_timestamp(),
-            event_outcome: e.event_outcome().as_str(),
+            seq: row.seq,
+            event_id: row.event_id,
+            event_type: row.event_type.clone(),
+            event_timestamp: row.event_timestamp,
+            event_outcome: row.event_outcome.as_str(),
             service,
             lifecycle,
         });
     }
-    let has = |event_type: &str| events.iter().any(|s| s.event.event_type() == event_type);
-    let analysed = has("aianalysis.analysis.completed")
-        || events.iter().any(|s| {
-            s.event.record_kind().is_some()
-                && Service::of(s.event.event_type(), s.event.event_category())
-                    == Service::AiAnalysis
-                && s.event.event_outcome() == EventOutcome::Success
-        });
+    let analysed = events.iter().any(|r| {
+        r.event_type == "aianalysis.analysis.completed"
+            || (r.record
+                && Service::of(&r.event_type, &r.event_category) == Service::AiAnalysis
+                && r.event_outcome == EventOutcome::Success)
+    });
     let lifecycles: Vec<Lifecycle> = open.into_iter().map(|l| finish(l, analysed)).collect();
     let mut outcomes: BTreeMap<Service, &'static str> = BTreeMap::new();
     for l in &lifecycles {
@@ -372,15 +406,15 @@ pub fn build(correlation_id: &str, events: &[StoredEvent]) -> Option<Timeline> {
 
 /// A lifecycle's phases, outcome and findings.
 fn finish(l: Open<'_>, analysed: bool) -> Lifecycle {
-    let started_at = l.events[0].event.event_timestamp();
+    let started_at = l.events[0].event_timestamp;
     let last_event_at = l
         .events
         .iter()
-        .map(|s| s.event.event_timestamp())
+        .map(|r| r.event_timestamp)
         .max()
         .unwrap_or(started_at);
-    let ended_at = l.terminal.map(|t| t.event.event_timestamp());
-    let outcome = match l.terminal.map(|t| t.event.event_outcome()) {
+    let ended_at = l.terminal.map(|t| t.event_timestamp);
+    let outcome = match l.terminal.map(|t| t.event_outcome) {
         Some(EventOutcome::Failure) => "failure",
         Some(_) => "success",
         None => "in_progress",
@@ -417,7 +451,7 @@ fn finish(l: Open<'_>, analysed: bool) -> Lifecycle {
         failures: l
             .events
             .iter()
-            .filter(|s| s.event.event_outcome() == EventOutcome::Failure)
+            .filter(|r| r.event_outcome == EventOutcome::Failure)
             .count() as u64,
         event_count: l.events.len() as u64,
         findings,
@@ -425,11 +459,11 @@ fn finish(l: Open<'_>, analysed: bool) -> Lifecycle {
 }
 
 /// The first event of `types` at or after position `from` in the lifecycle.
-fn after<'a>(events: &[&'a StoredEvent], from: usize, types: &[&str]) -> Option<&'a StoredEvent> {
+fn after<'a>(events: &[&'a TimelineRow], from: usize, types: &[&str]) -> Option<&'a TimelineRow> {
     events[from..]
         .iter()
         .copied()
-        .find(|s| types.contains(&s.event.event_type()))
+        .find(|s| types.contains(&s.event_type.as_str()))
 }
 
 /// Each event of `starts` needs one of `ends` after it in the lifecycle.
@@ -442,11 +476,11 @@ fn pairs(
     findings: &mut Vec<Finding>,
 ) {
     for (i, s) in l.events.iter().enumerate() {
-        if starts.contains(&s.event.event_type()) && after(&l.events, i + 1, ends).is_none() {
+        if starts.contains(&s.event_type.as_str()) && after(&l.events, i + 1, ends).is_none() {
             findings.push(Finding {
                 rule,
-                message: format!("{} (seq {}) {what}", s.event.event_type(), s.seq),
-                event_id: Some(s.event.event_id()),
+                message: format!("{} (seq {}) {what}", s.event_type.as_str(), s.seq),
+                event_id: Some(s.event_id),
             });
         }
     }
@@ -461,10 +495,10 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
             message: format!(
                 "the {} lifecycle started and never reached a terminal state (last: {} at seq {})",
                 service_name(l.service),
-                last.event.event_type(),
+                last.event_type,
                 last.seq
             ),
-            event_id: Some(last.event.event_id()),
+            event_id: Some(last.event_id),
         });
     }
     match l.service {
@@ -476,9 +510,9 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
                     .is_some_and(|(p, record)| !record && p.eq_ignore_ascii_case("sending"));
                 let outcome = l.events[i + 1..].iter().any(|o| {
                     matches!(
-                        o.event.event_type(),
+                        o.event_type.as_str(),
                         "notification.message.sent" | "notification.message.failed"
-                    ) || o.event.record_kind().is_some()
+                    ) || o.record
                 });
                 if sending && !outcome {
                     findings.push(Finding {
@@ -487,7 +521,7 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
                             "a delivery attempt began (seq {}) and no outcome was recorded",
                             s.seq
                         ),
-                        event_id: Some(s.event.event_id()),
+                        event_id: Some(s.event_id),
                     });
                 }
             }
@@ -508,12 +542,12 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
                 findings,
             );
             for s in &l.events {
-                let started = s.event.event_type() == "workflowexecution.execution.started";
+                let started = s.event_type.as_str() == "workflowexecution.execution.started";
                 if started
                     && !l
                         .events
                         .iter()
-                        .any(|o| o.event.event_type() == "workflowexecution.selection.completed")
+                        .any(|o| o.event_type.as_str() == "workflowexecution.selection.completed")
                 {
                     findings.push(Finding {
                         rule: "execution_without_selection",
@@ -521,7 +555,7 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
                             "an execution started (seq {}) without a recorded workflow selection",
                             s.seq
                         ),
-                        event_id: Some(s.event.event_id()),
+                        event_id: Some(s.event_id),
                     });
                 }
             }
@@ -553,17 +587,17 @@ fn rules(l: &Open<'_>, analysed: bool, findings: &mut Vec<Finding>) {
     if !analysed {
         for s in &l.events {
             if matches!(
-                s.event.event_type(),
+                s.event_type.as_str(),
                 "workflowexecution.selection.completed" | "aianalysis.approval.decision"
             ) {
                 findings.push(Finding {
                     rule: "decision_without_analysis",
                     message: format!(
                         "{} (seq {}) was decided without a completed AI analysis",
-                        s.event.event_type(),
+                        s.event_type.as_str(),
                         s.seq
                     ),
-                    event_id: Some(s.event.event_id()),
+                    event_id: Some(s.event_id),
                 });
             }
         }
@@ -626,6 +660,10 @@ mod tests {
         )
     }
 
+    fn rows(events: &[StoredEvent]) -> Vec<TimelineRow> {
+        events.iter().map(TimelineRow::of).collect()
+    }
+
     fn rules_of(timeline: &Timeline, service: Service) -> Vec<&'static str> {
         timeline
             .lifecycles
@@ -662,7 +700,7 @@ mod tests {
             ok(11, 30, "effectiveness.assessment.completed"),
             ok(12, 31, "orchestrator.lifecycle.completed"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         let services: Vec<_> = t.lifecycles.iter().map(|l| l.service).collect();
         assert_eq!(
             services,
@@ -706,7 +744,7 @@ mod tests {
                 "Executing",
             ),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         let phases = &t.lifecycles[0].phases;
         let named: Vec<_> = phases
             .iter()
@@ -735,7 +773,7 @@ mod tests {
                 "Enriching",
             ),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(rules_of(&t, Service::Signal), ["not_terminal"]);
         assert_eq!(t.summary.completeness, 0);
         assert_eq!(t.summary.outcomes[&Service::Signal], "in_progress");
@@ -748,7 +786,7 @@ mod tests {
             "Enriching",
             "Completed",
         ));
-        assert!(rules_of(&build("rr-1", &ended).unwrap(), Service::Signal).is_empty());
+        assert!(rules_of(&build("rr-1", &rows(&ended)).unwrap(), Service::Signal).is_empty());
     }
 
     #[test]
@@ -765,7 +803,7 @@ mod tests {
                 json!({}),
             ),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         let workflow = &t.lifecycles[0];
         assert_eq!((workflow.outcome, workflow.failures), ("failure", 1));
         assert_eq!(t.summary.outcomes[&Service::WorkflowExecution], "failure");
@@ -778,7 +816,7 @@ mod tests {
             ok(1, 0, "aianalysis.analysis.completed"),
             ok(2, 1, "workflowexecution.execution.started"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(
             rules_of(&t, Service::WorkflowExecution),
             [
@@ -795,7 +833,7 @@ mod tests {
             ok(1, 0, "aianalysis.aiagent.submit"),
             ok(2, 1, "workflowexecution.selection.completed"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(
             rules_of(&t, Service::AiAnalysis),
             ["not_terminal", "call_without_result"]
@@ -812,7 +850,7 @@ mod tests {
             ok(1, 0, "orchestrator.approval.requested"),
             ok(2, 9, "orchestrator.lifecycle.completed"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(
             rules_of(&t, Service::Orchestration),
             ["approval_without_decision"]
@@ -822,7 +860,11 @@ mod tests {
             ok(2, 5, "orchestrator.approval.approved"),
             ok(3, 9, "orchestrator.lifecycle.completed"),
         ];
-        assert!(rules_of(&build("rr-1", &decided).unwrap(), Service::Orchestration).is_empty());
+        assert!(rules_of(
+            &build("rr-1", &rows(&decided)).unwrap(),
+            Service::Orchestration
+        )
+        .is_empty());
     }
 
     /// The Notification controller's events: phases, attempts, and the typed delivery record
@@ -867,7 +909,7 @@ mod tests {
             phase(6, 4, "", "Pending", "uid-b"),
             phase(7, 5, "Pending", "Sending", "uid-b"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(t.lifecycles.len(), 2);
         let (a, b) = (&t.lifecycles[0], &t.lifecycles[1]);
         assert_eq!((a.subject.as_str(), a.event_count), ("uid-a", 5));
@@ -886,7 +928,7 @@ mod tests {
             ok(1, 0, "workflow.catalog.workflows_listed"),
             ok(2, 1, "effectiveness.assessment.completed"),
         ];
-        let t = build("rr-1", &events).unwrap();
+        let t = build("rr-1", &rows(&events)).unwrap();
         assert_eq!(t.events[0].service, Service::Other);
         assert_eq!(t.events[0].lifecycle, None);
         assert_eq!(t.lifecycles.len(), 1);

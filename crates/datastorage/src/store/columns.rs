@@ -123,6 +123,32 @@ pub(crate) fn decode_entry(row: &impl ReadColumn) -> Result<LogEntry, StoreError
     }))
 }
 
+/// The columns a timeline reads; each backend's query names them so (`to_phase` and
+/// `notification_uid` taken from `event_data` as text).
+pub(crate) const TIMELINE_COLUMNS: &str = "seq, event_id, event_type, event_category, \
+    event_action, event_outcome, event_timestamp, resource_id, record_kind IS NOT NULL AS record";
+
+/// A timeline's row.
+pub(crate) fn decode_timeline_row(
+    row: &impl ReadColumn,
+) -> Result<crate::derived::timeline::TimelineRow, StoreError> {
+    let outcome = row.required(ReadColumn::text, "event_outcome")?;
+    Ok(crate::derived::timeline::TimelineRow {
+        seq: row.required(ReadColumn::int64, "seq")?,
+        event_id: row.required(ReadColumn::uuid, "event_id")?,
+        event_type: row.required(ReadColumn::text, "event_type")?,
+        event_category: row.required(ReadColumn::text, "event_category")?,
+        event_action: row.required(ReadColumn::text, "event_action")?,
+        event_outcome: audit_model::EventOutcome::from_str_exact(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("event_outcome {outcome:?}")))?,
+        event_timestamp: row.required(ReadColumn::time, "event_timestamp")?,
+        resource_id: row.required(ReadColumn::text, "resource_id")?,
+        record: row.required(ReadColumn::bool, "record")?,
+        to_phase: row.text("to_phase")?,
+        notification_uid: row.text("notification_uid")?,
+    })
+}
+
 /// A row of the log holding an event.
 pub(crate) fn decode_event(row: &impl ReadColumn) -> Result<StoredEvent, StoreError> {
     let event = AuditEvent::from_fields(|field| field_value(row, field)).map_err(|e| match e {

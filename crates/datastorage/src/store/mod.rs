@@ -61,6 +61,13 @@ pub trait EventLog: Send + Sync + 'static {
     async fn get(&self, event_id: Uuid) -> Result<Option<LogEntry>, StoreError>;
     /// Events matching the query, at most `limit` of them, in the query's order.
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// What a timeline reads of the events of `correlation_id` (not purged), in time order, at
+    /// most `limit` of them: a few columns from the correlation index, not whole events.
+    async fn timeline_rows(
+        &self,
+        correlation_id: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::derived::timeline::TimelineRow>, StoreError>;
     /// How many events match the query (its cursor, offset and limit aside).
     async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError>;
     /// Typed records matching the query, in `id` order.

@@ -119,11 +119,11 @@ pub async fn remediation_timeline(
     State(state): State<AppState>,
     Path(correlation_id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let query = EventQuery {
-        filters: vec![(EventFilter::CorrelationId, correlation_id.clone())],
-        ..EventQuery::default()
-    };
-    let mut events = read_all(&state, query, MAX_TIMELINE_EVENTS + 1, |_| true).await?;
+    let mut events = state
+        .store
+        .timeline_rows(&correlation_id, MAX_TIMELINE_EVENTS as i64 + 1)
+        .await
+        .map_err(ApiError::from)?;
     let truncated = events.len() > MAX_TIMELINE_EVENTS;
     events.truncate(MAX_TIMELINE_EVENTS);
     let mut timeline = timeline::build(&correlation_id, &events).ok_or_else(|| {

@@ -5,7 +5,9 @@ use audit_model::StoredEvent;
 use uuid::Uuid;
 
 use super::{bound, PostgresStore};
-use crate::store::columns::{decode_entry, decode_event, decode_record, log_columns};
+use crate::store::columns::{
+    decode_entry, decode_event, decode_record, decode_timeline_row, log_columns, TIMELINE_COLUMNS,
+};
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
     AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, StoreError,
@@ -79,6 +81,27 @@ impl EventLog for PostgresStore {
             .iter()
             .map(decode_event)
             .collect()
+    }
+
+    async fn timeline_rows(
+        &self,
+        correlation_id: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::derived::timeline::TimelineRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TIMELINE_COLUMNS}, \
+             COALESCE(event_data->>'to_phase', event_data->>'new_phase') AS to_phase, \
+             event_data->>'notification_uid' AS notification_uid \
+             FROM audit_events WHERE purged_at IS NULL AND correlation_id = $1 \
+             ORDER BY event_timestamp, seq LIMIT $2"
+        ))
+        .bind(correlation_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode_timeline_row)
+        .collect()
     }
 
     async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {

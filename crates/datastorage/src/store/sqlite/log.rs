@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::{bound, SqliteStore};
 use crate::store::columns::{
-    decode_entry, decode_event, decode_record, event_columns, log_columns,
+    decode_entry, decode_event, decode_record, decode_timeline_row, event_columns, log_columns,
+    TIMELINE_COLUMNS,
 };
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
@@ -106,6 +107,28 @@ impl EventLog for SqliteStore {
             .iter()
             .map(decode_event)
             .collect()
+    }
+
+    async fn timeline_rows(
+        &self,
+        correlation_id: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::derived::timeline::TimelineRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TIMELINE_COLUMNS}, \
+             CAST(COALESCE(json_extract(event_data, '$.to_phase'), \
+                           json_extract(event_data, '$.new_phase')) AS TEXT) AS to_phase, \
+             CAST(json_extract(event_data, '$.notification_uid') AS TEXT) AS notification_uid \
+             FROM audit_events WHERE purged_at IS NULL AND correlation_id = ?1 \
+             ORDER BY event_timestamp, seq LIMIT ?2"
+        ))
+        .bind(correlation_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode_timeline_row)
+        .collect()
     }
 
     async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {
