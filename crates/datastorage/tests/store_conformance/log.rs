@@ -1,6 +1,7 @@
 //! `EventLog`: appends, reads, receipt times, replicas and the append connections.
 
 use super::*;
+use datastorage::derived::timeline::TimelineRow;
 
 async fn conformance(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
@@ -103,6 +104,40 @@ async fn conformance(backend: Backend) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(page, [5, 4, 3]);
+
+    // A timeline's rows: the few columns it reads, `event_data`'s phase and uid as text, the
+    // same as read from the whole events.
+    let timeline_events = [
+        prepared(
+            "rr-t",
+            json!({"to_phase": "Sending", "notification_uid": "u-1"}),
+        ),
+        prepared("rr-t", json!({"new_phase": "Sent", "notification_uid": 7})),
+        prepared("rr-t", json!({"from_phase": "Sent"})),
+    ];
+    store.append(&timeline_events).await.unwrap();
+    let rows = store.timeline_rows("rr-t", 10).await.unwrap();
+    let whole: Vec<TimelineRow> = store
+        .query(&EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-t".into())],
+            order: Order::Asc,
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(TimelineRow::of)
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], whole[0]);
+    assert_eq!(rows[0].to_phase.as_deref(), Some("Sending"));
+    assert_eq!(rows[0].notification_uid.as_deref(), Some("u-1"));
+    assert_eq!(rows[1].to_phase.as_deref(), Some("Sent"));
+    // A uid that is not a string is read as its text by the database.
+    assert_eq!(rows[1].notification_uid.as_deref(), Some("7"));
+    assert_eq!(rows[2], whole[2]);
+    assert_eq!(store.timeline_rows("rr-t", 2).await.unwrap().len(), 2);
     db.assert_seq_gap_free().await;
     store.ping().await.unwrap();
     assert_eq!(
@@ -232,6 +267,13 @@ impl EventLog for Gated {
     }
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.query(query).await
+    }
+    async fn timeline_rows(
+        &self,
+        correlation_id: &str,
+        limit: i64,
+    ) -> Result<Vec<TimelineRow>, StoreError> {
+        self.inner.timeline_rows(correlation_id, limit).await
     }
     async fn count_matching(&self, query: &EventQuery) -> Result<i64, StoreError> {
         self.inner.count_matching(query).await
