@@ -347,6 +347,13 @@ pub struct ApiSettings {
         env = "DATASTORAGE_BATCH_MAX_ITEMS"
     )]
     pub batch_max_items: Option<usize>,
+    /// Most live event streams (`/api/v1/audit/events/stream`) open at once.
+    #[arg(
+        id = "stream_max_subscribers",
+        long = "stream-max-subscribers",
+        env = "DATASTORAGE_STREAM_MAX_SUBSCRIBERS"
+    )]
+    pub stream_max_subscribers: Option<usize>,
     /// Required length of an AI decision's embedding.
     #[arg(
         id = "embedding_dimension",
@@ -683,7 +690,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 65] = [
+const MOVED_KEYS: [(&str, &str); 66] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -709,6 +716,7 @@ const MOVED_KEYS: [(&str, &str); 65] = [
     ("body_limit_bytes", "api.body_limit_bytes"),
     ("body_budget_bytes", "api.body_budget_bytes"),
     ("batch_max_items", "api.batch_max_items"),
+    ("stream_max_subscribers", "api.stream_max_subscribers"),
     ("embedding_dimension", "api.embedding_dimension"),
     ("cors_allowed_origins", "api.cors_allowed_origins"),
     ("write_answers", "api.write_answers"),
@@ -886,6 +894,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub body_budget_bytes: usize,
     pub batch_max_items: usize,
+    /// Most live event streams open at once.
+    pub stream_max_subscribers: usize,
     /// How writes are answered unless the request asks otherwise.
     pub write_answers: crate::http::answers::WriteAnswers,
     /// The header whose identity the proxy in front vouches for (none trusted when unset).
@@ -966,6 +976,13 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        let stream_max_subscribers = api.stream_max_subscribers.unwrap_or(64);
+        if !(1..=10_000).contains(&stream_max_subscribers) {
+            return Err(invalid(
+                "api.stream_max_subscribers",
+                "must be between 1 and 10000",
+            ));
+        }
         let write_answers = match api.write_answers.as_deref() {
             None => crate::http::answers::WriteAnswers::default(),
             Some(name) => crate::http::answers::WriteAnswers::from_name(name).ok_or_else(|| {
@@ -1029,6 +1046,7 @@ impl Config {
             body_limit_bytes,
             body_budget_bytes,
             batch_max_items,
+            stream_max_subscribers,
             write_answers,
             trusted_user_header,
             http: http_limits(&s.connections, &s.api)?,

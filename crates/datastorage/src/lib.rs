@@ -211,6 +211,7 @@ impl Application {
             limits: limits.clone(),
             denials,
             witnesses: cosigning.as_ref().map(|c| c.set().clone()),
+            subscribers: http::routes::stream::Subscribers::new(config.stream_max_subscribers),
         });
         let app = http::app(
             state,

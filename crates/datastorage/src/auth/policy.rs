@@ -31,6 +31,7 @@ const ADMIN: Access = Access::Role(Role::Admin);
 pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::POST, "/api/v1/audit/events", WRITER),
     (Method::GET, "/api/v1/audit/events", READER),
+    (Method::GET, "/api/v1/audit/events/stream", READER),
     (Method::POST, "/api/v1/audit/events/batch", WRITER),
     (Method::GET, "/api/v1/audit/events/{event_id}", READER),
     (Method::GET, "/api/v1/audit/events/{event_id}/proof", READER),

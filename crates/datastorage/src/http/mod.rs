@@ -87,6 +87,8 @@ pub struct Shared {
     pub denials: Arc<crate::access::Denials>,
     /// The C2SP witnesses and their quorum, when configured.
     pub witnesses: Option<crate::evidence::cosign::WitnessSet>,
+    /// The live event streams' permits.
+    pub subscribers: routes::stream::Subscribers,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -188,6 +190,7 @@ fn drop_unusable_request_id(mut req: Request) -> Request {
 /// The routes, each parameter checked (see [`text_params`]).
 fn router(state: AppState) -> Router {
     Router::new()
+        .route("/api/v1/audit/events/stream", get(routes::stream::stream))
         .route(
             "/api/v1/audit/events",
             post(routes::events::create_event).get(routes::events::list_events),

@@ -6,7 +6,7 @@
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, checkpoints, derived, events, export, health, legal_hold, records, similar,
+    admin, checkpoints, derived, events, export, health, legal_hold, records, similar, stream,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,7 @@ use super::routes::{
         derived::reconstruct,
         derived::history_context,
         derived::remediation_timeline,
+        stream::stream,
         export::export,
         legal_hold::place,
         legal_hold::release,

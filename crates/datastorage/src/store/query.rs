@@ -85,6 +85,9 @@ pub struct EventQuery {
     /// Matching events skipped before the page (after the cursor, when there is one).
     pub offset: u64,
     pub after: Option<Cursor>,
+    /// In log order instead (by `seq` alone, `order` kept), after this seq (ascending) or
+    /// before it (descending); the time cursor and offset are not used then.
+    pub by_seq_from: Option<i64>,
 }
 
 /// A value bound to a placeholder.
@@ -210,6 +213,17 @@ impl EventQuery {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
+        if let Some(from) = self.by_seq_from {
+            let s = b.next(Bind::Int(from));
+            clauses.push(format!("seq {cmp} {s}"));
+            let filter = format!(" WHERE {}", clauses.join(" AND "));
+            let limit = b.next(Bind::Int(i64::from(self.limit)));
+            let sql = format!(
+                "SELECT {} FROM audit_events{filter} ORDER BY seq {dir} LIMIT {limit}",
+                super::columns::log_columns()
+            );
+            return (sql, b.binds);
+        }
         if let Some(c) = self.after {
             let t = b.next(Bind::Time(c.event_timestamp));
             let s = b.next(Bind::Int(c.seq));

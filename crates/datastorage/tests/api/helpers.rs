@@ -93,6 +93,19 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a query that returns one text column (cast it to text on PostgreSQL).
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self {
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await
+            }
+            TestDb::Sqlite { pool, .. } => {
+                sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Runs a statement; the error text when it fails.
     pub async fn execute(&self, sql: &str) -> Result<u64, String> {
         match self {
@@ -270,6 +283,7 @@ pub struct AppOptions {
     pub body_limit_bytes: Option<usize>,
     pub body_budget_bytes: Option<usize>,
     pub batch_max_items: Option<usize>,
+    pub stream_max_subscribers: Option<usize>,
     pub batch_max_events: Option<usize>,
     /// Overrides the database URL (for example a proxy in front of the test database).
     pub database_url: Option<String>,
@@ -386,6 +400,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             rate_limit_burst: options.rate_limit.map(|r| r.1),
             address_rate_limit: options.address_rate_limit.map(|r| r.0),
             address_rate_limit_burst: options.address_rate_limit.map(|r| r.1),
+            stream_max_subscribers: options.stream_max_subscribers,
         },
         connections: ConnectionSettings {
             body_read_timeout: options.body_read_timeout.clone(),
@@ -647,4 +662,47 @@ macro_rules! on_both_stores {
             }
         )*
     };
+}
+
+/// A Server-Sent Events reader over a streaming response: each `next` is one event's `id` and
+/// its JSON `data` (comments and keep-alives skipped); `None` when the stream ends.
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> SseReader {
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, waiting at most `wait` for it (`None` also when none came in time).
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<(i64, Value)> {
+        tokio::time::timeout(wait, self.next()).await.ok().flatten()
+    }
+
+    pub async fn next(&mut self) -> Option<(i64, Value)> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut data) = (None, String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let Some(id) = id {
+                    return Some((id, serde_json::from_str(&data).expect("data is JSON")));
+                }
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
 }

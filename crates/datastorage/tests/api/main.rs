@@ -18,6 +18,7 @@ mod platform;
 mod query;
 mod records;
 mod retention;
+mod stream;
 mod timeline;
 mod tls;
 mod witnesses;

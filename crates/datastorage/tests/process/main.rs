@@ -10,5 +10,6 @@ mod child;
 mod cli;
 mod export;
 mod shutdown;
+mod stream;
 mod tamper;
 mod two_writers;

@@ -658,6 +658,70 @@ impl EventListParams {
             limit: self.limit.map_or(DEFAULT_PAGE, |l| l.0),
             offset: self.offset.map_or(0, |o| o.0),
             after: self.cursor.map(|c| c.0),
+            by_seq_from: None,
+        }
+    }
+}
+
+/// Query parameters of the live stream: the event list's filters, and where to start.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    correlation_id: Option<String>,
+    event_type: Option<String>,
+    event_category: Option<String>,
+    event_outcome: Option<String>,
+    severity: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    actor_id: Option<String>,
+    namespace: Option<String>,
+    submitted_by: Option<String>,
+    /// As on the event list.
+    #[param(value_type = Option<String>, pattern = r"^[a-zA-Z0-9_]+$")]
+    detail_key: Option<DetailKey>,
+    detail_value: Option<String>,
+    /// Only events whose `event_timestamp` is at or after this (RFC 3339, or a duration back).
+    #[param(value_type = Option<String>)]
+    since: Option<TimeParam>,
+    /// Only events whose `event_timestamp` is at or before this.
+    #[param(value_type = Option<String>)]
+    until: Option<TimeParam>,
+    /// Start after this seq (`0`: from the first event); the `Last-Event-ID` header, which a
+    /// reconnecting client sends, takes precedence. Without either: the events stored from now on.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub after_seq: Option<NonNegative>,
+}
+
+impl StreamParams {
+    /// The query of the stream's next page after `seq`, `limit` events at most.
+    pub(crate) fn to_query(&self, now: DateTime<Utc>, seq: i64, limit: u32) -> EventQuery {
+        let list = EventListParams {
+            correlation_id: self.correlation_id.clone(),
+            event_type: self.event_type.clone(),
+            event_category: self.event_category.clone(),
+            event_outcome: self.event_outcome.clone(),
+            severity: self.severity.clone(),
+            resource_type: self.resource_type.clone(),
+            resource_id: self.resource_id.clone(),
+            actor_id: self.actor_id.clone(),
+            namespace: self.namespace.clone(),
+            submitted_by: self.submitted_by.clone(),
+            detail_key: self.detail_key.clone(),
+            detail_value: self.detail_value.clone(),
+            since: self.since,
+            until: self.until,
+            ..EventListParams::default()
+        };
+        let every = Answers {
+            kind: crate::http::answers::WriteAnswers::Native,
+            asked: false,
+        };
+        EventQuery {
+            by_seq_from: Some(seq),
+            limit,
+            ..list.to_query(now, every)
         }
     }
 }

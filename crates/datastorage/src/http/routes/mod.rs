@@ -9,3 +9,4 @@ pub mod health;
 pub mod legal_hold;
 pub mod records;
 pub mod similar;
+pub mod stream;
