@@ -354,6 +354,14 @@ pub struct ApiSettings {
         env = "DATASTORAGE_STREAM_MAX_SUBSCRIBERS"
     )]
     pub stream_max_subscribers: Option<usize>,
+    /// The log key the explorer (`/ui/`) checks checkpoints with, pinned in its pages
+    /// (`<origin>+<hash>+<key>`); default the service's own checkpoint key.
+    #[arg(
+        id = "ui_public_key",
+        long = "ui-public-key",
+        env = "DATASTORAGE_UI_PUBLIC_KEY"
+    )]
+    pub ui_public_key: Option<String>,
     /// Required length of an AI decision's embedding.
     #[arg(
         id = "embedding_dimension",
@@ -690,7 +698,7 @@ pub type MovedKey = (&'static str, &'static str);
 
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 66] = [
+const MOVED_KEYS: [(&str, &str); 67] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
@@ -717,6 +725,7 @@ const MOVED_KEYS: [(&str, &str); 66] = [
     ("body_budget_bytes", "api.body_budget_bytes"),
     ("batch_max_items", "api.batch_max_items"),
     ("stream_max_subscribers", "api.stream_max_subscribers"),
+    ("ui_public_key", "api.ui_public_key"),
     ("embedding_dimension", "api.embedding_dimension"),
     ("cors_allowed_origins", "api.cors_allowed_origins"),
     ("write_answers", "api.write_answers"),
@@ -896,6 +905,8 @@ pub struct Config {
     pub batch_max_items: usize,
     /// Most live event streams open at once.
     pub stream_max_subscribers: usize,
+    /// The log key the explorer's pages pin (default: the service's own).
+    pub ui_public_key: Option<String>,
     /// How writes are answered unless the request asks otherwise.
     pub write_answers: crate::http::answers::WriteAnswers,
     /// The header whose identity the proxy in front vouches for (none trusted when unset).
@@ -983,6 +994,14 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
+        if let Some(key) = &api.ui_public_key {
+            audit_model::checkpoint::CheckpointVerifier::parse(key).map_err(|e| {
+                invalid(
+                    "api.ui_public_key",
+                    format!("is not a checkpoint verifier key: {e}"),
+                )
+            })?;
+        }
         let write_answers = match api.write_answers.as_deref() {
             None => crate::http::answers::WriteAnswers::default(),
             Some(name) => crate::http::answers::WriteAnswers::from_name(name).ok_or_else(|| {
@@ -1047,6 +1066,7 @@ impl Config {
             body_budget_bytes,
             batch_max_items,
             stream_max_subscribers,
+            ui_public_key: api.ui_public_key.clone(),
             write_answers,
             trusted_user_header,
             http: http_limits(&s.connections, &s.api)?,

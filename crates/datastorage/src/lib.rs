@@ -212,6 +212,10 @@ impl Application {
             denials,
             witnesses: cosigning.as_ref().map(|c| c.set().clone()),
             subscribers: http::routes::stream::Subscribers::new(config.stream_max_subscribers),
+            ui_public_key: config
+                .ui_public_key
+                .clone()
+                .or_else(|| signer.as_ref().map(|s| s.verifier().to_text())),
         });
         let app = http::app(
             state,

@@ -99,6 +99,9 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::GET, "/health/live", Open),
     (Method::GET, "/health/ready", Open),
     (Method::GET, "/healthz", Open),
+    (Method::GET, "/ui", Open),
+    (Method::GET, "/ui/", Open),
+    (Method::GET, "/ui/{file}", Open),
     (Method::GET, "/readyz", Open),
     (Method::GET, "/metrics", Metrics),
 ];

@@ -89,6 +89,8 @@ pub struct Shared {
     pub witnesses: Option<crate::evidence::cosign::WitnessSet>,
     /// The live event streams' permits.
     pub subscribers: routes::stream::Subscribers,
+    /// The log key the explorer's pages check checkpoints with.
+    pub ui_public_key: Option<String>,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -190,6 +192,9 @@ fn drop_unusable_request_id(mut req: Request) -> Request {
 /// The routes, each parameter checked (see [`text_params`]).
 fn router(state: AppState) -> Router {
     Router::new()
+        .route("/ui", get(routes::ui::root))
+        .route("/ui/", get(routes::ui::index))
+        .route("/ui/{file}", get(routes::ui::asset))
         .route("/api/v1/audit/events/stream", get(routes::stream::stream))
         .route(
             "/api/v1/audit/events",

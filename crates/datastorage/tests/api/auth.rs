@@ -74,6 +74,7 @@ fn concrete(template: &str) -> String {
         .replace("{event_id}", "6d2f1d8e-0000-4000-8000-000000000000")
         .replace("{correlation_id}", "rr-matrix")
         .replace("{id}", "x")
+        .replace("{file}", "app.js")
 }
 
 /// Sends `method path` with `authorization` (a JSON body for POST) and returns the status, the
@@ -98,7 +99,16 @@ async fn call(
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_string());
-    let body = response.json().await.unwrap_or(Value::Null);
+    // A live event stream never ends: its status and headers are the answer.
+    let streaming = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "text/event-stream");
+    let body = if streaming {
+        Value::Null
+    } else {
+        response.json().await.unwrap_or(Value::Null)
+    };
     (status, challenge, body)
 }
 
@@ -124,9 +134,13 @@ async fn every_documented_operation_has_an_access_rule() {
             );
         }
     }
+    // The explorer's pages (`/ui`) are in the table, not in the API's document.
+    let api_routes = ROUTES
+        .iter()
+        .filter(|(_, template, _)| !template.starts_with("/ui"))
+        .count();
     assert_eq!(
-        documented,
-        ROUTES.len(),
+        documented, api_routes,
         "the table lists routes the document does not"
     );
 }

@@ -401,6 +401,7 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
             address_rate_limit: options.address_rate_limit.map(|r| r.0),
             address_rate_limit_burst: options.address_rate_limit.map(|r| r.1),
             stream_max_subscribers: options.stream_max_subscribers,
+            ui_public_key: None,
         },
         connections: ConnectionSettings {
             body_read_timeout: options.body_read_timeout.clone(),

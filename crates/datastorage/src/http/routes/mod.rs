@@ -10,3 +10,4 @@ pub mod legal_hold;
 pub mod records;
 pub mod similar;
 pub mod stream;
+pub mod ui;

@@ -64,7 +64,7 @@ struct Position {
 /// Stream the stored events matching the filters as Server-Sent Events (`id` = seq, `event:
 /// audit_event`, `data` = the event as the event list shows it), from `Last-Event-ID`, else
 /// `after_seq`, else from now on.
-#[utoipa::path(get, path = "/api/v1/audit/events/stream", tag = "events",
+#[utoipa::path(get, path = "/api/v1/audit/events/stream", operation_id = "stream_events", tag = "events",
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "The last seq received: the stream resumes after it")),
     responses(
         (status = 200, description = "An endless `text/event-stream` of the matching events", content_type = "text/event-stream", body = String),
