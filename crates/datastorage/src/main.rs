@@ -224,6 +224,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         until: args.until,
         correlation_id: args.correlation_id,
         after_seq: args.after_seq,
+        fields: Vec::new(),
     };
     let format = ExportFormat::parse(&args.format).context("unknown export format")?;
     let (written, tree_size) = match &args.out {

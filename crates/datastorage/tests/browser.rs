@@ -240,6 +240,26 @@ async fn the_explorer_searches_draws_a_timeline_and_verifies_events_in_the_brows
         "document.querySelectorAll('tbody tr').length === 4",
     )
     .await;
+    // Its NDJSON export is of the same selection, and verifies offline.
+    let href = wait_for(
+        &page,
+        "the export link",
+        "document.querySelector('a[download=\"audit-export.ndjson\"]')?.href",
+    )
+    .await;
+    let export = app
+        .client
+        .get(href.as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let key = app.verifier().await;
+    let summary =
+        audit_model::export::verify_export(std::io::Cursor::new(&export[..]), &key).unwrap();
+    assert_eq!(summary.events, 4);
 
     // Follow a link to the unfinished remediation's timeline: its lanes and findings.
     page.evaluate("document.querySelector('a[href^=\"#/remediation/\"]').click()")
@@ -276,6 +296,35 @@ async fn the_explorer_searches_draws_a_timeline_and_verifies_events_in_the_brows
     )
     .await;
     assert!(marked.as_u64() >= Some(3), "{marked}");
+    // Every control is labelled.
+    let unlabelled: Value = page
+        .evaluate("[...document.querySelectorAll('input, select')].filter(i => i.labels.length === 0).map(i => i.id)")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert_eq!(unlabelled, json!([]));
+
+    // Live: the AI agent's result arrives while the page is open, and the page redraws without
+    // that finding.
+    let result = platform_event(
+        "rr-ui-unfinished",
+        6,
+        "aianalysis.aiagent.result",
+        "success",
+        json!({}),
+    );
+    let (status, body) = app
+        .post("/api/v1/audit/events/batch", &json!([result]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        &page,
+        "the live redraw",
+        "![...document.querySelectorAll('.findings li strong')].some(e => e.textContent === 'aianalysis: call_without_result') \
+         && document.querySelectorAll('.findings li').length === 5",
+    )
+    .await;
 
     // The complete one: four lanes, the orchestration's phases as bars, no finding.
     go(&page, &app.url("/ui/#/remediation/rr-ui-complete")).await;
@@ -303,6 +352,21 @@ async fn the_explorer_searches_draws_a_timeline_and_verifies_events_in_the_brows
         json!(["Processing", "Analyzing", "Executing", "Completed"])
     );
     screenshot(&page, "remediation").await;
+    // Keyboard: the skip link comes first in the focus order, and every tick is a link.
+    let first: Value = page
+        .evaluate("[...document.querySelectorAll('a[href], button, input, select')][0].className")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert_eq!(first, "skip");
+    let unlinked: Value = page
+        .evaluate("[...document.querySelectorAll('rect.tick')].filter(t => !t.closest('a')).length")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert_eq!(unlinked, 0);
 
     // An event, verified by the page itself.
     let completed = event_id(
@@ -364,7 +428,11 @@ async fn the_explorer_searches_draws_a_timeline_and_verifies_events_in_the_brows
     )
     .await;
 
-    // The log page: the newest checkpoint and the DLQ.
+    // The log page: the newest checkpoint (15 events, the live one, and the export, which the
+    // log records too) and the DLQ.
+    let stored = app.db.scalar("SELECT count(*) FROM audit_events").await;
+    assert_eq!(stored, 17);
+    helpers::checkpoint_covering(&app, stored).await;
     go(&page, &app.url("/ui/#/log")).await;
     let summary = wait_for(
         &page,
@@ -372,7 +440,9 @@ async fn the_explorer_searches_draws_a_timeline_and_verifies_events_in_the_brows
         "document.querySelector('dl.summary')?.textContent",
     )
     .await;
-    assert!(summary.as_str().unwrap().contains("15 events"), "{summary}");
+    let summary = summary.as_str().unwrap();
+    assert!(summary.contains("17 events"), "{summary}");
+    assert!(summary.contains("0 waiting"), "{summary}");
     screenshot(&page, "log").await;
 
     browser.close().await.unwrap();

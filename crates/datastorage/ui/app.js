@@ -161,15 +161,13 @@ async function searchPage(params) {
   const next = new URLSearchParams(params);
   if (page.next_cursor) next.set("cursor", page.next_cursor);
   const exportQuery = new URLSearchParams();
-  for (const k of ["correlation_id", "since", "until"]) if (params.get(k)) exportQuery.set(k, params.get(k));
+  for (const [k] of FILTERS) if (params.get(k)) exportQuery.set(k, params.get(k));
   append(results,
     el("p", {}, `${page.pagination.total} events match. `,
       el("a", { href: `/api/v1/audit/export?${exportQuery}&format=ndjson`, download: "audit-export.ndjson",
         onclick: (e) => download(e, `/api/v1/audit/export?${exportQuery}&format=ndjson`, "audit-export.ndjson") },
       "Export (NDJSON with proofs)"), " · ",
-      el("a", { href: "#", onclick: (e) => { e.preventDefault(); exportCsv(query); } }, "Export (CSV)"),
-      params.get("event_type") || params.get("actor_id") ? el("span", { class: "note" },
-        " (the NDJSON export selects by correlation and time only)") : null),
+      el("a", { href: "#", onclick: (e) => { e.preventDefault(); exportCsv(query); } }, "Export (CSV)")),
     el("table", {},
       el("thead", {}, el("tr", {}, ...["Time", "Type", "Outcome", "Actor", "Resource", "Remediation", "Seq"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows)),

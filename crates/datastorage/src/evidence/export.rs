@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::evidence::tree;
-use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
+use crate::store::{
+    CheckpointQuery, EventFilter, LogEntry, LogStore, StoreError, StoredCheckpoint,
+};
 
 /// Rows read (and proven) per round trip.
 const PAGE: i64 = 1000;
@@ -34,6 +36,8 @@ pub struct ExportFilter {
     pub correlation_id: Option<String>,
     /// Resume after this seq.
     pub after_seq: i64,
+    /// Columns the events must hold exactly (the event list's filters).
+    pub fields: Vec<(EventFilter, String)>,
 }
 
 impl ExportFilter {
@@ -44,6 +48,27 @@ impl ExportFilter {
                 .correlation_id
                 .as_ref()
                 .is_none_or(|c| e.event.correlation_id() == c)
+            && self
+                .fields
+                .iter()
+                .all(|(f, value)| column(&e.event, *f) == Some(value.as_str()))
+    }
+}
+
+/// The value of a filtered column of `event`.
+fn column(event: &audit_model::AuditEvent, filter: EventFilter) -> Option<&str> {
+    match filter {
+        EventFilter::CorrelationId => Some(event.correlation_id()),
+        EventFilter::EventType => Some(event.event_type()),
+        EventFilter::EventCategory => Some(event.event_category()),
+        EventFilter::EventOutcome => Some(event.event_outcome().as_str()),
+        EventFilter::ResourceType => Some(event.resource_type()),
+        EventFilter::ResourceId => Some(event.resource_id()),
+        EventFilter::ActorId => Some(event.actor_id()),
+        EventFilter::Namespace => event.namespace(),
+        EventFilter::Severity => event.severity(),
+        EventFilter::ClusterId => event.cluster_id(),
+        EventFilter::SubmittedBy => event.submitted_by(),
     }
 }
 

@@ -103,6 +103,41 @@ async fn the_export_endpoint_streams_a_verifiable_export(app: TestApp) {
     let got = seqs(&rest);
     assert_eq!(got.first(), Some(&1201));
     assert_eq!(seqs(&whole)[1200..], got[..]);
+
+    // The event list's filters select too: five events of another actor, one of them failed.
+    let others: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut e = event("rr-b");
+            e["actor_id"] = json!("auditor-x");
+            if i == 0 {
+                e["event_outcome"] = json!("failure");
+            }
+            e
+        })
+        .collect();
+    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(others)).await;
+    assert_eq!(status, 200, "{body}");
+    checkpoint_covering(&app, EVENTS as i64 + 5).await;
+    let (status, _, by_actor) = download(&app, "?actor_id=auditor-x&format=ndjson").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        verify_export(Cursor::new(&by_actor), &key).unwrap().events,
+        5
+    );
+    let (_, _, failed) = download(
+        &app,
+        "?actor_id=auditor-x&event_outcome=failure&event_category=notification&format=ndjson",
+    )
+    .await;
+    assert_eq!(verify_export(Cursor::new(&failed), &key).unwrap().events, 1);
+    let (_, _, none) = download(&app, "?event_type=no.such.type&format=csv").await;
+    assert_eq!(
+        none.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        1,
+        "the header alone"
+    );
 }
 
 on_both_stores!(the_export_endpoint_streams_a_verifiable_export);

@@ -44,6 +44,22 @@ pub struct ExportParams {
     until: Option<TimeParam>,
     /// Only this correlation's events
     correlation_id: Option<String>,
+    /// Only events of this type (with `format=ndjson` or `csv`; so are the filters below)
+    event_type: Option<String>,
+    /// Only events of this outcome
+    event_outcome: Option<String>,
+    /// Only events of this actor
+    actor_id: Option<String>,
+    /// Only events about this kind of resource
+    resource_type: Option<String>,
+    /// Only events about this resource
+    resource_id: Option<String>,
+    /// Only events of this namespace
+    namespace: Option<String>,
+    /// Only events of this severity
+    severity: Option<String>,
+    /// Only events this principal wrote
+    submitted_by: Option<String>,
     /// Prove against the checkpoint of this size (default: the latest)
     #[param(value_type = Option<i64>, minimum = 0)]
     tree_size: Option<NonNegative>,
@@ -62,7 +78,7 @@ pub struct ExportParams {
     start_time: Option<TimeParam>,
     #[param(ignore)]
     end_time: Option<TimeParam>,
-    #[param(ignore)]
+    /// Only events of this category (also a parameter of the platform's signed export)
     event_category: Option<String>,
     #[param(ignore)]
     offset: Option<NonNegative>,
@@ -169,7 +185,6 @@ async fn answer(
         FormatParam::Stream(f) => f,
     };
     let signed_only = [
-        ("event_category", params.event_category.is_some()),
         ("offset", params.offset.is_some()),
         ("limit", params.limit.is_some()),
         (
@@ -187,11 +202,26 @@ async fn answer(
     let correlation_id = params.correlation_id;
     let tree_size = params.tree_size.map(|n| n.0);
     let after_seq = params.after_seq.map_or(0, |n| n.0 as i64);
+    let fields = [
+        (EventFilter::EventType, params.event_type),
+        (EventFilter::EventCategory, params.event_category),
+        (EventFilter::EventOutcome, params.event_outcome),
+        (EventFilter::ActorId, params.actor_id),
+        (EventFilter::ResourceType, params.resource_type),
+        (EventFilter::ResourceId, params.resource_id),
+        (EventFilter::Namespace, params.namespace),
+        (EventFilter::Severity, params.severity),
+        (EventFilter::SubmittedBy, params.submitted_by),
+    ];
     let filter = ExportFilter {
         since,
         until,
         correlation_id,
         after_seq,
+        fields: fields
+            .into_iter()
+            .filter_map(|(f, v)| Some((f, v?)))
+            .collect(),
     };
     let export = Export::open(state.store.clone(), filter, tree_size, format)
         .await
