@@ -199,9 +199,12 @@ async fn the_database_holds_exactly_the_expected_trail() {
         (12, 0, 0),
         "{report:?}"
     );
+    assert_timeline(&app).await;
+}
 
-    // The remediation's timeline joins the phases, the attempts and the typed records into the
-    // notification's one lifecycle, complete.
+/// The remediation's timeline joins the phases, the attempts and the typed records into the
+/// notification's one lifecycle, complete.
+async fn assert_timeline(app: &TestApp) {
     let (status, timeline) = app
         .get(&format!(
             "/api/v1/audit/remediations/{CORRELATION}/timeline"
@@ -228,6 +231,26 @@ async fn the_database_holds_exactly_the_expected_trail() {
         .map(|p| p["phase"].as_str().unwrap())
         .collect();
     assert_eq!(phases, ["Pending", "Sending", "Retrying", "Sent"]);
+}
+
+/// The same trail on the embedded SQLite store, read back as the remediation's timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_of_the_trail_on_sqlite() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let spill = tempfile::tempdir().unwrap();
+    let audit = audit_client(&app.base, spill.path());
+    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+        return;
+    };
+    h.create(three_channels_slack_failing_twice(&h)).await;
+    let status = h.finished("disk-full").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Sent));
+    audit.client.flush().await;
+    let report = audit.client.close(Duration::from_secs(5)).await;
+    assert_eq!((report.sent, report.dropped), (12, 0), "{report:?}");
+    assert_timeline(&app).await;
 }
 
 /// Stops Data Storage (gracefully) and returns what is needed to start it again on the same
