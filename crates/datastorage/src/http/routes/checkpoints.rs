@@ -194,6 +194,29 @@ async fn witnessed_size(state: &AppState) -> Result<i64, ApiError> {
         })
 }
 
+/// 404 unless the checkpoint of `size` is cosigned by the configured witness quorum.
+async fn require_witnessed(state: &AppState, size: i64) -> Result<(), ApiError> {
+    let set = state.witnesses.as_ref().ok_or_else(|| {
+        ApiError::not_found("no witnesses are configured (checkpoints.witnesses)")
+    })?;
+    let names = set.names();
+    let cosigned = state
+        .store
+        .cosignatures(size)
+        .await
+        .map_err(ApiError::from)?
+        .iter()
+        .filter(|c| names.contains(&c.witness))
+        .count();
+    if cosigned < set.quorum {
+        return Err(ApiError::not_found(format!(
+            "the checkpoint of tree size {size} is cosigned by {cosigned} of the witnesses, not {}",
+            set.quorum
+        )));
+    }
+    Ok(())
+}
+
 /// Query parameters of the checkpoint list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -376,7 +399,8 @@ pub struct VerifyChainRequest {
     pub correlation_id: String,
     /// Check against the checkpoint of this tree size (default the newest signed one).
     pub tree_size: Option<i64>,
-    /// `true`: check against the newest checkpoint the witness quorum cosigned.
+    /// `true`: check against the newest checkpoint the witness quorum cosigned (with
+    /// `tree_size`: that checkpoint, which the quorum must have cosigned).
     pub witnessed: Option<bool>,
 }
 
@@ -429,13 +453,6 @@ pub(crate) fn read_verify_chain(
     let correlation_id = reader.string("correlation_id", audit_model::MAX_SHORT);
     let tree_size = reader.opt_int("tree_size", 1, i64::MAX);
     let witnessed = reader.opt_bool("witnessed");
-    if tree_size.is_some() && witnessed == Some(true) {
-        reader.errors_mut().add(
-            "witnessed",
-            Reason::InvalidValue,
-            "give tree_size or witnessed, not both",
-        );
-    }
     let errors = reader.finish();
     match correlation_id {
         Some(correlation_id) if errors.is_empty() => Ok(VerifyChainRequest {
@@ -466,6 +483,10 @@ pub async fn verify_chain(
     let request = read_verify_chain(body).map_err(|e| ApiError::validation(&e))?;
     let verifier = state.verifier.clone().ok_or_else(disabled)?;
     let against = match (request.tree_size, request.witnessed) {
+        (Some(size), Some(true)) => {
+            require_witnessed(&state, size).await?;
+            CheckpointQuery::Size(size)
+        }
         (Some(size), _) => CheckpointQuery::Size(size),
         (None, Some(true)) => CheckpointQuery::Size(witnessed_size(&state).await?),
         (None, _) => CheckpointQuery::Latest,
