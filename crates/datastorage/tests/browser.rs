@@ -20,7 +20,7 @@ use chromiumoxide::Page;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use helpers::{spawn_app, Backend, TestApp};
+use helpers::{platform_event, spawn_app, Backend, TestApp};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -124,28 +124,6 @@ async fn screenshot(page: &Page, name: &str) {
     )
     .await
     .unwrap();
-}
-
-fn platform_event(
-    correlation: &str,
-    t: u32,
-    event_type: &str,
-    outcome: &str,
-    data: Value,
-) -> Value {
-    json!({
-        "event_type": event_type,
-        "event_category": event_type.split('.').next().unwrap(),
-        "event_action": event_type.rsplit('.').next().unwrap(),
-        "event_outcome": outcome,
-        "event_timestamp": format!("2026-12-03T10:{:02}:{:02}Z", t / 60, t % 60),
-        "correlation_id": correlation,
-        "actor_type": "service",
-        "actor_id": "controller",
-        "resource_type": "RemediationRequest",
-        "resource_id": correlation,
-        "event_data": data,
-    })
 }
 
 /// A complete remediation and an unfinished one; the checkpoint covering them.

@@ -178,20 +178,27 @@ async fn assert_trail(db: &TestDb) {
     );
 }
 
+/// The three-channel notification delivered by the controller (Slack failing twice), its
+/// trail flushed to `app`; `None` when the harness cannot run here.
+async fn deliver_three_channels(app: &TestApp, spill: &std::path::Path) -> Option<Auditing> {
+    let audit = audit_client(&app.base, spill);
+    let h = Harness::start(false, Some(audit.clone())).await?;
+    h.create(three_channels_slack_failing_twice(&h)).await;
+    let status = h.finished("disk-full").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Sent));
+    audit.client.flush().await;
+    Some(audit)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_holds_exactly_the_expected_trail() {
     let Some(app) = spawn_app(Backend::Postgres).await else {
         return;
     };
     let spill = tempfile::tempdir().unwrap();
-    let audit = audit_client(&app.base, spill.path());
-    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+    let Some(audit) = deliver_three_channels(&app, spill.path()).await else {
         return;
     };
-    h.create(three_channels_slack_failing_twice(&h)).await;
-    let status = h.finished("disk-full").await.status.unwrap();
-    assert_eq!(status.phase, Some(Phase::Sent));
-    audit.client.flush().await;
     assert_trail(&app.db).await;
     let report = audit.client.close(Duration::from_secs(5)).await;
     assert_eq!(
@@ -240,14 +247,9 @@ async fn the_timeline_of_the_trail_on_sqlite() {
         return;
     };
     let spill = tempfile::tempdir().unwrap();
-    let audit = audit_client(&app.base, spill.path());
-    let Some(h) = Harness::start(false, Some(audit.clone())).await else {
+    let Some(audit) = deliver_three_channels(&app, spill.path()).await else {
         return;
     };
-    h.create(three_channels_slack_failing_twice(&h)).await;
-    let status = h.finished("disk-full").await.status.unwrap();
-    assert_eq!(status.phase, Some(Phase::Sent));
-    audit.client.flush().await;
     let report = audit.client.close(Duration::from_secs(5)).await;
     assert_eq!((report.sent, report.dropped), (12, 0), "{report:?}");
     assert_timeline(&app).await;

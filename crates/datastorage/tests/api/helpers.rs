@@ -707,3 +707,31 @@ impl SseReader {
         }
     }
 }
+
+/// An event of a platform controller at second `t` of the remediation.
+pub fn platform_event(
+    correlation: &str,
+    t: u32,
+    event_type: &str,
+    outcome: &str,
+    data: Value,
+) -> Value {
+    let category = match event_type.split('.').next().unwrap() {
+        "orchestrator" => "orchestration",
+        "aianalysis" => "analysis",
+        other => other,
+    };
+    json!({
+        "event_type": event_type,
+        "event_category": category,
+        "event_action": event_type.rsplit('.').next().unwrap(),
+        "event_outcome": outcome,
+        "event_timestamp": format!("2026-12-03T10:{:02}:{:02}Z", t / 60, t % 60),
+        "correlation_id": correlation,
+        "actor_type": "service",
+        "actor_id": format!("{category}-controller"),
+        "resource_type": "RemediationRequest",
+        "resource_id": correlation,
+        "event_data": data,
+    })
+}

@@ -492,7 +492,8 @@ pub async fn verify_chain(
         (None, _) => CheckpointQuery::Latest,
     };
     if let CheckpointQuery::Size(size) = against {
-        if one(&state, CheckpointQuery::Size(size)).await?.is_none() {
+        let found = state.store.checkpoints(&against).await;
+        if found.map_err(ApiError::from)?.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no checkpoint of tree size {size}"
             )));

@@ -45,11 +45,6 @@ impl Subscribers {
     pub fn new(max: usize) -> Subscribers {
         Subscribers(Arc::new(Semaphore::new(max)))
     }
-
-    /// Streams open now.
-    pub fn open(&self, max: usize) -> usize {
-        max - self.0.available_permits()
-    }
 }
 
 /// A stream's state: where it is, and the page it is sending.
