@@ -100,8 +100,21 @@ impl AuditClient {
     pub fn record(&self, event: Value) -> Result<Uuid, RecordError> {
         let event = AuditEvent::parse(event, Utc::now()).map_err(RecordError::Invalid)?;
         let id = event.event_id();
+        // Recorded in a traced span: the event carries its trace (unless it names its own), and
+        // the request that sends it continues that trace.
+        let (event, traceparent) = match audit_tracing::span_context(&tracing::Span::current()) {
+            Some(context) => {
+                let (trace_id, span_id) = audit_tracing::ids(&context);
+                (
+                    event.traced(&trace_id, &span_id),
+                    Some(audit_tracing::traceparent_of(&context)),
+                )
+            }
+            None => (event, None),
+        };
         self.enqueue(Pending::Event {
             event: Box::new(event),
+            traceparent,
         })?;
         Ok(id)
     }
@@ -118,6 +131,8 @@ impl AuditClient {
             path: R::KIND.path.to_string(),
             event_id,
             body,
+            traceparent: audit_tracing::span_context(&tracing::Span::current())
+                .map(|c| audit_tracing::traceparent_of(&c)),
         })?;
         Ok(event_id)
     }

@@ -43,4 +43,25 @@ pub mod metric_names {
     pub const SPILLED: &str = "audit_client_events_spilled_total";
     pub const BUFFER_LEN: &str = "audit_client_buffer_len";
     pub const BATCH_DURATION: &str = "audit_client_batch_duration_seconds";
+    /// Events sent from the disk spill once Data Storage answered again.
+    pub const RESENT: &str = "audit_client_events_resent_total";
+
+    /// Every family with its HELP text.
+    pub const DESCRIPTIONS: &[(&str, &str)] = &[
+        (RECORDED, "Audit events the process recorded, by service."),
+        (SENT, "Audit events Data Storage acknowledged, by service."),
+        (DROPPED, "Audit events given up on (not in the log), by service and reason."),
+        (SPILLED, "Audit events written to the disk spill because Data Storage could not take them, by service."),
+        (RESENT, "Audit events sent from the disk spill once Data Storage answered again, by service."),
+        (BUFFER_LEN, "Audit events waiting in memory to be sent, by service."),
+        (BATCH_DURATION, "Time to send one batch to Data Storage, in seconds."),
+    ];
+
+    /// Gives the client's families their HELP text in the process's metrics recorder (call it
+    /// once the host has installed its recorder).
+    pub fn describe() {
+        for (name, help) in DESCRIPTIONS {
+            metrics::describe_counter!(*name, *help);
+        }
+    }
 }

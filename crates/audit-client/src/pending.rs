@@ -9,20 +9,36 @@ use uuid::Uuid;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Pending {
     /// For `POST /api/v1/audit/events/batch`.
-    Event { event: Box<AuditEvent> },
+    Event {
+        event: Box<AuditEvent>,
+        /// The trace the caller recorded it in (W3C `traceparent`), when traces are on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
+    },
     /// For `POST /api/v1/audit/<path>` (a typed seed record).
     Record {
         path: String,
         event_id: Uuid,
         body: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
 }
 
 impl Pending {
     pub(crate) fn event_id(&self) -> Uuid {
         match self {
-            Pending::Event { event } => event.event_id(),
+            Pending::Event { event, .. } => event.event_id(),
             Pending::Record { event_id, .. } => *event_id,
+        }
+    }
+
+    /// The trace the caller recorded it in.
+    pub(crate) fn traceparent(&self) -> Option<&str> {
+        match self {
+            Pending::Event { traceparent, .. } | Pending::Record { traceparent, .. } => {
+                traceparent.as_deref()
+            }
         }
     }
 

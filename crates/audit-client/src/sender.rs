@@ -260,9 +260,11 @@ impl Sender {
                 }
             }
             // One attempt per pass: when Data Storage is down, the next tick tries again.
+            let resent = items.len() as u64;
             if !self.send_with_retry(items, 1, deadline).await.is_empty() {
                 return false;
             }
+            metrics::counter!(m::RESENT, "service" => self.service.to_string()).increment(resent);
             let acker = journal.clone();
             let acked = tokio::task::spawn_blocking(move || acker.ack_through(last)).await;
             if !matches!(acked, Ok(Ok(()))) {
@@ -328,11 +330,12 @@ impl Sender {
             let refs: Vec<&audit_model::AuditEvent> = events
                 .iter()
                 .filter_map(|p| match p {
-                    Pending::Event { event } => Some(event.as_ref()),
+                    Pending::Event { event, .. } => Some(event.as_ref()),
                     Pending::Record { .. } => None,
                 })
                 .collect();
-            match self.transport.send_events(&refs).await {
+            let span = send_span(&events);
+            match self.transport.send_events(&refs, &span).await {
                 Ok(results) => {
                     for (p, r) in events.iter().zip(results) {
                         self.count(p, r);
@@ -362,7 +365,8 @@ impl Sender {
             let Pending::Record { path, body, .. } = &p else {
                 continue;
             };
-            match self.transport.send_record(path, body).await {
+            let span = send_span(std::slice::from_ref(&p));
+            match self.transport.send_record(path, body, &span).await {
                 Ok(r) => self.count(&p, r),
                 Err(Failure::Retryable {
                     retry_after: ra,
@@ -411,6 +415,39 @@ impl Sender {
         }
     }
 }
+
+/// The span of one request to Data Storage (`audit_client.send`): a child of the span the first
+/// item was recorded in, linked to those of the others, so that the request (and Data Storage's
+/// spans under it) belong to the caller's trace. Disabled when traces are off.
+fn send_span(items: &[Pending]) -> tracing::Span {
+    let mut contexts = items
+        .iter()
+        .filter_map(Pending::traceparent)
+        .filter_map(audit_tracing::remote_context);
+    let first = contexts.next();
+    if !audit_tracing::wanted(first.as_ref()) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: audit_tracing::TARGET,
+        "audit_client.send",
+        otel.kind = "client",
+        events = items.len()
+    );
+    if let (false, Some(first)) = (span.is_disabled(), &first) {
+        audit_tracing::set_remote_parent(&span, first);
+        let mut linked = std::collections::HashSet::new();
+        for other in contexts.filter(|c| c.trace_id() != first.trace_id() && c.is_sampled()) {
+            if linked.insert(other.trace_id()) && linked.len() <= MAX_LINKS {
+                audit_tracing::add_link(&span, other);
+            }
+        }
+    }
+    span
+}
+
+/// Most other traces one request's span links to.
+const MAX_LINKS: usize = 32;
 
 /// What one attempt left to send.
 struct Attempt {

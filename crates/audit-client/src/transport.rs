@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::token::Token;
 
@@ -70,13 +71,21 @@ impl Transport {
         Ok(Self { http, base, token })
     }
 
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<reqwest::Response, Failure> {
+    async fn post(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        span: &tracing::Span,
+    ) -> Result<reqwest::Response, Failure> {
         // This client reads the native answers (per-item batch results, 200 for a duplicate),
         // whatever the service answers by default (RFC 7240 preference).
+        let mut trace = HeaderMap::new();
+        audit_tracing::inject(span, &mut trace);
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("prefer", "answers=native")
+            .headers(trace)
             .json(body);
         if let Some(token) = self.token.as_ref().and_then(Token::current) {
             request = request.bearer_auth(token);
@@ -121,8 +130,12 @@ impl Transport {
     pub(crate) async fn send_events(
         &self,
         events: &[&AuditEvent],
+        span: &tracing::Span,
     ) -> Result<Vec<ItemResult>, Failure> {
-        let response = self.post("/api/v1/audit/events/batch", &events).await?;
+        let response = self
+            .post("/api/v1/audit/events/batch", &events, span)
+            .instrument(span.clone())
+            .await?;
         let answer: BatchResponse = response.json().await.map_err(|e| Failure::Retryable {
             retry_after: None,
             reason: format!("unreadable batch answer: {e}"),
@@ -151,8 +164,13 @@ impl Transport {
         &self,
         path: &str,
         body: &Value,
+        span: &tracing::Span,
     ) -> Result<ItemResult, Failure> {
-        match self.post(&format!("/api/v1/audit/{path}"), body).await {
+        let sent = self
+            .post(&format!("/api/v1/audit/{path}"), body, span)
+            .instrument(span.clone())
+            .await;
+        match sent {
             Ok(r) if r.status() == StatusCode::OK => Ok(ItemResult::Duplicate),
             Ok(_) => Ok(ItemResult::Sent),
             Err(Failure::Permanent(reason)) => Ok(ItemResult::Rejected(reason)),

@@ -18,8 +18,10 @@
 //! 3. **A new segment's directory entry is durable before records go into it** (the directory is
 //!    fsynced after creating it), so a synced record is never in a file that a crash unlinks.
 //! 4. **The cursor is durable before anything it releases is deleted.** `ack_through` writes the
-//!    cursor (temp file, fsync, rename, directory fsync) and only then deletes segments that lie
-//!    wholly before it. A crash in between leaves segments that recovery deletes.
+//!    cursor (in place over the older of its two checksummed slots, then fsync; see the `cursor` module)
+//!    and only then deletes segments that lie wholly before it. A crash in between leaves
+//!    segments that recovery deletes. Moving the cursor needs no new disk space, so a full disk
+//!    still releases (and frees) what was acknowledged.
 //! 5. **A torn tail is cut, never misread.** Recovery scans every frame; in the last segment the
 //!    first frame that is short, fails its CRC32C, or has an unexpected id ends the valid data,
 //!    and the file is truncated there (such bytes were never acknowledged, by 1). In a sealed
@@ -76,6 +78,9 @@ pub struct Recovery {
     pub torn_tail: Option<String>,
     /// Segments deleted because the cursor had passed them.
     pub deleted_segments: usize,
+    /// Why the cursor file could not be written at open (for example a full disk); the first
+    /// acknowledgement writes it.
+    pub cursor_not_prepared: Option<String>,
 }
 
 struct State {
@@ -160,6 +165,11 @@ impl Journal {
         }
         if segments.is_empty() {
             segments.push(create_segment(&dir, next_id)?);
+        }
+        // The cursor file moves in place from here on, needing no new space; if it cannot be
+        // written now (a full disk), the first acknowledgement tries again.
+        if let Err(e) = cursor::prepare(&dir, cursor) {
+            recovery.cursor_not_prepared = Some(e.to_string());
         }
         let inner = Arc::new(Inner {
             dir,

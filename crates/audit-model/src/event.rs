@@ -245,13 +245,30 @@ impl AuditEvent {
         self
     }
 
-    /// The same content with another attestation (`submitted_by`, `received_at`): what this event
-    /// is as another request brought it. A retry of a write is received again, later, so two
-    /// receipts of one event differ only there; comparing `stored` with
-    /// `incoming.attested_as(stored)` tells a repeat from a conflict.
+    /// The event with the trace context it was written in (`trace_id`, `span_id`), unless the
+    /// writer gave either itself.
+    pub fn traced(mut self, trace_id: &str, span_id: &str) -> AuditEvent {
+        if self.trace_id.is_none() && self.span_id.is_none() {
+            self.trace_id = Some(trace_id.to_string());
+            self.span_id = Some(span_id.to_string());
+        }
+        self
+    }
+
+    /// The same content with another attestation (`submitted_by`, `received_at`) and trace
+    /// context (`trace_id`, `span_id`): what this event is as another request brought it. A
+    /// retry of a write is received again, later, perhaps from another trace (a controller that
+    /// records an event again after a restart), so two receipts of one event differ only
+    /// there; comparing `stored` with `incoming.attested_as(stored)` tells a repeat from a
+    /// conflict.
     pub fn attested_as(&self, other: &AuditEvent) -> AuditEvent {
-        self.clone()
-            .with_attestation(other.submitted_by.clone(), other.received_at)
+        AuditEvent {
+            trace_id: other.trace_id.clone(),
+            span_id: other.span_id.clone(),
+            ..self
+                .clone()
+                .with_attestation(other.submitted_by.clone(), other.received_at)
+        }
     }
 
     /// The event with this attestation (as a store read it back).

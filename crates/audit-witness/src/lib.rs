@@ -54,6 +54,18 @@ pub mod metrics_names {
     pub const REQUESTS: &str = "witness_add_checkpoint_requests_total";
     /// The size of the newest checkpoint cosigned, per `origin`.
     pub const COSIGNED_SIZE: &str = "witness_cosigned_tree_size";
+
+    /// Gives the witness's families their HELP text (once its recorder is installed).
+    pub fn describe() {
+        metrics::describe_counter!(
+            REQUESTS,
+            "add-checkpoint requests, by outcome (cosigned, bad_request, unknown_log, bad_signature, conflict, inconsistent, error)."
+        );
+        metrics::describe_gauge!(
+            COSIGNED_SIZE,
+            "Tree size of the newest checkpoint cosigned, by log origin."
+        );
+    }
 }
 
 /// A witness: its key, the logs it knows, its state, and who may submit.

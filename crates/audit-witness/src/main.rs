@@ -120,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| State::default_url(&args.data_dir));
     let state = State::open(&url).await.context("the witness's database")?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    audit_witness::metrics_names::describe();
     let mut witness = Witness::new(cosigner, logs, state);
     if let Some(path) = &args.submitters_file {
         let text = std::fs::read_to_string(path)

@@ -111,6 +111,25 @@ async fn the_witness_process_serves_https_to_its_submitters_and_keeps_its_state(
     let (status, line) = post(&https, &p, &body, Some(TOKEN)).await.unwrap();
     assert_eq!(status, 200, "{line}");
     assert!(verifier.cosigned_at(&format!("{note}{line}")).is_some());
+    // Its metrics count that, each family with its HELP text.
+    let metrics = https
+        .get(format!("{}/metrics", p.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("witness_add_checkpoint_requests_total{outcome=\"cosigned\"} 1"),
+        "{metrics}"
+    );
+    for family in [
+        "witness_add_checkpoint_requests_total",
+        "witness_cosigned_tree_size",
+    ] {
+        assert!(metrics.contains(&format!("# HELP {family} ")), "{metrics}");
+    }
     // A client that does not trust the witness's CA is refused by TLS.
     let stranger = client(&TestCa::new("another CA"));
     assert!(post(&stranger, &p, &body, Some(TOKEN)).await.is_err());

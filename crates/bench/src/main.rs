@@ -5,11 +5,13 @@
 //! event it counted as written is in the database.
 
 mod baseline;
+mod collector;
 mod conn;
 mod db;
 mod dlq;
 mod load;
 mod review;
+mod scale;
 mod server;
 mod witness;
 
@@ -64,10 +66,28 @@ struct Args {
     /// Run only the witness scenarios (w1)-(w4) (needs `audit-witness` built beside this).
     #[arg(long)]
     witness_only: bool,
+    /// Run only the trace export scenarios (o1)-(o3): single events with traces off, exported
+    /// with 1 % sampling, and with every trace exported.
+    #[arg(long)]
+    traces_only: bool,
+    /// With --traces-only: also run (o0), single events on this other `datastorage` binary (an
+    /// earlier build), in the same turns. With --query-only: also time this binary's verifier
+    /// on the same log, in turns with this build's.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Run only the reads on the large log: (j) queries, (l) proofs, (t) the timeline of a
     /// remediation of `--remediation-events`, the tree build and the verifier.
     #[arg(long)]
     query_only: bool,
+    /// Run only the scale scenarios (s1)-(s7) on a log of `--scale-events` (building a 10 M
+    /// log takes several minutes and tens of GB of disk): ingest on it against a fresh log,
+    /// queries, proofs and the timeline on it, the streamed export's rate, the verifier's rate,
+    /// and bytes on disk per event against a plain table with the same indexes.
+    #[arg(long)]
+    scale: bool,
+    /// Events of the log of the scale run.
+    #[arg(long, default_value_t = 10_000_000)]
+    scale_events: u64,
     /// Events of the one large remediation in the log of (j) whose timeline (t) draws.
     #[arg(long, default_value_t = 10_000)]
     remediation_events: u64,
@@ -95,6 +115,69 @@ fn contains(body: &[u8], part: &[u8]) -> bool {
     body.windows(part.len()).any(|w| w == part)
 }
 
+/// The ratios printed under the table: (numerator, denominator, what it says). Each is printed
+/// when the run measured both rows.
+const RATIOS: [(&str, &str, &str); 14] = [
+    (
+        "(s2)",
+        "(s1)",
+        " (single events on the large log over a fresh one; target at least 0.90)",
+    ),
+    (
+        "(s4)",
+        "(s3)",
+        " (batches on the large log over a fresh one; target at least 0.90)",
+    ),
+    ("(d)", "(a)", ""),
+    ("(d)", "(e)", ""),
+    ("(f)", "(c)", ""),
+    (
+        "(d)",
+        "(k)",
+        " (single-event ingest with tree maintenance and checkpoints over without)",
+    ),
+    (
+        "(m)",
+        "(m1)",
+        " (single events through two replicas on one log over one replica)",
+    ),
+    (
+        "(o2)",
+        "(o1)",
+        " (single events with traces exported at 1 % sampling over traces off)",
+    ),
+    (
+        "(o3)",
+        "(o1)",
+        " (single events with every trace exported over traces off)",
+    ),
+    (
+        "(o1)",
+        "(o0)",
+        " (single events, traces off, this build over the baseline binary)",
+    ),
+    (
+        "(n2)",
+        "(n1)",
+        " (single events with a static token over none)",
+    ),
+    (
+        "(n3)",
+        "(n1)",
+        " (single events with a ServiceAccount token, review cached, over none)",
+    ),
+    (
+        "(n4)",
+        "(n2)",
+        " (single events with a static token over TLS, over the same in plain text)",
+    ),
+    (
+        "(w2)",
+        "(w1)",
+        " (single events with a 2-of-3 witness policy over none)",
+    ),
+];
+
 /// One line of the table.
 struct Row {
     name: &'static str,
@@ -115,8 +198,11 @@ struct Bench {
     tree_build: Option<(Duration, f64)>,
     /// `datastorage verify` over the filled log.
     verifier: Option<Duration>,
+    /// This build's verifier and `--baseline-bin`'s on the same log (the faster of two turns).
+    verifier_against_baseline: Option<(Duration, Duration)>,
     /// (w3) wait p50, p99 (ms) and samples; (w4) cosignatures per second and in all.
     witness_figures: Option<(f64, f64, usize, f64, u64)>,
+    scale_figures: Option<ScaleFigures>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -143,7 +229,11 @@ async fn main() -> anyhow::Result<()> {
         args.batch,
         Duration::from(args.duration),
         args.rate,
-        args.log_events,
+        if args.scale {
+            args.scale_events
+        } else {
+            args.log_events
+        },
         bin.display()
     );
     let mut bench = Bench {
@@ -154,7 +244,9 @@ async fn main() -> anyhow::Result<()> {
         peak_rss: 0.0,
         tree_build: None,
         verifier: None,
+        verifier_against_baseline: None,
         witness_figures: None,
+        scale_figures: None,
     };
     bench.run().await?;
     bench.print()
@@ -168,6 +260,7 @@ impl Args {
         self.duration = Duration::from_millis(500).into();
         self.rate = 50;
         self.log_events = 2_000;
+        self.scale_events = 4_000;
         self.drain_events = 2_000;
     }
 }
@@ -203,6 +296,12 @@ impl Bench {
         }
         if self.args.query_only {
             return self.query().await;
+        }
+        if self.args.scale {
+            return self.scale().await;
+        }
+        if self.args.traces_only {
+            return self.traces().await;
         }
         if !self.args.dlq_only {
             self.run_main().await?;
@@ -264,6 +363,7 @@ impl Bench {
         .await?;
         self.replicas().await?;
         self.authentication().await?;
+        self.traces().await?;
         self.service("(i) SQLite: POST /events", &[], Shape::Single, true)
             .await?;
         self.service("(i) SQLite: POST /events/batch", &[], Shape::Batch(b), true)
@@ -316,6 +416,52 @@ impl Bench {
     /// (n) Single events with authentication, in [`TURNS`] turns: (n1) none, (n2) a static
     /// token of the tokens file, (n3) a ServiceAccount token through the real Kubernetes
     /// authenticator against a stand-in API server (its reviews cached, as in a steady state).
+    /// (o1)-(o3): the cost of trace export on single events, the three services measured in
+    /// turns. The load sends no `traceparent`, so every request starts a trace that the
+    /// service samples at its ratio.
+    async fn traces(&mut self) -> anyhow::Result<()> {
+        let (c, turn) = (self.args.clients, self.d() / TURNS);
+        let (endpoint, received) = collector::start().await?;
+        let pg = self.args.pg.clone();
+        let mut off = Scenario::start(&self.bin, &pg, &[], false).await?;
+        let sampled = ["--otlp-endpoint", &endpoint, "--trace-sample-ratio", "0.01"];
+        let mut one_percent = Scenario::start(&self.bin, &pg, &sampled, false).await?;
+        let all = ["--otlp-endpoint", &endpoint, "--trace-sample-ratio", "1"];
+        let mut every = Scenario::start(&self.bin, &pg, &all, false).await?;
+        let mut earlier = match &self.args.baseline_bin {
+            Some(bin) => Some(Scenario::start(bin, &pg, &[], false).await?),
+            None => None,
+        };
+        for _ in 0..TURNS {
+            if let Some(earlier) = &mut earlier {
+                earlier.load(c, turn, Shape::Single).await?;
+            }
+            off.load(c, turn, Shape::Single).await?;
+            one_percent.load(c, turn, Shape::Single).await?;
+            every.load(c, turn, Shape::Single).await?;
+        }
+        let mut scenarios = vec![
+            (off, "(o1) POST /events, traces off"),
+            (
+                one_percent,
+                "(o2) POST /events, traces exported, 1 % sampled",
+            ),
+            (every, "(o3) POST /events, traces exported, all sampled"),
+        ];
+        if let Some(earlier) = earlier {
+            scenarios.push((earlier, "(o0) POST /events, the baseline binary"));
+        }
+        self.finish_all(scenarios).await?;
+        let exports = received.exports.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes = received.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        ensure!(exports > 0, "no trace was exported");
+        println!(
+            "trace exports received: {exports} ({:.1} MB)",
+            bytes as f64 / 1e6
+        );
+        Ok(())
+    }
+
     async fn authentication(&mut self) -> anyhow::Result<()> {
         let (c, turn) = (self.args.clients, self.d() / TURNS);
         let dir = tempfile::tempdir()?;
@@ -358,7 +504,7 @@ impl Bench {
                 .load_as(c, turn, Shape::Single, Some(&token), Some(&tls))
                 .await?;
         }
-        for (scenario, name) in [
+        self.finish_all(vec![
             (none, "(n1) POST /events, no authentication"),
             (fixed, "(n2) POST /events, static token"),
             (
@@ -366,7 +512,13 @@ impl Bench {
                 "(n3) POST /events, ServiceAccount token (cached review)",
             ),
             (encrypted, "(n4) POST /events, static token over TLS"),
-        ] {
+        ])
+        .await
+    }
+
+    /// Stops each scenario and adds its row; a scenario with a refused request fails the run.
+    async fn finish_all(&mut self, scenarios: Vec<(Scenario, &'static str)>) -> anyhow::Result<()> {
+        for (scenario, name) in scenarios {
             let row = scenario.finish(name, &mut self.peak_rss).await?;
             ensure!(
                 row.result.errors == 0,
@@ -518,10 +670,66 @@ impl Bench {
     /// proofs, the time the checkpointer takes to build the tree over it, and the verifier.
     async fn query(&mut self) -> anyhow::Result<()> {
         let n = self.args.log_events;
+        let FilledLog {
+            db,
+            server,
+            correlations,
+            tree,
+            fill: _,
+            _dir,
+        } = self.filled_log(n).await?;
+        self.tree_build = Some((tree, server.peak_rss_mib()));
+
+        self.large_log_reads(
+            &server,
+            &db,
+            correlations,
+            [
+                "(j) GET /events?correlation_id= on the log",
+                "(l) GET /events/{id}/proof on the log",
+                "(t) GET /remediations/{id}/timeline of the large remediation",
+            ],
+        )
+        .await?;
+        let key = server.public_key().await?;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        server.stop().await?;
+
+        // The verifier recomputes every leaf from content and the whole tree, and checks every
+        // checkpoint's signature.
+        let started = Instant::now();
+        verify(&self.bin, &db.url, &key, n).await?;
+        self.verifier = Some(started.elapsed());
+        if let Some(earlier) = self.args.baseline_bin.clone() {
+            // In turns, the faster of two each: the machine's drift touches both alike.
+            let mut best = [Duration::MAX; 2];
+            for _ in 0..2 {
+                for (k, bin) in [&earlier, &self.bin].into_iter().enumerate() {
+                    let started = Instant::now();
+                    verify(bin, &db.url, &key, n).await?;
+                    best[k] = best[k].min(started.elapsed());
+                }
+            }
+            self.verifier_against_baseline = Some((best[1], best[0]));
+        }
+        ensure!(
+            db.count().await? as u64 == n,
+            "the log does not hold {n} events"
+        );
+        db.drop_db().await?;
+        Ok(())
+    }
+
+    /// A log of `n` events written by the generator ([`baseline::fill_log`]: the rows the
+    /// service would store, over `n / 100` correlations and one large remediation), and a
+    /// service on it whose checkpointer has signed a tree over all of it.
+    async fn filled_log(&self, n: u64) -> anyhow::Result<FilledLog> {
         let db = BenchDb::create(&self.args.pg, &self.bin).await?;
         let correlations = (n / 100).max(1);
-        let big = self.args.remediation_events.min(n / 2);
-        baseline::fill_log(&db.url, n, correlations, big).await?;
+        let remediation = self.args.remediation_events.min(n / 2);
+        let started = Instant::now();
+        baseline::fill_log(&db.url, n, correlations, remediation).await?;
+        let fill = started.elapsed();
         let dir = tempfile::tempdir()?;
         let args = vec![
             "--database-url".to_string(),
@@ -532,17 +740,32 @@ impl Bench {
         let started = Instant::now();
         let server = Server::start(&self.bin, &args).await?;
         server.wait_for_tree(n).await?;
-        self.tree_build = Some((started.elapsed(), server.peak_rss_mib()));
+        Ok(FilledLog {
+            db,
+            server,
+            correlations,
+            fill,
+            tree: started.elapsed(),
+            _dir: dir,
+        })
+    }
 
+    /// Reads on a large log filled by [`baseline::fill_log`]: queries by correlation id,
+    /// inclusion proofs, and the timeline of its large remediation, named by `names`; every
+    /// read must succeed.
+    async fn large_log_reads(
+        &mut self,
+        server: &Server,
+        db: &BenchDb,
+        correlations: u64,
+        names: [&'static str; 3],
+    ) -> anyhow::Result<()> {
         let paths = (0..correlations)
             .map(|k| format!("/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"))
             .collect();
-        self.measure_reads(
-            &server,
-            "(j) GET /events?correlation_id= on the log",
-            paths,
-            |b| json(b)["data"].as_array().is_some_and(|a| !a.is_empty()),
-        )
+        self.measure_reads(server, names[0], paths, |b| {
+            json(b)["data"].as_array().is_some_and(|a| !a.is_empty())
+        })
         .await;
         let paths = db
             .sample_event_ids(2000)
@@ -550,16 +773,11 @@ impl Bench {
             .into_iter()
             .map(|id| format!("/api/v1/audit/events/{id}/proof"))
             .collect();
-        self.measure_reads(
-            &server,
-            "(l) GET /events/{id}/proof on the log",
-            paths,
-            |b| {
-                json(b)["inclusion_proof"]
-                    .as_array()
-                    .is_some_and(|p| !p.is_empty())
-            },
-        )
+        self.measure_reads(server, names[1], paths, |b| {
+            json(b)["inclusion_proof"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        })
         .await;
         // One request at a time: the latency of drawing the whole remediation.
         let path = format!(
@@ -567,8 +785,8 @@ impl Bench {
             baseline::BIG_REMEDIATION
         );
         self.measure_reads_with(
-            &server,
-            "(t) GET /remediations/{id}/timeline of the large remediation",
+            server,
+            names[2],
             vec![path],
             1,
             // Checked without parsing the whole answer in the load generator, whose time
@@ -576,9 +794,6 @@ impl Bench {
             |b| contains(b, b"\"truncated\":false") && contains(b, b"\"event_count\":"),
         )
         .await;
-        let key = server.public_key().await?;
-        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
-        server.stop().await?;
         for row in &self.rows[self.rows.len() - 3..] {
             ensure!(
                 row.result.errors == 0 && row.result.events > 0,
@@ -588,17 +803,117 @@ impl Bench {
                 row.result.events + row.result.errors
             );
         }
+        Ok(())
+    }
 
-        // The verifier recomputes every leaf from content and the whole tree, and checks every
-        // checkpoint's signature.
-        let started = Instant::now();
-        verify(&self.bin, &db.url, &key, n).await?;
-        self.verifier = Some(started.elapsed());
+    /// (s1)-(s7): a log of `--scale-events` built by the generator (the service's rows, its
+    /// tree and checkpoints built by the service's checkpointer), then single events (s2) and
+    /// batches (s4) on it in turns with a fresh log (s1, s3), the reads (s5)-(s7) on it, the
+    /// streamed export's rate, `datastorage verify` over it, and its bytes on disk per event
+    /// against a plain table of the same rows with the same indexes.
+    async fn scale(&mut self) -> anyhow::Result<()> {
+        let (n, c, b) = (self.args.scale_events, self.args.clients, self.args.batch);
+        let FilledLog {
+            db,
+            server,
+            correlations,
+            fill,
+            tree,
+            _dir,
+        } = self.filled_log(n).await?;
+
+        // Ingest on the large log and on a fresh one, in turns.
+        let mut fresh = Scenario::start(&self.bin, &self.args.pg, &[], false).await?;
+        let turn = self.d() / TURNS;
+        let shapes = [Shape::Single, Shape::Batch(b)];
+        let mut on_fresh = [LoadResult::default(), LoadResult::default()];
+        let mut on_large = [LoadResult::default(), LoadResult::default()];
+        let mut cpu = [[0.0; 2]; 2];
+        for (k, shape) in shapes.into_iter().enumerate() {
+            for _ in 0..TURNS {
+                for (which, server) in [(0, &fresh.server), (1, &server)] {
+                    db::checkpoint(&self.args.pg).await;
+                    let before = server.cpu_seconds();
+                    let r = load::closed_loop(&server.base, c, turn, shape).await?;
+                    cpu[which][k] += server.cpu_seconds() - before;
+                    if which == 0 {
+                        on_fresh[k].add(&r);
+                    } else {
+                        on_large[k].add(&r);
+                    }
+                }
+            }
+        }
+        let written: u64 = on_large.iter().map(|r| r.events).sum();
+        fresh.result = on_fresh[0];
+        fresh.result.add(&on_fresh[1]);
+        let names = [
+            [
+                "(s1) POST /events, fresh log (in turns with s2)",
+                "(s3) POST /events/batch, fresh log (in turns with s4)",
+            ],
+            [
+                "(s2) POST /events, on the large log",
+                "(s4) POST /events/batch, on the large log",
+            ],
+        ];
+        let fresh_rss = fresh.server.peak_rss_mib();
+        fresh.finish("(s) fresh log", &mut self.peak_rss).await?;
+        for (which, results) in [(0, &on_fresh), (1, &on_large)] {
+            for k in 0..2 {
+                self.rows.push(Row {
+                    name: names[which][k],
+                    result: results[k],
+                    server_cpu: Some(cpu[which][k]),
+                    latency: None,
+                    rss: Some(if which == 0 {
+                        fresh_rss
+                    } else {
+                        server.peak_rss_mib()
+                    }),
+                });
+            }
+        }
+        self.rows.sort_by_key(|r| r.name);
+        let total = n + written;
+        server.wait_for_tree(total).await?;
+
+        self.large_log_reads(
+            &server,
+            &db,
+            correlations,
+            [
+                "(s5) GET /events?correlation_id= on the large log",
+                "(s6) GET /events/{id}/proof on the large log",
+                "(s7) GET /remediations/{id}/timeline on the large log",
+            ],
+        )
+        .await?;
+        let export = scale::export_rate(&server.base, self.d() * 3).await?;
+        let key = server.public_key().await?;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        server.stop().await?;
+
+        // The log also holds the service's own record of the export (its access trail).
+        let stored = db.count().await? as u64;
         ensure!(
-            db.count().await? as u64 == n,
-            "the log does not hold {n} events"
+            (total..total + 10).contains(&stored),
+            "the large log holds {stored} events, not the {total} written and the export's record"
         );
+        let started = Instant::now();
+        verify(&self.bin, &db.url, &key, stored).await?;
+        let verifier = started.elapsed();
+        let disk = scale::disk(&db.url).await?;
         db.drop_db().await?;
+        self.scale_figures = Some(ScaleFigures {
+            events: n,
+            fill,
+            tree,
+            export,
+            verified: stored,
+            verifier,
+            disk,
+        });
         Ok(())
     }
 
@@ -743,34 +1058,12 @@ impl Bench {
                 .map_or(0.0, |r| r.result.rate())
         };
         println!();
-        if !self.rows.is_empty() {
-            println!("(d)/(a) = {:.2}", rate("(d)") / rate("(a)"));
-            println!("(d)/(e) = {:.2}", rate("(d)") / rate("(e)"));
-            println!("(f)/(c) = {:.2}", rate("(f)") / rate("(c)"));
-            println!(
-                "(d)/(k) = {:.2} (single-event ingest with tree maintenance and checkpoints over without)",
-                rate("(d)") / rate("(k)")
-            );
-            println!(
-                "(m)/(m1) = {:.2} (single events through two replicas on one log over one replica)",
-                rate("(m)") / rate("(m1)")
-            );
-            println!(
-                "(n2)/(n1) = {:.3} (single events with a static token over none)",
-                rate("(n2)") / rate("(n1)")
-            );
-            println!(
-                "(n3)/(n1) = {:.3} (single events with a ServiceAccount token, review cached, over none)",
-                rate("(n3)") / rate("(n1)")
-            );
-            println!(
-                "(n4)/(n2) = {:.3} (single events with a static token over TLS, over the same in plain text)",
-                rate("(n4)") / rate("(n2)")
-            );
-            println!(
-                "(w2)/(w1) = {:.3} (single events with a 2-of-3 witness policy over none)",
-                rate("(w2)") / rate("(w1)")
-            );
+        for (over, under, what) in RATIOS {
+            // A ratio whose two rows were both measured in this run.
+            let (a, b) = (rate(over), rate(under));
+            if a > 0.0 && b > 0.0 {
+                println!("{over}/{under} = {:.3}{what}", a / b);
+            }
         }
         let n = self.args.log_events as f64;
         if let Some((p50, p99, samples, per_second, total)) = self.witness_figures {
@@ -796,6 +1089,17 @@ impl Bench {
                 n / t.as_secs_f64()
             );
         }
+        if let Some((this, earlier)) = self.verifier_against_baseline {
+            println!(
+                "verifier over the {n:.0}-event log, this build {:.0} events/s, --baseline-bin {:.0} events/s: {:.3}",
+                n / this.as_secs_f64(),
+                n / earlier.as_secs_f64(),
+                earlier.as_secs_f64() / this.as_secs_f64()
+            );
+        }
+        if let Some(f) = &self.scale_figures {
+            f.print();
+        }
         println!("peak RSS of datastorage: {:.1} MiB", self.peak_rss);
         let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
             .context("getrusage")?;
@@ -805,6 +1109,77 @@ impl Bench {
             secs(own.user_time()) + secs(own.system_time())
         );
         Ok(())
+    }
+}
+
+/// A generated log with a service on it (see `Bench::filled_log`).
+struct FilledLog {
+    db: BenchDb,
+    server: Server,
+    correlations: u64,
+    /// Time to write the rows.
+    fill: Duration,
+    /// Time from the service's start to a signed checkpoint over every row.
+    tree: Duration,
+    _dir: tempfile::TempDir,
+}
+
+/// What the scale run measured besides its rows.
+struct ScaleFigures {
+    events: u64,
+    fill: Duration,
+    tree: Duration,
+    /// Events read from the streamed export, and in how long.
+    export: (u64, Duration),
+    /// Events `datastorage verify` checked, and in how long.
+    verified: u64,
+    verifier: Duration,
+    disk: scale::DiskFigures,
+}
+
+impl ScaleFigures {
+    fn print(&self) {
+        let n = self.events as f64;
+        let per_second = |count: u64, t: Duration| count as f64 / t.as_secs_f64();
+        println!();
+        println!(
+            "scale: {n:.0}-event log written by the generator in {:.1} s; tree over it built and signed in {:.1} s ({:.0} leaves/s, service start included)",
+            self.fill.as_secs_f64(),
+            self.tree.as_secs_f64(),
+            per_second(self.events, self.tree)
+        );
+        let (exported, t) = self.export;
+        println!(
+            "scale: streamed export with proofs: {exported} events in {:.1} s ({:.0} events/s; target at least 100 000)",
+            t.as_secs_f64(),
+            per_second(exported, t)
+        );
+        println!(
+            "scale: datastorage verify over {} events: {:.1} s ({:.0} events/s; target at least 200 000)",
+            self.verified,
+            self.verifier.as_secs_f64(),
+            per_second(self.verified, self.verifier)
+        );
+        let d = &self.disk;
+        let per_event = |bytes: i64| bytes as f64 / d.events.max(1) as f64;
+        println!();
+        println!("| on disk ({} events) | bytes per event |", d.events);
+        println!("|---|---:|");
+        for r in d.log.iter().chain(&d.plain) {
+            println!("| {} | {:.1} |", r.name, per_event(r.bytes));
+        }
+        println!(
+            "| **the log, all of it** | **{:.1}** |",
+            per_event(d.log_total())
+        );
+        println!(
+            "| **the plain table with the same indexes** | **{:.1}** |",
+            per_event(d.plain_total())
+        );
+        println!(
+            "scale: the log over the plain table on disk = {:.3} (target at most 1.3)",
+            d.log_total() as f64 / d.plain_total().max(1) as f64
+        );
     }
 }
 

@@ -174,6 +174,22 @@ pub struct ServerSettings {
         env = "DATASTORAGE_DRAIN_TIMEOUT"
     )]
     pub drain_timeout: Option<String>,
+    /// OTLP/HTTP endpoint to export traces to (e.g. `http://otel-collector:4318`; spans go to
+    /// its `/v1/traces`). Tracing is off without it.
+    #[arg(
+        id = "otlp_endpoint",
+        long = "otlp-endpoint",
+        env = "DATASTORAGE_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<String>,
+    /// Share of the traces started here that are exported, 0 to 1 (default 1); a trace the
+    /// caller sampled is always continued.
+    #[arg(
+        id = "trace_sample_ratio",
+        long = "trace-sample-ratio",
+        env = "DATASTORAGE_TRACE_SAMPLE_RATIO"
+    )]
+    pub trace_sample_ratio: Option<f64>,
 }
 
 /// The database the log lives in.
@@ -210,6 +226,21 @@ pub struct StoreSettings {
         env = "DATASTORAGE_STORE_RETRY_INTERVAL"
     )]
     pub retry_interval: Option<String>,
+    /// `postgres://…` of a streaming replica of the log's database: queries, timelines,
+    /// exports, proofs and checkpoints are read from it; writes stay on the primary.
+    #[arg(
+        id = "database_read_url",
+        long = "database-read-url",
+        env = "DATASTORAGE_DATABASE_READ_URL"
+    )]
+    pub read_url: Option<String>,
+    /// Reads go to the primary while the replica replays more than this far behind (e.g. `5s`).
+    #[arg(
+        id = "replica_max_lag",
+        long = "replica-max-lag",
+        env = "DATASTORAGE_REPLICA_MAX_LAG"
+    )]
+    pub replica_max_lag: Option<String>,
 }
 
 /// Group commit: many requests, one transaction.
@@ -696,18 +727,52 @@ impl<'de> Deserialize<'de> for Switch {
 /// A flat key of an earlier version and its place now (`section.key`).
 pub type MovedKey = (&'static str, &'static str);
 
+/// Trace export: off unless an OTLP endpoint (an http or https URL) is given.
+fn trace_settings(server: &ServerSettings) -> Result<audit_tracing::TraceSettings, ConfigError> {
+    let endpoint = server
+        .otlp_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(endpoint) = endpoint {
+        let scheme = endpoint.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("http" | "https")) {
+            return Err(invalid(
+                "server.otlp_endpoint",
+                format!("{endpoint:?}: expected an http:// or https:// URL"),
+            ));
+        }
+    }
+    let sample_ratio = server.trace_sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(invalid(
+            "server.trace_sample_ratio",
+            format!("{sample_ratio}: must be from 0 to 1"),
+        ));
+    }
+    Ok(audit_tracing::TraceSettings {
+        endpoint: endpoint.map(str::to_string),
+        sample_ratio,
+        service_name: "datastorage".to_string(),
+    })
+}
+
 /// The flat keys of earlier config files and where each now lives (`section.key`); a file
 /// using them still loads, with a warning naming the new key. Also each flag's id.
-const MOVED_KEYS: [(&str, &str); 67] = [
+const MOVED_KEYS: [(&str, &str); 71] = [
     ("listen", "server.listen"),
     ("data_dir", "server.data_dir"),
     ("log_format", "server.log_format"),
     ("shutdown_delay", "server.shutdown_delay"),
     ("drain_timeout", "server.drain_timeout"),
+    ("otlp_endpoint", "server.otlp_endpoint"),
+    ("trace_sample_ratio", "server.trace_sample_ratio"),
     ("database_url", "store.url"),
     ("database_password_file", "store.password_file"),
     ("database_max_connections", "store.max_connections"),
     ("store_retry_interval", "store.retry_interval"),
+    ("database_read_url", "store.read_url"),
+    ("replica_max_lag", "store.replica_max_lag"),
     ("ingest_writers", "ingest.writers"),
     ("batch_max_events", "ingest.batch_max_events"),
     ("batch_linger", "ingest.batch_linger"),
@@ -770,6 +835,16 @@ const MOVED_KEYS: [(&str, &str); 67] = [
     ("tls_client_ca_file", "tls.client_ca_file"),
     ("require_tls", "tls.require"),
 ];
+
+/// A streaming replica of the log's PostgreSQL database, read instead of the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReplica {
+    pub url: String,
+    /// The primary's password (a replica has the primary's roles).
+    pub password: Option<String>,
+    /// Reads go to the primary while the replica replays further behind than this.
+    pub max_lag: Duration,
+}
 
 /// Where the log lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -895,6 +970,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseTarget,
     pub database_max_connections: u32,
+    /// The streaming replica reads are served from, if any (PostgreSQL only).
+    pub read_replica: Option<ReadReplica>,
     pub dlq: crate::dlq::DlqConfig,
     pub replay: ReplayConfig,
     pub store_retry_interval: Duration,
@@ -916,6 +993,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
+    /// Where traces are exported (off by default).
+    pub traces: audit_tracing::TraceSettings,
     pub embedding_dimension: usize,
     /// None when checkpoints are disabled.
     pub checkpoint: Option<CheckpointConfig>,
@@ -953,6 +1032,7 @@ impl Config {
 
     /// The validated configuration of merged settings; errors name the key (`section.key`).
     pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let traces = trace_settings(&s.server)?;
         let listen_text = s
             .server
             .listen
@@ -1042,8 +1122,12 @@ impl Config {
         };
         let tls = tls_files(&s.tls, &s.auth)?;
         let dlq = dlq_config(&s.dlq, &data_dir)?;
+        let read_replica = read_replica(&s.store, &database)?;
         if s.tls.require.is_some_and(|Switch(on)| on) {
             require_tls(tls.as_ref(), &database, &dlq)?;
+            if let Some(replica) = &read_replica {
+                require_verified_postgres(&replica.url)?;
+            }
         }
         Ok(Config {
             tls,
@@ -1062,6 +1146,7 @@ impl Config {
             ingest: ingest_config(&s.ingest, sqlite)?,
             database,
             database_max_connections,
+            read_replica,
             body_limit_bytes,
             body_budget_bytes,
             batch_max_items,
@@ -1081,6 +1166,7 @@ impl Config {
                 Duration::from_secs(30),
             )?,
             log_format,
+            traces,
             data_dir,
             moved_keys: Vec::new(),
         })
@@ -1485,17 +1571,23 @@ fn require_tls(
         ));
     }
     if let DatabaseTarget::Postgres { url, .. } = database {
-        if postgres_ssl_mode(url).as_deref() != Some("verify-full") {
-            return Err(invalid(
-                "tls.require",
-                "the PostgreSQL URL must verify the server: add sslmode=verify-full (and sslrootcert=CA-FILE for a private CA)",
-            ));
-        }
+        require_verified_postgres(url)?;
     }
     if dlq.url.starts_with("redis://") {
         return Err(invalid(
             "tls.require",
             "the Redis DLQ must use TLS: rediss://… (and dlq.redis_ca_file for a private CA)",
+        ));
+    }
+    Ok(())
+}
+
+/// Under the production guard, a PostgreSQL connection must verify its server.
+fn require_verified_postgres(url: &str) -> Result<(), ConfigError> {
+    if postgres_ssl_mode(url).as_deref() != Some("verify-full") {
+        return Err(invalid(
+            "tls.require",
+            "the PostgreSQL URL must verify the server: add sslmode=verify-full (and sslrootcert=CA-FILE for a private CA)",
         ));
     }
     Ok(())
@@ -1616,6 +1708,38 @@ fn read_secret(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid("store.password_file", format!("{}: {e}", path.display())))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The read replica's settings: a PostgreSQL URL beside a PostgreSQL primary.
+fn read_replica(
+    s: &StoreSettings,
+    primary: &DatabaseTarget,
+) -> Result<Option<ReadReplica>, ConfigError> {
+    let max_lag = duration(
+        "store.replica_max_lag",
+        &s.replica_max_lag,
+        Duration::from_secs(5),
+    )?;
+    let Some(url) = s.read_url.clone() else {
+        return Ok(None);
+    };
+    let DatabaseTarget::Postgres { password, .. } = primary else {
+        return Err(invalid(
+            "store.read_url",
+            "a read replica needs a PostgreSQL log (store.url = postgres://…)",
+        ));
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(
+            "store.read_url",
+            format!("{url:?}: expected postgres://…"),
+        ));
+    }
+    Ok(Some(ReadReplica {
+        url,
+        password: password.clone(),
+        max_lag,
+    }))
 }
 
 fn store_target(s: &StoreSettings, data_dir: &Path) -> Result<DatabaseTarget, ConfigError> {
@@ -1778,6 +1902,55 @@ mod tests {
             err.contains("checkpoints.enabled") && err.contains("maybe"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_read_replica_needs_a_postgres_log_and_under_the_guard_verified_tls() {
+        let f =
+            file("store:\n  url: postgres://u@db/audit\n  read_url: postgres://u@replica/audit\n");
+        let c = Config::load(&with_file(&f)).unwrap();
+        let replica = c.read_replica.expect("a replica");
+        assert_eq!(replica.url, "postgres://u@replica/audit");
+        assert_eq!(replica.max_lag, Duration::from_secs(5));
+
+        let f = file("store:\n  read_url: postgres://u@replica/audit\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(
+            err.contains("`store.read_url`") && err.contains("PostgreSQL log"),
+            "{err}"
+        );
+
+        let f = file("store:\n  url: postgres://u@db/audit\n  read_url: sqlite://x.db\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(err.contains("`store.read_url`"), "{err}");
+
+        let f = file("store:\n  replica_max_lag: soon\n");
+        let err = Config::load(&with_file(&f)).unwrap_err().to_string();
+        assert!(err.contains("store.replica_max_lag"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = test_pki::TestCa::new("config test CA")
+            .server(&["localhost"])
+            .write(dir.path(), "server");
+        let guarded = |read_url: &str| {
+            file(&format!(
+                "store:\n  url: postgres://u@db/audit?sslmode=verify-full\n  read_url: {read_url}\n\
+                 tls:\n  require: true\n  cert_file: {}\n  key_file: {}\n",
+                cert.display(),
+                key.display()
+            ))
+        };
+        let err = Config::load(&with_file(&guarded("postgres://u@replica/audit")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`tls.require`") && err.contains("verify-full"),
+            "{err}"
+        );
+        Config::load(&with_file(&guarded(
+            "postgres://u@replica/audit?sslmode=verify-full",
+        )))
+        .expect("a verified replica passes the guard");
     }
 
     #[test]

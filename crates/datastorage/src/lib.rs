@@ -22,6 +22,7 @@ pub mod retention;
 pub mod shutdown;
 pub mod similarity;
 pub mod store;
+pub mod supervise;
 mod system_event;
 pub mod telemetry;
 pub mod tls;
@@ -43,6 +44,40 @@ use ingest::IngestQueue;
 use replay::Replayer;
 use shutdown::Shutdown;
 use store::LogStore;
+use supervise::supervise;
+
+/// The store the API reads: the primary itself, or reads routed to the configured replica
+/// (probed before the first request, then once a second until shutdown).
+async fn read_replica(
+    config: &Config,
+    primary: &Arc<dyn LogStore>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Arc<dyn LogStore>, Option<tokio::task::JoinHandle<()>>)> {
+    let Some(settings) = &config.read_replica else {
+        return Ok((primary.clone(), None));
+    };
+    let replica = store::PostgresStore::connect_replica(
+        &settings.url,
+        settings.password.as_deref(),
+        config.database_max_connections,
+    )
+    .context("cannot configure the read replica")?;
+    let reads = Arc::new(store::ReplicaReads::new(
+        primary.clone(),
+        replica,
+        settings.max_lag,
+    ));
+    if !reads.probe().await {
+        tracing::warn!("the read replica is not usable yet; reads go to the primary until it is");
+    }
+    let task = {
+        let (reads, stop) = (reads.clone(), shutdown.clone());
+        supervise("replica", shutdown.clone(), move || {
+            reads.clone().watch(stop.clone())
+        })
+    };
+    Ok((reads, Some(task)))
+}
 
 /// A built service: listener bound, store connected and migrated, writer ready.
 pub struct Application {
@@ -138,7 +173,12 @@ impl Application {
             store.clone(),
             config.replay.clone(),
         ));
-        let replay_task = tokio::spawn(replayer.clone().run(shutdown.clone()));
+        let replay_task = {
+            let (replayer, stop) = (replayer.clone(), shutdown.clone());
+            supervise("replay", shutdown.clone(), move || {
+                replayer.clone().run(stop.clone())
+            })
+        };
         let cosigning = match config.checkpoint.as_ref().and_then(|c| c.witnesses.clone()) {
             Some(set) => Some(
                 evidence::cosign::Cosigning::new(store.clone(), set)
@@ -146,9 +186,12 @@ impl Application {
             ),
             None => None,
         };
-        let cosigning_task = cosigning
-            .clone()
-            .map(|c| tokio::spawn(c.run(shutdown.clone())));
+        let cosigning_task = cosigning.clone().map(|c| {
+            let stop = shutdown.clone();
+            supervise("cosigning", shutdown.clone(), move || {
+                c.clone().run(stop.clone())
+            })
+        });
         let checkpointer = match (&signer, &config.checkpoint) {
             (Some(signer), Some(settings)) => {
                 let mut c = Checkpointer::new(store.clone(), signer.clone());
@@ -163,20 +206,27 @@ impl Application {
             _ => None,
         };
         let checkpoint_task = match (&checkpointer, &config.checkpoint) {
-            (Some(c), Some(settings)) => Some(tokio::spawn(
-                c.clone().run(settings.interval, shutdown.clone()),
-            )),
+            (Some(c), Some(settings)) => {
+                let (c, interval, stop) = (c.clone(), settings.interval, shutdown.clone());
+                Some(supervise("checkpoint", shutdown.clone(), move || {
+                    c.clone().run(interval, stop.clone())
+                }))
+            }
             _ => None,
         };
+        if config.retention.is_none() {
+            ::metrics::gauge!(metrics::RETENTION_ENABLED).set(0.0);
+        }
         let retention_task = config.retention.clone().map(|settings| {
-            tokio::spawn(
+            let (store, queue, stop) = (store.clone(), queue.clone(), shutdown.clone());
+            supervise("retention", shutdown.clone(), move || {
                 retention::RetentionWorker {
                     store: store.clone(),
                     queue: queue.clone(),
-                    config: settings,
+                    config: settings.clone(),
                 }
-                .run(shutdown.clone()),
-            )
+                .run(stop.clone())
+            })
         });
         let (auth, tokens_task) = authentication(&config.auth, &shutdown).await?;
         let limits = Arc::new(auth::limits::RateLimits::new(
@@ -190,9 +240,10 @@ impl Application {
             access::WINDOW,
             shutdown.clone(),
         ));
+        let (reads, replica_task) = read_replica(&config, &store, &shutdown).await?;
         let state = AppState::new(http::Shared {
             queue,
-            store: store.clone(),
+            store: reads.clone(),
             dlq,
             replayer,
             shutdown: shutdown.clone(),
@@ -305,6 +356,9 @@ impl Application {
         if let Some(task) = cosigning_task {
             task.await?;
         }
+        if let Some(task) = replica_task {
+            task.await?;
+        }
         writers.stopped().await?;
         // Everything acknowledged is committed: sign the final checkpoint over it.
         if let Some(task) = checkpoint_task {
@@ -319,7 +373,8 @@ impl Application {
                 Err(error) => tracing::error!(%error, "cannot sign the final checkpoint"),
             }
         }
-        store.close().await;
+        // With a replica, `reads` closes both pools.
+        reads.close().await;
         writers.release().await;
         tracing::info!("datastorage stopped");
         Ok(())

@@ -502,14 +502,14 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let done = match cli.command {
         Command::Serve(args) => {
             let config = Config::load(&args).context("invalid configuration")?;
-            telemetry::init(config.log_format);
+            let _log = telemetry::init_with_traces(config.log_format, &config.traces);
             config.warn_moved_keys();
             let app = Application::build(config).await.context("cannot start")?;
             app.run_until(shutdown::signal()).await
         }
         Command::Migrate(args) => {
             let config = Config::load(&args).context("invalid configuration")?;
-            telemetry::init(config.log_format);
+            let _log = telemetry::init(config.log_format);
             config.warn_moved_keys();
             let store = store::connect(&config.database, 1)
                 .await
@@ -519,15 +519,15 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             Ok(())
         }
         Command::Monitor(args) => {
-            telemetry::init(datastorage::config::LogFormat::Json);
+            let _log = telemetry::init(datastorage::config::LogFormat::Json);
             return monitor(args).await;
         }
         Command::Verify(args) => {
-            telemetry::init(datastorage::config::LogFormat::Text);
+            let _log = telemetry::init(datastorage::config::LogFormat::Text);
             return verify(args).await;
         }
         Command::Export(args) => {
-            telemetry::init(datastorage::config::LogFormat::Text);
+            let _log = telemetry::init(datastorage::config::LogFormat::Text);
             export(args).await
         }
         Command::Keygen { out, origin } => {

@@ -96,6 +96,7 @@ impl Replayer {
         if let Ok(stats) = self.dlq.stats().await {
             metrics::gauge!(m::DLQ_DEPTH, "backend" => stats.backend).set(stats.depth as f64);
             metrics::gauge!(m::DLQ_OLDEST_AGE).set(stats.oldest_age_seconds.unwrap_or(0.0));
+            metrics::gauge!(m::DLQ_CAPACITY).set(stats.capacity as f64);
         }
     }
 

@@ -168,6 +168,7 @@ impl RetentionWorker {
 
     /// Runs at once, then every `interval`, until shutdown begins.
     pub async fn run(self, shutdown: Shutdown) {
+        metrics::gauge!(crate::metrics::RETENTION_ENABLED).set(1.0);
         let mut tick = tokio::time::interval(self.config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -175,9 +176,19 @@ impl RetentionWorker {
                 _ = tick.tick() => {}
                 _ = shutdown.begun() => return,
             }
-            if let Err(error) = self.run_and_record().await {
-                metrics::counter!(crate::metrics::RETENTION_FAILURES).increment(1);
-                tracing::error!(%error, "retention run failed");
+            match self.run_and_record().await {
+                Ok(_) => {
+                    metrics::counter!(crate::metrics::RETENTION_RUNS, "outcome" => "success")
+                        .increment(1);
+                    metrics::gauge!(crate::metrics::RETENTION_LAST_SUCCESS)
+                        .set(Utc::now().timestamp() as f64);
+                }
+                Err(error) => {
+                    metrics::counter!(crate::metrics::RETENTION_FAILURES).increment(1);
+                    metrics::counter!(crate::metrics::RETENTION_RUNS, "outcome" => "failure")
+                        .increment(1);
+                    tracing::error!(%error, "retention run failed");
+                }
             }
         }
     }

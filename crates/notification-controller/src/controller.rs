@@ -155,6 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    crate::metrics::describe();
     let channels =
         Channels::from_settings(&args.channel_settings()?).map_err(|e| anyhow::anyhow!(e))?;
     let client = Client::try_default()

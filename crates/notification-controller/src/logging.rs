@@ -24,11 +24,20 @@ pub fn no_bodies() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
 }
 
 /// Installs the process's logger: JSON lines to `writer`, the events `wanted` selects, never
-/// those [`no_bodies`] drops.
-pub fn install<W>(wanted: EnvFilter, writer: W)
+/// those [`no_bodies`] drops; and the span exporter `traces` configures (none when it is off).
+/// A span exporter that cannot be built is logged and left out.
+pub fn install<W>(
+    wanted: EnvFilter,
+    writer: W,
+    traces: &audit_tracing::TraceSettings,
+) -> Option<audit_tracing::TracingGuard>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let (spans, guard, failure) = match audit_tracing::init(traces) {
+        Ok((layer, guard)) => (layer, Some(guard), None),
+        Err(error) => (None, None, Some(error)),
+    };
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -36,7 +45,12 @@ where
                 .with_writer(writer)
                 .with_filter(wanted.and(no_bodies())),
         )
+        .with(spans)
         .init();
+    if let Some(error) = failure {
+        tracing::error!(%error, "cannot export traces; running without them");
+    }
+    guard
 }
 
 /// A writer that keeps what is logged in memory, for checking what a run would have logged

@@ -30,10 +30,22 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            notification_controller::logging::install(
+            // Written by a thread of its own from a bounded queue: a stdout nobody reads drops
+            // lines rather than stalling reconciles.
+            let (stdout, _flushed_at_exit) =
+                tracing_appender::non_blocking::NonBlockingBuilder::default()
+                    .lossy(true)
+                    .buffered_lines_limit(8192)
+                    .thread_name("log-writer")
+                    .finish(std::io::stdout());
+            // Traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+            let traces = audit_tracing::TraceSettings::from_env("notification-controller")
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let _traces = notification_controller::logging::install(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| "info".into()),
-                std::io::stdout,
+                stdout,
+                &traces,
             );
             notification_controller::controller::run(*args).await
         }

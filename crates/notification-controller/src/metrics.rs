@@ -19,6 +19,45 @@ pub const RECONCILE_ERRORS: &str = "notification_reconcile_errors_total";
 pub const AUDIT_FAILURES: &str = "notification_audit_write_failures_total";
 pub const UNREADABLE: &str = "notification_unreadable_objects_total";
 
+/// Every family with its HELP text.
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        DELIVERIES,
+        "Delivery attempts, by namespace, status and channel.",
+    ),
+    (
+        DELIVERY_DURATION,
+        "Time of one delivery attempt, in seconds, by namespace and channel.",
+    ),
+    (
+        PHASE,
+        "NotificationRequests in each phase, by namespace, as this process last saw them.",
+    ),
+    (
+        RETRIES,
+        "Delivery attempts after the first, by namespace and channel.",
+    ),
+    (
+        BREAKER_STATE,
+        "A channel's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    ),
+    (RECONCILES, "Reconciles run."),
+    (RECONCILE_ERRORS, "Reconciles that failed."),
+    (
+        AUDIT_FAILURES,
+        "Audit records the controller could not hand to the audit client.",
+    ),
+    (UNREADABLE, "NotificationRequests that could not be read."),
+];
+
+/// Gives the controller's and the audit client's families their HELP text.
+pub fn describe() {
+    for (name, help) in DESCRIPTIONS {
+        metrics::describe_counter!(*name, *help);
+    }
+    audit_client::metric_names::describe();
+}
+
 fn status_label(s: AttemptStatus) -> &'static str {
     match s {
         AttemptStatus::Success => "success",

@@ -18,6 +18,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::audit::{self, AuditRecord, Subject};
 use crate::breaker::CircuitBreakers;
@@ -83,6 +84,51 @@ enum WriteOutcome {
 /// event on the object and `notification_unreadable_objects_total`) and leaves it until it
 /// changes, serving every other object meanwhile.
 pub async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = reconcile_span(&obj);
+    reconcile_read(obj, ctx).instrument(span).await
+}
+
+/// The annotation through which whoever created a NotificationRequest may hand over its trace
+/// (a W3C `traceparent` value); its reconciles then continue that trace.
+pub const TRACEPARENT_ANNOTATION: &str = "kubernaut.ai/traceparent";
+
+/// The span of one reconcile (`reconcile`). Every reconcile of one object belongs to one trace:
+/// the one its creator handed over in [`TRACEPARENT_ANNOTATION`], else one whose id is the
+/// object's uid, so a notification's whole delivery (each reconcile, the audit client's
+/// requests, Data Storage's commits) reads as one trace. Disabled when traces are off.
+fn reconcile_span(obj: &DynamicObject) -> tracing::Span {
+    let handed_over = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TRACEPARENT_ANNOTATION))
+        .and_then(|t| audit_tracing::remote_context(t));
+    let keyed = || {
+        let uid = obj.metadata.uid.as_deref()?;
+        let uid = uuid::Uuid::parse_str(uid).ok()?;
+        Some(audit_tracing::keyed_context(
+            *uid.as_bytes(),
+            audit_tracing::sample_ratio(),
+        ))
+    };
+    let parent = handed_over.or_else(keyed);
+    if !audit_tracing::wanted(parent.as_ref()) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: audit_tracing::TARGET,
+        "reconcile",
+        namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+        notification = obj.metadata.name.as_deref().unwrap_or_default(),
+        uid = obj.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    if let (false, Some(parent)) = (span.is_disabled(), &parent) {
+        audit_tracing::set_remote_parent(&span, parent);
+    }
+    span
+}
+
+async fn reconcile_read(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     match read(&obj) {
         Ok(nr) => reconcile(Arc::new(nr), ctx).await,
         Err(why) => {

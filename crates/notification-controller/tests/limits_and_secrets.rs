@@ -35,9 +35,10 @@ fn pool(db: &TestDb) -> &sqlx::PgPool {
 async fn longest_values_and_same_names_are_stored_and_no_secret_is_written_anywhere() {
     let log = MemoryLog::default();
     let writer = log.clone();
-    notification_controller::logging::install(
+    let _no_traces = notification_controller::logging::install(
         tracing_subscriber::EnvFilter::new("debug"),
         move || writer.clone(),
+        &audit_tracing::TraceSettings::off("notification-controller"),
     );
     let Some(app) = spawn_app(Backend::Postgres).await else {
         return;

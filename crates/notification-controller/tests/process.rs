@@ -7,28 +7,14 @@
 mod helpers;
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use helpers::{spawn_app, Backend, TestDb};
-use kube::api::PostParams;
-use kube::runtime::wait::await_condition;
-use kube::Api;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use notification_controller::crd::{NotificationRequest, Phase};
+use notification_controller::crd::Phase;
 use serde_json::json;
+use support::binary;
 use support::fake_api::FakeApiServer;
-use support::harness::all_channels_spec;
 use support::receivers::ReceiverServer;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The value of the sample of `name` whose labels include all of `labels`.
 fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -48,37 +34,14 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
     let api = FakeApiServer::start().await;
     let http = ReceiverServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-             clusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
-             users: [{{name: fake, user: {{}}}}]\n\
-             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: ops}}}}]\n",
-            api.url
-        ),
-    )
-    .unwrap();
     // The Slack webhook URL is a secret: mounted as a file.
     let slack_file = dir.path().join("slack-webhook-url");
     std::fs::write(&slack_file, format!("{}/slack\n", http.url)).unwrap();
-    let metrics_port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_notification-controller"))
-        .arg("run")
-        .env_clear()
-        .env("KUBECONFIG", &kubeconfig)
-        .env("DATA_STORAGE_URL", &app.base)
-        .env("AUDIT_SPILL_DIR", dir.path().join("spill"))
-        .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("POD_NAMESPACE", "ops")
-        .env("POD_NAME", "notification-controller-0")
+    let metrics_port = binary::free_port();
+    let mut child = binary::command(&api, &app.base, dir.path(), metrics_port)
         .env("SLACK_WEBHOOK_URL_FILE", &slack_file)
         .env("WEBHOOK_DEFAULT_URL", format!("{}/hook", http.url))
         .env("WEBHOOK_HMAC_SECRET", "k")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
 
@@ -97,30 +60,7 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
     .await;
     assert!(ready.is_ok(), "the controller never became ready");
 
-    let notifications: Api<NotificationRequest> = Api::namespaced(api.client(), "ops");
-    let mut spec = all_channels_spec();
-    spec["channels"] = json!(["slack", "webhook", "console"]);
-    let nr: NotificationRequest = serde_json::from_value(json!({
-        "apiVersion": "notification.kubernaut.ai/v1alpha1", "kind": "NotificationRequest",
-        "metadata": {"name": "disk-full", "namespace": "ops"}, "spec": spec,
-    }))
-    .unwrap();
-    notifications
-        .create(&PostParams::default(), &nr)
-        .await
-        .unwrap();
-    let done = |nr: Option<&NotificationRequest>| {
-        nr.and_then(|n| n.status.as_ref())
-            .is_some_and(|s| s.completion_time.is_some())
-    };
-    let nr = tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(notifications.clone(), "disk-full", done),
-    )
-    .await
-    .expect("not delivered in time")
-    .unwrap()
-    .unwrap();
+    let nr = binary::deliver(&api, json!(["slack", "webhook", "console"])).await;
     assert_eq!(nr.status.unwrap().phase, Some(Phase::Sent));
     // The final event is published after the status write's audit records and metrics.
     api.api
@@ -172,14 +112,27 @@ async fn the_binary_delivers_reports_metrics_and_stops_cleanly() {
         metrics.contains("notification_delivery_duration_seconds"),
         "{metrics}"
     );
+    // The audit client's families are there, and every family has its HELP text.
+    assert_eq!(
+        sample(
+            &metrics,
+            "audit_client_events_recorded_total",
+            &["service=\"notification-controller\""]
+        )
+        .map(|n| n > 0.0),
+        Some(true),
+        "{metrics}"
+    );
+    let undescribed: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|name| !metrics.contains(&format!("# HELP {name} ")))
+        .collect();
+    assert!(undescribed.is_empty(), "no HELP: {undescribed:?}");
 
     // SIGTERM: the audit client is flushed and the Lease released before the process exits.
-    let pid = Pid::from_raw(child.id().unwrap() as i32);
-    kill(pid, Signal::SIGTERM).unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the controller did not stop")
-        .unwrap();
+    let exit = binary::stop(&mut child).await;
     assert!(exit.success(), "{exit:?}");
     let TestDb::Postgres { pool, .. } = app.db.as_ref() else {
         unreachable!()

@@ -40,6 +40,9 @@ impl JournalDlq {
         if let Some(torn) = &journal.recovery().torn_tail {
             tracing::warn!(%torn, "DLQ journal recovered from a torn write");
         }
+        if let Some(error) = &journal.recovery().cursor_not_prepared {
+            tracing::warn!(%error, "DLQ journal cursor not written at open; the first replay writes it");
+        }
         let dead_dir = dir.join("dead");
         fs::create_dir_all(&dead_dir)?;
         let read_pos = journal.cursor();
@@ -76,7 +79,10 @@ impl JournalDlq {
         Ok(())
     }
 
-    /// Marks ids settled and moves the journal cursor over the settled prefix.
+    /// Marks ids settled and moves the journal cursor over the settled prefix. The ids stay
+    /// remembered until the cursor has durably passed them, so a cursor that could not be
+    /// written (a full disk) is moved by the next call rather than leaving them unaccounted
+    /// for until a restart.
     async fn settle(&self, ids: &[String]) -> Result<(), DlqError> {
         let mut state = self.state.lock().await;
         for id in ids {
@@ -84,7 +90,7 @@ impl JournalDlq {
         }
         let start = self.journal.cursor();
         let mut cursor = start;
-        while state.settled.remove(&cursor) {
+        while state.settled.contains(&cursor) {
             cursor += 1;
         }
         if cursor > start {
@@ -92,6 +98,7 @@ impl JournalDlq {
             tokio::task::spawn_blocking(move || journal.ack_through(cursor - 1))
                 .await
                 .map_err(|e| DlqError::Corrupt(e.to_string()))??;
+            state.settled.retain(|id| *id >= cursor);
         }
         Ok(())
     }
@@ -148,6 +155,11 @@ impl DlqBackend for JournalDlq {
     }
 
     async fn claim(&self, max: usize) -> Result<Vec<Claimed>, DlqError> {
+        // A cursor move that failed earlier (a full disk) is tried again first: it frees the
+        // segments behind it.
+        if let Err(error) = self.settle(&[]).await {
+            tracing::warn!(%error, "the DLQ journal's cursor cannot move yet");
+        }
         let mut state = self.state.lock().await;
         let from = state.read_pos.max(self.journal.cursor());
         let journal = self.journal.clone();

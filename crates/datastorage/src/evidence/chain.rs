@@ -109,10 +109,9 @@ pub async fn verify_chain(
             event_timestamp: last.event.event_timestamp(),
             seq: last.seq,
         });
-        for stored in &page {
-            check_event(store, stored, root, &mut verdict).await?;
-        }
+        check_page(store, &page, root, &mut verdict).await?;
     }
+    verdict.failures.sort_by_key(|f| f.seq);
     Ok(verdict)
 }
 
@@ -139,34 +138,44 @@ fn page_after(correlation_id: &str, after: Option<Cursor>) -> EventQuery {
     }
 }
 
-/// One event: re-hashed, then (when the checkpoint covers it) proven included.
-async fn check_event(
+/// One page of events: each re-hashed, then (when the checkpoint covers it) proven included,
+/// the proofs of the whole page read at once (each stored node once).
+async fn check_page(
     store: &dyn LogStore,
-    stored: &StoredEvent,
+    page: &[StoredEvent],
     root: Option<(u64, Hash)>,
     verdict: &mut ChainVerdict,
 ) -> Result<(), StoreError> {
-    verdict.total_events += 1;
-    let fail = |fault| ChainFailure {
+    let fail = |stored: &StoredEvent, fault| ChainFailure {
         event_id: stored.event.event_id(),
         seq: stored.seq,
         fault,
     };
-    let leaf = stored.event.leaf_hash();
-    if leaf != stored.leaf_hash {
-        verdict.failures.push(fail(ChainFault::ContentChanged));
-        return Ok(());
+    let mut covered = Vec::with_capacity(page.len());
+    for stored in page {
+        verdict.total_events += 1;
+        let leaf = stored.event.leaf_hash();
+        if leaf != stored.leaf_hash {
+            verdict
+                .failures
+                .push(fail(stored, ChainFault::ContentChanged));
+        } else if root.is_some_and(|(size, _)| stored.seq as u64 <= size) {
+            covered.push((stored, leaf));
+        } else {
+            verdict.pending_events += 1;
+        }
     }
-    let Some((tree_size, root)) = root.filter(|(size, _)| stored.seq as u64 <= *size) else {
-        verdict.pending_events += 1;
+    let Some((tree_size, root)) = root else {
         return Ok(());
     };
-    let index = stored.seq as u64 - 1;
-    let proof = tree::inclusion_proof(store, index, tree_size).await?;
-    if verify_inclusion(leaf.as_bytes(), index, tree_size, &proof, &root) {
-        verdict.verified_events += 1;
-    } else {
-        verdict.failures.push(fail(ChainFault::NotInTree));
+    let indices: Vec<u64> = covered.iter().map(|(s, _)| s.seq as u64 - 1).collect();
+    let proofs = tree::inclusion_proofs(store, &indices, tree_size).await?;
+    for (((stored, leaf), index), proof) in covered.iter().zip(&indices).zip(&proofs) {
+        if verify_inclusion(leaf.as_bytes(), *index, tree_size, proof, &root) {
+            verdict.verified_events += 1;
+        } else {
+            verdict.failures.push(fail(stored, ChainFault::NotInTree));
+        }
     }
     Ok(())
 }

@@ -150,9 +150,20 @@ impl Cosigning {
                 tokio::spawn(self.clone().follow(i, size, shutdown.clone()))
             })
             .collect();
-        tasks.push(tokio::spawn(self.clone().follow_lag(shutdown)));
-        for task in tasks {
+        tasks.push(tokio::spawn(self.clone().follow_lag(shutdown.clone())));
+        // They end together: at shutdown each finishes what it is doing; one that ends before
+        // (a panic) ends them all, so that the supervisor starts the whole set again.
+        let (ended, _, rest) = futures::future::select_all(tasks).await;
+        for task in rest {
+            if !shutdown.is_draining() {
+                task.abort();
+            }
             let _ = task.await;
+        }
+        if let Err(e) = ended {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
         }
     }
 

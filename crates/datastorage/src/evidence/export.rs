@@ -189,6 +189,7 @@ impl Export {
                 return Ok(None);
             };
             self.after = last.seq();
+            let known = tree::page_leaves(&page);
             let selected: Vec<StoredEvent> = page
                 .into_iter()
                 .filter_map(|entry| match entry {
@@ -200,7 +201,13 @@ impl Export {
                 continue;
             }
             let indices: Vec<u64> = selected.iter().map(|e| e.seq as u64 - 1).collect();
-            let proofs = tree::inclusion_proofs(self.store.as_ref(), &indices, size as u64).await?;
+            let proofs = tree::inclusion_proofs_over(
+                self.store.as_ref(),
+                &indices,
+                size as u64,
+                known.as_ref(),
+            )
+            .await?;
             self.written += selected.len() as u64;
             return Ok(Some(self.encode(selected, proofs)?));
         }

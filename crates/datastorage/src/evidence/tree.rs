@@ -30,7 +30,7 @@ use chrono::Utc;
 
 use crate::evidence::witness::FileWitness;
 use crate::shutdown::Shutdown;
-use crate::store::{CheckpointQuery, StoreError, StoredCheckpoint, TreeStore};
+use crate::store::{CheckpointQuery, LogEntry, StoreError, StoredCheckpoint, TreeStore};
 
 /// Leaves integrated per checkpoint at most, by default (a backlog becomes several checkpoints).
 pub const LEAVES_PER_CHECKPOINT: i64 = 50_000;
@@ -177,6 +177,8 @@ impl Checkpointer {
             .collect();
         let ours = self.store.add_checkpoint(&kept, &stored).await?;
         metrics::gauge!(crate::metrics::TREE_SIZE).set(stored.tree_size as f64);
+        metrics::gauge!(crate::metrics::CHECKPOINT_TIMESTAMP)
+            .set(stored.signed_at.timestamp_millis() as f64 / 1000.0);
         if let (true, Some(witness)) = (ours, &self.witness) {
             // The checkpoint stands either way; a gap in the witness only weakens it.
             if let Err(error) = witness.record(&stored).await {
@@ -234,10 +236,73 @@ impl Checkpointer {
     }
 }
 
-/// The hashes of `ranges` (each an RFC 9162 subtree range) read from the stored tree.
+/// The leaf hashes of consecutive leaves, from `first` on, and every node of the tree that
+/// lies over them alone, computed once (about as many hashes as leaves).
+pub struct KnownLeaves {
+    /// `levels[l][k]` is the node of level `l` and index `starts[l] + k`.
+    levels: Vec<Vec<Hash>>,
+    starts: Vec<u64>,
+}
+
+impl KnownLeaves {
+    /// The leaves `first..first + leaves.len()` and the nodes over them.
+    pub fn new(first: u64, leaves: Vec<Hash>) -> KnownLeaves {
+        let end = first + leaves.len() as u64;
+        let (mut levels, mut starts) = (vec![leaves], vec![first]);
+        loop {
+            let level = levels.len() as u32;
+            let (below, below_start) = (&levels[levels.len() - 1], starts[starts.len() - 1]);
+            // Nodes of this level whose whole leaf range is held.
+            let start = first.div_ceil(1 << level);
+            let nodes: Vec<Hash> = (start..)
+                .take_while(|index| (index + 1) << level <= end)
+                .map(|index| {
+                    let left = (2 * index - below_start) as usize;
+                    audit_model::merkle::node_hash(&below[left], &below[left + 1])
+                })
+                .collect();
+            if nodes.is_empty() {
+                return KnownLeaves { levels, starts };
+            }
+            levels.push(nodes);
+            starts.push(start);
+        }
+    }
+
+    /// The hash of `id`, when it lies over the held leaves.
+    pub fn node(&self, id: NodeId) -> Option<Hash> {
+        let level = usize::from(id.level);
+        let offset = id.index.checked_sub(*self.starts.get(level)?)?;
+        self.levels[level]
+            .get(usize::try_from(offset).ok()?)
+            .copied()
+    }
+}
+
+/// The leaves of a page of the log read in seq order (purged rows keep theirs), when its rows
+/// are consecutive.
+pub fn page_leaves(page: &[LogEntry]) -> Option<KnownLeaves> {
+    let first = page.first()?.seq();
+    let consecutive = page
+        .iter()
+        .enumerate()
+        .all(|(k, row)| row.seq() == first + k as i64);
+    let leaves = page
+        .iter()
+        .map(|row| match row {
+            LogEntry::Event(e) => Hash::from(e.leaf_hash),
+            LogEntry::Purged(p) => Hash::from(p.leaf_hash),
+        })
+        .collect();
+    (consecutive && first >= 1).then(|| KnownLeaves::new(first as u64 - 1, leaves))
+}
+
+/// The hashes of `ranges` (each an RFC 9162 subtree range) read from the stored tree, or
+/// computed from `known` leaves where they lie over them.
 async fn range_hashes(
     store: &dyn TreeStore,
     ranges: &[Range<u64>],
+    known: Option<&KnownLeaves>,
 ) -> Result<Vec<Hash>, StoreError> {
     let plans: Vec<Vec<NodeId>> = ranges
         .iter()
@@ -250,7 +315,19 @@ async fn range_hashes(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let found = read_nodes(store, &wanted).await?;
+    // Nodes over the leaves the caller holds are computed; only the others are read.
+    let (local, wanted): (Vec<NodeId>, Vec<NodeId>) = match known {
+        Some(known) => wanted.into_iter().partition(|id| known.node(*id).is_some()),
+        None => (Vec::new(), wanted),
+    };
+    let mut found = read_nodes(store, &wanted).await?;
+    if let Some(known) = known {
+        found.extend(
+            local
+                .into_iter()
+                .filter_map(|id| Some((id, known.node(id)?))),
+        );
+    }
     plans
         .iter()
         .map(|plan| {
@@ -273,7 +350,7 @@ pub async fn inclusion_proof(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    range_hashes(store, &subtrees::inclusion_ranges(index, size)).await
+    range_hashes(store, &subtrees::inclusion_ranges(index, size), None).await
 }
 
 /// The inclusion proofs of many leaves in the tree of `size` leaves, reading each stored node once.
@@ -282,12 +359,23 @@ pub async fn inclusion_proofs(
     indices: &[u64],
     size: u64,
 ) -> Result<Vec<Vec<Hash>>, StoreError> {
+    inclusion_proofs_over(store, indices, size, None).await
+}
+
+/// [`inclusion_proofs`] where the caller holds the leaf hashes of a run of the log (a page it
+/// read): the nodes over them are computed from them, and only the rest of each path is read.
+pub async fn inclusion_proofs_over(
+    store: &dyn TreeStore,
+    indices: &[u64],
+    size: u64,
+    known: Option<&KnownLeaves>,
+) -> Result<Vec<Vec<Hash>>, StoreError> {
     let plans: Vec<Vec<Range<u64>>> = indices
         .iter()
         .map(|i| subtrees::inclusion_ranges(*i, size))
         .collect();
     let all: Vec<Range<u64>> = plans.iter().flatten().cloned().collect();
-    let mut hashes = range_hashes(store, &all).await?.into_iter();
+    let mut hashes = range_hashes(store, &all, known).await?.into_iter();
     Ok(plans
         .iter()
         .map(|plan| hashes.by_ref().take(plan.len()).collect())
@@ -300,5 +388,43 @@ pub async fn consistency_proof(
     first: u64,
     second: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    range_hashes(store, &subtrees::consistency_ranges(first, second)).await
+    range_hashes(store, &subtrees::consistency_ranges(first, second), None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownLeaves;
+    use audit_model::merkle::{leaf_hash, root, Hash};
+    use audit_model::subtrees::NodeId;
+
+    #[test]
+    fn known_leaves_hold_exactly_the_nodes_over_them_with_their_roots() {
+        let all: Vec<Hash> = (0u32..200).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for (first, len) in [
+            (0u64, 200usize),
+            (3, 1),
+            (5, 0),
+            (7, 100),
+            (64, 64),
+            (13, 131),
+        ] {
+            let known = KnownLeaves::new(first, all[first as usize..first as usize + len].to_vec());
+            let end = first + len as u64;
+            for level in 0u8..9 {
+                for index in 0u64..(256 >> level) {
+                    let id = NodeId::new(level, index);
+                    let range = id.range();
+                    let inside = range.start >= first && range.end <= end;
+                    match known.node(id) {
+                        Some(hash) => {
+                            assert!(inside, "{id:?} is not over {first}..{end}");
+                            let leaves = &all[range.start as usize..range.end as usize];
+                            assert_eq!(hash, root(leaves), "{id:?}");
+                        }
+                        None => assert!(!inside, "{id:?} over {first}..{end} is missing"),
+                    }
+                }
+            }
+        }
+    }
 }

@@ -169,16 +169,22 @@ pub async fn verify_log(
     let mut signed = signed_roots(&checkpoints, key, &mut report);
     check_witnessed(witnessed, &checkpoints, key, &mut signed, &mut report);
     let mut scan = Scan::new(signed, checkpoints.last().cloned());
-    let mut after = 0i64;
-    loop {
-        let rows = store.scan(after, PAGE).await?;
-        if rows.is_empty() {
-            break;
+    let mut rows = store.scan(0, PAGE).await?;
+    while let Some(after) = rows.last().map(LogEntry::seq) {
+        // A page's leaves are recomputed on another thread while the next page is read and
+        // decoded: the two halves of the work take a core each.
+        let page = tokio::task::spawn_blocking(move || {
+            let leaves: Vec<Option<Hash>> = rows.iter().map(content_leaf).collect();
+            (rows, leaves)
+        });
+        let next = store.scan(after, PAGE).await;
+        let (page, leaves) = page
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        for (row, leaf) in page.iter().zip(leaves) {
+            scan.row(row, leaf, &mut report);
         }
-        for row in rows {
-            after = row.seq();
-            scan.row(&row, &mut report);
-        }
+        rows = next?;
     }
     scan.finish(store.received_in_order_from().await?, &mut report);
     report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));
@@ -338,7 +344,8 @@ impl Scan {
         }
     }
 
-    fn row(&mut self, row: &LogEntry, report: &mut Report) {
+    /// Takes the next row, with the leaf recomputed from its content ([`content_leaf`]).
+    fn row(&mut self, row: &LogEntry, content_leaf: Option<Hash>, report: &mut Report) {
         report.events += 1;
         let seq = row.seq();
         let expected = self.size as i64 + 1;
@@ -350,7 +357,7 @@ impl Scan {
             );
             self.tree_broken = true;
         }
-        let (leaf, received_at) = leaf_of(row, report);
+        let (leaf, received_at) = leaf_of(row, content_leaf, report);
         self.receipt_time(seq, received_at);
         self.coverage(seq, received_at, report);
         if !self.tree_broken {
@@ -449,21 +456,34 @@ impl Scan {
     }
 }
 
-/// A row's leaf, recomputed from its content (its stored hash for a purged row), and its
-/// receipt time; reports content that no longer hashes to its leaf and an early purge.
-fn leaf_of(row: &LogEntry, report: &mut Report) -> (Hash, DateTime<Utc>) {
+/// The leaf recomputed from a row's content (none for a purged row).
+fn content_leaf(row: &LogEntry) -> Option<Hash> {
+    match row {
+        LogEntry::Event(e) => Some(e.event.leaf_hash().into()),
+        LogEntry::Purged(_) => None,
+    }
+}
+
+/// A row's leaf, recomputed from its content (`content_leaf`; its stored hash for a purged
+/// row), and its receipt time; reports content that no longer hashes to its leaf and an early
+/// purge.
+fn leaf_of(
+    row: &LogEntry,
+    content_leaf: Option<Hash>,
+    report: &mut Report,
+) -> (Hash, DateTime<Utc>) {
     let seq = row.seq();
     match row {
         LogEntry::Event(e) => {
-            let leaf = e.event.leaf_hash();
-            if leaf != e.leaf_hash {
+            let leaf = content_leaf.unwrap_or_else(|| e.event.leaf_hash().into());
+            if leaf != Hash::from(e.leaf_hash) {
                 report.add(
                     Fault::ContentChanged,
                     Some(seq),
                     format!("seq {seq}: the content does not hash to the stored leaf hash"),
                 );
             }
-            (leaf.into(), e.committed_at)
+            (leaf, e.committed_at)
         }
         LogEntry::Purged(p) => {
             report.purged += 1;

@@ -216,3 +216,32 @@ mod tests {
         assert!(e.0.detail.unwrap().contains("gzip"));
     }
 }
+
+/// The trace context the caller wrote in (its W3C `traceparent`): audit events that carry none
+/// of their own get its trace id and the caller's span id, whether or not this service exports
+/// traces itself.
+#[derive(Debug, Clone, Default)]
+pub struct CallerTrace(Option<(String, String)>);
+
+impl CallerTrace {
+    /// `event`, with the caller's trace context when it has none.
+    pub fn apply(&self, event: audit_model::AuditEvent) -> audit_model::AuditEvent {
+        match &self.0 {
+            Some((trace_id, span_id)) => event.traced(trace_id, span_id),
+            None => event,
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CallerTrace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(CallerTrace(
+            audit_tracing::context_of(&parts.headers).map(|c| audit_tracing::ids(&c)),
+        ))
+    }
+}

@@ -131,24 +131,12 @@ pub fn app(
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(&X_REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    let uri = req.uri().path_and_query().map_or("", |pq| pq.as_str());
-                    tracing::debug_span!(
-                        "request",
-                        method = req.method().as_str(),
-                        uri,
-                        request_id = id
-                    )
-                })
+                .make_span_with(request_span)
                 // Server errors are logged by `request_context`, with the request they answer.
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(middleware::from_fn(request_metrics))
         .option_layer(cors)
         .layer(middleware::from_fn(request_context))
         .layer(middleware::from_fn_with_state(
@@ -156,6 +144,88 @@ pub fn app(
             admission::admit,
         ))
         .service(router(state))
+}
+
+/// The span of one request: `request`, continuing the caller's trace when it sent a W3C
+/// `traceparent` (the audit client does), its name and status completed by [`request_metrics`]
+/// once the route is known. It is only created when traces are exported and the request is
+/// sampled (its caller's trace was, or this one is drawn).
+fn request_span(req: &Request) -> tracing::Span {
+    let parent = audit_tracing::context_of(req.headers());
+    if !audit_tracing::wanted(parent.as_ref()) {
+        return tracing::Span::none();
+    }
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let span = tracing::info_span!(
+        target: audit_tracing::TARGET,
+        "request",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = req.method().as_str(),
+        url.path = req.uri().path(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        request_id = id,
+    );
+    if let (false, Some(parent)) = (span.is_disabled(), &parent) {
+        audit_tracing::set_remote_parent(&span, parent);
+    }
+    span
+}
+
+/// The route template that answered (set on the response by [`route_template`]).
+#[derive(Clone)]
+struct RouteTemplate(axum::extract::MatchedPath);
+
+/// Copies the matched route's template onto the response, for [`request_metrics`] (the router
+/// knows it only while it dispatches).
+async fn route_template(path: axum::extract::MatchedPath, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(RouteTemplate(path));
+    response
+}
+
+/// Counts every request by route template, method and status, and times it to its answer's
+/// head (`datastorage_http_requests_total`, `datastorage_http_request_duration_seconds`). A
+/// path no route matches is `unmatched`, and a method outside the standard ones `other`, so a
+/// client cannot grow the number of series.
+async fn request_metrics(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    let started = std::time::Instant::now();
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let response = next.run(req).await;
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or_else(|| "unmatched".to_string(), |r| r.0.as_str().to_string());
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        audit_tracing::rename(&span, format!("{method} {route}"));
+        span.record("http.route", route.as_str());
+        span.record("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(crate::metrics::HTTP_REQUEST_DURATION, "route" => route.clone(), "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 /// CORS for the configured origins only: the explorer is served from the same origin and
@@ -320,6 +390,7 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route_layer(middleware::from_fn(text_params::check))
+        .route_layer(middleware::from_fn(route_template))
         // Outside the parameter check: who calls is known before anything they sent is read.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

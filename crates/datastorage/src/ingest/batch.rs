@@ -18,6 +18,15 @@ struct Repeat {
 }
 
 /// One batch, de-duplicated by `event_id`.
+/// What a batch's writer does with it, as a span in each submitter's trace.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Stage {
+    /// The batch's append to the store.
+    Commit,
+    /// The batch parked in the dead-letter queue.
+    Dlq,
+}
+
 pub(super) struct Batch {
     pub(super) unique: Vec<PreparedEvent>,
     /// Whether a live submission holds the unique event at this index.
@@ -27,6 +36,8 @@ pub(super) struct Batch {
     refs: Vec<Vec<(usize, Option<Repeat>)>>,
     pub(super) sources: Vec<Source>,
     pub(super) replies: Vec<oneshot::Sender<Answer>>,
+    /// Per submission, the span that submitted it (see [`Batch::spans`]).
+    parents: Vec<tracing::Span>,
 }
 
 impl Batch {
@@ -38,6 +49,7 @@ impl Batch {
             refs: Vec::with_capacity(submissions.len()),
             sources: Vec::with_capacity(submissions.len()),
             replies: Vec::with_capacity(submissions.len()),
+            parents: Vec::with_capacity(submissions.len()),
         };
         let mut first_index: HashMap<Uuid, usize> = HashMap::with_capacity(total);
         for sub in submissions {
@@ -67,8 +79,25 @@ impl Batch {
             batch.refs.push(sub_refs);
             batch.sources.push(sub.source);
             batch.replies.push(sub.reply);
+            // Its `ingest.queue` span ends here: a writer has taken it.
+            batch.parents.push(sub.parent);
         }
         batch
+    }
+
+    /// One span of `stage` per submission, each the child of the span that submitted it, so
+    /// that every request's trace shows the shared commit (or DLQ write) it waited for. They
+    /// end when dropped.
+    pub(super) fn spans(&self, stage: Stage) -> Vec<tracing::Span> {
+        let events = self.unique.len();
+        self.parents
+            .iter()
+            .filter(|p| !p.is_disabled())
+            .map(|parent| match stage {
+                Stage::Commit => tracing::info_span!(target: audit_tracing::TARGET, parent: parent, "ingest.commit", events),
+                Stage::Dlq => tracing::info_span!(target: audit_tracing::TARGET, parent: parent, "dlq.enqueue", events),
+            })
+            .collect()
     }
 
     /// The events submitted, repeats included.

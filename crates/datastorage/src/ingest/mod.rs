@@ -108,6 +108,11 @@ struct Submission {
     events: Vec<PreparedEvent>,
     source: Source,
     reply: oneshot::Sender<Answer>,
+    /// The span of the request (or replay) that submitted the events: the writer's commit and
+    /// DLQ spans are its children.
+    parent: tracing::Span,
+    /// `ingest.queue`: open while the submission waits for a writer.
+    _queued: tracing::Span,
 }
 
 /// The handlers' side of the pipeline. Cheap to clone.
@@ -150,10 +155,19 @@ impl IngestQueue {
         let n = events.len();
         let (reply, answer) = oneshot::channel();
         self.depth.fetch_add(n, Ordering::Relaxed);
+        // Only under a traced request (or replay): never a root of its own.
+        let parent = tracing::Span::current();
+        let queued = if parent.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(target: audit_tracing::TARGET, parent: &parent, "ingest.queue", events = n)
+        };
         let sent = self.tx.send(Submission {
             events,
             source,
             reply,
+            parent,
+            _queued: queued,
         });
         if sent.await.is_err() {
             self.depth.fetch_sub(n, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::Batch;
+use super::batch::{Batch, Stage};
 use super::{Answer, IngestError, IngestOutcome, Source, Submission};
 use crate::config::IngestConfig;
 use crate::dlq::{DlqBackend, DlqEntry, DlqError};
@@ -137,13 +137,13 @@ impl LogWriter {
             .name("ingest-writer".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let mut writers: Vec<_> = (1..count.max(1))
-                        .map(|_| tokio::spawn(self.another().run()))
+                    let template = Arc::new(self);
+                    let writers: Vec<_> = (0..count.max(1))
+                        .map(|_| tokio::spawn(Self::supervised(template.clone())))
                         .collect();
-                    writers.push(tokio::spawn(self.run()));
                     let mut panicked = false;
                     for writer in writers {
-                        panicked |= writer.await.is_err();
+                        panicked |= writer.await.unwrap_or(true);
                     }
                     let _ = stopped_tx.send(!panicked);
                     // Connections opened here are driven by this runtime; keep it running until
@@ -156,6 +156,23 @@ impl LogWriter {
             release: Some(release),
             thread: Some(thread),
         })
+    }
+
+    /// Runs a writer until the queue closes, starting a new one whenever one panics (its
+    /// batch's requests get no acknowledgement, so nothing acknowledged is lost); whether any
+    /// panicked.
+    async fn supervised(template: Arc<LogWriter>) -> bool {
+        let mut panicked = false;
+        loop {
+            match tokio::spawn(template.another().run()).await {
+                Ok(()) => return panicked,
+                Err(error) => {
+                    panicked = true;
+                    tracing::error!(%error, "ingest writer panicked; starting another");
+                    metrics::counter!(m::WORKER_RESTARTS, "worker" => "ingest").increment(1);
+                }
+            }
+        }
     }
 
     /// A second writer on the same queue and store.
@@ -219,6 +236,7 @@ impl LogWriter {
             Err(None)
         } else {
             let started = Instant::now();
+            let _spans = batch.spans(Stage::Commit);
             let mut append = self.store.append(&batch.unique);
             // The first poll sends the statement, or gets as far towards it as it can.
             let first = futures::poll!(append.as_mut());
@@ -240,6 +258,7 @@ impl LogWriter {
         match result {
             Ok(appended) => {
                 self.store_down_until = None;
+                record_head(&appended);
                 return Some(Stored { batch, appended });
             }
             Err(Some(e)) if e.is_data_error() => {
@@ -279,7 +298,10 @@ impl LogWriter {
             .map(|(e, _)| DlqEntry::new(e.event.clone(), detail))
             .collect();
         let n = entries.len() as u64;
-        match self.dlq.enqueue(entries).await {
+        let spans = batch.spans(Stage::Dlq);
+        let enqueued = self.dlq.enqueue(entries).await;
+        drop(spans);
+        match enqueued {
             Ok(()) => {
                 metrics::counter!(m::DLQ_ENQUEUED, "reason" => reason).increment(n);
                 for (event, live) in batch.unique.iter().zip(&batch.live) {
@@ -397,5 +419,22 @@ fn record_outcomes(services: &[&'static str], outcomes: &[IngestOutcome]) {
     }
     for ((service, status), n) in counts {
         metrics::counter!(m::AUDIT_TRACES, "service" => service, "status" => status).increment(n);
+    }
+}
+
+/// Publishes the highest `seq` this process committed (`datastorage_log_head_seq`; with several
+/// replicas the log's head is the highest any reports).
+fn record_head(appended: &[AppendOutcome]) {
+    static HEAD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let highest = appended
+        .iter()
+        .filter_map(|o| match o {
+            AppendOutcome::Created { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .max();
+    if let Some(seq) = highest {
+        let head = HEAD.fetch_max(seq, Ordering::Relaxed).max(seq);
+        metrics::gauge!(m::LOG_HEAD_SEQ).set(head as f64);
     }
 }

@@ -27,6 +27,7 @@ mod events;
 mod holds;
 mod postgres;
 mod query;
+mod replica;
 mod sqlite;
 mod tree;
 
@@ -47,6 +48,7 @@ pub use events::{
 pub use holds::{HoldRequest, LegalHold, PlaceHold};
 pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
 pub use query::{Cursor, EventFilter, EventQuery, Order, RecordQuery};
+pub use replica::ReplicaReads;
 pub use sqlite::SqliteStore;
 pub use tree::{CheckpointQuery, StoredCheckpoint, StoredCosignature};
 

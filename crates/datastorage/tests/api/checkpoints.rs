@@ -6,28 +6,11 @@ use audit_model::merkle::{verify_consistency, verify_inclusion, Hash};
 use audit_model::AuditEvent;
 use serde_json::{json, Value};
 
-use crate::helpers::{checkpoint_covering, event, TestApp};
+use crate::helpers::{checkpoint_covering, event, hex_hash as hash, write_numbered, TestApp};
 use crate::on_both_stores;
 
-fn hash(hex_text: &Value) -> Hash {
-    hex::decode(hex_text.as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
-}
-
 async fn write(app: &TestApp, n: usize, correlation: &str) -> Vec<Value> {
-    let events: Vec<Value> = (0..n)
-        .map(|i| {
-            let mut e = event(correlation);
-            e["event_data"] = json!({"i": i});
-            e
-        })
-        .collect();
-    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(events)).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["summary"]["created"], n);
-    body["results"].as_array().unwrap().clone()
+    write_numbered(app, correlation, n).await
 }
 
 async fn checkpoints_and_proofs_verify(app: TestApp) {

@@ -71,6 +71,119 @@ async fn metrics_use_the_platform_names() {
     }
 }
 
+/// The value of the sample named exactly `series` (name and labels as exposed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn metrics_are_described_per_route_and_pass_promtool() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    for _ in 0..3 {
+        let (status, _) = app.post("/api/v1/audit/events", &event("rr-metrics")).await;
+        assert_eq!(status, 201);
+    }
+    // The newest checkpoint's size and time.
+    let checkpoint = crate::helpers::checkpoint_covering(&app, 3).await;
+    let signed = chrono::DateTime::parse_from_rfc3339(checkpoint["timestamp"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    let (status, _) = app.get("/api/v1/audit/events/not-a-uuid").await;
+    assert_eq!(status, 400);
+    let (status, _) = app.get("/no/such/path").await;
+    assert_eq!(status, 404);
+    let text = app.metrics().await;
+    // By route template (not the path), method and status.
+    let posted = r#"datastorage_http_requests_total{route="/api/v1/audit/events",method="POST",status="201"}"#;
+    assert_eq!(sample(&text, posted), Some(3.0), "{text}");
+    let templated = r#"datastorage_http_requests_total{route="/api/v1/audit/events/{event_id}",method="GET",status="400"}"#;
+    assert_eq!(sample(&text, templated), Some(1.0), "{text}");
+    let unmatched =
+        r#"datastorage_http_requests_total{route="unmatched",method="GET",status="404"}"#;
+    assert_eq!(sample(&text, unmatched), Some(1.0), "{text}");
+    let timed = r#"datastorage_http_request_duration_seconds_count{route="/api/v1/audit/events",method="POST"}"#;
+    assert_eq!(sample(&text, timed), Some(3.0), "{text}");
+    let build = format!(
+        r#"datastorage_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &build), Some(1.0), "{text}");
+    let rss = sample(&text, "process_resident_memory_bytes")
+        .unwrap_or_else(|| panic!("no process_resident_memory_bytes in {text}"));
+    assert!(rss > 1e6, "{rss}");
+    assert!(sample(&text, "process_open_fds").is_some_and(|n| n >= 3.0));
+    // The log's head, the DLQ's capacity, the holds in force.
+    assert_eq!(
+        sample(&text, "datastorage_log_head_seq"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "datastorage_dlq_capacity"),
+        Some(1_000_000.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "datastorage_legal_holds_active"), Some(0.0));
+    assert_eq!(
+        sample(&text, "datastorage_tree_size"),
+        checkpoint["tree_size"].as_f64()
+    );
+    let at = sample(&text, "datastorage_checkpoint_timestamp_seconds").expect("its time");
+    assert_eq!(at.floor() as i64, signed, "{text}");
+    // Every family has its HELP text.
+    let undescribed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|name| !text.contains(&format!("# HELP {name} ")))
+        .collect();
+    assert!(undescribed.is_empty(), "no HELP: {undescribed:?}");
+    // And Prometheus's own linter has nothing to say.
+    let Ok(mut promtool) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "promtool is missing under CI (.ci/run installs Debian's prometheus)"
+        );
+        eprintln!(
+            "SKIPPED the promtool check: promtool is not installed (apt-get install prometheus)"
+        );
+        return;
+    };
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
 #[tokio::test]
 async fn served_openapi_matches_the_committed_copy() {
     let committed = std::fs::read_to_string(concat!(

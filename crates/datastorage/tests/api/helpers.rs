@@ -287,6 +287,9 @@ pub struct AppOptions {
     pub batch_max_events: Option<usize>,
     /// Overrides the database URL (for example a proxy in front of the test database).
     pub database_url: Option<String>,
+    /// A streaming replica to read from, and how far behind it may replay.
+    pub read_url: Option<String>,
+    pub replica_max_lag: Option<String>,
     pub dlq_url: Option<String>,
     pub dlq_capacity: Option<u64>,
     pub dlq_redis_prefix: Option<String>,
@@ -364,6 +367,8 @@ pub async fn start_on(db: Arc<TestDb>, backend: Backend, options: AppOptions) ->
         store: StoreSettings {
             url: Some(options.database_url.clone().unwrap_or_else(|| db.url())),
             retry_interval: Some("200ms".into()),
+            read_url: options.read_url.clone(),
+            replica_max_lag: options.replica_max_lag.clone(),
             ..StoreSettings::default()
         },
         ingest: IngestSettings {
@@ -625,6 +630,29 @@ where
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Writes `n` events of `correlation` in one batch, numbered in their `event_data` (`{"i": i}`);
+/// every one must be created. The batch's per-event results.
+pub async fn write_numbered(app: &TestApp, correlation: &str, n: usize) -> Vec<Value> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut e = event(correlation);
+            e["event_data"] = json!({"i": i});
+            e
+        })
+        .collect();
+    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(events)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"]["created"], n, "{body}");
+    body["results"].as_array().unwrap().clone()
+}
+
+/// A hash given as hex text.
+pub fn hex_hash(hex_text: &Value) -> audit_model::merkle::Hash {
+    let text = hex_text.as_str().expect("hex text");
+    assert_eq!(text.len(), 64, "{text}");
+    std::array::from_fn(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
 }
 
 /// A valid event; tests change what they need.

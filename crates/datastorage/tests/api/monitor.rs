@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{checkpoint_covering, event, spawn_app, Backend, TestApp};
+use crate::helpers::{checkpoint_covering, spawn_app, Backend, TestApp};
 
 /// A webhook receiver: the findings posted to it.
 async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -29,15 +29,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 async fn write(app: &TestApp, n: usize, tag: &str) {
-    let batch: Vec<Value> = (0..n)
-        .map(|i| {
-            let mut e = event(tag);
-            e["event_data"] = json!({ "i": i });
-            e
-        })
-        .collect();
-    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(batch)).await;
-    assert_eq!(status, 200, "{body}");
+    crate::helpers::write_numbered(app, tag, n).await;
 }
 
 /// One `monitor --once` run: its exit code and what it printed.

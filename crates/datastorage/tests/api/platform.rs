@@ -1106,6 +1106,27 @@ async fn the_export_is_the_platforms_signed_object(app: TestApp) {
     )
     .await;
     assert_eq!(page["export_metadata"]["total_events"], 2);
+    // The event list's other filters narrow the signed export too, and are recorded in it.
+    let wanted = events[1]["event_type"].as_str().unwrap().to_string();
+    let (_, typed) = get_platform(
+        &app,
+        &format!("/api/v1/audit/export?correlation_id=rr-exp&event_type={wanted}"),
+    )
+    .await;
+    let types: Vec<&Value> = typed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event_type"])
+        .collect();
+    let expected = events.iter().filter(|e| e["event_type"] == wanted).count();
+    assert!((1..5).contains(&expected), "{events:?}");
+    assert_eq!(types.len(), expected, "{typed}");
+    assert!(types.iter().all(|t| **t == wanted), "{typed}");
+    assert_eq!(
+        typed["export_metadata"]["query_filters"]["event_type"],
+        json!(wanted)
+    );
     let native = app
         .client
         .get(app.url("/api/v1/audit/export?correlation_id=rr-exp"))

@@ -154,15 +154,7 @@ async fn app_with_witnesses(
 }
 
 async fn write(app: &TestApp, correlation: &str, n: usize) {
-    let batch: Vec<Value> = (0..n)
-        .map(|i| {
-            let mut e = crate::helpers::event(correlation);
-            e["event_data"] = json!({ "i": i });
-            e
-        })
-        .collect();
-    let (status, body) = app.post("/api/v1/audit/events/batch", &json!(batch)).await;
-    assert_eq!(status, 200, "{body}");
+    crate::helpers::write_numbered(app, correlation, n).await;
 }
 
 /// The newest checkpoint the quorum cosigned, once it covers `size` events.

@@ -13,6 +13,7 @@ mod proxy;
 mod redis_server;
 
 mod capacity;
+mod full_disk;
 mod outage;
 mod replay;
 mod restarts;

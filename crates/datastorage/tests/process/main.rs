@@ -8,6 +8,7 @@ mod helpers;
 mod child;
 
 mod cli;
+mod diagnostics;
 mod export;
 mod shutdown;
 mod stream;

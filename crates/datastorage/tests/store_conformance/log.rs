@@ -250,16 +250,23 @@ async fn sqlite_keeps_hashes_of_awkward_values() {
     awkward_values_round_trip(Backend::Sqlite).await;
 }
 
-/// The event log of a real store whose every append waits at a gate.
+/// The event log of a real store whose every append waits at a gate (and then fails, while
+/// `down` is set, as a database that went away does).
 struct Gated {
     inner: Arc<dyn LogStore>,
     gate: Gate,
+    down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl EventLog for Gated {
     async fn append(&self, events: &[PreparedEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
         self.gate.pass().await;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(std::io::Error::other(
+                "the database is down",
+            )));
+        }
         self.inner.append(events).await
     }
     async fn get(&self, event_id: uuid::Uuid) -> Result<Option<LogEntry>, StoreError> {
@@ -431,6 +438,7 @@ async fn a_stored_batch_is_answered_while_the_next_one_commits() {
     let store: Arc<dyn EventLog> = Arc::new(Gated {
         inner: open(&db).await,
         gate: gate.clone(),
+        down: false.into(),
     });
     let (queue, writer) = IngestQueue::new(
         store,
@@ -513,4 +521,111 @@ async fn an_append_connection_closed_by_the_server_is_replaced() {
     assert_eq!(db.assert_seq_gap_free().await, 2);
     let stored = live(store.get(second.event.event_id()).await.unwrap());
     assert_eq!(stored.leaf_hash, second.leaf_hash);
+}
+
+/// A span's name and its parent's.
+type Made = (String, Option<String>);
+
+/// Every span made in the thread while it is installed.
+#[derive(Clone, Default)]
+struct SpanLog(Arc<std::sync::Mutex<Vec<Made>>>);
+
+impl<S> tracing_subscriber::Layer<S> for SpanLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("a new span is registered");
+        let parent = span.parent().map(|p| p.name().to_string());
+        self.0
+            .lock()
+            .unwrap()
+            .push((span.name().to_string(), parent));
+    }
+}
+
+impl SpanLog {
+    fn take(&self) -> Vec<Made> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// The ingest pipeline's spans (what traces export): a traced submission waits in
+/// `ingest.queue` and goes out in an `ingest.commit`, or, with the database down, an
+/// `dlq.enqueue`, each the child of the request that submitted it; an untraced one makes none.
+#[tokio::test(flavor = "current_thread")]
+async fn the_ingest_spans_are_children_of_the_submitting_request() {
+    use datastorage::config::IngestConfig;
+    use datastorage::ingest::{IngestOutcome, IngestQueue};
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let spans = SpanLog::default();
+    let _installed =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, _arrivals) = Gate::new();
+    gate.open.add_permits(1_000);
+    let store = Arc::new(Gated {
+        inner: open(&db).await,
+        gate,
+        down: false.into(),
+    });
+    let (queue, writer) = IngestQueue::new(
+        store.clone(),
+        journal_dlq(dir.path()).await,
+        IngestConfig::default(),
+        std::time::Duration::ZERO,
+    );
+    let writer = tokio::spawn(writer.run());
+    let submit = |correlation: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let event = prepared(correlation, json!({}));
+            queue.submit(vec![event]).await.unwrap().remove(0)
+        }
+    };
+    let traced = |correlation: &'static str| {
+        submit(correlation).instrument(tracing::info_span!("request", correlation))
+    };
+    let under_request = |name: &str| (name.to_string(), Some("request".to_string()));
+
+    assert!(matches!(traced("rr-up").await, IngestOutcome::Created(_)));
+    assert_eq!(
+        spans.take(),
+        [
+            ("request".to_string(), None),
+            under_request("ingest.queue"),
+            under_request("ingest.commit"),
+        ]
+    );
+
+    store.down.store(true, Ordering::SeqCst);
+    assert!(matches!(traced("rr-down").await, IngestOutcome::Queued(_)));
+    assert_eq!(
+        spans.take(),
+        [
+            ("request".to_string(), None),
+            under_request("ingest.queue"),
+            under_request("ingest.commit"),
+            under_request("dlq.enqueue"),
+        ]
+    );
+
+    store.down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        submit("rr-plain").await,
+        IngestOutcome::Created(_)
+    ));
+    assert_eq!(spans.take(), []);
+    drop(queue);
+    writer.await.unwrap();
 }

@@ -315,9 +315,16 @@ pub async fn event_proof(
         Some(n) => one(&state, CheckpointQuery::Size(n as i64))
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no checkpoint of tree size {n}")))?,
-        None => one(&state, CheckpointQuery::Latest)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?,
+        None => match one(&state, CheckpointQuery::Latest).await? {
+            // The newest a read replica has may not cover an event read from the primary.
+            Some(latest) if latest.tree_size < event.seq => {
+                one(&state, CheckpointQuery::Covering(event.seq))
+                    .await?
+                    .unwrap_or(latest)
+            }
+            Some(latest) => latest,
+            None => return Err(ApiError::not_found("no checkpoint has been signed yet")),
+        },
     };
     if event.seq > checkpoint.tree_size {
         return Err(ApiError::not_found(format!(

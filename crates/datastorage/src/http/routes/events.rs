@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::http::answers::Answers;
 use crate::http::authn::{charge, out_of_scope, Caller, ClientAddress};
-use crate::http::extract::BodyBytes;
+use crate::http::extract::{BodyBytes, CallerTrace};
 use crate::http::params::{self, Flag, Limit, NonNegative, Params, SortOrder, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::proxy_user::ProxyUser;
@@ -153,6 +153,7 @@ pub async fn create_event(
     answers: Answers,
     user: ProxyUser,
     Caller(caller): Caller,
+    trace: CallerTrace,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
     let receipt = Receipt::new(Utc::now(), caller.writer());
@@ -166,6 +167,7 @@ pub async fn create_event(
     if let Some(person) = user.person() {
         event = event.attributed_to(person);
     }
+    let event = trace.apply(event);
     let mut outcomes = state.queue.submit(vec![PreparedEvent::new(event)]).await?;
     let outcome = outcomes
         .pop()
@@ -207,12 +209,14 @@ pub async fn create_batch(
     user: ProxyUser,
     Caller(caller): Caller,
     ClientAddress(address): ClientAddress,
+    trace: CallerTrace,
     BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
     let writer = Written {
         receipt: Receipt::new(Utc::now(), caller.writer()),
         person: user.person(),
         caller: &caller,
+        trace: &trace,
     };
     let batch = parse_batch(&body, state.batch_max_items, &writer)?;
     for refused in &batch.refused {
@@ -431,6 +435,8 @@ struct Written<'a> {
     /// The person a trusted proxy vouches for, to whom the events are attributed.
     person: Option<&'a str>,
     caller: &'a Principal,
+    /// The caller's trace context, for the events that carry none.
+    trace: &'a CallerTrace,
 }
 
 /// Splits the body into its items (borrowed text, no JSON tree of the whole body) and parses
@@ -494,6 +500,7 @@ fn parse_batch(
                     Some(person) => event.attributed_to(person),
                     None => event,
                 };
+                let event = writer.trace.apply(event);
                 // A cheap look first: most writers send no id at all.
                 if item.get().contains("\"event_id\"") && claimed_id(item).is_some() {
                     batch.named.push(batch.events.len());

@@ -44,7 +44,7 @@ pub struct ExportParams {
     until: Option<TimeParam>,
     /// Only this correlation's events
     correlation_id: Option<String>,
-    /// Only events of this type (with `format=ndjson` or `csv`; so are the filters below)
+    /// Only events of this type (this and the filters below apply to every format)
     event_type: Option<String>,
     /// Only events of this outcome
     event_outcome: Option<String>,
@@ -88,6 +88,39 @@ pub struct ExportParams {
     include_detached_signature: Option<Flag>,
     #[param(ignore)]
     redact_pii: Option<Flag>,
+}
+
+impl ExportParams {
+    /// The filters on an event's fields that were given: the filter, its parameter's name, the
+    /// value.
+    fn field_filters(&self) -> Vec<(EventFilter, &'static str, String)> {
+        [
+            (EventFilter::EventType, "event_type", &self.event_type),
+            (
+                EventFilter::EventCategory,
+                "event_category",
+                &self.event_category,
+            ),
+            (
+                EventFilter::EventOutcome,
+                "event_outcome",
+                &self.event_outcome,
+            ),
+            (EventFilter::ActorId, "actor_id", &self.actor_id),
+            (
+                EventFilter::ResourceType,
+                "resource_type",
+                &self.resource_type,
+            ),
+            (EventFilter::ResourceId, "resource_id", &self.resource_id),
+            (EventFilter::Namespace, "namespace", &self.namespace),
+            (EventFilter::Severity, "severity", &self.severity),
+            (EventFilter::SubmittedBy, "submitted_by", &self.submitted_by),
+        ]
+        .into_iter()
+        .filter_map(|(f, name, v)| Some((f, name, v.clone()?)))
+        .collect()
+    }
 }
 
 /// `ndjson`, `csv`, or the platform's `json`.
@@ -199,29 +232,20 @@ async fn answer(
             "only with format=json (the signed export)",
         ));
     }
-    let correlation_id = params.correlation_id;
+    let correlation_id = params.correlation_id.clone();
     let tree_size = params.tree_size.map(|n| n.0);
     let after_seq = params.after_seq.map_or(0, |n| n.0 as i64);
-    let fields = [
-        (EventFilter::EventType, params.event_type),
-        (EventFilter::EventCategory, params.event_category),
-        (EventFilter::EventOutcome, params.event_outcome),
-        (EventFilter::ActorId, params.actor_id),
-        (EventFilter::ResourceType, params.resource_type),
-        (EventFilter::ResourceId, params.resource_id),
-        (EventFilter::Namespace, params.namespace),
-        (EventFilter::Severity, params.severity),
-        (EventFilter::SubmittedBy, params.submitted_by),
-    ];
+    let fields = params
+        .field_filters()
+        .into_iter()
+        .map(|(f, _, v)| (f, v))
+        .collect();
     let filter = ExportFilter {
         since,
         until,
         correlation_id,
         after_seq,
-        fields: fields
-            .into_iter()
-            .filter_map(|(f, v)| Some((f, v?)))
-            .collect(),
+        fields,
     };
     let export = Export::open(state.store.clone(), filter, tree_size, format)
         .await
@@ -285,12 +309,13 @@ async fn signed(
         Ok(by) => by,
         Err(refused) => return Ok(refused.into_response()),
     };
-    let mut filters = Vec::new();
+    // The same filters as the streamed export (the platform's document names correlation_id
+    // and event_category; the others narrow it the same way rather than being ignored).
+    let fields = params.field_filters();
+    let mut filters: Vec<(EventFilter, String)> =
+        fields.iter().map(|(f, _, v)| (*f, v.clone())).collect();
     if let Some(c) = &params.correlation_id {
         filters.push((EventFilter::CorrelationId, c.clone()));
-    }
-    if let Some(c) = &params.event_category {
-        filters.push((EventFilter::EventCategory, c.clone()));
     }
     let limit = params.limit.map_or(DEFAULT_SIGNED_EVENTS, |l| l.0);
     let offset = params.offset.map_or(0, |o| o.0);
@@ -368,11 +393,13 @@ async fn signed(
             until.map(|t| audit_model::timestamp::format(&t)),
         ),
         ("correlation_id", params.correlation_id.clone()),
-        ("event_category", params.event_category.clone()),
     ] {
         if let Some(v) = value {
             filters[key] = json!(v);
         }
+    }
+    for (_, key, value) in fields {
+        filters[key] = json!(value);
     }
     let body = json!({
         "export_metadata": {

@@ -202,6 +202,12 @@ fn component(backend: &'static str, result: Result<(), String>) -> ComponentStat
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // DLQ gauges are read at scrape time, so they are current whatever the worker is doing.
     state.replayer.refresh_metrics().await;
+    metrics::counter!(crate::metrics::LOG_LINES_DROPPED)
+        .absolute(crate::telemetry::dropped_lines());
+    crate::metrics::collect_process();
+    if let Ok(holds) = state.store.holds(None, false).await {
+        metrics::gauge!(crate::metrics::LEGAL_HOLDS_ACTIVE).set(holds.len() as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

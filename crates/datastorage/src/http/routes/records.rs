@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Principal;
 use crate::http::answers::Answers;
 use crate::http::authn::{out_of_scope, Caller};
-use crate::http::extract::JsonBody;
+use crate::http::extract::{CallerTrace, JsonBody};
 use crate::http::params::{Limit, Params, PositionCursor, TimeParam};
 use crate::http::problem::ApiError;
 use crate::http::routes::events::outcome_response;
@@ -77,6 +77,7 @@ pub(crate) async fn create<R: SeedRecord>(
     state: AppState,
     answers: Answers,
     caller: &Principal,
+    trace: &CallerTrace,
     body: Value,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
@@ -85,7 +86,7 @@ pub(crate) async fn create<R: SeedRecord>(
         embedding_dimension: state.embedding_dimension,
     };
     let record = R::parse(body, &rules).map_err(|e| ApiError::validation(&e))?;
-    let event = record.to_event(Receipt::new(now, caller.writer()));
+    let event = trace.apply(record.to_event(Receipt::new(now, caller.writer())));
     if !caller.may_write(event.event_type()) {
         return Err(out_of_scope(&state, caller, event.event_type()));
     }
@@ -251,8 +252,8 @@ macro_rules! record_routes {
                 (status = 409, description = "A record with the same natural key (the record's id field and its status fields; for notifications `notification_id`, `channel`, `recipient`, `status`, `escalation_level`) is stored with different content: nothing is stored, `resource`, `field`, `value` name the key. Two writers reusing one id for different subjects meet this, so a writer's id must name its subject uniquely across the platform (the Notification controller writes the object's uid)", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "Neither the database nor the dead-letter queue can take it", body = Problem, content_type = "application/problem+json"),
             ))]
-        pub async fn $create(State(state): State<AppState>, answers: Answers, Caller(caller): Caller, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-            create::<$record>(state, answers, &caller, body).await
+        pub async fn $create(State(state): State<AppState>, answers: Answers, Caller(caller): Caller, trace: CallerTrace, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+            create::<$record>(state, answers, &caller, &trace, body).await
         }
 
         #[doc = concat!("List records (`", $path, "`), filtered, in `id` order.")]

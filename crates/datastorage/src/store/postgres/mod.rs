@@ -84,6 +84,56 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// A read-only pool on a streaming replica of the log's database. It connects lazily (the
+    /// service starts whatever the replica's state) and waits at most a second for a
+    /// connection, so a replica that went away costs a read one second before the primary
+    /// answers it.
+    pub fn connect_replica(
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?
+            .application_name("datastorage-replica")
+            .options([("default_transaction_read_only", "on")]);
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(1))
+            .connect_lazy_with(options.clone());
+        Ok(Self {
+            pool,
+            appenders: Arc::new(Appenders::new(options)),
+        })
+    }
+
+    /// How far this database (a streaming replica) replays behind its primary: zero when it
+    /// has replayed all it received (or is no standby at all), else the age of the last
+    /// transaction it replayed. An error when its schema is not this binary's.
+    pub async fn replay_lag(&self) -> Result<std::time::Duration, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await;
+        super::check_schema(&migrator, applied)?;
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT CASE
+                 WHEN NOT pg_is_in_recovery()
+                   OR pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
+                 THEN 0
+                 ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())
+             END::float8",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        // Never replayed a transaction while behind: as far behind as it can be.
+        Ok(std::time::Duration::from_secs_f64(
+            seconds.unwrap_or(f64::MAX).clamp(0.0, 1e9),
+        ))
+    }
+
     /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres")
