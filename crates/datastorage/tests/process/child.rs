@@ -10,7 +10,7 @@ pub struct ServerProcess {
     pub child: Child,
     pub base: String,
     /// Holds the signing key of a server started without a data directory.
-    _key_dir: Option<tempfile::TempDir>,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -34,14 +34,12 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--create-checkpoint-key")
             .envs(env.iter().copied());
-        // Without a data directory or a key file the key would land in the working directory:
-        // give it a directory of its own (a restart with a data directory keeps its key there).
-        let key_dir = (!args.contains(&"--data-dir") && !args.contains(&"--checkpoint-key-file"))
-            .then(|| tempfile::tempdir().unwrap());
-        if let Some(dir) = &key_dir {
-            command
-                .arg("--checkpoint-key-file")
-                .arg(dir.path().join("checkpoint.key"));
+        // Without a data directory the key and the DLQ's journal would land in the working
+        // directory: give it a directory of its own (a restart with a data directory keeps them
+        // there).
+        let data_dir = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        if let Some(dir) = &data_dir {
+            command.arg("--data-dir").arg(dir.path());
         }
         let mut child = command
             .args(args)
@@ -68,7 +66,7 @@ impl ServerProcess {
         let server = ServerProcess {
             child,
             base,
-            _key_dir: key_dir,
+            _data_dir: data_dir,
         };
         (server, lines)
     }
@@ -119,7 +117,7 @@ impl ServerProcess {
         ServerProcess {
             child,
             base,
-            _key_dir: None,
+            _data_dir: None,
         }
     }
 
