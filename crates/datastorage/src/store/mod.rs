@@ -42,6 +42,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use error::StoreError;
+
+/// The PostgreSQL schema's migrations, embedded (also for tests that build an earlier schema).
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The SQLite schema's migrations, embedded.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub use events::{
     holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, StoredRecord,
 };
@@ -139,6 +144,34 @@ pub trait HoldStore: Send + Sync + 'static {
     async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// Events whose retention ended by `now` but that an active hold keeps.
     async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Drops every content partition whose events all expired by `now` and none of which is
+    /// under an active hold, recording each drop; the partitions dropped. A store without
+    /// partitions (SQLite) drops none: its purge is row by row.
+    async fn drop_expired_partitions(
+        &self,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<DroppedPartition>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Creates the content partitions of the month of `now` and the `ahead` months after it
+    /// where missing; the partitions created. A store without partitions creates none.
+    async fn prepare_partitions(
+        &self,
+        _now: DateTime<Utc>,
+        _ahead: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A content partition retention dropped whole: its events' content is gone, their leaves stay
+/// and read as purged at `dropped_at`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DroppedPartition {
+    pub partition: String,
+    pub events: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
 }
 
 /// A whole store: every concern, and the connection under them.

@@ -76,11 +76,10 @@ impl PostgresStore {
             pool,
             appenders: Arc::new(Appenders::new(options)),
         };
-        let migrator = sqlx::migrate!("./migrations/postgres");
         let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
             .fetch_all(&store.pool)
             .await;
-        super::check_schema(&migrator, applied)?;
+        super::check_schema(&super::POSTGRES_MIGRATIONS, applied)?;
         Ok(store)
     }
 
@@ -113,11 +112,10 @@ impl PostgresStore {
     /// has replayed all it received (or is no standby at all), else the age of the last
     /// transaction it replayed. An error when its schema is not this binary's.
     pub async fn replay_lag(&self) -> Result<std::time::Duration, StoreError> {
-        let migrator = sqlx::migrate!("./migrations/postgres");
         let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
             .fetch_all(&self.pool)
             .await;
-        super::check_schema(&migrator, applied)?;
+        super::check_schema(&super::POSTGRES_MIGRATIONS, applied)?;
         let seconds: Option<f64> = sqlx::query_scalar(
             "SELECT CASE
                  WHEN NOT pg_is_in_recovery()
@@ -136,9 +134,7 @@ impl PostgresStore {
 
     /// Applies the embedded migrations (idempotent; safe with several replicas starting at once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        super::POSTGRES_MIGRATIONS.run(&self.pool).await?;
         Ok(())
     }
 

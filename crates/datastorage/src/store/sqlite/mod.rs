@@ -53,7 +53,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        super::SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -70,7 +70,7 @@ impl SqliteStore {
         let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
             .fetch_all(&pool)
             .await;
-        super::check_schema(&sqlx::migrate!("./migrations/sqlite"), applied)?;
+        super::check_schema(&super::SQLITE_MIGRATIONS, applied)?;
         Ok(Self { pool })
     }
 
