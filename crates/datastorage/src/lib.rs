@@ -228,6 +228,12 @@ impl Application {
                 .run(stop.clone())
             })
         });
+        let partitions_task = {
+            let (store, stop) = (store.clone(), shutdown.clone());
+            supervise("partitions", shutdown.clone(), move || {
+                retention::prepare_partitions(store.clone(), stop.clone())
+            })
+        };
         let (auth, tokens_task) = authentication(&config.auth, &shutdown).await?;
         let limits = Arc::new(auth::limits::RateLimits::new(
             config.auth.rate_limit,
@@ -353,6 +359,7 @@ impl Application {
         if let Some(task) = retention_task {
             task.await?;
         }
+        partitions_task.await?;
         if let Some(task) = cosigning_task {
             task.await?;
         }

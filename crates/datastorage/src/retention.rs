@@ -1,11 +1,14 @@
 //! Retention and legal hold.
 //!
 //! The retention worker purges, every `retention_interval`, the content of events whose own
-//! `retention_days` have passed and whose correlation is under no active legal hold, in
-//! transactions of `retention_batch_size` events. A purged row keeps `seq`, `event_id`,
-//! `leaf_hash`, `event_timestamp`, `retention_days` and `purged_at`: the Merkle tree and every
-//! signed checkpoint still verify, and the verifier reports the row as purged. The database's
-//! triggers refuse any other change, and any purge of a held or unexpired event, whoever asks.
+//! `retention_days` have passed and whose correlation is under no active legal hold. On
+//! PostgreSQL the content lives in monthly partitions: a partition whose events all expired and
+//! none is held is dropped whole (no row by row delete, no bloat left behind); the expired,
+//! unheld events of the others are purged in transactions of `retention_batch_size` events, as
+//! on SQLite. A purged event keeps its leaf: `seq`, `event_id`, `leaf_hash`, `event_timestamp`,
+//! `retention_days` and when it was purged: the Merkle tree and every signed checkpoint still
+//! verify, and the verifier reports the row as purged. The database's triggers refuse any other
+//! change, and any purge of a held or unexpired event, whoever asks.
 //!
 //! What Data Storage does to the log is itself in the log: placing and releasing a hold, and
 //! each retention run with its counts, are audit events written through the ingest queue like
@@ -21,7 +24,7 @@ use uuid::Uuid;
 use crate::config::RetentionConfig;
 use crate::ingest::{IngestOutcome, IngestQueue};
 use crate::shutdown::Shutdown;
-use crate::store::{HoldStore, LegalHold, PreparedEvent, StoreError};
+use crate::store::{DroppedPartition, HoldStore, LegalHold, PreparedEvent, StoreError};
 use crate::system_event::{SystemEvent, EVENT_NAMESPACE};
 
 /// `event_type` of a hold being placed.
@@ -67,8 +70,10 @@ pub struct RunReport {
     pub started_at: DateTime<Utc>,
     #[serde(with = "audit_model::timestamp")]
     pub finished_at: DateTime<Utc>,
-    /// Events whose content was purged.
+    /// Events whose content was purged (row by row, or with their partition).
     pub purged: u64,
+    /// The content partitions dropped whole (PostgreSQL), each with its events' seq range.
+    pub dropped_partitions: Vec<DroppedPartition>,
     /// Expired events kept because their correlation is under legal hold.
     pub held: u64,
     /// The smallest and largest seq purged.
@@ -78,6 +83,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// `count` more events purged, with seqs from `first` to `last`.
+    fn count_purged(&mut self, first: i64, last: i64, count: u64) {
+        self.purged += count;
+        self.first_seq = Some(self.first_seq.map_or(first, |f| f.min(first)));
+        self.last_seq = Some(self.last_seq.map_or(last, |l| l.max(last)));
+    }
+
     /// The run's audit event.
     pub fn event(&self) -> PreparedEvent {
         SystemEvent {
@@ -112,21 +124,24 @@ pub async fn run_once(
         started_at,
         finished_at: started_at,
         purged: 0,
+        dropped_partitions: Vec::new(),
         held: 0,
         first_seq: None,
         last_seq: None,
         batches: 0,
     };
+    // Whole partitions first: what is left is purged row by row.
+    report.dropped_partitions = store.drop_expired_partitions(now).await?;
+    for d in report.dropped_partitions.clone() {
+        report.count_purged(d.first_seq, d.last_seq, d.events as u64);
+    }
     loop {
         let seqs = store.purge_expired(now, batch_size).await?;
         if seqs.is_empty() {
             break;
         }
         report.batches += 1;
-        report.purged += seqs.len() as u64;
-        // Each batch takes the oldest seqs left, so batches come in seq order.
-        report.first_seq.get_or_insert(seqs[0]);
-        report.last_seq = seqs.last().copied();
+        report.count_purged(seqs[0], seqs[seqs.len() - 1], seqs.len() as u64);
         if (seqs.len() as i64) < batch_size {
             break;
         }
@@ -190,6 +205,38 @@ impl RetentionWorker {
                     tracing::error!(%error, "retention run failed");
                 }
             }
+        }
+    }
+}
+
+/// Months of content partitions kept created ahead of the current one.
+pub const PARTITIONS_AHEAD: u32 = 2;
+
+/// How often the content partitions ahead are made sure of.
+const PARTITIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Creates the content partitions of this month and the [`PARTITIONS_AHEAD`] next ones where
+/// missing, at once and then every hour until shutdown begins: an append never waits for a new
+/// month's partition to be made (it still creates one itself for an event outside them, such as
+/// one from long ago). Nothing to do on a store without partitions.
+pub async fn prepare_partitions(store: Arc<dyn HoldStore>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(PARTITIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.begun() => return,
+        }
+        match store.prepare_partitions(Utc::now(), PARTITIONS_AHEAD).await {
+            Ok(created) => {
+                for partition in created {
+                    tracing::info!(partition, "content partition created ahead");
+                }
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot create the content partitions ahead; appends create their month's when needed"
+            ),
         }
     }
 }

@@ -92,12 +92,24 @@ const KEPT_BY_PURGE: [EventField; 5] = [
     EventField::ReceivedAt,
 ];
 
+/// Whether a field is part of an event's content, which retention removes (on PostgreSQL the
+/// columns of `audit_content`, besides `seq`).
+pub(crate) fn is_content(field: EventField) -> bool {
+    !KEPT_BY_PURGE.contains(&field)
+}
+
+/// Whether a field is kept with the event's leaf for ever (on PostgreSQL the columns of
+/// `audit_leaves`, besides `seq`, `leaf_hash`, `committed_at` and `purged_at`).
+pub(crate) fn is_leaf(field: EventField) -> bool {
+    KEPT_BY_PURGE.contains(&field)
+}
+
 /// `col = NULL, …` for every field the purge blanks.
 pub(crate) fn blank_content() -> &'static str {
     static SET: LazyLock<String> = LazyLock::new(|| {
         let blanks: Vec<String> = EventField::ALL
             .iter()
-            .filter(|f| !KEPT_BY_PURGE.contains(f))
+            .filter(|f| is_content(**f))
             .map(|f| format!("{} = NULL", f.name()))
             .collect();
         blanks.join(", ")

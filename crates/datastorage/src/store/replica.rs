@@ -35,9 +35,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AppendOutcome, CheckpointQuery, EventLog, EventQuery, HoldRequest, HoldStore, LegalHold,
-    LogEntry, LogStore, PlaceHold, PostgresStore, PreparedEvent, RecordQuery, StoreError,
-    StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
+    AppendOutcome, CheckpointQuery, DroppedPartition, EventLog, EventQuery, HoldRequest, HoldStore,
+    LegalHold, LogEntry, LogStore, PlaceHold, PostgresStore, PreparedEvent, RecordQuery,
+    StoreError, StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
 };
 use crate::derived::timeline::TimelineRow;
 use crate::metrics;
@@ -348,6 +348,21 @@ impl HoldStore for ReplicaReads {
 
     async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         self.primary.count_held_expired(now).await
+    }
+
+    async fn drop_expired_partitions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DroppedPartition>, StoreError> {
+        self.primary.drop_expired_partitions(now).await
+    }
+
+    async fn prepare_partitions(
+        &self,
+        now: DateTime<Utc>,
+        ahead: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        self.primary.prepare_partitions(now, ahead).await
     }
 }
 

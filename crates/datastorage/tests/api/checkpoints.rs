@@ -340,7 +340,8 @@ async fn a_witness_reveals_a_rolled_back_log() {
     let mut tx = pool.begin().await.unwrap();
     for sql in [
         "SET LOCAL session_replication_role = replica",
-        "DELETE FROM audit_events WHERE seq > 30",
+        "DELETE FROM audit_content WHERE seq > 30",
+        "DELETE FROM audit_leaves WHERE seq > 30",
         "DELETE FROM checkpoints WHERE tree_size > 30",
         "UPDATE log_head SET last_seq = 30",
     ] {

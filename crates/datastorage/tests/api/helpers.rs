@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use audit_model::{AuditEvent, EventField, FieldKind, FieldRef};
 use datastorage::config::{
     ApiSettings, AuthSettings, CheckpointSettings, Config, ConnectionSettings, DlqSettings,
     IngestSettings, ReplaySettings, RetentionSettings, ServerSettings, Settings, StoreSettings,
@@ -137,6 +138,66 @@ impl TestDb {
     /// Number of stored events.
     /// The events in the log but the access trail's (which the service writes about the
     /// requests a test makes: exports, chain checks, DLQ administration, refusals).
+    /// Applies the migrations numbered below `version` only: the schema a log of that time
+    /// was written in.
+    pub async fn migrate_before(&self, version: i64) {
+        let full = match self {
+            TestDb::Postgres { .. } => &datastorage::store::POSTGRES_MIGRATIONS,
+            TestDb::Sqlite { .. } => &datastorage::store::SQLITE_MIGRATIONS,
+        };
+        let before = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                full.migrations
+                    .iter()
+                    .filter(|m| m.version < version)
+                    .cloned()
+                    .collect(),
+            ),
+            ..*full
+        };
+        match self {
+            TestDb::Postgres { pool, .. } => before.run(pool).await.unwrap(),
+            TestDb::Sqlite { pool, .. } => before.run(pool).await.unwrap(),
+        }
+    }
+
+    /// The table of the events' content: `audit_content` on PostgreSQL (monthly partitions,
+    /// what retention removes), `audit_events` on SQLite (one table).
+    pub fn content_table(&self) -> &'static str {
+        match self {
+            TestDb::Postgres { .. } => "audit_content",
+            TestDb::Sqlite { .. } => "audit_events",
+        }
+    }
+
+    /// The table of the log's leaves: `audit_leaves` on PostgreSQL, `audit_events` on SQLite.
+    pub fn leaf_table(&self) -> &'static str {
+        match self {
+            TestDb::Postgres { .. } => "audit_leaves",
+            TestDb::Sqlite { .. } => "audit_events",
+        }
+    }
+
+    /// The table holding `column` of the log (see [`Self::content_table`], [`Self::leaf_table`]).
+    pub fn table_of(&self, column: &str) -> &'static str {
+        const LEAF: [&str; 9] = [
+            "seq",
+            "event_id",
+            "event_timestamp",
+            "retention_days",
+            "leaf_hash",
+            "received_at",
+            "submitted_by",
+            "committed_at",
+            "purged_at",
+        ];
+        if LEAF.contains(&column) {
+            self.leaf_table()
+        } else {
+            self.content_table()
+        }
+    }
+
     pub async fn count(&self) -> i64 {
         self.scalar(
             "SELECT count(*) FROM audit_events WHERE event_type NOT LIKE 'datastorage.access.%'",
@@ -569,10 +630,13 @@ impl TestApp {
             .expect("a metrics page")
     }
 
-    /// Runs `UPDATE audit_events SET {set} WHERE seq = {seq}` behind the service's back, its
-    /// append-only triggers bypassed (as someone with the database's rights could).
+    /// Runs `UPDATE … SET {set} WHERE seq = {seq}` on the table of the column `set` changes,
+    /// behind the service's back, its append-only triggers bypassed (as someone with the
+    /// database's rights could).
     pub async fn change_row(&self, set: &str, seq: i64) {
-        let update = format!("UPDATE audit_events SET {set} WHERE seq = {seq};");
+        let column = set.split_whitespace().next().unwrap_or_default();
+        let table = self.db.table_of(column);
+        let update = format!("UPDATE {table} SET {set} WHERE seq = {seq};");
         match self.db.as_ref() {
             TestDb::Postgres { pool, .. } => {
                 let mut conn = pool.acquire().await.unwrap();
@@ -762,4 +826,92 @@ pub fn platform_event(
         "resource_id": correlation,
         "event_data": data,
     })
+}
+
+/// Writes `events` into the one table `audit_events` of an earlier schema (see
+/// [`TestDb::migrate_before`]), as a service of that time did: the fields but those in `absent`
+/// (columns that schema did not have), numbered from 1, the receipt time as the commit time
+/// (`ReceivedAt` must be in `absent`), and the head moved on.
+pub async fn write_as_before(db: &TestDb, events: &[AuditEvent], absent: &[EventField]) {
+    assert!(absent.contains(&EventField::ReceivedAt));
+    let fields: Vec<EventField> = EventField::ALL
+        .iter()
+        .copied()
+        .filter(|f| !absent.contains(f))
+        .collect();
+    let postgres = matches!(db, TestDb::Postgres { .. });
+    let cast = |f: &EventField| match (postgres, f.kind()) {
+        (false, _) => "",
+        (_, FieldKind::Uuid) => "::uuid",
+        (_, FieldKind::Time) => "::timestamptz",
+        (_, FieldKind::Int64) => "::int8",
+        (_, FieldKind::Int32) => "::int4",
+        (_, FieldKind::Object) => "::jsonb",
+        (_, FieldKind::Bool) => "::bool",
+        _ => "",
+    };
+    let mark = |i: usize| {
+        if postgres {
+            format!("${i}")
+        } else {
+            format!("?{i}")
+        }
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let values: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{}{}", mark(i + 2), cast(f)))
+        .collect();
+    let n = fields.len();
+    let time = if postgres { "::timestamptz" } else { "" };
+    let sql = format!(
+        "INSERT INTO audit_events (seq, {}, leaf_hash, received_at) VALUES ({}{}, {}, {}, {}{time})",
+        names.join(", "),
+        mark(1),
+        if postgres { "::int8" } else { "" },
+        values.join(", "),
+        mark(n + 2),
+        mark(n + 3),
+    );
+    let received = |seq: usize| format!("2026-11-01T00:00:{seq:02}.000000Z");
+    for (i, e) in events.iter().enumerate() {
+        let seq = i + 1;
+        let text: Vec<Option<String>> = fields
+            .iter()
+            .map(|&f| match e.get(f) {
+                FieldRef::Absent => None,
+                FieldRef::Uuid(u) => Some(u.to_string()),
+                FieldRef::Text(t) => Some(t.to_string()),
+                FieldRef::Time(t) => Some(audit_model::timestamp::format(&t)),
+                FieldRef::Int(n) => Some(n.to_string()),
+                FieldRef::Object(o) => Some(serde_json::to_string(o).unwrap()),
+                FieldRef::Bool(b) => Some(b.to_string()),
+            })
+            .collect();
+        let hash = e.leaf_hash().as_bytes().to_vec();
+        macro_rules! run {
+            ($pool:expr) => {{
+                let mut q = sqlx::query(&sql).bind(seq.to_string());
+                for t in &text {
+                    q = q.bind(t.clone());
+                }
+                q.bind(hash.clone())
+                    .bind(received(seq))
+                    .execute($pool)
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            }};
+        }
+        match db {
+            TestDb::Postgres { pool, .. } => run!(pool),
+            TestDb::Sqlite { pool, .. } => run!(pool),
+        }
+    }
+    let head = format!(
+        "UPDATE log_head SET last_seq = {}, last_received_at = '{}' WHERE id = 1",
+        events.len(),
+        received(events.len())
+    );
+    db.execute(&head).await.unwrap();
 }

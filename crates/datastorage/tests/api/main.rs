@@ -14,6 +14,7 @@ mod health;
 mod hostile;
 mod kubernetes_auth;
 mod monitor;
+mod partitions;
 mod platform;
 mod query;
 mod records;

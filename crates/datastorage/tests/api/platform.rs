@@ -1,22 +1,19 @@
 //! The platform's Go services against this service, through their Data Storage API document:
 //! events of every type they name, written and read as their generated client does.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use audit_model::{
-    AuditEvent, EventField, FieldKind, FieldRef, FieldValue, NotificationAudit, RecordRules,
-    SeedRecord,
-};
-use sqlx::migrate::Migrator;
+use audit_model::{AuditEvent, EventField, FieldValue, NotificationAudit, RecordRules, SeedRecord};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::contract::{self, check_events, errors, platform_event, validator};
-use crate::helpers::{event, spawn_app_with, start_on, AppOptions, Backend, TestApp, TestDb};
+use crate::helpers::{
+    event, spawn_app_with, start_on, write_as_before, AppOptions, Backend, TestApp, TestDb,
+};
 use crate::on_both_stores;
 
 /// One event of every type the document names, each with a payload made from its schema (the
@@ -423,99 +420,6 @@ on_both_stores!(
     queries_take_the_platforms_parameters,
 );
 
-/// Writes `events` as the schema before the platform's fields stored them: their columns only
-/// (an event of that time has none of the new fields), numbered from 1, the head moved on.
-async fn write_as_before(db: &TestDb, events: &[AuditEvent]) {
-    let new = [
-        EventField::ActorIp,
-        EventField::ParentEventDate,
-        EventField::IsSensitive,
-        EventField::RecordKind,
-        // Later still (the receipt time is written below, as that version did).
-        EventField::SubmittedBy,
-        EventField::ReceivedAt,
-    ];
-    let fields: Vec<EventField> = EventField::ALL
-        .iter()
-        .copied()
-        .filter(|f| !new.contains(f))
-        .collect();
-    let postgres = matches!(db, TestDb::Postgres { .. });
-    let cast = |f: &EventField| match (postgres, f.kind()) {
-        (false, _) => "",
-        (_, FieldKind::Uuid) => "::uuid",
-        (_, FieldKind::Time) => "::timestamptz",
-        (_, FieldKind::Int64) => "::int8",
-        (_, FieldKind::Int32) => "::int4",
-        (_, FieldKind::Object) => "::jsonb",
-        _ => "",
-    };
-    let mark = |i: usize| {
-        if postgres {
-            format!("${i}")
-        } else {
-            format!("?{i}")
-        }
-    };
-    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-    let values: Vec<String> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("{}{}", mark(i + 2), cast(f)))
-        .collect();
-    let n = fields.len();
-    let time = if postgres { "::timestamptz" } else { "" };
-    let sql = format!(
-        "INSERT INTO audit_events (seq, {}, leaf_hash, received_at) VALUES ({}{}, {}, {}, {}{time})",
-        names.join(", "),
-        mark(1),
-        if postgres { "::int8" } else { "" },
-        values.join(", "),
-        mark(n + 2),
-        mark(n + 3),
-    );
-    let received = |seq: usize| format!("2026-11-01T00:00:{seq:02}.000000Z");
-    for (i, e) in events.iter().enumerate() {
-        let seq = i + 1;
-        let text: Vec<Option<String>> = fields
-            .iter()
-            .map(|&f| match e.get(f) {
-                FieldRef::Absent => None,
-                FieldRef::Uuid(u) => Some(u.to_string()),
-                FieldRef::Text(t) => Some(t.to_string()),
-                FieldRef::Time(t) => Some(audit_model::timestamp::format(&t)),
-                FieldRef::Int(n) => Some(n.to_string()),
-                FieldRef::Object(o) => Some(serde_json::to_string(o).unwrap()),
-                FieldRef::Bool(b) => Some(b.to_string()),
-            })
-            .collect();
-        let hash = e.leaf_hash().as_bytes().to_vec();
-        macro_rules! run {
-            ($pool:expr) => {{
-                let mut q = sqlx::query(&sql).bind(seq.to_string());
-                for t in &text {
-                    q = q.bind(t.clone());
-                }
-                q.bind(hash.clone())
-                    .bind(received(seq))
-                    .execute($pool)
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
-            }};
-        }
-        match db {
-            TestDb::Postgres { pool, .. } => run!(pool),
-            TestDb::Sqlite { pool, .. } => run!(pool),
-        }
-    }
-    let head = format!(
-        "UPDATE log_head SET last_seq = {}, last_received_at = '{}' WHERE id = 1",
-        events.len(),
-        received(events.len())
-    );
-    db.execute(&head).await.unwrap();
-}
-
 /// A log written before the typed records carried `record_kind` (and before the platform's
 /// fields), migrated in place: its records stay in their views, a unified event of a record's
 /// type stays out, and every proof holds.
@@ -523,24 +427,7 @@ async fn a_log_from_before_keeps_its_records_and_its_proofs(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let full = match backend {
-        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
-        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-    };
-    let before = Migrator {
-        migrations: Cow::Owned(
-            full.migrations
-                .iter()
-                .filter(|m| m.version < 6)
-                .cloned()
-                .collect(),
-        ),
-        ..full
-    };
-    match &db {
-        TestDb::Postgres { pool, .. } => before.run(pool).await.unwrap(),
-        TestDb::Sqlite { pool, .. } => before.run(pool).await.unwrap(),
-    }
+    db.migrate_before(6).await;
     // A notification record as that version wrote it: its type's prefix, its UUIDv5 id.
     let record_body = json!({
         "remediation_id": "rr-old", "notification_id": "n-old", "recipient": "#ops",
@@ -561,7 +448,17 @@ async fn a_log_from_before_keeps_its_records_and_its_proofs(backend: Backend) {
     })
     .unwrap();
     let unified = AuditEvent::parse(event("rr-old"), chrono::Utc::now()).unwrap();
-    write_as_before(&db, &[old_record.clone(), unified]).await;
+    // As the schema before the platform's fields stored them: none of the new fields (and,
+    // later still, no attested writer; the receipt time is the commit time, as then).
+    let then = [
+        EventField::ActorIp,
+        EventField::ParentEventDate,
+        EventField::IsSensitive,
+        EventField::RecordKind,
+        EventField::SubmittedBy,
+        EventField::ReceivedAt,
+    ];
+    write_as_before(&db, &[old_record.clone(), unified], &then).await;
 
     let app = start_on(Arc::new(db), backend, AppOptions::default()).await;
     assert_eq!(

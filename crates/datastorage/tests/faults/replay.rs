@@ -146,7 +146,7 @@ async fn replay_failures_follow_the_schedule_then_dead_letter(dlq: &str) {
         .await
         .unwrap();
     app.db
-        .execute("CREATE TRIGGER poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION poison()")
+        .execute("CREATE TRIGGER poison BEFORE INSERT ON audit_content FOR EACH ROW EXECUTE FUNCTION poison()")
         .await
         .unwrap();
     let (_, poison) = identified_event("rr-poison");

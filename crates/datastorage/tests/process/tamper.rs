@@ -105,7 +105,7 @@ async fn recomputed_leaf(pool: &PgPool, seq: i64) -> Vec<u8> {
 async fn rewrite_with_recomputed_tree(pool: &PgPool) {
     tamper(
         pool,
-        "UPDATE audit_events SET event_data = jsonb_set(event_data, '{i}', '4242') WHERE seq = 2500",
+        "UPDATE audit_content SET event_data = jsonb_set(event_data, '{i}', '4242') WHERE seq = 2500",
     )
     .await;
     let leaf = recomputed_leaf(pool, 2500).await;
@@ -114,7 +114,7 @@ async fn rewrite_with_recomputed_tree(pool: &PgPool) {
         .execute(&mut *conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_events SET leaf_hash = $1 WHERE seq = 2500")
+    sqlx::query("UPDATE audit_leaves SET leaf_hash = $1 WHERE seq = 2500")
         .bind(&leaf)
         .execute(&mut *conn)
         .await
@@ -184,35 +184,39 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
     let cases = [
         Case {
             what: "one byte of one event's data",
-            sql: "UPDATE audit_events SET event_data = jsonb_set(event_data, '{i}', '321') WHERE seq = 4321",
+            sql: "UPDATE audit_content SET event_data = jsonb_set(event_data, '{i}', '321') WHERE seq = 4321",
             fault: "ContentChanged",
             first_bad: 4321,
         },
         Case {
             what: "a deleted row",
-            sql: "DELETE FROM audit_events WHERE seq = 5000",
+            sql: "DELETE FROM audit_content WHERE seq = 5000; DELETE FROM audit_leaves WHERE seq = 5000",
             fault: "RowMissing",
             first_bad: 5000,
         },
         Case {
             what: "two rows' seq swapped",
-            sql: "UPDATE audit_events SET seq = -1 WHERE seq = 100; \
-                  UPDATE audit_events SET seq = 100 WHERE seq = 7000; \
-                  UPDATE audit_events SET seq = 7000 WHERE seq = -1",
+            sql: "UPDATE audit_leaves SET seq = -1 WHERE seq = 100; \
+                  UPDATE audit_leaves SET seq = 100 WHERE seq = 7000; \
+                  UPDATE audit_leaves SET seq = 7000 WHERE seq = -1; \
+                  UPDATE audit_content SET seq = -1 WHERE seq = 100; \
+                  UPDATE audit_content SET seq = 100 WHERE seq = 7000; \
+                  UPDATE audit_content SET seq = 7000 WHERE seq = -1",
             fault: "RowsReordered",
             first_bad: 100,
         },
         Case {
             what: "content purged before its retention ended",
-            sql: "UPDATE audit_events SET purged_at = now(), event_version = NULL, \
-                  event_type = NULL, event_category = NULL, event_action = NULL, \
-                  event_outcome = NULL, actor_type = NULL, actor_id = NULL, resource_type = NULL, \
-                  resource_id = NULL, resource_name = NULL, correlation_id = NULL, \
-                  parent_event_id = NULL, trace_id = NULL, span_id = NULL, namespace = NULL, \
-                  cluster_id = NULL, severity = NULL, duration_ms = NULL, error_code = NULL, \
-                  error_message = NULL, event_data = NULL WHERE seq = 2222",
+            sql: "DELETE FROM audit_content WHERE seq = 2222; \
+                  UPDATE audit_leaves SET purged_at = now() WHERE seq = 2222",
             fault: "PurgedEarly",
             first_bad: 2222,
+        },
+        Case {
+            what: "content deleted with no purge",
+            sql: "DELETE FROM audit_content WHERE seq = 3333",
+            fault: "PurgedEarly",
+            first_bad: 3333,
         },
     ];
     let mut dropped = vec![];
@@ -236,11 +240,13 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
     let (name, pool) = copy_of(template, &admin).await;
     tamper(
         &pool,
-        "INSERT INTO audit_events SELECT 10001, gen_random_uuid(), event_version, event_timestamp, \
-         event_type, event_category, event_action, event_outcome, actor_type, actor_id, \
-         resource_type, resource_id, resource_name, correlation_id, parent_event_id, trace_id, \
-         span_id, namespace, cluster_id, severity, duration_ms, error_code, error_message, \
-         event_data, retention_days, leaf_hash, '2026-01-01T00:00:00Z' FROM audit_events WHERE seq = 10",
+        "INSERT INTO audit_leaves (seq, event_id, event_timestamp, retention_days, leaf_hash, \
+           received_at) \
+         SELECT 10001, gen_random_uuid(), event_timestamp, retention_days, leaf_hash, \
+           '2026-01-01T00:00:00Z' FROM audit_leaves WHERE seq = 10; \
+         CREATE TEMPORARY TABLE forged AS SELECT * FROM audit_content WHERE seq = 10; \
+         UPDATE forged SET seq = 10001; \
+         INSERT INTO audit_content SELECT * FROM forged",
     )
     .await;
     let leaf = recomputed_leaf(&pool, 10_001).await;
@@ -249,7 +255,7 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_events SET leaf_hash = $1 WHERE seq = 10001")
+    sqlx::query("UPDATE audit_leaves SET leaf_hash = $1 WHERE seq = 10001")
         .bind(&leaf)
         .execute(&mut *conn)
         .await

@@ -3,7 +3,6 @@
 //! when one replica is killed mid-write; and a log written by two replicas before receipt times
 //! were taken under the log head still verifies, while a real reordering is still found.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -267,16 +266,7 @@ async fn a_log_written_by_two_replicas_before_the_change_verifies() {
         unreachable!()
     };
     // The schema as it was before receipt times moved under the log head.
-    let mut before = sqlx::migrate!("./migrations/postgres");
-    before.migrations = Cow::Owned(
-        before
-            .migrations
-            .iter()
-            .filter(|m| m.version < 5)
-            .cloned()
-            .collect(),
-    );
-    before.run(pool).await.unwrap();
+    db.migrate_before(5).await;
     let start = Utc::now();
     for b in 0..40 {
         // Replica B's clock is 250 ms behind replica A's; they take turns at the head.
@@ -386,9 +376,12 @@ async fn swapped_copy(admin: &PgPool, template: &str, a: i64, b: i64) -> (String
     let pool = PgPool::connect(&url).await.unwrap();
     sqlx::raw_sql(&format!(
         "SET session_replication_role = replica; \
-         UPDATE audit_events SET seq = -1 WHERE seq = {a}; \
-         UPDATE audit_events SET seq = {a} WHERE seq = {b}; \
-         UPDATE audit_events SET seq = {b} WHERE seq = -1"
+         UPDATE audit_leaves SET seq = -1 WHERE seq = {a}; \
+         UPDATE audit_leaves SET seq = {a} WHERE seq = {b}; \
+         UPDATE audit_leaves SET seq = {b} WHERE seq = -1; \
+         UPDATE audit_content SET seq = -1 WHERE seq = {a}; \
+         UPDATE audit_content SET seq = {a} WHERE seq = {b}; \
+         UPDATE audit_content SET seq = {b} WHERE seq = -1"
     ))
     .execute(&pool)
     .await

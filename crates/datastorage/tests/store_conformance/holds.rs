@@ -86,24 +86,36 @@ async fn retention(backend: Backend) {
     assert_eq!(store.count().await.unwrap(), 3);
 
     // The database itself refuses to purge a held or unexpired event, or to touch a purged row.
-    let blank = "event_version = NULL, event_type = NULL, event_category = NULL, \
-        event_action = NULL, event_outcome = NULL, actor_type = NULL, actor_id = NULL, \
-        resource_type = NULL, resource_id = NULL, resource_name = NULL, correlation_id = NULL, \
-        parent_event_id = NULL, trace_id = NULL, span_id = NULL, namespace = NULL, \
-        cluster_id = NULL, severity = NULL, duration_ms = NULL, error_code = NULL, \
-        error_message = NULL, event_data = NULL";
+    let purge = match &db {
+        // The content goes; the leaf stays, marked.
+        TestDb::Postgres { .. } => {
+            |seq: i64, _stamp: &str| format!("DELETE FROM audit_content WHERE seq = {seq}")
+        }
+        TestDb::Sqlite { .. } => |seq: i64, stamp: &str| {
+            format!(
+                "UPDATE audit_events SET purged_at = '{stamp}', event_version = NULL, \
+                 event_type = NULL, event_category = NULL, event_action = NULL, \
+                 event_outcome = NULL, actor_type = NULL, actor_id = NULL, \
+                 resource_type = NULL, resource_id = NULL, resource_name = NULL, \
+                 correlation_id = NULL, parent_event_id = NULL, trace_id = NULL, span_id = NULL, \
+                 namespace = NULL, cluster_id = NULL, severity = NULL, duration_ms = NULL, \
+                 error_code = NULL, error_message = NULL, event_data = NULL WHERE seq = {seq}"
+            )
+        },
+    };
     let stamp = audit_model::timestamp::format(&Utc::now());
     for seq in [2, 3] {
         let err = db
-            .execute(&format!(
-                "UPDATE audit_events SET purged_at = '{stamp}', {blank} WHERE seq = {seq}"
-            ))
+            .execute(&purge(seq, &stamp))
             .await
             .expect_err("a held or unexpired event cannot be purged");
         assert!(err.contains("append-only"), "{err}");
     }
     let err = db
-        .execute("UPDATE audit_events SET retention_days = 5000 WHERE seq = 1")
+        .execute(&format!(
+            "UPDATE {} SET retention_days = 5000 WHERE seq = 1",
+            db.leaf_table()
+        ))
         .await
         .expect_err("a purged row cannot change");
     assert!(err.contains("append-only"), "{err}");

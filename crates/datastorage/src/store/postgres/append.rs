@@ -34,17 +34,18 @@
 //! insert's id lookups are therefore `LATERAL` subqueries with `LIMIT 1`, which the planner
 //! cannot flatten into a join: they stay one index lookup per event, whatever the plan.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 
 use audit_model::{EventField, FieldKind, FieldRef};
 use uuid::Uuid;
 
-use crate::store::columns::event_columns;
+use crate::store::columns::{event_columns, is_content, is_leaf};
 use crate::store::PreparedEvent;
 
 /// The `application_name` of the append connections (the pool's is `datastorage`).
@@ -76,6 +77,8 @@ pub(super) struct Appenders {
     idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
     /// Batches still to be inserted checked straight away (see [`CHECKED_AFTER_DUPLICATE`]).
     checked_left: AtomicU32,
+    /// The months (see [`month_of`]) whose content partition this process made sure of.
+    partitions: std::sync::Mutex<HashSet<i32>>,
 }
 
 impl Appenders {
@@ -84,6 +87,7 @@ impl Appenders {
             options,
             idle: std::sync::Mutex::new(Vec::new()),
             checked_left: AtomicU32::new(0),
+            partitions: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -92,21 +96,21 @@ impl Appenders {
     pub(super) async fn insert(&self, events: &[PreparedEvent]) -> Result<Assigned, sqlx::Error> {
         let (mut conn, kept) = self.take().await?;
         let how = self.next_insert();
-        let mut result = match insert(&mut conn, how, events).await {
+        let mut result = match self.insert_on(&mut conn, how, events).await {
             // A kept connection the server closed meanwhile (restart, failover, a terminated
             // backend): once more on a new one. Safe even if the first attempt did commit: its
             // events are then found stored.
             Err(error) if kept && connection_lost(&error) => {
                 tracing::info!(%error, "an append connection was closed by the server; retrying on a new one");
                 conn = self.open().await?;
-                insert(&mut conn, how, events).await
+                self.insert_on(&mut conn, how, events).await
             }
             result => result,
         };
         if how == Insert::Fresh && result.as_ref().is_err_and(unique_violation) {
             // Nothing of the statement is stored and the connection is idle again.
             self.met_stored_id();
-            result = insert(&mut conn, Insert::Checked, events).await;
+            result = self.insert_on(&mut conn, Insert::Checked, events).await;
         }
         match result {
             Ok(assigned) => {
@@ -122,6 +126,58 @@ impl Appenders {
                 Err(error)
             }
         }
+    }
+
+    /// Inserts `events` on `conn` once the content partitions of their months exist.
+    async fn insert_on(
+        &self,
+        conn: &mut PgConnection,
+        how: Insert,
+        events: &[PreparedEvent],
+    ) -> Result<Assigned, sqlx::Error> {
+        self.ensure_partitions(conn, events).await?;
+        match insert(conn, how, events).await {
+            Err(error) if no_partition(&error) => {
+                // A partition this process had made sure of is gone (retention dropped its
+                // month, maybe on another replica): make sure of them all again.
+                tracing::info!(%error, "a content partition is gone; creating it again");
+                self.partitions_known().clear();
+                self.ensure_partitions(conn, events).await?;
+                insert(conn, how, events).await
+            }
+            result => result,
+        }
+    }
+
+    /// Creates the content partition of every month of `events` this process has not made
+    /// sure of yet (the service also creates them ahead, see
+    /// [`super::PostgresStore::prepare_partitions`], so this is rarely more than a lookup).
+    async fn ensure_partitions(
+        &self,
+        conn: &mut PgConnection,
+        events: &[PreparedEvent],
+    ) -> Result<(), sqlx::Error> {
+        let missing: BTreeMap<i32, DateTime<Utc>> = {
+            let known = self.partitions_known();
+            events
+                .iter()
+                .map(|p| p.event.event_timestamp())
+                .filter(|at| !known.contains(&month_of(*at)))
+                .map(|at| (month_of(at), at))
+                .collect()
+        };
+        for (month, at) in missing {
+            create_partition(conn, at).await?;
+            self.partitions_known().insert(month);
+        }
+        Ok(())
+    }
+
+    fn partitions_known(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        // A set only added to and cleared: a panic cannot leave it inconsistent.
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A fresh insert met a stored id: the next batches are inserted checked.
@@ -192,6 +248,29 @@ fn connection_lost(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         _ => false,
     }
+}
+
+/// The month of a time (UTC), counted from year 0: its content partition's key.
+fn month_of(at: DateTime<Utc>) -> i32 {
+    at.year() * 12 + at.month0() as i32
+}
+
+/// Creates the content partition of the month of `at` if it is missing (the database's
+/// `audit_content_partition_for`, which several replicas may call at once).
+pub(super) async fn create_partition(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT audit_content_partition_for($1)")
+        .bind(at)
+        .fetch_one(conn)
+        .await
+}
+
+/// An event whose month has no content partition.
+fn no_partition(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("23514") && db.message().starts_with("no partition of relation"))
 }
 
 fn unique_violation(error: &sqlx::Error) -> bool {
@@ -267,22 +346,55 @@ fn array_type(kind: FieldKind) -> &'static str {
 /// `cardinality` of the batch: the event ids' array is the first parameter.
 const BATCH_SIZE: &str = "cardinality($1::uuid[])";
 
-/// The stored columns but `seq` and `committed_at`, as named in [`input`].
-fn content() -> String {
-    format!("{}, leaf_hash", event_columns())
+/// The leaf's columns but `seq` and `committed_at`, as named in [`input`].
+fn leaf_columns() -> String {
+    let names: Vec<&str> = EventField::ALL
+        .iter()
+        .filter(|f| is_leaf(**f))
+        .map(|f| f.name())
+        .collect();
+    format!("{}, leaf_hash", names.join(", "))
 }
 
-/// What [`content`] is inserted from: the input, with the commit time as the receipt time of an
-/// event no writer was attested for.
-fn content_values() -> String {
+/// What [`leaf_columns`] are inserted from: the input, with the commit time as the receipt time
+/// of an event no writer was attested for.
+fn leaf_values() -> String {
     let values: Vec<&str> = EventField::ALL
         .iter()
+        .filter(|f| is_leaf(**f))
         .map(|f| match f {
             EventField::ReceivedAt => "COALESCE(received_at, head.last_received_at)",
             f => f.name(),
         })
         .collect();
     format!("{}, leaf_hash", values.join(", "))
+}
+
+/// The content's columns but `seq`, as named in [`input`]: the content fields, with the
+/// partition key (`event_timestamp`) and the expiry (`retention_days`) the retention purge
+/// decides by.
+fn content_columns() -> String {
+    let names: Vec<&str> = EventField::ALL
+        .iter()
+        .filter(|f| {
+            is_content(**f) || matches!(f, EventField::EventTimestamp | EventField::RetentionDays)
+        })
+        .map(|f| f.name())
+        .collect();
+    names.join(", ")
+}
+
+/// The inserts of the leaves and the content of the rows of `rows`, numbered `seq` from the head.
+fn inserts(rows: &str, seq: &str) -> String {
+    let (leaves, leaf_values, content) = (leaf_columns(), leaf_values(), content_columns());
+    format!(
+        "leaves AS ( \
+           INSERT INTO audit_leaves (seq, {leaves}, committed_at) \
+           SELECT {seq}, {leaf_values}, head.last_received_at FROM {rows} CROSS JOIN head), \
+         content AS ( \
+           INSERT INTO audit_content (seq, {content}) \
+           SELECT {seq}, {content} FROM {rows} CROSS JOIN head)"
+    )
 }
 
 /// The commit time, taken under the head's row lock (the `SET` is evaluated on the row version
@@ -293,16 +405,14 @@ const RECEIVED: &str = "last_received_at = GREATEST(clock_timestamp(), last_rece
 
 /// [`Insert::Fresh`]: the head moves by the batch's size and every event is inserted.
 fn fresh_sql() -> String {
-    let (input, content, values) = (input(), content(), content_values());
+    let (input, inserts) = (input(), inserts("input", "head.base + input.ord"));
     format!(
-        "WITH head AS ( \
+        "WITH input AS (SELECT * FROM {input}), \
+         head AS ( \
            UPDATE log_head SET last_seq = last_seq + {BATCH_SIZE}, {RECEIVED} \
            WHERE id = 1 \
            RETURNING last_seq - {BATCH_SIZE} AS base, last_received_at), \
-         inserted AS ( \
-           INSERT INTO audit_events (seq, {content}, committed_at) \
-           SELECT head.base + input.ord, {values}, head.last_received_at \
-           FROM head CROSS JOIN {input}) \
+         {inserts} \
          SELECT base, last_received_at AS committed_at, NULL::int8[] AS inserted FROM head"
     )
 }
@@ -310,21 +420,19 @@ fn fresh_sql() -> String {
 /// [`Insert::Checked`]: only the events whose ids are not stored are numbered and inserted; the
 /// head moves by their number (not at all when there are none).
 fn checked_sql() -> String {
-    let (input, content, values) = (input(), content(), content_values());
+    let (input, inserts) = (input(), inserts("fresh", "head.base + fresh.n"));
     format!(
         "WITH fresh AS ( \
            SELECT input.*, row_number() OVER (ORDER BY input.ord) AS n \
            FROM {input} \
-           LEFT JOIN LATERAL (SELECT e.seq FROM audit_events e \
-                              WHERE e.event_id = input.event_id LIMIT 1) stored ON true \
+           LEFT JOIN LATERAL (SELECT l.seq FROM audit_leaves l \
+                              WHERE l.event_id = input.event_id LIMIT 1) stored ON true \
            WHERE stored.seq IS NULL), \
          head AS ( \
            UPDATE log_head SET last_seq = last_seq + (SELECT count(*) FROM fresh), {RECEIVED} \
            WHERE id = 1 AND EXISTS (SELECT 1 FROM fresh) \
            RETURNING last_seq - (SELECT count(*) FROM fresh) AS base, last_received_at), \
-         inserted AS ( \
-           INSERT INTO audit_events (seq, {content}, committed_at) \
-           SELECT head.base + n, {values}, head.last_received_at FROM fresh CROSS JOIN head) \
+         {inserts} \
          SELECT (SELECT base FROM head) AS base, \
            (SELECT last_received_at FROM head) AS committed_at, \
            CASE WHEN (SELECT count(*) FROM fresh) = {BATCH_SIZE} THEN NULL \

@@ -1,18 +1,21 @@
 //! Legal holds and the retention purge on PostgreSQL (see
-//! `migrations/postgres/0004_retention_and_legal_hold.sql`; the triggers there refuse any purge
-//! these statements would not make).
+//! `migrations/postgres/0004_retention_and_legal_hold.sql` and
+//! `0009_partitioned_content.sql`; the triggers there refuse any purge these statements would
+//! not make).
+//!
+//! The purge removes content: whole partitions of `audit_content` where every event expired and
+//! none is held (a `DROP`, recorded in `retention_dropped_partitions`), then the expired, unheld
+//! rows of the others, each leaf marked `purged_at`. The leaves stay for ever.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
-use crate::store::columns::blank_content;
 use crate::store::holds::{decode_hold, HOLD_COLUMNS};
-use crate::store::{HoldRequest, HoldStore, LegalHold, PlaceHold, StoreError};
+use crate::store::{DroppedPartition, HoldRequest, HoldStore, LegalHold, PlaceHold, StoreError};
 
-/// Expired by `$1`, and no active hold on the correlation.
-const PURGEABLE: &str = "e.purged_at IS NULL \
-    AND e.event_timestamp + make_interval(days => e.retention_days) <= $1";
+/// Content expired by `$1`.
+const PURGEABLE: &str = "e.event_timestamp + make_interval(days => e.retention_days) <= $1";
 const HELD: &str = "EXISTS (SELECT 1 FROM legal_holds h \
     WHERE h.correlation_id = e.correlation_id AND h.released_at IS NULL)";
 
@@ -83,28 +86,201 @@ impl HoldStore for PostgresStore {
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        // The content first, then its leaves (whose trigger wants the content gone), in one
+        // transaction.
+        let mut tx = self.pool.begin().await?;
         let mut seqs: Vec<i64> = sqlx::query_scalar(&format!(
             "WITH victims AS ( \
-               SELECT e.seq FROM audit_events e WHERE {PURGEABLE} AND NOT {HELD} \
-               ORDER BY e.seq LIMIT $2 FOR UPDATE) \
-             UPDATE audit_events a SET purged_at = $1, {} \
-             FROM victims v WHERE a.seq = v.seq RETURNING a.seq",
-            blank_content()
+               SELECT e.seq, e.event_timestamp FROM audit_content e \
+               WHERE {PURGEABLE} AND NOT {HELD} ORDER BY e.seq LIMIT $2 FOR UPDATE) \
+             DELETE FROM audit_content c USING victims v \
+             WHERE c.seq = v.seq AND c.event_timestamp = v.event_timestamp RETURNING c.seq"
         ))
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        sqlx::query("UPDATE audit_leaves SET purged_at = $1 WHERE seq = ANY($2)")
+            .bind(now)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         seqs.sort_unstable();
         Ok(seqs)
     }
 
     async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM audit_events e WHERE {PURGEABLE} AND {HELD}"
+            "SELECT count(*) FROM audit_content e WHERE {PURGEABLE} AND {HELD}"
         ))
         .bind(now)
         .fetch_one(&self.pool)
         .await?)
     }
+
+    async fn drop_expired_partitions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DroppedPartition>, StoreError> {
+        let mut dropped = Vec::new();
+        for (partition, month) in self.content_partitions().await? {
+            if month.end > now {
+                // It holds events of a month not over by `now`: not all expired.
+                continue;
+            }
+            match self.drop_if_expired(&partition, &month, now).await {
+                Ok(Some(d)) => dropped.push(d),
+                Ok(None) => {}
+                Err(StoreError::Database(error)) if lock_not_available(&error) => {
+                    // Readers or writers held the table longer than the drop may wait; the
+                    // next run tries again (its rows are not purged meanwhile, nothing is lost).
+                    tracing::info!(
+                        partition,
+                        "the partition is busy; its drop waits for the next run"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn prepare_partitions(
+        &self,
+        now: DateTime<Utc>,
+        ahead: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let before: Vec<String> = self
+            .content_partitions()
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        let mut conn = self.pool.acquire().await?;
+        let mut created = Vec::new();
+        for k in 0..=ahead {
+            let Some(at) = now.checked_add_months(chrono::Months::new(k)) else {
+                break;
+            };
+            let name = super::append::create_partition(&mut conn, at).await?;
+            if !before.contains(&name) && !created.contains(&name) {
+                created.push(name);
+            }
+        }
+        Ok(created)
+    }
+}
+
+/// The month a content partition holds: `start` ≤ `event_timestamp` < `end`.
+struct Month {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// How long a partition's drop waits for the locks it needs: the parent table's exclusive lock
+/// stops every insert while it is held or waited for, so the wait is short and a busy partition
+/// waits for the next run instead.
+const DROP_LOCK_TIMEOUT: &str = "200ms";
+
+impl PostgresStore {
+    /// The content partitions, oldest first, with their month.
+    async fn content_partitions(&self) -> Result<Vec<(String, Month)>, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT c.relname::text, to_date(substr(c.relname, 15), 'YYYY_MM')::timestamp AT TIME ZONE 'UTC' \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'audit_content'::regclass AND c.relname ~ '^audit_content_[0-9]{4}_[0-9]{2}$' \
+             ORDER BY c.relname",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, start)| {
+                start
+                    .checked_add_months(chrono::Months::new(1))
+                    .map(|end| (name, Month { start, end }))
+            })
+            .collect())
+    }
+
+    /// Drops `partition` if every event in it expired by `now` and none is held, recording the
+    /// drop in the same transaction; `None` when it must stay (or is empty and just dropped).
+    async fn drop_if_expired(
+        &self,
+        partition: &str,
+        month: &Month,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DroppedPartition>, StoreError> {
+        let table = format!("\"{}\"", partition.replace('"', ""));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await?;
+        // No hold is placed and no late event joins the partition while this decides.
+        for lock in [
+            "LOCK TABLE legal_holds IN SHARE MODE".to_string(),
+            format!("LOCK TABLE {table} IN SHARE MODE"),
+        ] {
+            sqlx::query(&lock).execute(&mut *tx).await?;
+        }
+        // Expired by the caller's clock and the database's, whichever is earlier.
+        let now: DateTime<Utc> = sqlx::query_scalar("SELECT LEAST($1, now())")
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let (events, first_seq, last_seq, expired, held): (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            bool,
+            bool,
+        ) = sqlx::query_as(&format!(
+            "SELECT count(*), min(e.seq), max(e.seq), \
+                   coalesce(bool_and({PURGEABLE}), true), \
+                   EXISTS (SELECT 1 FROM {table} e WHERE {HELD}) \
+                 FROM {table} e"
+        ))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !expired || held {
+            return Ok(None);
+        }
+        let dropped = match (first_seq, last_seq) {
+            (Some(first_seq), Some(last_seq)) => {
+                sqlx::query(
+                    "INSERT INTO retention_dropped_partitions \
+                       (partition, range_from, range_to, first_seq, last_seq, events, dropped_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(partition)
+                .bind(month.start)
+                .bind(month.end)
+                .bind(first_seq)
+                .bind(last_seq)
+                .bind(events)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Some(DroppedPartition {
+                    partition: partition.to_string(),
+                    events,
+                    first_seq,
+                    last_seq,
+                })
+            }
+            _ => None,
+        };
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(dropped)
+    }
+}
+
+/// The lock wait ran out (SQLSTATE 55P03).
+fn lock_not_available(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }

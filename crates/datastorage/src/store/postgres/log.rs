@@ -121,7 +121,7 @@ impl EventLog for PostgresStore {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        Ok(sqlx::query_scalar("SELECT count(*) FROM audit_leaves")
             .fetch_one(&self.pool)
             .await?)
     }

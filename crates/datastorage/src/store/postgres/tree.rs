@@ -21,7 +21,7 @@ impl TreeStore for PostgresStore {
         limit: i64,
     ) -> Result<Vec<(i64, Hash)>, StoreError> {
         sqlx::query_as::<_, (i64, Vec<u8>)>(
-            "SELECT seq, leaf_hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, leaf_hash FROM audit_leaves WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
         .bind(limit)
@@ -46,7 +46,7 @@ impl TreeStore for PostgresStore {
         let mut out = HashMap::with_capacity(ids.len());
         if !seqs.is_empty() {
             let rows: Vec<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT seq, leaf_hash FROM audit_events WHERE seq = ANY($1)")
+                sqlx::query_as("SELECT seq, leaf_hash FROM audit_leaves WHERE seq = ANY($1)")
                     .bind(&seqs)
                     .fetch_all(&self.pool)
                     .await?;
