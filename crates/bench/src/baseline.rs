@@ -1,5 +1,6 @@
-//! Baselines straight to PostgreSQL, with the row shape and indexes of `audit_events` (the
-//! database is migrated by `datastorage migrate`, so the schema is the service's own).
+//! Baselines straight to PostgreSQL, with the row shape and indexes of the log (the database is
+//! migrated by `datastorage migrate`, so the schema is the service's own): each event is a row
+//! of `audit_leaves` and a row of `audit_content`, written in one statement or one transaction.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -12,9 +13,13 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use crate::load::{event, LoadResult};
 
-const COLUMNS: &str = "seq, event_id, event_version, event_timestamp, event_type, event_category, \
-    event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, \
-    namespace, event_data, retention_days, leaf_hash, received_at";
+/// The leaf's columns a bench event fills.
+const LEAF_COLUMNS: &str = "seq, event_id, event_timestamp, retention_days, leaf_hash, received_at";
+
+/// The content's columns a bench event fills.
+const CONTENT_COLUMNS: &str = "seq, event_timestamp, retention_days, event_version, event_type, \
+    event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
+    resource_id, correlation_id, namespace, event_data";
 
 /// A parsed event and its hash, as the service would store it.
 fn row(client: usize, i: u64) -> (AuditEvent, Vec<u8>) {
@@ -45,13 +50,24 @@ async fn write(
     let rows: Vec<(AuditEvent, Vec<u8>)> = (0..n as u64).map(|k| row(client, first + k)).collect();
     match method {
         Method::SingleInsert | Method::MultiRow => {
-            let mut q =
-                QueryBuilder::<Postgres>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+            let now = Utc::now();
+            let mut q = QueryBuilder::<Postgres>::new(format!(
+                "WITH leaves AS (INSERT INTO audit_leaves ({LEAF_COLUMNS}) "
+            ));
             q.push_values(rows.iter().enumerate(), |mut b, (k, (e, h))| {
                 b.push_bind(seq + k as i64)
                     .push_bind(e.event_id())
-                    .push_bind(e.event_version())
                     .push_bind(e.event_timestamp())
+                    .push_bind(e.retention_days())
+                    .push_bind(h)
+                    .push_bind(now);
+            });
+            q.push(format!(") INSERT INTO audit_content ({CONTENT_COLUMNS}) "));
+            q.push_values(rows.iter().enumerate(), |mut b, (k, (e, _))| {
+                b.push_bind(seq + k as i64)
+                    .push_bind(e.event_timestamp())
+                    .push_bind(e.retention_days())
+                    .push_bind(e.event_version())
                     .push_bind(e.event_type())
                     .push_bind(e.event_category())
                     .push_bind(e.event_action())
@@ -62,52 +78,86 @@ async fn write(
                     .push_bind(e.resource_id())
                     .push_bind(e.correlation_id())
                     .push_bind(e.namespace())
-                    .push_bind(sqlx::types::Json(e.event_data()))
-                    .push_bind(e.retention_days())
-                    .push_bind(h)
-                    .push_bind(Utc::now());
+                    .push_bind(sqlx::types::Json(e.event_data()));
             });
             q.build().execute(&mut *conn).await?;
         }
         Method::Copy => {
-            let mut text = String::with_capacity(n * 700);
+            let mut lines = CopyLines::default();
             for (k, (e, h)) in rows.iter().enumerate() {
-                copy_line(&mut text, seq + k as i64, e, h);
+                lines.push(seq + k as i64, e, h);
             }
-            let mut copy = conn
-                .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN"))
-                .await?;
-            copy.send(text.into_bytes()).await?;
-            copy.finish().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            lines.copy(&mut tx).await?;
+            tx.commit().await?;
         }
     }
     Ok(())
 }
 
-/// One row in COPY text format.
-pub fn copy_line(out: &mut String, seq: i64, e: &AuditEvent, hash: &[u8]) {
-    let ts = audit_model::timestamp::format(&e.event_timestamp());
-    let data = serde_json::Value::Object(e.event_data().clone()).to_string();
-    let fields = [
-        seq.to_string(),
-        e.event_id().to_string(),
-        e.event_version().to_string(),
-        ts,
-        e.event_type().to_string(),
-        e.event_category().to_string(),
-        e.event_action().to_string(),
-        e.event_outcome().as_str().to_string(),
-        e.actor_type().to_string(),
-        e.actor_id().to_string(),
-        e.resource_type().to_string(),
-        e.resource_id().to_string(),
-        e.correlation_id().to_string(),
-        e.namespace().unwrap_or_default().to_string(),
-        data,
-        e.retention_days().to_string(),
-        format!("\\x{}", hex(hash)),
-        audit_model::timestamp::format(&Utc::now()),
-    ];
+/// Events in COPY text format: a line of `audit_leaves` and one of `audit_content` each.
+#[derive(Default)]
+pub struct CopyLines {
+    leaves: String,
+    content: String,
+}
+
+impl CopyLines {
+    /// The event `e`, with its leaf hash, as `seq`.
+    pub fn push(&mut self, seq: i64, e: &AuditEvent, hash: &[u8]) {
+        let ts = audit_model::timestamp::format(&e.event_timestamp());
+        let (seq, retention) = (seq.to_string(), e.retention_days().to_string());
+        copy_line(
+            &mut self.leaves,
+            &[
+                &seq,
+                &e.event_id().to_string(),
+                &ts,
+                &retention,
+                &format!("\\x{}", hex(hash)),
+                &audit_model::timestamp::format(&Utc::now()),
+            ],
+        );
+        copy_line(
+            &mut self.content,
+            &[
+                &seq,
+                &ts,
+                &retention,
+                e.event_version(),
+                e.event_type(),
+                e.event_category(),
+                e.event_action(),
+                e.event_outcome().as_str(),
+                e.actor_type(),
+                e.actor_id(),
+                e.resource_type(),
+                e.resource_id(),
+                e.correlation_id(),
+                e.namespace().unwrap_or_default(),
+                &serde_json::Value::Object(e.event_data().clone()).to_string(),
+            ],
+        );
+    }
+
+    /// Copies the lines into their tables on `conn` (in the caller's transaction, if any).
+    pub async fn copy(self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        for (table, columns, text) in [
+            ("audit_leaves", LEAF_COLUMNS, self.leaves),
+            ("audit_content", CONTENT_COLUMNS, self.content),
+        ] {
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
+                .await?;
+            copy.send(text.into_bytes()).await?;
+            copy.finish().await?;
+        }
+        Ok(())
+    }
+}
+
+/// One row of `fields` in COPY text format.
+fn copy_line(out: &mut String, fields: &[&str]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push('\t');
@@ -213,45 +263,85 @@ const REMEDIATION_TYPES: [&str; 12] = [
 /// the last `big` of them form one remediation ([`BIG_REMEDIATION`]) of every service's event
 /// types, one second apart.
 pub async fn fill_log(url: &str, n: u64, correlations: u64, big: u64) -> anyhow::Result<()> {
-    let mut conn = <PgConnection as sqlx::Connection>::connect(url).await?;
-    let chunk = 20_000u64;
-    let mut seq = 0i64;
     let started = Utc::now() - chrono::Duration::seconds(big as i64);
-    while (seq as u64) < n {
-        let mut text = String::with_capacity(chunk as usize * 700);
-        for _ in 0..chunk.min(n - seq as u64) {
-            seq += 1;
-            let mut v = event(0, seq as u64);
-            v["correlation_id"] =
-                serde_json::json!(format!("rr-log-{}", seq as u64 % correlations));
-            if let Some(k) = (seq as u64).checked_sub(n - big) {
-                let event_type = REMEDIATION_TYPES[k as usize % REMEDIATION_TYPES.len()];
-                v["correlation_id"] = serde_json::json!(BIG_REMEDIATION);
-                v["event_type"] = serde_json::json!(event_type);
-                v["event_category"] = serde_json::json!(event_type.split('.').next());
-                v["event_timestamp"] = serde_json::json!(audit_model::timestamp::format(
-                    &(started + chrono::Duration::seconds(k as i64))
-                ));
-                if event_type.ends_with("transition") || event_type.ends_with("transitioned") {
-                    let phase = format!("Phase{}", k % 7);
-                    v["event_data"] =
-                        serde_json::json!({"from_phase": "Pending", "to_phase": phase});
-                }
+    copy_events(url, n, |seq, v| {
+        v["correlation_id"] = serde_json::json!(format!("rr-log-{}", seq % correlations));
+        if let Some(k) = seq.checked_sub(n - big) {
+            let event_type = REMEDIATION_TYPES[k as usize % REMEDIATION_TYPES.len()];
+            v["correlation_id"] = serde_json::json!(BIG_REMEDIATION);
+            v["event_type"] = serde_json::json!(event_type);
+            v["event_category"] = serde_json::json!(event_type.split('.').next());
+            v["event_timestamp"] = serde_json::json!(audit_model::timestamp::format(
+                &(started + chrono::Duration::seconds(k as i64))
+            ));
+            if event_type.ends_with("transition") || event_type.ends_with("transitioned") {
+                let phase = format!("Phase{}", k % 7);
+                v["event_data"] = serde_json::json!({"from_phase": "Pending", "to_phase": phase});
             }
-            let e = AuditEvent::parse(v, Utc::now()).expect("bench events are valid");
-            copy_line(&mut text, seq, &e, e.leaf_hash().as_bytes());
         }
-        let mut copy = conn
-            .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN"))
-            .await?;
-        copy.send(text.into_bytes()).await?;
-        copy.finish().await?;
+    })
+    .await
+}
+
+/// Appends `n` events of `correlation` by COPY, stamped `at` (a millisecond apart) and kept
+/// one day: a month of expired events for the retention scenarios.
+pub async fn fill_expired(
+    url: &str,
+    n: u64,
+    at: chrono::DateTime<Utc>,
+    correlation: &str,
+) -> anyhow::Result<()> {
+    copy_events(url, n, |k, v| {
+        v["correlation_id"] = serde_json::json!(correlation);
+        v["retention_days"] = serde_json::json!(1);
+        v["event_timestamp"] = serde_json::json!(audit_model::timestamp::format(
+            &(at + chrono::Duration::milliseconds(k as i64 % 86_400_000))
+        ));
+    })
+    .await
+}
+
+/// Appends `n` bench events after the log head by COPY, the `k`-th (from 1) shaped by
+/// `shape(k, event)`, each with its leaf hash and its month's partition made first, as the
+/// service stores them; moves the head and analyses the tables.
+async fn copy_events(
+    url: &str,
+    n: u64,
+    mut shape: impl FnMut(u64, &mut serde_json::Value),
+) -> anyhow::Result<()> {
+    let mut conn = <PgConnection as sqlx::Connection>::connect(url).await?;
+    let head: i64 = sqlx::query_scalar("SELECT last_seq FROM log_head")
+        .fetch_one(&mut conn)
+        .await?;
+    let chunk = 20_000u64;
+    let mut k = 0u64;
+    let mut months = std::collections::HashSet::new();
+    while k < n {
+        let mut lines = CopyLines::default();
+        for _ in 0..chunk.min(n - k) {
+            k += 1;
+            let seq = head + k as i64;
+            let mut v = event(0, seq as u64);
+            shape(k, &mut v);
+            let e = AuditEvent::parse(v, Utc::now()).expect("bench events are valid");
+            let at = e.event_timestamp();
+            if months.insert(at.format("%Y-%m").to_string()) {
+                sqlx::query("SELECT audit_content_partition_for($1)")
+                    .bind(at)
+                    .execute(&mut conn)
+                    .await?;
+            }
+            lines.push(seq, &e, e.leaf_hash().as_bytes());
+        }
+        let mut tx = sqlx::Connection::begin(&mut conn).await?;
+        lines.copy(&mut tx).await?;
+        tx.commit().await?;
     }
     sqlx::query("UPDATE log_head SET last_seq = $1")
-        .bind(seq)
+        .bind(head + n as i64)
         .execute(&mut conn)
         .await?;
-    sqlx::query("ANALYZE audit_events")
+    sqlx::query("ANALYZE audit_leaves, audit_content")
         .execute(&mut conn)
         .await?;
     Ok(())

@@ -10,6 +10,7 @@ mod conn;
 mod db;
 mod dlq;
 mod load;
+mod retention;
 mod review;
 mod scale;
 mod server;
@@ -88,6 +89,15 @@ struct Args {
     /// Events of the log of the scale run.
     #[arg(long, default_value_t = 10_000_000)]
     scale_events: u64,
+    /// Run only the retention scenarios (r1)-(r3): single events at `--rate` while nothing is
+    /// purged, while a month of `--retention-events` expired events is dropped whole, and while
+    /// as many are purged row by row (a month with one held event); the purges' times and the
+    /// content's bytes on disk before and after each. Writing the log takes a few minutes.
+    #[arg(long)]
+    retention_only: bool,
+    /// Expired events of each month of the retention run.
+    #[arg(long, default_value_t = 1_000_000)]
+    retention_events: u64,
     /// Events of the one large remediation in the log of (j) whose timeline (t) draws.
     #[arg(long, default_value_t = 10_000)]
     remediation_events: u64,
@@ -203,6 +213,7 @@ struct Bench {
     /// (w3) wait p50, p99 (ms) and samples; (w4) cosignatures per second and in all.
     witness_figures: Option<(f64, f64, usize, f64, u64)>,
     scale_figures: Option<ScaleFigures>,
+    retention_figures: Option<RetentionFigures>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -247,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
         verifier_against_baseline: None,
         witness_figures: None,
         scale_figures: None,
+        retention_figures: None,
     };
     bench.run().await?;
     bench.print()
@@ -261,6 +273,7 @@ impl Args {
         self.rate = 50;
         self.log_events = 2_000;
         self.scale_events = 4_000;
+        self.retention_events = 2_000;
         self.drain_events = 2_000;
     }
 }
@@ -299,6 +312,9 @@ impl Bench {
         }
         if self.args.scale {
             return self.scale().await;
+        }
+        if self.args.retention_only {
+            return self.retention().await;
         }
         if self.args.traces_only {
             return self.traces().await;
@@ -917,6 +933,81 @@ impl Bench {
         Ok(())
     }
 
+    /// (r1)-(r3): see `retention.rs`. Both months are written first, each held; (r1) is the
+    /// open loop with nothing to purge, (r2) the same while the first month is dropped, (r3)
+    /// while the second is purged row by row. Then `datastorage verify` must pass the log.
+    async fn retention(&mut self) -> anyhow::Result<()> {
+        let (n, rate, d) = (self.args.retention_events, self.args.rate, self.d());
+        let db = BenchDb::create(&self.args.pg, &self.bin).await?;
+        let dir = tempfile::tempdir()?;
+        let started = Instant::now();
+        baseline::fill_expired(&db.url, n, retention::in_month(3), "rr-drop").await?;
+        baseline::fill_expired(&db.url, n, retention::in_month(2), "rr-rows").await?;
+        baseline::fill_expired(&db.url, 1, retention::in_month(2), "rr-kept").await?;
+        for correlation in ["rr-drop", "rr-rows", "rr-kept"] {
+            retention::hold(&db.url, correlation).await?;
+        }
+        let fill = started.elapsed();
+        let server =
+            retention::start(&self.bin, &db.url, &dir.path().display().to_string()).await?;
+        server.wait_for_tree(2 * n + 1).await?;
+        db::checkpoint(&self.args.pg).await;
+        let before = server.cpu_seconds();
+        let (result, latency) = load::open_loop(&server.base, rate, d).await;
+        let mut cpu = vec![server.cpu_seconds() - before];
+        let mut purges = Vec::new();
+        for correlation in ["rr-drop", "rr-rows"] {
+            db::checkpoint(&self.args.pg).await;
+            let before = server.cpu_seconds();
+            purges.push(retention::purge_under_load(&server, &db.url, correlation, rate, d).await?);
+            cpu.push(server.cpu_seconds() - before);
+        }
+        let key = server.public_key().await?;
+        self.peak_rss = self.peak_rss.max(server.peak_rss_mib());
+        server.stop().await?;
+        let stored = db.count().await? as u64;
+        verify(&self.bin, &db.url, &key, stored).await?;
+        db.drop_db().await?;
+        let names = [
+            "(r1) POST /events at R/s, nothing purged",
+            "(r2) POST /events at R/s, a month of expired events dropped",
+            "(r3) POST /events at R/s, as many purged row by row",
+        ];
+        let loads =
+            std::iter::once((result, latency)).chain(purges.iter().map(|p| (p.load, p.latency)));
+        for ((name, (result, latency)), cpu) in names.into_iter().zip(loads).zip(cpu) {
+            self.rows.push(Row {
+                name,
+                result,
+                server_cpu: Some(cpu),
+                latency: Some(latency),
+                rss: None,
+            });
+        }
+        let [dropped, rows] = <[retention::PurgeFigures; 2]>::try_from(purges)
+            .map_err(|_| anyhow::anyhow!("two purges"))?;
+        ensure!(
+            dropped.dropped_partitions == 1 && dropped.events == n,
+            "the drop purged {} events in {} partitions, not {n} in one",
+            dropped.events,
+            dropped.dropped_partitions
+        );
+        ensure!(
+            rows.dropped_partitions == 0 && rows.events == n,
+            "the row purge purged {} events ({} partitions dropped), not {n} row by row",
+            rows.events,
+            rows.dropped_partitions
+        );
+        self.retention_figures = Some(RetentionFigures {
+            events: n,
+            fill,
+            baseline_p99: latency.p99,
+            dropped,
+            rows,
+        });
+        Ok(())
+    }
+
     /// (m) Single events through two replicas on one PostgreSQL database, half the clients on
     /// each, in turns with (m1) one replica on another database: what a second replica on the
     /// shared log head adds or costs. Afterwards the two replicas' log must be gap-free (checked
@@ -1100,6 +1191,9 @@ impl Bench {
         if let Some(f) = &self.scale_figures {
             f.print();
         }
+        if let Some(f) = &self.retention_figures {
+            f.print();
+        }
         println!("peak RSS of datastorage: {:.1} MiB", self.peak_rss);
         let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
             .context("getrusage")?;
@@ -1179,6 +1273,49 @@ impl ScaleFigures {
         println!(
             "scale: the log over the plain table on disk = {:.3} (target at most 1.3)",
             d.log_total() as f64 / d.plain_total().max(1) as f64
+        );
+    }
+}
+
+/// What the retention run measured besides its rows.
+struct RetentionFigures {
+    events: u64,
+    fill: Duration,
+    /// (r1)'s p99 (ms), the denominator of the targets.
+    baseline_p99: f64,
+    dropped: retention::PurgeFigures,
+    rows: retention::PurgeFigures,
+}
+
+impl RetentionFigures {
+    fn print(&self) {
+        println!();
+        println!(
+            "retention: two months of {} expired events written by the generator in {:.1} s",
+            self.events,
+            self.fill.as_secs_f64()
+        );
+        println!(
+            "| purge | events | took | content on disk before | after | ingest p99 over (r1) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        let mib = |b: i64| b as f64 / (1 << 20) as f64;
+        for (what, p) in [
+            ("(r2) a month dropped whole", &self.dropped),
+            ("(r3) row by row", &self.rows),
+        ] {
+            println!(
+                "| {what} | {} | {:.3} s | {:.1} MiB | {:.1} MiB | {:.2} |",
+                p.events,
+                p.took.as_secs_f64(),
+                mib(p.content_before),
+                mib(p.content_after),
+                p.latency.p99 / self.baseline_p99.max(f64::MIN_POSITIVE)
+            );
+        }
+        println!(
+            "retention: ingest p99 while a month is dropped {:.2} ms against {:.2} ms with nothing purged (target: at most 2x and under 20 ms)",
+            self.dropped.latency.p99, self.baseline_p99
         );
     }
 }

@@ -43,10 +43,12 @@ pub struct Relation {
 /// The log's bytes on disk, part by part, and the plain table's.
 pub struct DiskFigures {
     pub events: i64,
-    /// `audit_events` (heap with its TOAST), each of its indexes, `merkle_nodes` (with its
+    /// `audit_leaves` and `audit_content` (heaps with their TOAST; the content's over all its
+    /// partitions), each of their indexes (over all partitions), `merkle_nodes` (with its
     /// index), `checkpoints` (with its indexes).
     pub log: Vec<Relation>,
-    /// The same rows without the leaf hash, with the same indexes.
+    /// The same rows in one plain table without the leaf hash, with the same indexes (the
+    /// leaves' and the content's, but the content's key, which partitioning needs).
     pub plain: Vec<Relation>,
 }
 
@@ -64,17 +66,20 @@ impl DiskFigures {
 /// column but the leaf hash, the same indexes, the rows inserted in the log's order.
 pub async fn disk(url: &str) -> anyhow::Result<DiskFigures> {
     let pool = PgPool::connect(url).await?;
-    sqlx::query("VACUUM ANALYZE audit_events")
+    sqlx::query("VACUUM ANALYZE audit_leaves, audit_content")
         .execute(&pool)
         .await?;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_leaves")
         .fetch_one(&pool)
         .await?;
-    let mut log = vec![Relation {
-        name: "audit_events (heap and TOAST)".into(),
-        bytes: table_bytes(&pool, "audit_events").await?,
-    }];
-    log.extend(index_bytes(&pool, "audit_events").await?);
+    let mut log = Vec::new();
+    for table in ["audit_leaves", "audit_content"] {
+        log.push(Relation {
+            name: format!("{table} (heap and TOAST)"),
+            bytes: table_bytes(&pool, table).await?,
+        });
+        log.extend(index_bytes(&pool, table).await?);
+    }
     for table in ["merkle_nodes", "checkpoints"] {
         let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
             .bind(table)
@@ -103,14 +108,16 @@ pub async fn disk(url: &str) -> anyhow::Result<DiskFigures> {
     .execute(&pool)
     .await?;
     let definitions: Vec<(String, String)> = sqlx::query_as(
-        "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'audit_events'",
+        "SELECT indexname::text, indexdef FROM pg_indexes \
+         WHERE tablename IN ('audit_leaves', 'audit_content') AND indexname <> 'audit_content_pkey'",
     )
     .fetch_all(&pool)
     .await?;
     for (name, definition) in definitions {
         let plain = definition
             .replacen(&name, &format!("plain_{name}"), 1)
-            .replace(" ON public.audit_events ", " ON public.plain_events ");
+            .replace(" ON public.audit_leaves ", " ON public.plain_events ")
+            .replace(" ON ONLY public.audit_content ", " ON public.plain_events ");
         ensure!(
             plain.contains("plain_events"),
             "cannot copy index {name}: {definition}"
@@ -140,19 +147,24 @@ pub async fn disk(url: &str) -> anyhow::Result<DiskFigures> {
     Ok(DiskFigures { events, log, plain })
 }
 
-/// A table's heap with its TOAST (no indexes).
+/// A table's heap with its TOAST (no indexes), over all its partitions if it has any.
 async fn table_bytes(pool: &PgPool, table: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT pg_table_size($1::regclass)")
-        .bind(table)
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce((SELECT sum(pg_table_size(relid)) FROM pg_partition_tree($1::regclass)), \
+           pg_table_size($1::regclass))::int8",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await?)
 }
 
-/// Each index of a table, largest first.
+/// Each index of a table (over all its partitions if it has any), largest first.
 async fn index_bytes(pool: &PgPool, table: &str) -> anyhow::Result<Vec<Relation>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index \
-         WHERE indrelid = $1::regclass ORDER BY 2 DESC",
+        "SELECT x.indexrelid::regclass::text, \
+           coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(x.indexrelid)), \
+             pg_relation_size(x.indexrelid))::int8 \
+         FROM pg_index x WHERE x.indrelid = $1::regclass ORDER BY 2 DESC",
     )
     .bind(table)
     .fetch_all(pool)

@@ -149,10 +149,35 @@ fn scale_smoke_run_produces_every_figure() {
             "scale: 4000-event log written by the generator in",
             "scale: streamed export with proofs:",
             "scale: datastorage verify over",
-            "| audit_events (heap and TOAST) |",
+            "| audit_leaves (heap and TOAST) |",
+            "| audit_content (heap and TOAST) |",
             "| merkle_nodes (with its indexes) |",
             "| **the plain table with the same indexes** |",
             "scale: the log over the plain table on disk =",
+        ],
+    );
+}
+
+#[test]
+fn retention_smoke_run_produces_every_figure() {
+    let Some(stdout) = smoke_run(&["--retention-only"]) else {
+        return;
+    };
+    assert_rows(
+        &stdout,
+        &[
+            "(r1) POST /events at R/s, nothing purged",
+            "(r2) POST /events at R/s, a month of expired events dropped",
+            "(r3) POST /events at R/s, as many purged row by row",
+        ],
+    );
+    assert_figures(
+        &stdout,
+        &[
+            "retention: two months of 2000 expired events written by the generator in",
+            "| (r2) a month dropped whole | 2000 |",
+            "| (r3) row by row | 2000 |",
+            "retention: ingest p99 while a month is dropped",
         ],
     );
 }
