@@ -653,6 +653,29 @@ impl TestApp {
         }
     }
 
+    /// Places a legal hold on `correlation` through the API; it must be placed.
+    pub async fn place_hold(&self, correlation: &str) {
+        let (status, body) = self
+            .post(
+                "/api/v1/audit/legal-hold",
+                &json!({"correlation_id": correlation, "reason": "litigation"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Releases the legal hold on `correlation` through the API; it must be released.
+    pub async fn release_hold(&self, correlation: &str) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/audit/legal-hold/{correlation}"),
+                &json!({"release_reason": "settled"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.get_as(&self.client, path).await
     }

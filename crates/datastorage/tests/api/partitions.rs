@@ -9,7 +9,6 @@ use audit_model::{AuditEvent, EventField, NotificationAudit, RecordRules, SeedRe
 use chrono::{DateTime, Datelike, Duration, Months, TimeZone, Utc};
 use datastorage::retention::run_once;
 use datastorage::store::DroppedPartition;
-use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -17,8 +16,6 @@ use crate::helpers::{
     event, eventually, spawn_app_with, start_on, write_as_before, AppOptions, Backend, TestApp,
     TestDb,
 };
-
-const HOLD: &str = "/api/v1/audit/legal-hold";
 
 /// The 15th of the month `months_ago` months before this one (UTC).
 fn in_month(months_ago: u32) -> DateTime<Utc> {
@@ -81,13 +78,7 @@ async fn expired_months_are_dropped_whole_and_the_rest_purged_row_by_row() {
     let Some(app) = spawn_app_with(Backend::Postgres, AppOptions::default()).await else {
         return;
     };
-    let (status, _) = app
-        .post(
-            HOLD,
-            &json!({"correlation_id": "rr-held", "reason": "litigation"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    app.place_hold("rr-held").await;
     let (oldest, old, recent) = (in_month(4), in_month(3), in_month(2));
     // Four months ago: one event kept ten years. Three months ago: 50 events kept a day. Two
     // months ago: 20 events kept a day and one under hold. Now: two events.
@@ -163,14 +154,7 @@ async fn expired_months_are_dropped_whole_and_the_rest_purged_row_by_row() {
     assert_eq!(status_of(&app, &expired[0]).await, 410);
 
     // Released, the hold no longer keeps its month: the next run drops it whole.
-    let (status, _) = app
-        .send(
-            Method::DELETE,
-            &format!("{HOLD}/rr-held"),
-            &json!({"release_reason": "settled"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.release_hold("rr-held").await;
     let report = run_once(store.as_ref(), 7, Utc::now()).await.unwrap();
     let dropped: Vec<(&str, i64)> = report
         .dropped_partitions

@@ -186,13 +186,7 @@ async fn retention_purges_expired_unheld_events_and_the_log_still_verifies(backe
         return;
     };
     // The hold comes first: the worker runs from the start.
-    let (status, _) = app
-        .post(
-            HOLD,
-            &json!({"correlation_id": "rr-held", "reason": "litigation"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    app.place_hold("rr-held").await;
     let mut batch: Vec<Value> = (0..3).map(|i| expired("rr-old", 10, i)).collect();
     batch.push(expired("rr-held", 10, 3));
     batch.push(event("rr-new"));
@@ -239,14 +233,7 @@ async fn retention_purges_expired_unheld_events_and_the_log_still_verifies(backe
     assert!(report.events >= total as u64, "{report:?}");
 
     // Released, the hold no longer keeps the event: the next run purges it.
-    let (status, _) = app
-        .send(
-            Method::DELETE,
-            &format!("{HOLD}/rr-held"),
-            &json!({"release_reason": "settled"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.release_hold("rr-held").await;
     let (_, purged) = next_purge(&app, seen).await;
     assert_eq!(purged, 1);
     let (status, _) = app.get(&format!("/api/v1/audit/events/{}", id(3))).await;
