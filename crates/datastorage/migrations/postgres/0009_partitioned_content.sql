@@ -60,7 +60,11 @@ CREATE TABLE audit_content (
     event_data        JSONB        NOT NULL,
     is_sensitive      BOOLEAN,
     record_kind       VARCHAR(64),
-    PRIMARY KEY (seq, event_timestamp)
+    -- Time first: a leaf's content is found by this key (its partition from the time), and
+    -- no index orders the content by seq alone, so the planner joins it to the leaves by one
+    -- probe per leaf rather than by a merge from the first row (an outer join does not carry
+    -- a bound on the leaves' seq over to the content).
+    PRIMARY KEY (event_timestamp, seq)
 ) PARTITION BY RANGE (event_timestamp);
 
 -- The partition of the month (UTC) holding `at`, created if missing; its name. Concurrent
@@ -123,14 +127,18 @@ FROM audit_events_v8 WHERE purged_at IS NULL ORDER BY seq;
 
 CREATE INDEX audit_leaves_submitted_by ON audit_leaves (submitted_by, seq)
     WHERE submitted_by IS NOT NULL;
+-- Lists in time order read the leaves in this order and each one's content by its key.
+CREATE INDEX audit_leaves_time ON audit_leaves (event_timestamp, seq);
 
--- The content's indexes are the table's were, on every partition; the typed views' indexes too
--- (taken from the table as they are, whatever migration last changed them).
+-- The content's indexes are the table's were, on every partition (but the time index, which its
+-- key is); the typed views' indexes too (taken from the table as they are, whatever migration
+-- last changed them).
 CREATE TEMPORARY TABLE moved_indexes ON COMMIT DROP AS
 SELECT replace(indexdef, 'ON public.audit_events_v8 ', 'ON audit_content ') AS def
 FROM pg_indexes
 WHERE schemaname = 'public' AND tablename = 'audit_events_v8'
-  AND indexname NOT IN ('audit_events_pkey', 'audit_events_event_id_key', 'audit_events_submitted_by');
+  AND indexname NOT IN ('audit_events_pkey', 'audit_events_event_id_key', 'audit_events_submitted_by',
+                        'audit_events_time');
 
 -- The typed views, over the new view, as they are defined now.
 CREATE TEMPORARY TABLE moved_views ON COMMIT DROP AS

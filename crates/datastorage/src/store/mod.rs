@@ -140,7 +140,7 @@ pub trait HoldStore: Send + Sync + 'static {
         include_released: bool,
     ) -> Result<Vec<LegalHold>, StoreError>;
     /// Purges up to `limit` events whose retention ended by `now` and whose correlation is not
-    /// under an active hold, oldest seq first; the seqs purged.
+    /// under an active hold, oldest first; the seqs purged, in order.
     async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// Events whose retention ended by `now` but that an active hold keeps.
     async fn count_held_expired(&self, now: DateTime<Utc>) -> Result<i64, StoreError>;

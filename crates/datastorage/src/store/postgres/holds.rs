@@ -87,12 +87,13 @@ impl HoldStore for PostgresStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
         // The content first, then its leaves (whose trigger wants the content gone), in one
-        // transaction.
+        // transaction; oldest first, in the content's key order (the expired are the oldest).
         let mut tx = self.pool.begin().await?;
         let mut seqs: Vec<i64> = sqlx::query_scalar(&format!(
             "WITH victims AS ( \
                SELECT e.seq, e.event_timestamp FROM audit_content e \
-               WHERE {PURGEABLE} AND NOT {HELD} ORDER BY e.seq LIMIT $2 FOR UPDATE) \
+               WHERE {PURGEABLE} AND NOT {HELD} \
+               ORDER BY e.event_timestamp, e.seq LIMIT $2 FOR UPDATE) \
              DELETE FROM audit_content c USING victims v \
              WHERE c.seq = v.seq AND c.event_timestamp = v.event_timestamp RETURNING c.seq"
         ))
