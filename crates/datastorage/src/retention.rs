@@ -131,10 +131,11 @@ pub async fn run_once(
         batches: 0,
     };
     // Whole partitions first: what is left is purged row by row.
-    report.dropped_partitions = store.drop_expired_partitions(now).await?;
-    for d in report.dropped_partitions.clone() {
+    let dropped = store.drop_expired_partitions(now).await?;
+    for d in &dropped {
         report.count_purged(d.first_seq, d.last_seq, d.events as u64);
     }
+    report.dropped_partitions = dropped;
     loop {
         let seqs = store.purge_expired(now, batch_size).await?;
         if seqs.is_empty() {

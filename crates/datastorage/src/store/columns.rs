@@ -101,7 +101,7 @@ pub(crate) fn is_content(field: EventField) -> bool {
 /// Whether a field is kept with the event's leaf for ever (on PostgreSQL the columns of
 /// `audit_leaves`, besides `seq`, `leaf_hash`, `committed_at` and `purged_at`).
 pub(crate) fn is_leaf(field: EventField) -> bool {
-    KEPT_BY_PURGE.contains(&field)
+    !is_content(field)
 }
 
 /// `col = NULL, …` for every field the purge blanks.
