@@ -62,8 +62,18 @@ impl ExportedEvent {
     }
 
     pub fn to_line(&self) -> String {
-        // An event holds JSON values only; serialising them cannot fail.
-        serde_json::to_string(self).expect("event serialises")
+        let mut line = Vec::new();
+        self.write_line(&mut line);
+        line.pop();
+        // serde_json writes UTF-8.
+        String::from_utf8(line).expect("JSON is UTF-8")
+    }
+
+    /// Appends the line and its newline to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // An event holds JSON values only; serialising them into memory cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("event serialises");
+        out.push(b'\n');
     }
 }
 
@@ -73,7 +83,7 @@ fn hex_text(hash: &Hash) -> String {
     let mut text = [0u8; 64];
     // 64 bytes hold the hex of 32.
     hex::encode_to_slice(hash, &mut text).expect("a 64-byte buffer");
-    String::from_utf8_lossy(&text).into_owned()
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 /// Why an export does not verify (`line` counts from 1).

@@ -89,6 +89,10 @@ struct Args {
     /// Events of the log of the scale run.
     #[arg(long, default_value_t = 10_000_000)]
     scale_events: u64,
+    /// With --scale: keep the large log's database afterwards (its URL and the checkpoints'
+    /// public key are printed), to profile reads on it.
+    #[arg(long)]
+    keep_log: bool,
     /// Run only the retention scenarios (r1)-(r3): single events at `--rate` while nothing is
     /// purged, while a month of `--retention-events` expired events is dropped whole, and while
     /// as many are purged row by row (a month with one held event); the purges' times and the
@@ -920,7 +924,14 @@ impl Bench {
         verify(&self.bin, &db.url, &key, stored).await?;
         let verifier = started.elapsed();
         let disk = scale::disk(&db.url).await?;
-        db.drop_db().await?;
+        if self.args.keep_log {
+            eprintln!(
+                "audit-bench: kept the large log: {} (public key {key})",
+                db.url
+            );
+        } else {
+            db.drop_db().await?;
+        }
         self.scale_figures = Some(ScaleFigures {
             events: n,
             fill,

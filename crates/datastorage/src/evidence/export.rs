@@ -19,6 +19,7 @@ use audit_model::merkle::Hash;
 use audit_model::{EventField, FieldRef, StoredEvent};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
 
 use crate::evidence::tree;
 use crate::store::{
@@ -133,6 +134,34 @@ pub struct Export {
     after: i64,
     started: bool,
     written: u64,
+    /// The next page, read while the one before it is proven and encoded.
+    ahead: Option<Reading>,
+    /// The page before, encoded while this one is proven.
+    encoding: Option<Encoding>,
+}
+
+/// A page being read.
+type Reading = JoinHandle<Result<Vec<LogEntry>, StoreError>>;
+
+/// A page being encoded.
+type Encoding = JoinHandle<Result<Vec<u8>, ExportError>>;
+
+/// What a task gave (its panic, resumed here).
+fn joined<T, E>(task: Result<Result<T, E>, tokio::task::JoinError>) -> Result<T, ExportError>
+where
+    ExportError: From<E>,
+{
+    task.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(ExportError::from)
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        // An export abandoned by its reader reads no further.
+        if let Some(read) = self.ahead.take() {
+            read.abort();
+        }
+    }
 }
 
 impl Export {
@@ -160,6 +189,8 @@ impl Export {
             checkpoint,
             started: false,
             written: 0,
+            ahead: None,
+            encoding: None,
         })
     }
 
@@ -179,16 +210,36 @@ impl Export {
             self.started = true;
             return Ok(Some(self.header()));
         }
+        // A page is encoded on another thread while the next one is proven (and the one after
+        // it read): a page is handed out once the next is under way, or the export has ended.
+        loop {
+            let next = self.next_page().await?;
+            let end = next.is_none();
+            match std::mem::replace(&mut self.encoding, next) {
+                Some(encoding) => return Ok(Some(joined(encoding.await)?)),
+                None if end => return Ok(None),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads and proves the next page holding selected events and starts encoding it; `None`
+    /// at the end.
+    async fn next_page(&mut self) -> Result<Option<Encoding>, ExportError> {
         let size = self.checkpoint.tree_size;
         while self.after < size {
-            let page = self
-                .store
-                .scan(self.after, PAGE.min(size - self.after))
-                .await?;
+            let read = match self.ahead.take() {
+                Some(read) => read,
+                None => self.read_after(self.after),
+            };
+            let page = joined(read.await)?;
             let Some(last) = page.last() else {
                 return Ok(None);
             };
             self.after = last.seq();
+            if self.after < size {
+                self.ahead = Some(self.read_after(self.after));
+            }
             let known = tree::page_leaves(&page);
             let selected: Vec<StoredEvent> = page
                 .into_iter()
@@ -209,9 +260,19 @@ impl Export {
             )
             .await?;
             self.written += selected.len() as u64;
-            return Ok(Some(self.encode(selected, proofs)?));
+            let format = self.format;
+            return Ok(Some(tokio::task::spawn_blocking(move || {
+                encode(format, selected, proofs)
+            })));
         }
         Ok(None)
+    }
+
+    /// Starts reading the page after `after`, up to the checkpoint's size.
+    fn read_after(&self, after: i64) -> Reading {
+        let store = self.store.clone();
+        let limit = PAGE.min(self.checkpoint.tree_size - after);
+        tokio::spawn(async move { store.scan(after, limit).await })
     }
 
     fn header(&self) -> Vec<u8> {
@@ -234,31 +295,31 @@ impl Export {
                 .collect(),
         }
     }
+}
 
-    fn encode(
-        &self,
-        events: Vec<StoredEvent>,
-        proofs: Vec<Vec<Hash>>,
-    ) -> Result<Vec<u8>, ExportError> {
-        match self.format {
-            ExportFormat::Ndjson => {
-                let mut chunk = String::new();
-                for (e, proof) in events.into_iter().zip(proofs) {
-                    chunk.push_str(&ExportedEvent::new(e.seq, &proof, e.event).to_line());
-                    chunk.push('\n');
-                }
-                Ok(chunk.into_bytes())
+/// A page's events and their proofs, encoded.
+fn encode(
+    format: ExportFormat,
+    events: Vec<StoredEvent>,
+    proofs: Vec<Vec<Hash>>,
+) -> Result<Vec<u8>, ExportError> {
+    match format {
+        ExportFormat::Ndjson => {
+            let mut chunk = Vec::with_capacity(events.len() * 4096);
+            for (e, proof) in events.into_iter().zip(proofs) {
+                ExportedEvent::new(e.seq, &proof, e.event).write_line(&mut chunk);
             }
-            ExportFormat::Csv => {
-                let mut out = csv::WriterBuilder::new()
-                    .terminator(csv::Terminator::CRLF)
-                    .from_writer(Vec::new());
-                for (e, proof) in events.iter().zip(proofs) {
-                    out.write_record(csv_row(e, &proof))
-                        .map_err(std::io::Error::other)?;
-                }
-                Ok(out.into_inner().map_err(|e| e.into_error())?)
+            Ok(chunk)
+        }
+        ExportFormat::Csv => {
+            let mut out = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(Vec::new());
+            for (e, proof) in events.iter().zip(proofs) {
+                out.write_record(csv_row(e, &proof))
+                    .map_err(std::io::Error::other)?;
             }
+            Ok(out.into_inner().map_err(|e| e.into_error())?)
         }
     }
 }
