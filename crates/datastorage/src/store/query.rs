@@ -150,11 +150,51 @@ fn platform_readable(mark: char) -> &'static str {
     }
 }
 
+/// Where the events a query matches are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// SQLite's one table, where a purged event keeps its row (blanked).
+    Table,
+    /// PostgreSQL's events whose content is held (the view `audit_events_present`).
+    Present,
+    /// PostgreSQL's content alone, for a count that reads no column of the leaves.
+    Content,
+}
+
+impl Source {
+    fn relation(self) -> &'static str {
+        match self {
+            Source::Table => "audit_events",
+            Source::Present => "audit_events_present",
+            Source::Content => "audit_content",
+        }
+    }
+}
+
 impl EventQuery {
-    /// The `WHERE` clause of the events that match (the cursor aside).
-    fn matching(&self, b: &mut Binder) -> Vec<String> {
-        // Purged events have no content left to match or show.
-        let mut clauses = vec!["purged_at IS NULL".to_string()];
+    /// Where this query reads from (`counting`: only to count what matches).
+    fn source(&self, mark: char, counting: bool) -> Source {
+        // A filter on the attested writer, or the platform's answers (which look at
+        // `event_id`), read the leaves.
+        let reads_leaves = self.platform_readable_only
+            || self
+                .filters
+                .iter()
+                .any(|(f, _)| *f == EventFilter::SubmittedBy);
+        match mark {
+            '$' if counting && !reads_leaves => Source::Content,
+            '$' => Source::Present,
+            _ => Source::Table,
+        }
+    }
+
+    /// The `WHERE` clause of the events that match in `source` (the cursor aside).
+    fn matching(&self, b: &mut Binder, source: Source) -> Vec<String> {
+        // Purged events have no content left to match or show (PostgreSQL's sources hold none).
+        let mut clauses = Vec::new();
+        if source == Source::Table {
+            clauses.push("purged_at IS NULL".to_string());
+        }
         for (filter, value) in &self.filters {
             let p = b.next(Bind::Text(value.clone()));
             clauses.push(format!("{} = {p}", filter.column()));
@@ -208,7 +248,8 @@ impl EventQuery {
             mark,
             binds: Vec::new(),
         };
-        let mut clauses = self.matching(&mut b);
+        let source = self.source(mark, false);
+        let mut clauses = self.matching(&mut b, source);
         let (cmp, dir) = match self.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
@@ -216,11 +257,12 @@ impl EventQuery {
         if let Some(from) = self.by_seq_from {
             let s = b.next(Bind::Int(from));
             clauses.push(format!("seq {cmp} {s}"));
-            let filter = format!(" WHERE {}", clauses.join(" AND "));
+            let filter = where_clause(&clauses);
             let limit = b.next(Bind::Int(i64::from(self.limit)));
             let sql = format!(
-                "SELECT {} FROM audit_events{filter} ORDER BY seq {dir} LIMIT {limit}",
-                super::columns::log_columns()
+                "SELECT {} FROM {}{filter} ORDER BY seq {dir} LIMIT {limit}",
+                super::columns::log_columns(),
+                source.relation()
             );
             return (sql, b.binds);
         }
@@ -229,7 +271,7 @@ impl EventQuery {
             let s = b.next(Bind::Int(c.seq));
             clauses.push(format!("(event_timestamp, seq) {cmp} ({t}, {s})"));
         }
-        let filter = format!(" WHERE {}", clauses.join(" AND "));
+        let filter = where_clause(&clauses);
         let limit = b.next(Bind::Int(i64::from(self.limit)));
         let offset = if self.offset > 0 {
             format!(" OFFSET {}", b.next(Bind::Int(self.offset as i64)))
@@ -237,9 +279,10 @@ impl EventQuery {
             String::new()
         };
         let sql = format!(
-            "SELECT {} FROM audit_events{filter} \
+            "SELECT {} FROM {}{filter} \
              ORDER BY event_timestamp {dir}, seq {dir} LIMIT {limit}{offset}",
-            super::columns::log_columns()
+            super::columns::log_columns(),
+            source.relation()
         );
         (sql, b.binds)
     }
@@ -250,12 +293,23 @@ impl EventQuery {
             mark,
             binds: Vec::new(),
         };
-        let clauses = self.matching(&mut b);
+        let source = self.source(mark, true);
+        let clauses = self.matching(&mut b, source);
         let sql = format!(
-            "SELECT count(*) FROM audit_events WHERE {}",
-            clauses.join(" AND ")
+            "SELECT count(*) FROM {}{}",
+            source.relation(),
+            where_clause(&clauses)
         );
         (sql, b.binds)
+    }
+}
+
+/// ` WHERE` and the clauses, or nothing when there is none.
+fn where_clause(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
     }
 }
 
@@ -289,7 +343,7 @@ mod tests {
         // The platform's answers leave out what its decoder cannot read.
         assert!(
             sql.contains(
-                "WHERE purged_at IS NULL AND correlation_id = $1 AND event_timestamp >= $2 \
+                "FROM audit_events_present WHERE correlation_id = $1 AND event_timestamp >= $2 \
                  AND event_type NOT LIKE 'datastorage.%' AND record_kind IS NULL \
                  AND NOT (substr(event_id::text, 15, 1) = '5' \
                  AND (event_type LIKE 'notification.delivery.%' OR "
@@ -302,7 +356,7 @@ mod tests {
             detail_value: Some("t-1".into()),
             platform_readable_only: false,
             offset: 20,
-            ..q
+            ..q.clone()
         }
         .to_count_sql('?');
         assert_eq!(
@@ -311,6 +365,31 @@ mod tests {
              AND CAST(json_extract(event_data, '$.' || ?2) AS TEXT) = ?3 AND event_timestamp >= ?4"
         );
         assert_eq!(binds.len(), 4);
+        // On PostgreSQL a count that reads no leaf column counts the content alone; the
+        // platform's answers and a writer's filter read the leaves too.
+        let count = |q: &EventQuery| q.to_count_sql('$').0;
+        let by_correlation = EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-1".into())],
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            count(&by_correlation),
+            "SELECT count(*) FROM audit_content WHERE correlation_id = $1"
+        );
+        assert!(count(&q)
+            .starts_with("SELECT count(*) FROM audit_events_present WHERE correlation_id = $1"));
+        let by_writer = EventQuery {
+            filters: vec![(EventFilter::SubmittedBy, "svc".into())],
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            count(&by_writer),
+            "SELECT count(*) FROM audit_events_present WHERE submitted_by = $1"
+        );
+        assert_eq!(
+            count(&EventQuery::default()),
+            "SELECT count(*) FROM audit_content"
+        );
     }
 
     pub(crate) fn ts() -> DateTime<Utc> {

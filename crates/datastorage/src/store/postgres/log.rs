@@ -93,7 +93,7 @@ impl EventLog for PostgresStore {
             "SELECT {TIMELINE_COLUMNS}, \
              COALESCE(event_data->>'to_phase', event_data->>'new_phase') AS to_phase, \
              event_data->>'notification_uid' AS notification_uid \
-             FROM audit_events WHERE purged_at IS NULL AND correlation_id = $1 \
+             FROM audit_events_present WHERE correlation_id = $1 \
              ORDER BY event_timestamp, seq LIMIT $2"
         ))
         .bind(correlation_id)
