@@ -61,12 +61,7 @@ impl PostgresStore {
     /// Connects read-only (every transaction of the session is `READ ONLY`) to a log whose schema
     /// is current, applying nothing: for auditors' tools, which must not write.
     pub async fn connect_read_only(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let mut options = PgConnectOptions::from_str(url)?
-            .application_name("datastorage-audit")
-            .options([("default_transaction_read_only", "on")]);
-        if let Some(password) = password {
-            options = options.password(password);
-        }
+        let options = read_only_options(url, password, "datastorage-audit")?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -76,11 +71,16 @@ impl PostgresStore {
             pool,
             appenders: Arc::new(Appenders::new(options)),
         };
-        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
-            .fetch_all(&store.pool)
-            .await;
-        super::check_schema(&super::POSTGRES_MIGRATIONS, applied)?;
+        store.check_schema().await?;
         Ok(store)
+    }
+
+    /// Whether the database's schema is this binary's.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await;
+        super::check_schema(&super::POSTGRES_MIGRATIONS, applied)
     }
 
     /// A read-only pool on a streaming replica of the log's database. It connects lazily (the
@@ -92,12 +92,7 @@ impl PostgresStore {
         password: Option<&str>,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
-        let mut options = PgConnectOptions::from_str(url)?
-            .application_name("datastorage-replica")
-            .options([("default_transaction_read_only", "on")]);
-        if let Some(password) = password {
-            options = options.password(password);
-        }
+        let options = read_only_options(url, password, "datastorage-replica")?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(1))
@@ -112,10 +107,7 @@ impl PostgresStore {
     /// has replayed all it received (or is no standby at all), else the age of the last
     /// transaction it replayed. An error when its schema is not this binary's.
     pub async fn replay_lag(&self) -> Result<std::time::Duration, StoreError> {
-        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS)
-            .fetch_all(&self.pool)
-            .await;
-        super::check_schema(&super::POSTGRES_MIGRATIONS, applied)?;
+        self.check_schema().await?;
         let seconds: Option<f64> = sqlx::query_scalar(
             "SELECT CASE
                  WHEN NOT pg_is_in_recovery()
@@ -194,6 +186,21 @@ impl ReadColumn for PgRow {
     fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(column)?)
     }
+}
+
+/// Connection options for reads only: every transaction read-only, named `application_name`.
+fn read_only_options(
+    url: &str,
+    password: Option<&str>,
+    application_name: &str,
+) -> Result<PgConnectOptions, StoreError> {
+    let options = PgConnectOptions::from_str(url)?
+        .application_name(application_name)
+        .options([("default_transaction_read_only", "on")]);
+    Ok(match password {
+        Some(password) => options.password(password),
+        None => options,
+    })
 }
 
 /// The query with its placeholders bound.
