@@ -174,13 +174,14 @@ impl Source {
 impl EventQuery {
     /// Where this query reads from (`counting`: only to count what matches).
     fn source(&self, mark: char, counting: bool) -> Source {
-        // A filter on the attested writer, or the platform's answers (which look at
-        // `event_id`), read the leaves.
+        // A filter on a column kept with the leaf (the attested writer), or the platform's
+        // answers (which look at `event_id`), read the leaves.
         let reads_leaves = self.platform_readable_only
-            || self
-                .filters
-                .iter()
-                .any(|(f, _)| *f == EventFilter::SubmittedBy);
+            || self.filters.iter().any(|(f, _)| {
+                audit_model::EventField::ALL
+                    .iter()
+                    .any(|&field| field.name() == f.column() && super::columns::is_leaf(field))
+            });
         match mark {
             '$' if counting && !reads_leaves => Source::Content,
             '$' => Source::Present,
