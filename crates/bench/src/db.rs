@@ -21,6 +21,24 @@ pub async fn checkpoint(server_url: &str) {
     }
 }
 
+/// The PostgreSQL settings the figures depend on most (its page cache and its checkpoints'
+/// spacing), as `name value` pairs for the run's header; `None` when it does not answer.
+pub async fn settings(server_url: &str) -> Option<String> {
+    let admin = PgPool::connect(&format!("{server_url}/postgres"))
+        .await
+        .ok()?;
+    let mut shown = Vec::new();
+    for name in ["server_version", "shared_buffers", "max_wal_size"] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(&admin)
+            .await
+            .ok()?;
+        shown.push(format!("{name} {value}"));
+    }
+    admin.close().await;
+    Some(shown.join(", "))
+}
+
 /// A database created for one scenario and dropped afterwards.
 pub struct BenchDb {
     admin_url: String,

@@ -251,6 +251,9 @@ async fn main() -> anyhow::Result<()> {
         },
         bin.display()
     );
+    if let Some(settings) = db::settings(&args.pg).await {
+        println!("audit-bench: PostgreSQL at {}: {settings}", args.pg);
+    }
     let mut bench = Bench {
         args,
         bin,

@@ -146,6 +146,7 @@ fn scale_smoke_run_produces_every_figure() {
         &[
             "(s2)/(s1) =",
             "(s4)/(s3) =",
+            ", shared_buffers ",
             "scale: 4000-event log written by the generator in",
             "scale: streamed export with proofs:",
             "scale: datastorage verify over",
