@@ -134,11 +134,16 @@ pub struct Export {
     after: i64,
     started: bool,
     written: u64,
-    /// The next page, read while the one before it is proven and encoded.
-    ahead: Option<Reading>,
+    /// The next pages, read while the one before them is proven and encoded: each read's first
+    /// seq (after `after`) and the read.
+    ahead: std::collections::VecDeque<(i64, Reading)>,
     /// The page before, encoded while this one is proven.
     encoding: Option<Encoding>,
 }
+
+/// Pages read at once ahead of the one being proven. The log's `seq` has no gaps, so the page
+/// after the next starts where the next one ends and can be read before it arrives.
+const READS_AHEAD: usize = 2;
 
 /// A page being read.
 type Reading = JoinHandle<Result<Vec<LogEntry>, StoreError>>;
@@ -158,7 +163,7 @@ where
 impl Drop for Export {
     fn drop(&mut self) {
         // An export abandoned by its reader reads no further.
-        if let Some(read) = self.ahead.take() {
+        for (_, read) in self.ahead.drain(..) {
             read.abort();
         }
     }
@@ -189,7 +194,7 @@ impl Export {
             checkpoint,
             started: false,
             written: 0,
-            ahead: None,
+            ahead: std::collections::VecDeque::new(),
             encoding: None,
         })
     }
@@ -210,7 +215,7 @@ impl Export {
             self.started = true;
             return Ok(Some(self.header()));
         }
-        // A page is encoded on another thread while the next one is proven (and the one after
+        // A page is encoded on another thread while the next one is proven (and the two after
         // it read): a page is handed out once the next is under way, or the export has ended.
         loop {
             let next = self.next_page().await?;
@@ -228,18 +233,23 @@ impl Export {
     async fn next_page(&mut self) -> Result<Option<Encoding>, ExportError> {
         let size = self.checkpoint.tree_size;
         while self.after < size {
-            let read = match self.ahead.take() {
-                Some(read) => read,
-                None => self.read_after(self.after),
+            let read = match self.ahead.pop_front() {
+                Some((after, read)) if after == self.after => read,
+                // A page ended elsewhere than where the reads ahead took it to: read on from
+                // where it did end.
+                _ => {
+                    for (_, read) in self.ahead.drain(..) {
+                        read.abort();
+                    }
+                    self.read_after(self.after)
+                }
             };
             let page = joined(read.await)?;
             let Some(last) = page.last() else {
                 return Ok(None);
             };
             self.after = last.seq();
-            if self.after < size {
-                self.ahead = Some(self.read_after(self.after));
-            }
+            self.read_ahead();
             let known = tree::page_leaves(&page);
             let selected: Vec<StoredEvent> = page
                 .into_iter()
@@ -266,6 +276,20 @@ impl Export {
             })));
         }
         Ok(None)
+    }
+
+    /// Starts the reads of the pages after `after` up to [`READS_AHEAD`] of them (but past the
+    /// checkpoint's size), each where the one before it ends.
+    fn read_ahead(&mut self) {
+        let size = self.checkpoint.tree_size;
+        let mut next = self
+            .ahead
+            .back()
+            .map_or(self.after, |(after, _)| after + PAGE.min(size - after));
+        while self.ahead.len() < READS_AHEAD && next < size {
+            self.ahead.push_back((next, self.read_after(next)));
+            next += PAGE.min(size - next);
+        }
     }
 
     /// Starts reading the page after `after`, up to the checkpoint's size.

@@ -1,10 +1,11 @@
 //! `GET /api/v1/audit/export`: the export of `datastorage export`, streamed.
 //!
-//! The response is produced page by page while it is sent, so it has no size cap and holds one
-//! page in memory. `X-Audit-Tree-Size` names the checkpoint every proof is against; an
-//! interrupted download resumes with `tree_size` set to it and `after_seq` to the last seq
-//! received, and proves against the same checkpoint. A failure mid-stream aborts the response
-//! (the client sees a broken transfer, never a short file that looks complete).
+//! The response is produced page by page while it is sent, so it has no size cap and holds a
+//! few pages in memory (two read ahead, one proven, one encoded). `X-Audit-Tree-Size` names the
+//! checkpoint every proof is against; an interrupted download resumes with `tree_size` set to it
+//! and `after_seq` to the last seq received, and proves against the same checkpoint. A failure
+//! mid-stream aborts the response (the client sees a broken transfer, never a short file that
+//! looks complete).
 
 use audit_model::{Problem, ProblemKind, Reason};
 use axum::body::Body;
