@@ -281,21 +281,26 @@ impl Export {
     /// Starts the reads of the pages after `after` up to [`READS_AHEAD`] of them (but past the
     /// checkpoint's size), each where the one before it ends.
     fn read_ahead(&mut self) {
-        let size = self.checkpoint.tree_size;
         let mut next = self
             .ahead
             .back()
-            .map_or(self.after, |(after, _)| after + PAGE.min(size - after));
-        while self.ahead.len() < READS_AHEAD && next < size {
+            .map_or(self.after, |(after, _)| after + self.page_size(*after));
+        while self.ahead.len() < READS_AHEAD && next < self.checkpoint.tree_size {
             self.ahead.push_back((next, self.read_after(next)));
-            next += PAGE.min(size - next);
+            next += self.page_size(next);
         }
+    }
+
+    /// The number of leaves in the page after `after`: a page, or what is left of the
+    /// checkpoint's tree.
+    fn page_size(&self, after: i64) -> i64 {
+        PAGE.min(self.checkpoint.tree_size - after)
     }
 
     /// Starts reading the page after `after`, up to the checkpoint's size.
     fn read_after(&self, after: i64) -> Reading {
         let store = self.store.clone();
-        let limit = PAGE.min(self.checkpoint.tree_size - after);
+        let limit = self.page_size(after);
         tokio::spawn(async move { store.scan(after, limit).await })
     }
 

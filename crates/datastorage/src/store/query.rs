@@ -1,5 +1,6 @@
 //! The event query: filters, time range, keyset pagination; rendered to SQL for either store.
 
+use audit_model::EventField;
 use chrono::{DateTime, Utc};
 
 /// Columns that can be filtered by equality.
@@ -33,21 +34,26 @@ impl EventFilter {
         EventFilter::SubmittedBy,
     ];
 
+    /// The event field filtered on.
+    pub fn field(self) -> EventField {
+        match self {
+            EventFilter::CorrelationId => EventField::CorrelationId,
+            EventFilter::EventType => EventField::EventType,
+            EventFilter::EventCategory => EventField::EventCategory,
+            EventFilter::EventOutcome => EventField::EventOutcome,
+            EventFilter::ResourceType => EventField::ResourceType,
+            EventFilter::ResourceId => EventField::ResourceId,
+            EventFilter::ActorId => EventField::ActorId,
+            EventFilter::Namespace => EventField::Namespace,
+            EventFilter::Severity => EventField::Severity,
+            EventFilter::ClusterId => EventField::ClusterId,
+            EventFilter::SubmittedBy => EventField::SubmittedBy,
+        }
+    }
+
     /// The column name, which is also the query parameter name.
     pub fn column(self) -> &'static str {
-        match self {
-            EventFilter::CorrelationId => "correlation_id",
-            EventFilter::EventType => "event_type",
-            EventFilter::EventCategory => "event_category",
-            EventFilter::EventOutcome => "event_outcome",
-            EventFilter::ResourceType => "resource_type",
-            EventFilter::ResourceId => "resource_id",
-            EventFilter::ActorId => "actor_id",
-            EventFilter::Namespace => "namespace",
-            EventFilter::Severity => "severity",
-            EventFilter::ClusterId => "cluster_id",
-            EventFilter::SubmittedBy => "submitted_by",
-        }
+        self.field().name()
     }
 }
 
@@ -177,11 +183,10 @@ impl EventQuery {
         // A filter on a column kept with the leaf (the attested writer), or the platform's
         // answers (which look at `event_id`), read the leaves.
         let reads_leaves = self.platform_readable_only
-            || self.filters.iter().any(|(f, _)| {
-                audit_model::EventField::ALL
-                    .iter()
-                    .any(|&field| field.name() == f.column() && super::columns::is_leaf(field))
-            });
+            || self
+                .filters
+                .iter()
+                .any(|(f, _)| super::columns::is_leaf(f.field()));
         match mark {
             '$' if counting && !reads_leaves => Source::Content,
             '$' => Source::Present,
