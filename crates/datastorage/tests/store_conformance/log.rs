@@ -523,6 +523,42 @@ async fn an_append_connection_closed_by_the_server_is_replaced() {
     assert_eq!(stored.leaf_hash, second.leaf_hash);
 }
 
+/// Every connection the service and the auditors' tools open has PostgreSQL's JIT compiler
+/// off: compiling a page's plan cost more than it saved (docs/operations.md).
+#[tokio::test]
+async fn connections_run_without_the_jit_compiler() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let TestDb::Postgres { url, pool, .. } = &db else {
+        unreachable!()
+    };
+    let on_by_default: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        on_by_default, "on",
+        "the server's default, for the test to mean anything"
+    );
+    let service = store::PostgresStore::connect(url, None, 2).await.unwrap();
+    let audit = store::PostgresStore::connect_read_only(url, None)
+        .await
+        .unwrap();
+    let replica = store::PostgresStore::connect_replica(url, None, 2).unwrap();
+    for (name, store) in [
+        ("service", &service),
+        ("read-only", &audit),
+        ("replica", &replica),
+    ] {
+        let jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(jit, "off", "{name} connections");
+    }
+}
+
 /// A span's name and its parent's.
 type Made = (String, Option<String>);
 
