@@ -329,9 +329,8 @@ async fn three_witness_processes_keep_a_two_of_three_policy_through_an_outage_an
     .await
     .unwrap();
     assert_eq!(witnessed.map(|(size, _)| size), Ok(newest));
-    let report =
-        datastorage::evidence::verify::verify_store(service.store.as_ref(), &log.verifier())
-            .await
-            .unwrap();
+    let report = datastorage::evidence::verify::verify_store(&service.store, &log.verifier())
+        .await
+        .unwrap();
     assert!(report.is_valid(), "{report:?}");
 }

@@ -441,8 +441,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
         None => Vec::new(),
     };
     let store = args.log.open().await?;
-    let report =
-        datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed).await?;
+    let report = datastorage::evidence::verify::verify_log(&store, &key, &witnessed).await?;
     let quorum = match &policy {
         Some(policy) => Some(
             datastorage::evidence::verify::witnessed_checkpoint(store.as_ref(), &key, policy)

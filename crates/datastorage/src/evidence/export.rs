@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+use crate::evidence::pages::Pages;
 use crate::evidence::tree;
 use crate::store::{
     CheckpointQuery, EventFilter, LogEntry, LogStore, StoreError, StoredCheckpoint,
@@ -131,22 +132,16 @@ pub struct Export {
     filter: ExportFilter,
     format: ExportFormat,
     checkpoint: StoredCheckpoint,
-    after: i64,
+    /// The log up to the checkpoint's size, the next pages read while one is proven and encoded.
+    pages: Pages,
     started: bool,
     written: u64,
-    /// The next pages, read while the one before them is proven and encoded: each read's first
-    /// seq (after `after`) and the read.
-    ahead: std::collections::VecDeque<(i64, Reading)>,
     /// The page before, encoded while this one is proven.
     encoding: Option<Encoding>,
 }
 
-/// Pages read at once ahead of the one being proven. The log's `seq` has no gaps, so the page
-/// after the next starts where the next one ends and can be read before it arrives.
+/// Pages read at once ahead of the one being proven.
 const READS_AHEAD: usize = 2;
-
-/// A page being read.
-type Reading = JoinHandle<Result<Vec<LogEntry>, StoreError>>;
 
 /// A page being encoded.
 type Encoding = JoinHandle<Result<Vec<u8>, ExportError>>;
@@ -158,15 +153,6 @@ where
 {
     task.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         .map_err(ExportError::from)
-}
-
-impl Drop for Export {
-    fn drop(&mut self) {
-        // An export abandoned by its reader reads no further.
-        for (_, read) in self.ahead.drain(..) {
-            read.abort();
-        }
-    }
 }
 
 impl Export {
@@ -186,15 +172,22 @@ impl Export {
         })?;
         // The header carries the witnesses' cosignatures, for a verifier that asks a quorum.
         checkpoint.note = super::cosign::cosigned_note(store.as_ref(), &checkpoint).await?;
+        // An export abandoned by its reader reads no further (its pages are dropped with it).
+        let pages = Pages::new(
+            store.clone(),
+            filter.after_seq,
+            Some(checkpoint.tree_size),
+            PAGE,
+            READS_AHEAD,
+        );
         Ok(Export {
             store,
-            after: filter.after_seq,
             filter,
             format,
             checkpoint,
+            pages,
             started: false,
             written: 0,
-            ahead: std::collections::VecDeque::new(),
             encoding: None,
         })
     }
@@ -232,24 +225,7 @@ impl Export {
     /// at the end.
     async fn next_page(&mut self) -> Result<Option<Encoding>, ExportError> {
         let size = self.checkpoint.tree_size;
-        while self.after < size {
-            let read = match self.ahead.pop_front() {
-                Some((after, read)) if after == self.after => read,
-                // A page ended elsewhere than where the reads ahead took it to: read on from
-                // where it did end.
-                _ => {
-                    for (_, read) in self.ahead.drain(..) {
-                        read.abort();
-                    }
-                    self.read_after(self.after)
-                }
-            };
-            let page = joined(read.await)?;
-            let Some(last) = page.last() else {
-                return Ok(None);
-            };
-            self.after = last.seq();
-            self.read_ahead();
+        while let Some(page) = self.pages.next().await? {
             let known = tree::page_leaves(&page);
             let selected: Vec<StoredEvent> = page
                 .into_iter()
@@ -276,32 +252,6 @@ impl Export {
             })));
         }
         Ok(None)
-    }
-
-    /// Starts the reads of the pages after `after` up to [`READS_AHEAD`] of them (but past the
-    /// checkpoint's size), each where the one before it ends.
-    fn read_ahead(&mut self) {
-        let mut next = self
-            .ahead
-            .back()
-            .map_or(self.after, |(after, _)| after + self.page_size(*after));
-        while self.ahead.len() < READS_AHEAD && next < self.checkpoint.tree_size {
-            self.ahead.push_back((next, self.read_after(next)));
-            next += self.page_size(next);
-        }
-    }
-
-    /// The number of leaves in the page after `after`: a page, or what is left of the
-    /// checkpoint's tree.
-    fn page_size(&self, after: i64) -> i64 {
-        PAGE.min(self.checkpoint.tree_size - after)
-    }
-
-    /// Starts reading the page after `after`, up to the checkpoint's size.
-    fn read_after(&self, after: i64) -> Reading {
-        let store = self.store.clone();
-        let limit = self.page_size(after);
-        tokio::spawn(async move { store.scan(after, limit).await })
     }
 
     fn header(&self) -> Vec<u8> {

@@ -10,6 +10,7 @@
 //! | the verifiable export (NDJSON with inclusion proofs, or CSV) | `export.rs` |
 //! | one correlation's events re-hashed and proven (`POST /api/v1/audit/verify-chain`) | `chain.rs` |
 //! | the whole log verified (`datastorage verify`) | `verify.rs` |
+//! | the log read page by page, the next pages read at once (for the last two) | `pages.rs` |
 //!
 //! The tree itself (RFC 9162 hashing, proofs, the C2SP checkpoint format) is in `audit-model`,
 //! which does no I/O; this module reads and writes it through [`crate::store::TreeStore`].
@@ -18,6 +19,7 @@ pub mod chain;
 pub mod cosign;
 pub mod export;
 pub mod keys;
+mod pages;
 pub mod tree;
 pub mod verify;
 pub mod witness;

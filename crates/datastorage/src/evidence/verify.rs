@@ -33,6 +33,7 @@
 //! it, so the tree and every checkpoint still verify, and the report counts it as purged.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use audit_model::checkpoint::CheckpointVerifier;
 use audit_model::merkle::Hash;
@@ -40,11 +41,15 @@ use audit_model::subtrees;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::evidence::pages::Pages;
 use crate::evidence::witness::Witnessed;
 use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
 
 /// Rows read per round trip.
 const PAGE: i64 = 10_000;
+
+/// Pages read at once.
+const READS_AHEAD: usize = 2;
 
 /// The kind of a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -151,7 +156,7 @@ async fn all_checkpoints(store: &dyn LogStore) -> Result<Vec<StoredCheckpoint>, 
 
 /// Verifies the whole log in `store` against its checkpoints, signed by `key`.
 pub async fn verify_store(
-    store: &dyn LogStore,
+    store: &Arc<dyn LogStore>,
     key: &CheckpointVerifier,
 ) -> Result<Report, StoreError> {
     verify_log(store, key, &[]).await
@@ -159,32 +164,40 @@ pub async fn verify_store(
 
 /// Verifies the whole log against its checkpoints and the `witnessed` ones, signed by `key`.
 pub async fn verify_log(
-    store: &dyn LogStore,
+    store: &Arc<dyn LogStore>,
     key: &CheckpointVerifier,
     witnessed: &[Witnessed],
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
-    let checkpoints = all_checkpoints(store).await?;
+    let checkpoints = all_checkpoints(store.as_ref()).await?;
     report.checkpoints = checkpoints.len() as u64;
     let mut signed = signed_roots(&checkpoints, key, &mut report);
     check_witnessed(witnessed, &checkpoints, key, &mut signed, &mut report);
     let mut scan = Scan::new(signed, checkpoints.last().cloned());
-    let mut rows = store.scan(0, PAGE).await?;
-    while let Some(after) = rows.last().map(LogEntry::seq) {
-        // A page's leaves are recomputed on another thread while the next page is read and
-        // decoded: the two halves of the work take a core each.
-        let page = tokio::task::spawn_blocking(move || {
-            let leaves: Vec<Option<Hash>> = rows.iter().map(content_leaf).collect();
-            (rows, leaves)
+    // Pages are read and decoded on their own tasks, and each one's leaves recomputed on
+    // another thread while the rows of the page before are checked: the work spreads over
+    // every core.
+    let mut pages = Pages::new(store.clone(), 0, None, PAGE, READS_AHEAD);
+    let mut hashing = None;
+    loop {
+        let next = pages.next().await?.map(|rows| {
+            tokio::task::spawn_blocking(move || {
+                let leaves: Vec<Option<Hash>> = rows.iter().map(content_leaf).collect();
+                (rows, leaves)
+            })
         });
-        let next = store.scan(after, PAGE).await;
-        let (page, leaves) = page
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        for (row, leaf) in page.iter().zip(leaves) {
-            scan.row(row, leaf, &mut report);
+        let end = next.is_none();
+        if let Some(page) = std::mem::replace(&mut hashing, next) {
+            let (rows, leaves) = page
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            for (row, leaf) in rows.iter().zip(leaves) {
+                scan.row(row, leaf, &mut report);
+            }
         }
-        rows = next?;
+        if end {
+            break;
+        }
     }
     scan.finish(store.received_in_order_from().await?, &mut report);
     report.findings.sort_by_key(|f| f.seq.unwrap_or(i64::MAX));

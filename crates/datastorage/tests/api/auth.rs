@@ -496,9 +496,7 @@ async fn a_changed_writer_or_receipt_time_is_found(backend: Backend) {
     app.change_row("submitted_by = 'gateway'", 2).await;
     app.change_row("received_at = committed_at", 3).await;
     let store = app.open_store().await;
-    let report = verify_store(store.as_ref(), &app.verifier().await)
-        .await
-        .unwrap();
+    let report = verify_store(&store, &app.verifier().await).await.unwrap();
     let changed: Vec<Option<i64>> = report
         .findings
         .iter()

@@ -329,7 +329,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
             .await;
         assert_eq!(stored, w.note);
     }
-    let report = datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed)
+    let report = datastorage::evidence::verify::verify_log(&store, &key, &witnessed)
         .await
         .unwrap();
     assert!(report.is_valid(), "{report:?}");
@@ -349,7 +349,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
     }
     tx.commit().await.unwrap();
 
-    let blind = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
+    let blind = datastorage::evidence::verify::verify_store(&store, &key)
         .await
         .unwrap();
     assert!(
@@ -357,7 +357,7 @@ async fn a_witness_reveals_a_rolled_back_log() {
         "without a witness the rollback is invisible: {blind:?}"
     );
     assert_eq!(blind.events, 30);
-    let report = datastorage::evidence::verify::verify_log(store.as_ref(), &key, &witnessed)
+    let report = datastorage::evidence::verify::verify_log(&store, &key, &witnessed)
         .await
         .unwrap();
     assert!(!report.is_valid());

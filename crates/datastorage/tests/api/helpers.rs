@@ -564,7 +564,7 @@ impl TestApp {
         checkpoint_covering(self, size).await;
         let key = self.verifier().await;
         let store = self.open_store().await;
-        let report = datastorage::evidence::verify::verify_store(store.as_ref(), &key)
+        let report = datastorage::evidence::verify::verify_store(&store, &key)
             .await
             .unwrap();
         assert!(report.is_valid(), "{report:?}");

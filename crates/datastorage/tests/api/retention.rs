@@ -224,7 +224,7 @@ async fn retention_purges_expired_unheld_events_and_the_log_still_verifies(backe
     let total = app.db.count().await;
     checkpoint_covering(&app, total).await;
     let store = app.open_store().await;
-    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &app.verifier().await)
+    let report = datastorage::evidence::verify::verify_store(&store, &app.verifier().await)
         .await
         .unwrap();
     assert!(report.is_valid(), "{report:?}");
@@ -242,7 +242,7 @@ async fn retention_purges_expired_unheld_events_and_the_log_still_verifies(backe
     assert_eq!(status, 200, "{fresh}");
     let total = app.db.count().await;
     checkpoint_covering(&app, total).await;
-    let report = datastorage::evidence::verify::verify_store(store.as_ref(), &app.verifier().await)
+    let report = datastorage::evidence::verify::verify_store(&store, &app.verifier().await)
         .await
         .unwrap();
     assert!(report.is_valid(), "{report:?}");
