@@ -304,17 +304,19 @@ async fn range_hashes(
     ranges: &[Range<u64>],
     known: Option<&KnownLeaves>,
 ) -> Result<Vec<Hash>, StoreError> {
-    let plans: Vec<Vec<NodeId>> = ranges
+    // The proofs of a page's leaves share most of their ranges (all but the lowest levels):
+    // each distinct range is decomposed and hashed once.
+    let key = |r: &Range<u64>| (r.start, r.end);
+    let mut distinct: Vec<Range<u64>> = ranges.to_vec();
+    distinct.sort_unstable_by_key(key);
+    distinct.dedup();
+    let plans: Vec<Vec<NodeId>> = distinct
         .iter()
         .map(|r| subtrees::decompose(r.clone()))
         .collect();
-    let wanted: Vec<NodeId> = plans
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let mut wanted: Vec<NodeId> = plans.iter().flatten().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
     // Nodes over the leaves the caller holds are computed; only the others are read.
     let (local, wanted): (Vec<NodeId>, Vec<NodeId>) = match known {
         Some(known) => wanted.into_iter().partition(|id| known.node(*id).is_some()),
@@ -328,7 +330,7 @@ async fn range_hashes(
                 .filter_map(|id| Some((id, known.node(id)?))),
         );
     }
-    plans
+    let hashes = plans
         .iter()
         .map(|plan| {
             let parts =
@@ -341,7 +343,16 @@ async fn range_hashes(
                     .collect::<Result<Vec<_>, _>>()?;
             Ok(subtrees::range_root(&parts))
         })
-        .collect()
+        .collect::<Result<Vec<Hash>, StoreError>>()?;
+    Ok(ranges
+        .iter()
+        .map(|r| {
+            let at = distinct
+                .binary_search_by_key(&key(r), key)
+                .expect("every range is among the distinct ones");
+            hashes[at]
+        })
+        .collect())
 }
 
 /// The inclusion proof of leaf `index` (seq − 1) in the tree of `size` leaves.
