@@ -51,8 +51,8 @@ pub(super) fn decode_hold(row: &impl ReadColumn) -> Result<LegalHold, StoreError
         reason: row.required(ReadColumn::text, "reason")?,
         placed_by: row.required(ReadColumn::text, "placed_by")?,
         placed_at: row.required(ReadColumn::time, "placed_at")?,
-        released_at: row.time("released_at")?,
-        release_reason: row.text("release_reason")?,
-        released_by: row.text("released_by")?,
+        released_at: row.time("released_at".into())?,
+        release_reason: row.text("release_reason".into())?,
+        released_by: row.text("released_by".into())?,
     })
 }

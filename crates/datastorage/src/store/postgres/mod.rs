@@ -21,7 +21,7 @@ use uuid::Uuid;
 use append::Appenders;
 pub use append::APPEND_APPLICATION_NAME;
 
-use super::columns::{json_object, ReadColumn};
+use super::columns::{json_object, Column, ReadColumn};
 use super::query::Bind;
 use super::{LogStore, StoreError};
 
@@ -154,36 +154,36 @@ impl LogStore for PostgresStore {
 }
 
 impl ReadColumn for PgRow {
-    fn uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+    fn uuid(&self, column: Column<'_>) -> Result<Option<Uuid>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn time(&self, column: Column<'_>) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn int64(&self, column: &str) -> Result<Option<i64>, StoreError> {
+    fn int64(&self, column: Column<'_>) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn int32(&self, column: &str) -> Result<Option<i32>, StoreError> {
+    fn int32(&self, column: Column<'_>) -> Result<Option<i32>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+    fn bool(&self, column: Column<'_>) -> Result<Option<bool>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+    fn object(&self, column: Column<'_>) -> Result<Option<Map<String, Value>>, StoreError> {
         let value: Option<Value> = self.try_get(column)?;
-        value.map(|v| json_object(column, v)).transpose()
+        value.map(|v| json_object(column.name, v)).transpose()
     }
 
-    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn bytes(&self, column: Column<'_>) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(column)?)
     }
 }

@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
-use super::columns::{json_object, ReadColumn};
+use super::columns::{json_object, Column, ReadColumn};
 use super::query::Bind;
 use super::{LogStore, StoreError};
 
@@ -97,7 +97,7 @@ impl LogStore for SqliteStore {
 }
 
 impl ReadColumn for SqliteRow {
-    fn uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+    fn uuid(&self, column: Column<'_>) -> Result<Option<Uuid>, StoreError> {
         let text: Option<String> = self.try_get(column)?;
         text.map(|t| {
             Uuid::parse_str(&t).map_err(|e| StoreError::Corrupt(format!("{column} {t:?}: {e}")))
@@ -105,7 +105,7 @@ impl ReadColumn for SqliteRow {
         .transpose()
     }
 
-    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn time(&self, column: Column<'_>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let text: Option<String> = self.try_get(column)?;
         text.map(|t| {
             timestamp::parse(&t).map_err(|e| StoreError::Corrupt(format!("{column} {t:?}: {e}")))
@@ -113,26 +113,26 @@ impl ReadColumn for SqliteRow {
         .transpose()
     }
 
-    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn int64(&self, column: &str) -> Result<Option<i64>, StoreError> {
+    fn int64(&self, column: Column<'_>) -> Result<Option<i64>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn int32(&self, column: &str) -> Result<Option<i32>, StoreError> {
+    fn int32(&self, column: Column<'_>) -> Result<Option<i32>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+    fn bool(&self, column: Column<'_>) -> Result<Option<bool>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
-    fn object(&self, column: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+    fn object(&self, column: Column<'_>) -> Result<Option<Map<String, Value>>, StoreError> {
         let text: Option<String> = self.try_get(column)?;
         text.map(|t| match serde_json::from_str::<Value>(&t) {
-            Ok(value) => json_object(column, value),
+            Ok(value) => json_object(column.name, value),
             Err(_) => Err(StoreError::Corrupt(format!(
                 "{column} is not a JSON object"
             ))),
@@ -140,7 +140,7 @@ impl ReadColumn for SqliteRow {
         .transpose()
     }
 
-    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn bytes(&self, column: Column<'_>) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(column)?)
     }
 }
