@@ -77,6 +77,30 @@ impl ExportedEvent {
     }
 }
 
+/// Appends the line of `event` at `seq` with its inclusion `proof`, and a newline, to `out`: the
+/// bytes of [`ExportedEvent::new`]`(seq, proof, event).write_line(out)`, written without building
+/// and escaping a string per proof hash (hex needs no escaping; the proof is most of a line, and
+/// its strings were a tenth of an export's time).
+pub fn write_event_line(out: &mut Vec<u8>, seq: i64, proof: &[Hash], event: AuditEvent) {
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"inclusion_proof\":[");
+    for (k, hash) in proof.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        let start = out.len();
+        out.resize(start + 64, 0);
+        hex::encode_to_slice(hash, &mut out[start..]).expect("64 bytes hold the hex of 32");
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"],\"event\":");
+    // An event holds JSON values only; serialising them into memory cannot fail.
+    serde_json::to_writer(&mut *out, &event.signed_content()).expect("event serialises");
+    out.extend_from_slice(b"}\n");
+}
+
 /// A hash as lower-case hex, encoded at once (`hex::encode` builds its string a character at a
 /// time, which was an eighth of an export's time).
 fn hex_text(hash: &Hash) -> String {

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use audit_model::export::{ExportHeader, ExportedEvent, FORMAT};
+use audit_model::export::{write_event_line, ExportHeader, FORMAT};
 use audit_model::merkle::Hash;
 use audit_model::{EventField, FieldRef, StoredEvent};
 use chrono::{DateTime, Utc};
@@ -286,7 +286,7 @@ fn encode(
         ExportFormat::Ndjson => {
             let mut chunk = Vec::with_capacity(events.len() * 4096);
             for (e, proof) in events.into_iter().zip(proofs) {
-                ExportedEvent::new(e.seq, &proof, e.event).write_line(&mut chunk);
+                write_event_line(&mut chunk, e.seq, &proof, e.event);
             }
             Ok(chunk)
         }
