@@ -14,12 +14,14 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use crate::load::{event, LoadResult};
 
 /// The leaf's columns a bench event fills.
-const LEAF_COLUMNS: &str = "seq, event_id, event_timestamp, retention_days, leaf_hash, received_at";
+const LEAF_COLUMNS: &str =
+    "seq, event_id, event_timestamp, retention_days, leaf_hash, received_at, committed_at";
 
-/// The content's columns a bench event fills.
+/// The content's columns a bench event fills: its own, then its copy of the leaf.
 const CONTENT_COLUMNS: &str = "seq, event_timestamp, retention_days, event_version, event_type, \
     event_category, event_action, event_outcome, actor_type, actor_id, resource_type, \
-    resource_id, correlation_id, namespace, event_data";
+    resource_id, correlation_id, namespace, event_data, event_id, leaf_hash, received_at, \
+    committed_at";
 
 /// A parsed event and its hash, as the service would store it.
 fn row(client: usize, i: u64) -> (AuditEvent, Vec<u8>) {
@@ -60,10 +62,11 @@ async fn write(
                     .push_bind(e.event_timestamp())
                     .push_bind(e.retention_days())
                     .push_bind(h)
+                    .push_bind(now)
                     .push_bind(now);
             });
             q.push(format!(") INSERT INTO audit_content ({CONTENT_COLUMNS}) "));
-            q.push_values(rows.iter().enumerate(), |mut b, (k, (e, _))| {
+            q.push_values(rows.iter().enumerate(), |mut b, (k, (e, h))| {
                 b.push_bind(seq + k as i64)
                     .push_bind(e.event_timestamp())
                     .push_bind(e.retention_days())
@@ -78,7 +81,11 @@ async fn write(
                     .push_bind(e.resource_id())
                     .push_bind(e.correlation_id())
                     .push_bind(e.namespace())
-                    .push_bind(sqlx::types::Json(e.event_data()));
+                    .push_bind(sqlx::types::Json(e.event_data()))
+                    .push_bind(e.event_id())
+                    .push_bind(h)
+                    .push_bind(now)
+                    .push_bind(now);
             });
             q.build().execute(&mut *conn).await?;
         }
@@ -107,16 +114,12 @@ impl CopyLines {
     pub fn push(&mut self, seq: i64, e: &AuditEvent, hash: &[u8]) {
         let ts = audit_model::timestamp::format(&e.event_timestamp());
         let (seq, retention) = (seq.to_string(), e.retention_days().to_string());
+        let (id, hash) = (e.event_id().to_string(), format!("\\x{}", hex(hash)));
+        // Received and committed at once, as the service commits what it receives.
+        let now = audit_model::timestamp::format(&Utc::now());
         copy_line(
             &mut self.leaves,
-            &[
-                &seq,
-                &e.event_id().to_string(),
-                &ts,
-                &retention,
-                &format!("\\x{}", hex(hash)),
-                &audit_model::timestamp::format(&Utc::now()),
-            ],
+            &[&seq, &id, &ts, &retention, &hash, &now, &now],
         );
         copy_line(
             &mut self.content,
@@ -136,6 +139,10 @@ impl CopyLines {
                 e.correlation_id(),
                 e.namespace().unwrap_or_default(),
                 &serde_json::Value::Object(e.event_data().clone()).to_string(),
+                &id,
+                &hash,
+                &now,
+                &now,
             ],
         );
     }

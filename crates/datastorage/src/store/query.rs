@@ -161,8 +161,12 @@ fn platform_readable(mark: char) -> &'static str {
 enum Source {
     /// SQLite's one table, where a purged event keeps its row (blanked).
     Table,
-    /// PostgreSQL's events whose content is held (the view `audit_events_present`).
+    /// PostgreSQL's events whose content is held, read from the content alone (the view
+    /// `audit_events_present`).
     Present,
+    /// The same events found from their leaves (the view `audit_events_present_by_leaf`), for a
+    /// filter on a column only the leaves index.
+    PresentByLeaf,
     /// PostgreSQL's content alone, for a count that reads no column of the leaves.
     Content,
 }
@@ -172,6 +176,7 @@ impl Source {
         match self {
             Source::Table => "audit_events",
             Source::Present => "audit_events_present",
+            Source::PresentByLeaf => "audit_events_present_by_leaf",
             Source::Content => "audit_content",
         }
     }
@@ -180,15 +185,15 @@ impl Source {
 impl EventQuery {
     /// Where this query reads from (`counting`: only to count what matches).
     fn source(&self, mark: char, counting: bool) -> Source {
-        // A filter on a column kept with the leaf (the attested writer), or the platform's
-        // answers (which look at `event_id`), read the leaves.
-        let reads_leaves = self.platform_readable_only
-            || self
-                .filters
-                .iter()
-                .any(|(f, _)| super::columns::is_leaf(f.field()));
+        // The content holds a copy of its leaf; a filter on the attested writer finds its
+        // events by the leaves' index of it.
+        let by_leaf = self
+            .filters
+            .iter()
+            .any(|(f, _)| f.field() == EventField::SubmittedBy);
         match mark {
-            '$' if counting && !reads_leaves => Source::Content,
+            '$' if by_leaf => Source::PresentByLeaf,
+            '$' if counting => Source::Content,
             '$' => Source::Present,
             _ => Source::Table,
         }
@@ -371,8 +376,8 @@ mod tests {
              AND CAST(json_extract(event_data, '$.' || ?2) AS TEXT) = ?3 AND event_timestamp >= ?4"
         );
         assert_eq!(binds.len(), 4);
-        // On PostgreSQL a count that reads no leaf column counts the content alone; the
-        // platform's answers and a writer's filter read the leaves too.
+        // On PostgreSQL a count counts the content alone (the platform's answers too: the
+        // content holds its event ids); a writer's filter finds its events by the leaves.
         let count = |q: &EventQuery| q.to_count_sql('$').0;
         let by_correlation = EventQuery {
             filters: vec![(EventFilter::CorrelationId, "rr-1".into())],
@@ -382,15 +387,21 @@ mod tests {
             count(&by_correlation),
             "SELECT count(*) FROM audit_content WHERE correlation_id = $1"
         );
-        assert!(count(&q)
-            .starts_with("SELECT count(*) FROM audit_events_present WHERE correlation_id = $1"));
+        assert!(
+            count(&q).starts_with("SELECT count(*) FROM audit_content WHERE correlation_id = $1")
+        );
         let by_writer = EventQuery {
             filters: vec![(EventFilter::SubmittedBy, "svc".into())],
             ..EventQuery::default()
         };
         assert_eq!(
             count(&by_writer),
-            "SELECT count(*) FROM audit_events_present WHERE submitted_by = $1"
+            "SELECT count(*) FROM audit_events_present_by_leaf WHERE submitted_by = $1"
+        );
+        let (page, _) = by_writer.to_sql('$');
+        assert!(
+            page.contains("FROM audit_events_present_by_leaf WHERE submitted_by = $1"),
+            "{page}"
         );
         assert_eq!(
             count(&EventQuery::default()),

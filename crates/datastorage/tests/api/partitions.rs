@@ -287,6 +287,36 @@ async fn a_log_of_the_schema_before_migrates_in_place() {
         app.db.scalar("SELECT count(*) FROM audit_content").await,
         30
     );
+    // Each content row holds its leaf's copy, and the queries read it from there.
+    assert_eq!(
+        app.db
+            .scalar(
+                "SELECT count(*) FROM audit_content c JOIN audit_leaves l USING (seq) \
+                 WHERE (c.event_id, c.leaf_hash, c.received_at, c.submitted_by, c.committed_at) \
+                   IS NOT DISTINCT FROM \
+                   (l.event_id, l.leaf_hash, l.received_at, l.submitted_by, l.committed_at)"
+            )
+            .await,
+        30
+    );
+    let (status, page) = app
+        .get("/api/v1/audit/events?correlation_id=rr-migrated&limit=100")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut listed: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let mut held: Vec<&str> = before
+        .iter()
+        .filter(|e| e["purged_at"].is_null())
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    held.sort_unstable();
+    assert_eq!((listed.len(), listed), (30, held));
     assert_eq!(
         app.db
             .scalar("SELECT count(*) FROM notification_audit")

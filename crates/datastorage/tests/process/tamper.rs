@@ -100,6 +100,18 @@ async fn recomputed_leaf(pool: &PgPool, seq: i64) -> Vec<u8> {
     row.event.leaf_hash().as_bytes().to_vec()
 }
 
+/// Sets the leaf hash of `seq`, in its leaf and in its content's copy, as a forger would.
+async fn set_leaf_hash(conn: &mut sqlx::PgConnection, seq: i64, leaf: &[u8]) {
+    for table in ["audit_leaves", "audit_content"] {
+        sqlx::query(&format!("UPDATE {table} SET leaf_hash = $1 WHERE seq = $2"))
+            .bind(leaf)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// A forger without the signing key: changes event 2 500, recomputes its leaf hash, every tree
 /// node above it and the root columns of the checkpoints (the signatures cannot be redone).
 async fn rewrite_with_recomputed_tree(pool: &PgPool) {
@@ -114,11 +126,7 @@ async fn rewrite_with_recomputed_tree(pool: &PgPool) {
         .execute(&mut *conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_leaves SET leaf_hash = $1 WHERE seq = 2500")
-        .bind(&leaf)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    set_leaf_hash(&mut conn, 2500, &leaf).await;
     let leaves: Vec<[u8; 32]> =
         sqlx::query_scalar::<_, Vec<u8>>("SELECT leaf_hash FROM audit_events ORDER BY seq")
             .fetch_all(&mut *conn)
@@ -213,6 +221,13 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
             first_bad: 2222,
         },
         Case {
+            what: "a content row's copy of its leaf",
+            sql: "UPDATE audit_content SET received_at = received_at + interval '1 second' \
+                  WHERE seq = 6000",
+            fault: "ContentChanged",
+            first_bad: 6000,
+        },
+        Case {
             what: "content deleted with no purge",
             sql: "DELETE FROM audit_content WHERE seq = 3333",
             fault: "PurgedEarly",
@@ -245,7 +260,8 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
          SELECT 10001, gen_random_uuid(), event_timestamp, retention_days, leaf_hash, \
            '2026-01-01T00:00:00Z' FROM audit_leaves WHERE seq = 10; \
          CREATE TEMPORARY TABLE forged AS SELECT * FROM audit_content WHERE seq = 10; \
-         UPDATE forged SET seq = 10001; \
+         UPDATE forged SET seq = 10001, received_at = '2026-01-01T00:00:00Z', committed_at = NULL, \
+           event_id = (SELECT event_id FROM audit_leaves WHERE seq = 10001); \
          INSERT INTO audit_content SELECT * FROM forged",
     )
     .await;
@@ -255,11 +271,7 @@ async fn verify_detects_every_kind_of_tampering_and_passes_the_untouched_log() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_leaves SET leaf_hash = $1 WHERE seq = 10001")
-        .bind(&leaf)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    set_leaf_hash(&mut conn, 10_001, &leaf).await;
     drop(conn);
     pool.close().await;
     let (ok, out) = verify(&name, &public_key);

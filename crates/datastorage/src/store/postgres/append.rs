@@ -346,54 +346,62 @@ fn array_type(kind: FieldKind) -> &'static str {
 /// `cardinality` of the batch: the event ids' array is the first parameter.
 const BATCH_SIZE: &str = "cardinality($1::uuid[])";
 
-/// The leaf's columns but `seq` and `committed_at`, as named in [`input`].
-fn leaf_columns() -> String {
-    let names: Vec<&str> = EventField::ALL
+/// The leaf's columns but `seq` and `committed_at`, as named in [`input`], and what they are
+/// inserted from: the input, with the commit time as the receipt time of an event no writer was
+/// attested for. `copy`: only those the content lacks (its copy of the leaf).
+fn leaf_columns(copy: bool) -> (String, String) {
+    let fields: Vec<EventField> = EventField::ALL
         .iter()
-        .filter(|f| is_leaf(**f))
-        .map(|f| f.name())
+        .copied()
+        .filter(|f| is_leaf(*f) && !(copy && in_content(*f)))
         .collect();
-    format!("{}, leaf_hash", names.join(", "))
-}
-
-/// What [`leaf_columns`] are inserted from: the input, with the commit time as the receipt time
-/// of an event no writer was attested for.
-fn leaf_values() -> String {
-    let values: Vec<&str> = EventField::ALL
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let values: Vec<&str> = fields
         .iter()
-        .filter(|f| is_leaf(**f))
         .map(|f| match f {
             EventField::ReceivedAt => "COALESCE(received_at, head.last_received_at)",
             f => f.name(),
         })
         .collect();
-    format!("{}, leaf_hash", values.join(", "))
+    (
+        format!("{}, leaf_hash", names.join(", ")),
+        format!("{}, leaf_hash", values.join(", ")),
+    )
 }
 
-/// The content's columns but `seq`, as named in [`input`]: the content fields, with the
-/// partition key (`event_timestamp`) and the expiry (`retention_days`) the retention purge
-/// decides by.
+/// Whether a field is a column of the content: the content fields, with the partition key
+/// (`event_timestamp`) and the expiry (`retention_days`) the retention purge decides by.
+fn in_content(field: EventField) -> bool {
+    is_content(field)
+        || matches!(
+            field,
+            EventField::EventTimestamp | EventField::RetentionDays
+        )
+}
+
+/// The content's own columns but `seq`, as named in [`input`].
 fn content_columns() -> String {
     let names: Vec<&str> = EventField::ALL
         .iter()
-        .filter(|f| {
-            is_content(**f) || matches!(f, EventField::EventTimestamp | EventField::RetentionDays)
-        })
+        .filter(|f| in_content(**f))
         .map(|f| f.name())
         .collect();
     names.join(", ")
 }
 
-/// The inserts of the leaves and the content of the rows of `rows`, numbered `seq` from the head.
+/// The inserts of the leaves and the content of the rows of `rows`, numbered `seq` from the head:
+/// the content with its copy of the leaf, from the same values.
 fn inserts(rows: &str, seq: &str) -> String {
-    let (leaves, leaf_values, content) = (leaf_columns(), leaf_values(), content_columns());
+    let ((leaves, leaf_values), (copy, copy_values)) = (leaf_columns(false), leaf_columns(true));
+    let content = content_columns();
     format!(
         "leaves AS ( \
            INSERT INTO audit_leaves (seq, {leaves}, committed_at) \
            SELECT {seq}, {leaf_values}, head.last_received_at FROM {rows} CROSS JOIN head), \
          content AS ( \
-           INSERT INTO audit_content (seq, {content}) \
-           SELECT {seq}, {content} FROM {rows} CROSS JOIN head)"
+           INSERT INTO audit_content (seq, {content}, {copy}, committed_at) \
+           SELECT {seq}, {content}, {copy_values}, head.last_received_at \
+           FROM {rows} CROSS JOIN head)"
     )
 }
 
