@@ -48,7 +48,7 @@ pub struct DiskFigures {
     /// index), `checkpoints` (with its indexes).
     pub log: Vec<Relation>,
     /// The same rows in one plain table without the leaf hash, with the same indexes (the
-    /// leaves' and the content's, but the content's key, which partitioning needs).
+    /// leaves' and the content's, the content's key `event_timestamp, seq` among them).
     pub plain: Vec<Relation>,
 }
 
@@ -109,7 +109,7 @@ pub async fn disk(url: &str) -> anyhow::Result<DiskFigures> {
     .await?;
     let definitions: Vec<(String, String)> = sqlx::query_as(
         "SELECT indexname::text, indexdef FROM pg_indexes \
-         WHERE tablename IN ('audit_leaves', 'audit_content') AND indexname <> 'audit_content_pkey'",
+         WHERE tablename IN ('audit_leaves', 'audit_content')",
     )
     .fetch_all(&pool)
     .await?;

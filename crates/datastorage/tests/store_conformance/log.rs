@@ -559,6 +559,44 @@ async fn connections_run_without_the_jit_compiler() {
     }
 }
 
+/// On PostgreSQL a query reads the content alone, one row per event: the content holds its
+/// leaf's copy, equal to the leaf (docs/architecture.md, "The log").
+#[tokio::test]
+async fn queries_read_the_content_alone_and_its_copy_of_the_leaf_is_the_leaf() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let TestDb::Postgres { url, pool, .. } = &db else {
+        unreachable!()
+    };
+    let service = store::PostgresStore::connect(url, None, 2).await.unwrap();
+    let events: Vec<PreparedEvent> = (0..20)
+        .map(|i| prepared(&format!("rr-copy-{}", i % 2), json!({ "i": i })))
+        .collect();
+    service.append(&events).await.unwrap();
+    let same: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_content c JOIN audit_leaves l USING (seq) \
+         WHERE (c.event_id, c.leaf_hash, c.received_at, c.submitted_by, c.committed_at) \
+           IS NOT DISTINCT FROM \
+           (l.event_id, l.leaf_hash, l.received_at, l.submitted_by, l.committed_at)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(same, 20);
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT * FROM audit_events_present WHERE correlation_id = 'rr-copy-1' \
+         ORDER BY event_timestamp DESC, seq DESC LIMIT 100",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("audit_content"), "{plan}");
+    assert!(!plan.contains("audit_leaves"), "{plan}");
+    service.close().await;
+}
+
 /// A span's name and its parent's.
 type Made = (String, Option<String>);
 
