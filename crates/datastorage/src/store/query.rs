@@ -167,7 +167,7 @@ enum Source {
     /// The same events found from their leaves (the view `audit_events_present_by_leaf`), for a
     /// filter on a column only the leaves index.
     PresentByLeaf,
-    /// PostgreSQL's content alone, for a count that reads no column of the leaves.
+    /// PostgreSQL's content alone, for a count (the content holds its leaf's copy).
     Content,
 }
 

@@ -573,4 +573,30 @@ mod tests {
             "{input}"
         );
     }
+
+    #[test]
+    fn the_content_is_inserted_with_its_copy_of_the_leaf_from_the_same_values() {
+        let sql = inserts("input", "head.base + input.ord");
+        let (leaves, content) = sql.split_once("content AS").unwrap();
+        // The leaf and its copy take the receipt time, the writer, the id, the hash and the
+        // commit time from the same expressions.
+        for value in [
+            "event_id",
+            "submitted_by",
+            "COALESCE(received_at, head.last_received_at)",
+            "leaf_hash, head.last_received_at FROM input",
+        ] {
+            assert!(leaves.contains(value), "{value}: {leaves}");
+            assert!(content.contains(value), "{value}: {content}");
+        }
+        assert!(
+            content.contains(
+                "retention_days, is_sensitive, record_kind, event_id, submitted_by, received_at, \
+                 leaf_hash, committed_at)"
+            ),
+            "{content}"
+        );
+        // The content's own columns are not inserted twice.
+        assert_eq!(content.matches("event_timestamp").count(), 2, "{content}");
+    }
 }
