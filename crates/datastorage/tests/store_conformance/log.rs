@@ -597,6 +597,140 @@ async fn queries_read_the_content_alone_and_its_copy_of_the_leaf_is_the_leaf() {
     service.close().await;
 }
 
+/// An event of `correlation` stamped `at`.
+fn stamped(correlation: &str, at: chrono::DateTime<Utc>, i: usize) -> PreparedEvent {
+    let mut v = helpers::event(correlation);
+    v["event_timestamp"] = json!(audit_model::timestamp::format(&at));
+    v["event_data"] = json!({ "i": i });
+    PreparedEvent::new(AuditEvent::parse(v, Receipt::new(Utc::now(), WRITER)).unwrap())
+}
+
+/// Pages of one correlation: every event once, in time then log order, by cursor and by
+/// offset, either way, within a time range; other correlations' events, written between them,
+/// never among them.
+async fn correlation_pages(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    // Three months (three partitions on PostgreSQL), written out of time order, with
+    // timestamps shared by several events (ordered by seq then).
+    let base = audit_model::timestamp::truncate(Utc::now());
+    let times =
+        [80, 0, 40, 0, 80, 40, 0, 40, 80, 0, 40, 80, 0].map(|d| base - chrono::Duration::days(d));
+    let mut written = Vec::new();
+    for (i, at) in times.iter().enumerate() {
+        let ours = stamped("rr-pages", *at, i);
+        let other = stamped("rr-other", *at, i);
+        for outcome in store.append(&[other, ours.clone()]).await.unwrap() {
+            assert!(
+                matches!(outcome, AppendOutcome::Created { .. }),
+                "{outcome:?}"
+            );
+        }
+        written.push(ours.event.event_id());
+    }
+    let all = store
+        .query(&EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-pages".into())],
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    let key = |e: &StoredEvent| (e.event.event_timestamp(), e.seq);
+    let mut expected: Vec<_> = all.iter().map(key).collect();
+    expected.sort();
+    assert_eq!(all.iter().map(key).collect::<Vec<_>>(), expected);
+    let mut ids: Vec<_> = all.iter().map(|e| e.event.event_id()).collect();
+    ids.sort();
+    written.sort();
+    assert_eq!(
+        ids, written,
+        "every event of the correlation, none of another"
+    );
+    assert!(all.iter().all(|e| e.event.correlation_id() == "rr-pages"));
+
+    for order in [Order::Asc, Order::Desc] {
+        let mut want = expected.clone();
+        if order == Order::Desc {
+            want.reverse();
+        }
+        let q = EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-pages".into())],
+            order,
+            limit: 4,
+            ..EventQuery::default()
+        };
+        // By cursor: pages of four, the last one short.
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .query(&EventQuery { after, ..q.clone() })
+                .await
+                .unwrap();
+            paged.extend(page.iter().map(key));
+            let Some(last) = page.last() else { break };
+            after = Some(store::Cursor {
+                event_timestamp: last.event.event_timestamp(),
+                seq: last.seq,
+            });
+        }
+        assert_eq!(paged, want, "{order:?} by cursor");
+        // By offset.
+        for offset in [0, 3, 11, 13, 20] {
+            let page = store
+                .query(&EventQuery {
+                    offset,
+                    ..q.clone()
+                })
+                .await
+                .unwrap();
+            let from = (offset as usize).min(want.len());
+            let to = (from + 4).min(want.len());
+            assert_eq!(
+                page.iter().map(key).collect::<Vec<_>>(),
+                want[from..to],
+                "{order:?} from offset {offset}"
+            );
+        }
+        // Within the middle month, from the events of the day before to those of that month.
+        let month = base - chrono::Duration::days(40);
+        let page = store
+            .query(&EventQuery {
+                since: Some(month - chrono::Duration::days(1)),
+                until: Some(month),
+                limit: 10,
+                ..q.clone()
+            })
+            .await
+            .unwrap();
+        let within: Vec<_> = want.iter().filter(|(t, _)| *t == month).copied().collect();
+        assert_eq!(within.len(), 4);
+        assert_eq!(page.iter().map(key).collect::<Vec<_>>(), within);
+    }
+    let none = store
+        .query(&EventQuery {
+            filters: vec![(EventFilter::CorrelationId, "rr-none".into())],
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn postgres_correlation_pages() {
+    correlation_pages(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_correlation_pages() {
+    correlation_pages(Backend::Sqlite).await;
+}
+
 /// A span's name and its parent's.
 type Made = (String, Option<String>);
 
