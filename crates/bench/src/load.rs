@@ -235,6 +235,55 @@ fn histogram() -> Arc<Mutex<Histogram<u64>>> {
 pub async fn open_loop(base: &str, rate: u64, duration: Duration) -> (LoadResult, Latency) {
     let http = http(256);
     let url = format!("{base}/api/v1/audit/events");
+    paced(rate, duration, move |i| {
+        let sent = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(event_json(usize::MAX, i))
+            .send();
+        async move {
+            let ok = acknowledged(Shape::Single, sent.await).await.is_some();
+            (tokio::time::Instant::now(), ok)
+        }
+    })
+    .await
+}
+
+/// Reads at `rate` per second for `duration`, through `paths` in a stride from their middle
+/// (away from where [`get_loop`]'s clients start); an answer counts when it is 200 and `check`
+/// accepts its body. Each latency counts from the moment the read was due until its body was
+/// in, the check aside.
+pub async fn get_open_loop(
+    base: &str,
+    rate: u64,
+    duration: Duration,
+    paths: Arc<Vec<String>>,
+    check: fn(&[u8]) -> bool,
+) -> (LoadResult, Latency) {
+    let http = http(256);
+    let base = base.to_string();
+    paced(rate, duration, move |i| {
+        let k = (paths.len() as u64 / 2 + i * 104_729) % paths.len().max(1) as u64;
+        let sent = http.get(format!("{base}{}", paths[k as usize])).send();
+        async move {
+            let body = match sent.await {
+                Ok(a) if a.status() == 200 => a.bytes().await.ok(),
+                _ => None,
+            };
+            (tokio::time::Instant::now(), body.is_some_and(|b| check(&b)))
+        }
+    })
+    .await
+}
+
+/// Makes request `i` at its due time (`rate` per second, for `duration`) whether or not the
+/// ones before it were answered; `request`'s future gives the moment its answer was in and
+/// whether it counts as done. Each latency counts from the due time to that moment.
+async fn paced<F, Fut>(rate: u64, duration: Duration, request: F) -> (LoadResult, Latency)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = (tokio::time::Instant, bool)> + Send + 'static,
+{
     let hist = histogram();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let t0 = tokio::time::Instant::now();
@@ -242,16 +291,10 @@ pub async fn open_loop(base: &str, rate: u64, duration: Duration) -> (LoadResult
     for i in 0..total {
         let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due).await;
-        let (http, url, hist) = (http.clone(), url.clone(), hist.clone());
+        let (answer, hist) = (request(i), hist.clone());
         tasks.push(tokio::spawn(async move {
-            let sent = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(event_json(usize::MAX, i))
-                .send()
-                .await;
-            let ok = acknowledged(Shape::Single, sent).await.is_some();
-            let us = due.elapsed().as_micros().max(1) as u64;
+            let (at, ok) = answer.await;
+            let us = (at - due).as_micros().max(1) as u64;
             if let Ok(mut h) = hist.lock() {
                 let _ = h.record(us.min(60_000_000));
             }
@@ -271,7 +314,8 @@ pub async fn open_loop(base: &str, rate: u64, duration: Duration) -> (LoadResult
 }
 
 /// Reads from `clients` closed loops for `duration`, cycling through `paths` (each client
-/// from its own offset); an answer counts when it is 200 and `check` accepts its body.
+/// from its own offset); an answer counts when it is 200 and `check` accepts its body. Each
+/// latency counts until the body was in, the check aside.
 pub async fn get_loop(
     base: &str,
     clients: usize,
@@ -299,15 +343,15 @@ pub async fn get_loop(
                     k = (k + 104_729) % paths.len();
                     let t = Instant::now();
                     let answer = http.get(format!("{base}{}", paths[k])).send().await;
-                    let ok = match answer {
-                        Ok(a) if a.status() == 200 => {
-                            a.bytes().await.ok().is_some_and(|b| check(&b))
-                        }
-                        _ => false,
+                    let body = match answer {
+                        Ok(a) if a.status() == 200 => a.bytes().await.ok(),
+                        _ => None,
                     };
+                    // The answer's latency: until its body was in, the generator's check aside.
                     if let Ok(mut h) = hist.lock() {
                         let _ = h.record((t.elapsed().as_micros() as u64).clamp(1, 60_000_000));
                     }
+                    let ok = body.is_some_and(|b| check(&b));
                     if ok {
                         r.events += 1;
                     } else {

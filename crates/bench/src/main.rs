@@ -52,6 +52,9 @@ struct Args {
     /// Rate of the open-loop scenario, single events per second (R).
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Rate of the open-loop reads on the large log, queries or proofs per second (Q).
+    #[arg(long, default_value_t = 100)]
+    read_rate: u64,
     /// Events in the log of the query scenario (j).
     #[arg(long, default_value_t = 1_000_000)]
     log_events: u64,
@@ -120,10 +123,6 @@ struct Args {
 }
 
 /// An answer's JSON (null when it is not JSON).
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_default()
-}
-
 /// Whether `body` contains `part`.
 fn contains(body: &[u8], part: &[u8]) -> bool {
     body.windows(part.len()).any(|w| w == part)
@@ -239,11 +238,12 @@ async fn main() -> anyhow::Result<()> {
         bin.display()
     );
     println!(
-        "audit-bench: C={} B={} D={:?} R={}/s log={} (datastorage: {})",
+        "audit-bench: C={} B={} D={:?} R={}/s Q={}/s log={} (datastorage: {})",
         args.clients,
         args.batch,
         Duration::from(args.duration),
         args.rate,
+        args.read_rate,
         if args.scale {
             args.scale_events
         } else {
@@ -711,6 +711,8 @@ impl Bench {
                 "(j) GET /events?correlation_id= on the log",
                 "(l) GET /events/{id}/proof on the log",
                 "(t) GET /remediations/{id}/timeline of the large remediation",
+                "(jq) GET /events?correlation_id= on the log, open loop at Q/s",
+                "(lq) GET /events/{id}/proof on the log, open loop at Q/s",
             ],
         )
         .await?;
@@ -774,50 +776,68 @@ impl Bench {
     }
 
     /// Reads on a large log filled by [`baseline::fill_log`]: queries by correlation id,
-    /// inclusion proofs, and the timeline of its large remediation, named by `names`; every
-    /// read must succeed.
+    /// inclusion proofs, and the timeline of its large remediation, named by `names`; then the
+    /// queries and the proofs again at `--read-rate` each, open loop (their latency at a load
+    /// the service keeps up with, where the closed loops' is their queueing at saturation).
+    /// Every read must succeed.
     async fn large_log_reads(
         &mut self,
         server: &Server,
         db: &BenchDb,
         correlations: u64,
-        names: [&'static str; 3],
+        names: [&'static str; 5],
     ) -> anyhow::Result<()> {
-        let paths = (0..correlations)
-            .map(|k| format!("/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"))
-            .collect();
-        self.measure_reads(server, names[0], paths, |b| {
-            json(b)["data"].as_array().is_some_and(|a| !a.is_empty())
-        })
-        .await;
-        let paths = db
-            .sample_event_ids(2000)
-            .await?
-            .into_iter()
-            .map(|id| format!("/api/v1/audit/events/{id}/proof"))
-            .collect();
-        self.measure_reads(server, names[1], paths, |b| {
-            json(b)["inclusion_proof"]
-                .as_array()
-                .is_some_and(|p| !p.is_empty())
-        })
-        .await;
+        let queries: Arc<Vec<String>> = Arc::new(
+            (0..correlations)
+                .map(|k| format!("/api/v1/audit/events?correlation_id=rr-log-{k}&limit=100"))
+                .collect(),
+        );
+        // Checked without parsing the answer in the load generator, which shares the server's
+        // cores: a page of events holds at least one, and a proof at least one hash.
+        let has_events: fn(&[u8]) -> bool = |b| contains(b, b"\"data\":[{");
+        let has_proof: fn(&[u8]) -> bool = |b| contains(b, b"\"inclusion_proof\":[\"");
+        self.measure_reads(server, names[0], queries.clone(), has_events)
+            .await;
+        let proofs: Arc<Vec<String>> = Arc::new(
+            db.sample_event_ids(2000)
+                .await?
+                .into_iter()
+                .map(|id| format!("/api/v1/audit/events/{id}/proof"))
+                .collect(),
+        );
+        self.measure_reads(server, names[1], proofs.clone(), has_proof)
+            .await;
         // One request at a time: the latency of drawing the whole remediation.
         let path = format!(
             "/api/v1/audit/remediations/{}/timeline",
             baseline::BIG_REMEDIATION
         );
-        self.measure_reads_with(
-            server,
-            names[2],
-            vec![path],
-            1,
-            // Checked without parsing the whole answer in the load generator, whose time
-            // would count in the latency.
-            |b| contains(b, b"\"truncated\":false") && contains(b, b"\"event_count\":"),
-        )
+        self.measure_reads_with(server, names[2], Arc::new(vec![path]), 1, |b| {
+            contains(b, b"\"truncated\":false") && contains(b, b"\"event_count\":")
+        })
         .await;
-        for row in &self.rows[self.rows.len() - 3..] {
+        for (name, paths, check) in [
+            (names[3], queries, has_events),
+            (names[4], proofs, has_proof),
+        ] {
+            let cpu = server.cpu_seconds();
+            let (r, latency) = load::get_open_loop(
+                &server.base,
+                self.args.read_rate,
+                self.d() / 2,
+                paths,
+                check,
+            )
+            .await;
+            self.rows.push(Row {
+                name,
+                result: r,
+                server_cpu: Some(server.cpu_seconds() - cpu),
+                latency: Some(latency),
+                rss: Some(server.peak_rss_mib()),
+            });
+        }
+        for row in &self.rows[self.rows.len() - 5..] {
             ensure!(
                 row.result.errors == 0 && row.result.events > 0,
                 "{}: {} of {} reads failed",
@@ -909,6 +929,8 @@ impl Bench {
                 "(s5) GET /events?correlation_id= on the large log",
                 "(s6) GET /events/{id}/proof on the large log",
                 "(s7) GET /remediations/{id}/timeline on the large log",
+                "(s5q) GET /events?correlation_id= on the large log, open loop at Q/s",
+                "(s6q) GET /events/{id}/proof on the large log, open loop at Q/s",
             ],
         )
         .await?;
@@ -1092,7 +1114,7 @@ impl Bench {
         &mut self,
         server: &Server,
         name: &'static str,
-        paths: Vec<String>,
+        paths: Arc<Vec<String>>,
         check: fn(&[u8]) -> bool,
     ) {
         self.measure_reads_with(server, name, paths, 4, check).await
@@ -1103,13 +1125,12 @@ impl Bench {
         &mut self,
         server: &Server,
         name: &'static str,
-        paths: Vec<String>,
+        paths: Arc<Vec<String>>,
         clients: usize,
         check: fn(&[u8]) -> bool,
     ) {
         let cpu = server.cpu_seconds();
-        let (r, latency) =
-            load::get_loop(&server.base, clients, self.d() / 2, Arc::new(paths), check).await;
+        let (r, latency) = load::get_loop(&server.base, clients, self.d() / 2, paths, check).await;
         let cpu = server.cpu_seconds() - cpu;
         self.rows.push(Row {
             name,
