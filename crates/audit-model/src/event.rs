@@ -374,6 +374,15 @@ impl Members {
     }
 
     fn write_number(&mut self, value: f64) {
+        // An integer below 2^53 in magnitude is a double's exactly, and ECMAScript prints it digit
+        // for digit (-0 as 0): written as the integer, without the search for the shortest
+        // digits (most numbers of an event are such: counts, durations, retention days).
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        if value.fract() == 0.0 && value.abs() < EXACT {
+            self.0
+                .extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+            return;
+        }
         // serde_json holds no NaN or infinity, and the event's integers convert to finite doubles.
         self.0
             .extend_from_slice(ryu_js::Buffer::new().format_finite(value).as_bytes());

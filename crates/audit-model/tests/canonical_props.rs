@@ -34,6 +34,12 @@ fn number() -> impl Strategy<Value = Number> {
     prop_oneof![
         any::<i64>().prop_map(Number::from),
         any::<u64>().prop_map(Number::from),
+        // The integers of every day (counts, milliseconds), and those about 2^53, where a
+        // double stops holding every integer.
+        (-100_000i64..100_000).prop_map(Number::from),
+        ((1i64 << 53) - 64..(1i64 << 53) + 64).prop_map(Number::from),
+        ((1i64 << 53) - 64..(1i64 << 53) + 64).prop_map(|i| Number::from(-i)),
+        ((1i64 << 53) - 64..(1i64 << 53) + 64).prop_map(|i| Number::from_f64(i as f64).unwrap()),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| Number::from_f64(f).unwrap()),
