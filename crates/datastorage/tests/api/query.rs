@@ -146,6 +146,8 @@ async fn pagination_walks_every_event_once(app: TestApp) {
             }
             let (status, page) = app.get(&path).await;
             assert_eq!(status, 200, "{page}");
+            // Every page counts every match, the cursor aside.
+            assert_eq!(page["pagination"]["total"], 25, "{page}");
             pages += 1;
             seen.extend(
                 page["data"]
@@ -166,6 +168,27 @@ async fn pagination_walks_every_event_once(app: TestApp) {
         }
         assert_eq!(seen, want, "order {order}");
     }
+    // By offset: the total is every match's count, whether the page ends the matches, holds
+    // all of them, or starts past them.
+    for (params, len, more) in [
+        ("limit=7&offset=7", 7, true),
+        ("limit=7&offset=21", 4, false),
+        ("limit=30", 25, false),
+        ("limit=7&offset=25", 0, false),
+        ("limit=7&offset=40", 0, false),
+    ] {
+        let (status, page) = app
+            .get(&format!(
+                "/api/v1/audit/events?correlation_id=rr-page&{params}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["data"].as_array().unwrap().len(), len, "{params}");
+        assert_eq!(page["pagination"]["total"], 25, "{params}: {page}");
+        assert_eq!(page["pagination"]["has_more"], more, "{params}: {page}");
+    }
+    let (_, none) = app.get("/api/v1/audit/events?correlation_id=rr-none").await;
+    assert_eq!(none["pagination"]["total"], 0, "{none}");
 }
 
 async fn bad_parameters_are_named(app: TestApp) {

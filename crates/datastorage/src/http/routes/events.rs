@@ -808,13 +808,19 @@ pub async fn list_events(
     let limit = query.limit as usize;
     let mut fetch = query.clone();
     fetch.limit += 1;
-    let (events, total) = tokio::try_join!(
-        state.store.query(&fetch),
-        state.store.count_matching(&query)
-    )
-    .map_err(ApiError::from)?;
-    let mut data = events;
+    let mut data = state.store.query(&fetch).await.map_err(ApiError::from)?;
     let has_more = data.len() > limit;
+    // A page that holds every match from its offset on, with no cursor, tells the total
+    // itself (most correlations fit one page); any other page's total is counted.
+    let total = if !has_more && query.after.is_none() && (query.offset == 0 || !data.is_empty()) {
+        (query.offset + data.len() as u64) as i64
+    } else {
+        state
+            .store
+            .count_matching(&query)
+            .await
+            .map_err(ApiError::from)?
+    };
     let next_cursor = if has_more {
         data.truncate(limit);
         data.last().map(|last| {
