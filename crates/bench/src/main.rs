@@ -122,7 +122,6 @@ struct Args {
     batches: bool,
 }
 
-/// An answer's JSON (null when it is not JSON).
 /// Whether `body` contains `part`.
 fn contains(body: &[u8], part: &[u8]) -> bool {
     body.windows(part.len()).any(|w| w == part)
