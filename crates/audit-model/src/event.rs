@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::event_field::FieldRef;
+use crate::event_field::{FieldRef, FromFieldsError};
 use crate::fields::{FieldErrors, Reason, DUPLICATE_KEY_MESSAGE};
 use crate::json::StrictJsonError;
 use crate::wire::WireEvent;
@@ -303,44 +303,82 @@ impl AuditEvent {
         self.submitted_by.is_some()
     }
 
-    /// RFC 8785 (JCS) encoding of the event.
-    ///
-    /// The same bytes as encoding the whole struct with the JCS crate (a property test checks
-    /// it for any content), written member by member: the member names are the fields' ASCII
-    /// names, so their JCS order (UTF-16 code units) is their byte order
-    /// ([`EventField::jcs_order`]). Text is written by
-    /// serde_json, whose string escapes are exactly JCS's; numbers as ECMAScript prints the
-    /// double (`ryu-js`, as the crate does); `event_data` by [`Members::value`]. The crate buffers
-    /// every member and parses each object key back from JSON to sort it, which profiles of the
-    /// write path showed as the largest single cost of a request.
+    /// RFC 8785 (JCS) encoding of the event ([`canonical_bytes_of`] its fields).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut m = Members(Vec::with_capacity(384 + self.event_data.len() * 32));
-        for &field in EventField::jcs_order() {
-            let name = field.name();
-            if field == EventField::ReceivedAt && !self.receipt_signed() {
-                continue;
-            }
-            match self.get(field) {
-                FieldRef::Absent => {}
-                FieldRef::Uuid(u) => m.uuid(name, &u),
-                FieldRef::Text(t) => m.text(name, t),
-                FieldRef::Time(t) => m.text(name, &crate::timestamp::format(&t)),
-                // Integers as JCS writes every number: the double's shortest form.
-                FieldRef::Int(i) => m.number(name, i as f64),
-                FieldRef::Object(o) => m.object(name, o),
-                FieldRef::Bool(b) => m.boolean(name, b),
-            }
-        }
-        m.finish()
+        canonical_bytes_of(|field| self.get(field))
     }
 
     /// RFC 9162 leaf hash: `SHA-256(0x00 || canonical_bytes)`.
     pub fn leaf_hash(&self) -> LeafHash {
-        let mut hasher = Sha256::new();
-        hasher.update([0u8]);
-        hasher.update(self.canonical_bytes());
-        LeafHash(hasher.finalize().into())
+        leaf_hash_of_bytes(&self.canonical_bytes())
     }
+}
+
+/// RFC 8785 (JCS) encoding of the event whose fields `field` gives (absent ones omitted).
+///
+/// The same bytes as encoding the whole event with the JCS crate (a property test checks it
+/// for any content), written member by member: the member names are the fields' ASCII names,
+/// so their JCS order (UTF-16 code units) is their byte order ([`EventField::jcs_order`]).
+/// Text is written by serde_json, whose string escapes are exactly JCS's; numbers as ECMAScript
+/// prints the double (`ryu-js`, as the crate does); `event_data` by [`Members::value`]. The
+/// crate buffers every member and parses each object key back from JSON to sort it, which
+/// profiles of the write path showed as the largest single cost of a request.
+///
+/// `received_at` is part of the content only beside `submitted_by` (the server's attestation,
+/// one unit); an event written before writers were recorded has its commit time there,
+/// outside its leaf.
+pub fn canonical_bytes_of<'a>(field: impl Fn(EventField) -> FieldRef<'a>) -> Vec<u8> {
+    let members = match field(EventField::EventData) {
+        FieldRef::Object(data) => data.len(),
+        _ => 0,
+    };
+    let receipt_signed = field(EventField::SubmittedBy) != FieldRef::Absent;
+    let mut m = Members(Vec::with_capacity(384 + members * 32));
+    for &f in EventField::jcs_order() {
+        let name = f.name();
+        if f == EventField::ReceivedAt && !receipt_signed {
+            continue;
+        }
+        match field(f) {
+            FieldRef::Absent => {}
+            FieldRef::Uuid(u) => m.uuid(name, &u),
+            FieldRef::Text(t) => m.text(name, t),
+            FieldRef::Time(t) => m.text(name, &crate::timestamp::format(&t)),
+            // Integers as JCS writes every number: the double's shortest form.
+            FieldRef::Int(i) => m.number(name, i as f64),
+            FieldRef::Object(o) => m.object(name, o),
+            FieldRef::Bool(b) => m.boolean(name, b),
+        }
+    }
+    m.finish()
+}
+
+/// The leaf hash of the event whose fields `field` gives, without the event built: a stored
+/// row's leaf recomputed from the row's columns as they are read (the verifier's way, which
+/// saves rebuilding every event it reads). The same hash as [`AuditEvent::leaf_hash`] of the
+/// event [`AuditEvent::from_fields`] rebuilds from the same values; `Err` names a required
+/// field that is absent (from which no event could be rebuilt either).
+pub fn leaf_hash_of<'a>(
+    field: impl Fn(EventField) -> FieldRef<'a>,
+) -> Result<LeafHash, FromFieldsError<std::convert::Infallible>> {
+    if let Some(&absent) = EventField::ALL
+        .iter()
+        .find(|f| f.required() && field(**f) == FieldRef::Absent)
+    {
+        return Err(FromFieldsError::Value {
+            field: absent.name(),
+            problem: crate::event_field::ABSENT,
+        });
+    }
+    Ok(leaf_hash_of_bytes(&canonical_bytes_of(field)))
+}
+
+/// RFC 9162 leaf hash of canonical bytes: `SHA-256(0x00 || bytes)`.
+fn leaf_hash_of_bytes(canonical: &[u8]) -> LeafHash {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(canonical);
+    LeafHash(hasher.finalize().into())
 }
 
 impl EventField {
@@ -831,6 +869,41 @@ mod tests {
         let text = String::from_utf8(e.canonical_bytes()).unwrap();
         assert!(text.starts_with("{\"actor_id\":\"notification-service\""));
         assert!(!text.contains("resource_name"));
+    }
+
+    #[test]
+    fn a_leaf_from_fields_is_the_events_leaf_and_needs_every_required_field() {
+        let mut body = platform();
+        body["event_data"] = json!({"n": 3, "x": [true, null, "é"]});
+        let writer = Writer {
+            principal: "someone",
+            authenticated: true,
+        };
+        let e = AuditEvent::parse(body, Receipt::new(now(), writer)).unwrap();
+        assert!(e.submitted_by().is_some() && e.received_at().is_some());
+        assert_eq!(leaf_hash_of(|f| e.get(f)).unwrap(), e.leaf_hash());
+        // Without `submitted_by`, `received_at` is outside the leaf, as on the event.
+        let unsigned = |f| match f {
+            EventField::SubmittedBy => FieldRef::Absent,
+            f => e.get(f),
+        };
+        assert_ne!(leaf_hash_of(unsigned).unwrap(), e.leaf_hash());
+        assert_eq!(
+            leaf_hash_of(unsigned).unwrap(),
+            leaf_hash_of(|f| match f {
+                EventField::SubmittedBy | EventField::ReceivedAt => FieldRef::Absent,
+                f => e.get(f),
+            })
+            .unwrap()
+        );
+        let no_type = leaf_hash_of(|f| match f {
+            EventField::EventType => FieldRef::Absent,
+            f => e.get(f),
+        });
+        assert_eq!(
+            no_type.unwrap_err().to_string(),
+            "event_type: a required field is absent"
+        );
     }
 
     #[test]

@@ -95,13 +95,15 @@ pub trait FieldType: Sized {
     where
         Self: 'a;
     const KIND: FieldKind;
+    /// Whether an event must have the field.
+    const REQUIRED: bool;
     fn access(&self) -> Self::Ref<'_>;
     fn field_ref(&self) -> FieldRef<'_>;
     /// The field from its value; `Err` says what is wrong with it.
     fn from_value(value: FieldValue) -> Result<Self, &'static str>;
 }
 
-const ABSENT: &str = "a required field is absent";
+pub(crate) const ABSENT: &str = "a required field is absent";
 const WRONG_KIND: &str = "the value is of another kind than the field";
 
 /// The required and optional forms of a field type, from how its value is read and made.
@@ -111,6 +113,7 @@ macro_rules! field_type {
         impl FieldType for $ty {
             type Ref<'a> = $r;
             const KIND: FieldKind = FieldKind::$kind;
+            const REQUIRED: bool = true;
             fn access(&self) -> Self::Ref<'_> {
                 let $v = self;
                 $access
@@ -130,6 +133,7 @@ macro_rules! field_type {
         impl FieldType for Option<$ty> {
             type Ref<'a> = Option<$r>;
             const KIND: FieldKind = FieldKind::$kind;
+            const REQUIRED: bool = false;
             fn access(&self) -> Self::Ref<'_> {
                 self.as_ref().map(FieldType::access)
             }
@@ -223,6 +227,13 @@ macro_rules! define_event {
             pub const fn kind(self) -> $crate::event_field::FieldKind {
                 match self {
                     $(EventField::$variant => <$ty as $crate::event_field::FieldType>::KIND,)*
+                }
+            }
+
+            /// Whether every event has the field.
+            pub const fn required(self) -> bool {
+                match self {
+                    $(EventField::$variant => <$ty as $crate::event_field::FieldType>::REQUIRED,)*
                 }
             }
         }

@@ -31,9 +31,9 @@ mod wire;
 
 pub use batch::{BatchItemResult, BatchResponse, BatchSummary, ItemStatus};
 pub use event::{
-    AuditEvent, EventField, EventOutcome, LeafHash, ParseError, Receipt, StoredEvent, Writer,
-    DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES, MAX_EVENT_DATA_DEPTH, MAX_SHORT,
-    SYSTEM_EVENT_PREFIX,
+    canonical_bytes_of, leaf_hash_of, AuditEvent, EventField, EventOutcome, LeafHash, ParseError,
+    Receipt, StoredEvent, Writer, DEFAULT_RETENTION_DAYS, MAX_EVENT_DATA_BYTES,
+    MAX_EVENT_DATA_DEPTH, MAX_SHORT, SYSTEM_EVENT_PREFIX,
 };
 pub use event_field::{FieldKind, FieldRef, FieldValue, FromFieldsError};
 pub use fields::{

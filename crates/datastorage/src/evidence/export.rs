@@ -133,7 +133,7 @@ pub struct Export {
     format: ExportFormat,
     checkpoint: StoredCheckpoint,
     /// The log up to the checkpoint's size, the next pages read while one is proven and encoded.
-    pages: Pages,
+    pages: Pages<LogEntry>,
     started: bool,
     written: u64,
     /// The page before, encoded while this one is proven.

@@ -7,18 +7,35 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
-use crate::store::{LogEntry, LogStore, StoreError};
+use crate::store::{LogEntry, LogStore, ScannedLeaf, StoreError};
+
+/// A row of a page: where it is in the log.
+pub(crate) trait Positioned: Send + 'static {
+    fn seq(&self) -> i64;
+}
+
+impl Positioned for LogEntry {
+    fn seq(&self) -> i64 {
+        LogEntry::seq(self)
+    }
+}
+
+impl Positioned for ScannedLeaf {
+    fn seq(&self) -> i64 {
+        ScannedLeaf::seq(self)
+    }
+}
 
 /// A page being read.
-type Reading = JoinHandle<Result<Vec<LogEntry>, StoreError>>;
+type Reading<T> = JoinHandle<Result<Vec<T>, StoreError>>;
 
 /// Reads the rows after a seq, at most a number of them ([`LogStore::scan`]).
-type Scan =
-    Arc<dyn Fn(i64, i64) -> BoxFuture<'static, Result<Vec<LogEntry>, StoreError>> + Send + Sync>;
+type Scan<T> =
+    Arc<dyn Fn(i64, i64) -> BoxFuture<'static, Result<Vec<T>, StoreError>> + Send + Sync>;
 
 /// The log's rows after a seq, a page at a time.
-pub(crate) struct Pages {
-    scan: Scan,
+pub(crate) struct Pages<T> {
+    scan: Scan<T>,
     /// The seq the next page starts after.
     after: i64,
     /// The last seq to read (`i64::MAX`: to the log's end).
@@ -26,10 +43,10 @@ pub(crate) struct Pages {
     size: i64,
     depth: usize,
     /// The reads under way: each one's first seq (after `after`) and the read.
-    ahead: VecDeque<(i64, Reading)>,
+    ahead: VecDeque<(i64, Reading<T>)>,
 }
 
-impl Pages {
+impl Pages<LogEntry> {
     /// The rows after `after` up to `end` (the log's end when `None`), `size` per page, with
     /// up to `depth` pages read at once. The log's `seq` has no gaps, so the page after the
     /// next starts where the next one ends and is read before it arrives; where a page ends
@@ -41,16 +58,30 @@ impl Pages {
         end: Option<i64>,
         size: i64,
         depth: usize,
-    ) -> Pages {
-        let scan: Scan = Arc::new(move |after, limit| {
+    ) -> Self {
+        let scan: Scan<LogEntry> = Arc::new(move |after, limit| {
             let store = store.clone();
             Box::pin(async move { store.scan(after, limit).await })
         });
         Pages::over(scan, after, end, size, depth)
     }
+}
 
+impl Pages<ScannedLeaf> {
+    /// As [`Pages::new`], each row with the leaf its content hashes to instead of its event
+    /// ([`LogStore::scan_leaves`]).
+    pub(crate) fn leaves(store: Arc<dyn LogStore>, size: i64, depth: usize) -> Self {
+        let scan: Scan<ScannedLeaf> = Arc::new(move |after, limit| {
+            let store = store.clone();
+            Box::pin(async move { store.scan_leaves(after, limit).await })
+        });
+        Pages::over(scan, 0, None, size, depth)
+    }
+}
+
+impl<T: Positioned> Pages<T> {
     /// As [`Pages::new`], reading with `scan`.
-    fn over(scan: Scan, after: i64, end: Option<i64>, size: i64, depth: usize) -> Pages {
+    fn over(scan: Scan<T>, after: i64, end: Option<i64>, size: i64, depth: usize) -> Self {
         Pages {
             scan,
             after,
@@ -62,7 +93,7 @@ impl Pages {
     }
 
     /// The next page; `None` at the end.
-    pub(crate) async fn next(&mut self) -> Result<Option<Vec<LogEntry>>, StoreError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<T>>, StoreError> {
         if self.after >= self.end {
             return Ok(None);
         }
@@ -105,10 +136,12 @@ impl Pages {
     }
 
     /// Starts reading the page after `after`.
-    fn read(&self, after: i64) -> Reading {
+    fn read(&self, after: i64) -> Reading<T> {
         tokio::spawn((self.scan)(after, self.page_size(after)))
     }
+}
 
+impl<T> Pages<T> {
     fn abort(&mut self) {
         for (_, read) in self.ahead.drain(..) {
             read.abort();
@@ -116,7 +149,7 @@ impl Pages {
     }
 }
 
-impl Drop for Pages {
+impl<T> Drop for Pages<T> {
     fn drop(&mut self) {
         // Pages nobody will use are read no further.
         self.abort();
@@ -152,11 +185,11 @@ mod tests {
     type Reads = Arc<Mutex<Vec<(i64, i64)>>>;
 
     /// Pages over a log holding `seqs`, and the reads they made.
-    fn pages_over(seqs: Vec<i64>, end: Option<i64>, size: i64) -> (Pages, Reads) {
+    fn pages_over(seqs: Vec<i64>, end: Option<i64>, size: i64) -> (Pages<LogEntry>, Reads) {
         let reads = Arc::new(Mutex::new(Vec::new()));
         let made = reads.clone();
         let seqs = Arc::new(seqs);
-        let scan: Scan = Arc::new(move |after, limit| {
+        let scan: Scan<LogEntry> = Arc::new(move |after, limit| {
             made.lock().unwrap().push((after, limit));
             let rows: Vec<LogEntry> = seqs
                 .iter()
@@ -169,7 +202,7 @@ mod tests {
         (Pages::over(scan, 0, end, size, 2), reads)
     }
 
-    async fn all(pages: &mut Pages) -> Vec<Vec<i64>> {
+    async fn all(pages: &mut Pages<LogEntry>) -> Vec<Vec<i64>> {
         let mut got = Vec::new();
         while let Some(page) = pages.next().await.unwrap() {
             got.push(page.iter().map(LogEntry::seq).collect());

@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use crate::evidence::pages::Pages;
 use crate::evidence::witness::Witnessed;
-use crate::store::{CheckpointQuery, LogEntry, LogStore, StoreError, StoredCheckpoint};
+use crate::store::{CheckpointQuery, LogStore, ScannedLeaf, StoreError, StoredCheckpoint};
 
 /// Rows read per round trip.
 const PAGE: i64 = 10_000;
@@ -174,29 +174,12 @@ pub async fn verify_log(
     let mut signed = signed_roots(&checkpoints, key, &mut report);
     check_witnessed(witnessed, &checkpoints, key, &mut signed, &mut report);
     let mut scan = Scan::new(signed, checkpoints.last().cloned());
-    // Pages are read and decoded on their own tasks, and each one's leaves recomputed on
-    // another thread while the rows of the page before are checked: the work spreads over
-    // every core.
-    let mut pages = Pages::new(store.clone(), 0, None, PAGE, READS_AHEAD);
-    let mut hashing = None;
-    loop {
-        let next = pages.next().await?.map(|rows| {
-            tokio::task::spawn_blocking(move || {
-                let leaves: Vec<Option<Hash>> = rows.iter().map(content_leaf).collect();
-                (rows, leaves)
-            })
-        });
-        let end = next.is_none();
-        if let Some(page) = std::mem::replace(&mut hashing, next) {
-            let (rows, leaves) = page
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            for (row, leaf) in rows.iter().zip(leaves) {
-                scan.row(row, leaf, &mut report);
-            }
-        }
-        if end {
-            break;
+    // Pages are read on their own tasks, each row's leaf recomputed from its columns as they
+    // arrive, while the rows of the page before are checked: the work spreads over every core.
+    let mut pages = Pages::leaves(store.clone(), PAGE, READS_AHEAD);
+    while let Some(rows) = pages.next().await? {
+        for row in &rows {
+            scan.row(row, &mut report);
         }
     }
     scan.finish(store.received_in_order_from().await?, &mut report);
@@ -357,8 +340,8 @@ impl Scan {
         }
     }
 
-    /// Takes the next row, with the leaf recomputed from its content ([`content_leaf`]).
-    fn row(&mut self, row: &LogEntry, content_leaf: Option<Hash>, report: &mut Report) {
+    /// Takes the next row.
+    fn row(&mut self, row: &ScannedLeaf, report: &mut Report) {
         report.events += 1;
         let seq = row.seq();
         let expected = self.size as i64 + 1;
@@ -370,7 +353,7 @@ impl Scan {
             );
             self.tree_broken = true;
         }
-        let (leaf, received_at) = leaf_of(row, content_leaf, report);
+        let (leaf, received_at) = leaf_of(row, report);
         self.receipt_time(seq, received_at);
         self.coverage(seq, received_at, report);
         if !self.tree_broken {
@@ -469,36 +452,27 @@ impl Scan {
     }
 }
 
-/// The leaf recomputed from a row's content (none for a purged row).
-fn content_leaf(row: &LogEntry) -> Option<Hash> {
-    match row {
-        LogEntry::Event(e) => Some(e.event.leaf_hash().into()),
-        LogEntry::Purged(_) => None,
-    }
-}
-
-/// A row's leaf, recomputed from its content (`content_leaf`; its stored hash for a purged
-/// row), and its receipt time; reports content that no longer hashes to its leaf and an early
-/// purge.
-fn leaf_of(
-    row: &LogEntry,
-    content_leaf: Option<Hash>,
-    report: &mut Report,
-) -> (Hash, DateTime<Utc>) {
+/// A row's leaf, recomputed from its content (its stored hash for a purged row), and its
+/// receipt time; reports content that no longer hashes to its leaf and an early purge.
+fn leaf_of(row: &ScannedLeaf, report: &mut Report) -> (Hash, DateTime<Utc>) {
     let seq = row.seq();
     match row {
-        LogEntry::Event(e) => {
-            let leaf = content_leaf.unwrap_or_else(|| e.event.leaf_hash().into());
-            if leaf != Hash::from(e.leaf_hash) {
+        ScannedLeaf::Content {
+            leaf_hash,
+            content_leaf,
+            committed_at,
+            ..
+        } => {
+            if content_leaf != leaf_hash {
                 report.add(
                     Fault::ContentChanged,
                     Some(seq),
                     format!("seq {seq}: the content does not hash to the stored leaf hash"),
                 );
             }
-            (leaf, e.committed_at)
+            ((*content_leaf).into(), *committed_at)
         }
-        LogEntry::Purged(p) => {
+        ScannedLeaf::Purged(p) => {
             report.purged += 1;
             if p.purged_at < p.expired_at() {
                 report.add(

@@ -9,13 +9,14 @@ use std::sync::LazyLock;
 
 use audit_model::merkle::Hash;
 use audit_model::{
-    AuditEvent, EventField, FieldKind, FieldValue, FromFieldsError, LeafHash, StoredEvent,
+    leaf_hash_of, AuditEvent, EventField, FieldKind, FieldRef, FieldValue, FromFieldsError,
+    LeafHash, StoredEvent,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{LogEntry, PurgedEvent, StoreError, StoredRecord};
+use super::{LogEntry, PurgedEvent, ScannedLeaf, StoreError, StoredRecord};
 
 /// A column of a row: its name, and where rows of [`log_columns`] hold it. A row is read at
 /// that place when its column there has that name (no lookup by name, which was a tenth of
@@ -81,13 +82,18 @@ fn field_column(field: EventField) -> Column<'static> {
 pub(crate) trait ReadColumn {
     fn uuid(&self, column: Column<'_>) -> Result<Option<Uuid>, StoreError>;
     fn time(&self, column: Column<'_>) -> Result<Option<DateTime<Utc>>, StoreError>;
-    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError>;
+    /// Text, borrowed from the row.
+    fn str(&self, column: Column<'_>) -> Result<Option<&str>, StoreError>;
     fn int64(&self, column: Column<'_>) -> Result<Option<i64>, StoreError>;
     fn int32(&self, column: Column<'_>) -> Result<Option<i32>, StoreError>;
     fn bool(&self, column: Column<'_>) -> Result<Option<bool>, StoreError>;
     /// A JSON object (anything else is corruption).
     fn object(&self, column: Column<'_>) -> Result<Option<Map<String, Value>>, StoreError>;
     fn bytes(&self, column: Column<'_>) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
+        Ok(self.str(column)?.map(str::to_owned))
+    }
 
     /// A SHA-256 hash (anything but 32 bytes is corruption).
     fn hash(&self, column: Column<'_>) -> Result<Option<Hash>, StoreError> {
@@ -180,10 +186,49 @@ pub(crate) fn blank_content() -> &'static str {
 
 /// A row of the log: an event, or what the purge left of one.
 pub(crate) fn decode_entry(row: &impl ReadColumn) -> Result<LogEntry, StoreError> {
-    let Some(purged_at) = row.time(PURGED_AT)? else {
-        return decode_event(row).map(|e| LogEntry::Event(Box::new(e)));
-    };
-    Ok(LogEntry::Purged(PurgedEvent {
+    match row.time(PURGED_AT)? {
+        Some(purged_at) => decode_purged(row, purged_at).map(LogEntry::Purged),
+        None => decode_event(row).map(|e| LogEntry::Event(Box::new(e))),
+    }
+}
+
+/// A row of the log with the leaf its content hashes to, computed from the columns as they are
+/// read (text borrowed from the row; no event rebuilt); or what the purge left of one.
+pub(crate) fn decode_leaf(row: &impl ReadColumn) -> Result<ScannedLeaf, StoreError> {
+    if let Some(purged_at) = row.time(PURGED_AT)? {
+        return decode_purged(row, purged_at).map(ScannedLeaf::Purged);
+    }
+    let data = row.object(field_column(EventField::EventData))?;
+    let mut fields = [FieldRef::Absent; EventField::ALL.len()];
+    for &field in EventField::ALL {
+        let column = field_column(field);
+        let value = match field.kind() {
+            FieldKind::Uuid => row.uuid(column)?.map(FieldRef::Uuid),
+            FieldKind::Text => row.str(column)?.map(FieldRef::Text),
+            FieldKind::Time => row.time(column)?.map(FieldRef::Time),
+            FieldKind::Int64 => row.int64(column)?.map(FieldRef::Int),
+            FieldKind::Int32 => row.int32(column)?.map(|i| FieldRef::Int(i.into())),
+            FieldKind::Object => data.as_ref().map(FieldRef::Object),
+            FieldKind::Bool => row.bool(column)?.map(FieldRef::Bool),
+        };
+        fields[field as usize] = value.unwrap_or(FieldRef::Absent);
+    }
+    let content_leaf = leaf_hash_of(|field| fields[field as usize])
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(ScannedLeaf::Content {
+        seq: row.required(ReadColumn::int64, SEQ)?,
+        leaf_hash: leaf_hash(row)?,
+        content_leaf,
+        committed_at: row.required(ReadColumn::time, COMMITTED_AT)?,
+    })
+}
+
+/// What the purge left of a row.
+fn decode_purged(
+    row: &impl ReadColumn,
+    purged_at: DateTime<Utc>,
+) -> Result<PurgedEvent, StoreError> {
+    Ok(PurgedEvent {
         seq: row.required(ReadColumn::int64, SEQ)?,
         event_id: row.required(ReadColumn::uuid, field_column(EventField::EventId))?,
         leaf_hash: leaf_hash(row)?,
@@ -194,7 +239,7 @@ pub(crate) fn decode_entry(row: &impl ReadColumn) -> Result<LogEntry, StoreError
         received_at: row.required(ReadColumn::time, field_column(EventField::ReceivedAt))?,
         committed_at: row.required(ReadColumn::time, COMMITTED_AT)?,
         purged_at,
-    }))
+    })
 }
 
 /// The columns a timeline reads; each backend's query names them so (`to_phase` and

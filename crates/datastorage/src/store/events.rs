@@ -91,6 +91,45 @@ impl LogEntry {
     }
 }
 
+/// A row of the log as the verifier reads it ([`super::EventLog::scan_leaves`]): the leaf its
+/// content hashes to, recomputed as the row was read instead of the event rebuilt, or what the
+/// retention purge left of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScannedLeaf {
+    Content {
+        seq: i64,
+        /// The leaf hash stored with the row.
+        leaf_hash: LeafHash,
+        /// The leaf hash of the row's content.
+        content_leaf: LeafHash,
+        committed_at: DateTime<Utc>,
+    },
+    Purged(PurgedEvent),
+}
+
+impl ScannedLeaf {
+    pub fn seq(&self) -> i64 {
+        match self {
+            ScannedLeaf::Content { seq, .. } => *seq,
+            ScannedLeaf::Purged(p) => p.seq,
+        }
+    }
+}
+
+impl From<LogEntry> for ScannedLeaf {
+    fn from(entry: LogEntry) -> Self {
+        match entry {
+            LogEntry::Event(e) => ScannedLeaf::Content {
+                seq: e.seq,
+                leaf_hash: e.leaf_hash,
+                content_leaf: e.event.leaf_hash(),
+                committed_at: e.committed_at,
+            },
+            LogEntry::Purged(p) => ScannedLeaf::Purged(p),
+        }
+    }
+}
+
 /// What appending one event did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {

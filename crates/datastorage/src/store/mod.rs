@@ -48,7 +48,8 @@ pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migr
 /// The SQLite schema's migrations, embedded.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub use events::{
-    holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, StoredRecord,
+    holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, ScannedLeaf,
+    StoredRecord,
 };
 pub use holds::{HoldRequest, LegalHold, PlaceHold};
 pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
@@ -83,6 +84,17 @@ pub trait EventLog: Send + Sync + 'static {
     async fn count(&self) -> Result<i64, StoreError>;
     /// Up to `limit` rows after `after_seq`, in seq order (the verifier's and the export's scan).
     async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError>;
+    /// The rows [`EventLog::scan`] reads, each with the leaf its content hashes to instead of
+    /// its event (the verifier's scan). The stores hash each row's columns as they read it,
+    /// without rebuilding the event (which was most of the verifier's work).
+    async fn scan_leaves(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ScannedLeaf>, StoreError> {
+        let rows = self.scan(after_seq, limit).await?;
+        Ok(rows.into_iter().map(ScannedLeaf::from).collect())
+    }
     /// The first seq whose receipt time was taken under the log head: from there on it never
     /// steps backwards along `seq` (rows before it may, when several replicas wrote them).
     async fn received_in_order_from(&self) -> Result<i64, StoreError>;

@@ -37,7 +37,7 @@ use uuid::Uuid;
 use super::{
     AppendOutcome, CheckpointQuery, DroppedPartition, EventLog, EventQuery, HoldRequest, HoldStore,
     LegalHold, LogEntry, LogStore, PlaceHold, PostgresStore, PreparedEvent, RecordQuery,
-    StoreError, StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
+    ScannedLeaf, StoreError, StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
 };
 use crate::derived::timeline::TimelineRow;
 use crate::metrics;
@@ -232,6 +232,20 @@ impl EventLog for ReplicaReads {
             limit,
             |s, from, n| s.scan(from, n),
             LogEntry::seq
+        )
+    }
+
+    async fn scan_leaves(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ScannedLeaf>, StoreError> {
+        scanned!(
+            self,
+            after_seq,
+            limit,
+            |s, from, n| s.scan_leaves(from, n),
+            ScannedLeaf::seq
         )
     }
 

@@ -67,6 +67,14 @@ async fn retention(backend: Backend) {
     let rows = store.scan(0, 10).await.unwrap();
     assert!(matches!(&rows[0], LogEntry::Purged(p) if p.seq == 1));
     assert!(matches!(&rows[1], LogEntry::Event(e) if e.seq == 2));
+    // The verifier's scan reads the same rows, each live one with the leaf its columns hash to.
+    let leaves = store.scan_leaves(0, 10).await.unwrap();
+    let expected: Vec<ScannedLeaf> = rows.into_iter().map(ScannedLeaf::from).collect();
+    assert_eq!(leaves, expected);
+    assert!(
+        matches!(&leaves[1], ScannedLeaf::Content { leaf_hash, content_leaf, .. }
+        if *leaf_hash == held.leaf_hash && *content_leaf == held.leaf_hash)
+    );
     // Queries no longer see it.
     let all = store
         .query(&EventQuery {

@@ -19,8 +19,8 @@ use audit_model::{AuditEvent, EventField, FieldValue, Receipt, StoredEvent, Writ
 use chrono::Utc;
 use datastorage::store::{
     self, AppendOutcome, CheckpointQuery, EventFilter, EventLog, EventQuery, HoldRequest, LogEntry,
-    LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, StoreError, StoredCheckpoint,
-    StoredCosignature, StoredRecord, TreeStore,
+    LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, ScannedLeaf, StoreError,
+    StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
 };
 use helpers::{Backend, TestDb};
 use serde_json::json;

@@ -7,12 +7,13 @@ use uuid::Uuid;
 
 use super::{bound, PostgresStore};
 use crate::store::columns::{
-    decode_entry, decode_event, decode_record, decode_timeline_row, log_columns, TIMELINE_COLUMNS,
+    decode_entry, decode_event, decode_leaf, decode_record, decode_timeline_row, log_columns,
+    TIMELINE_COLUMNS,
 };
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
-    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, StoreError,
-    StoredRecord,
+    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, ScannedLeaf,
+    StoreError, StoredRecord,
 };
 
 #[async_trait]
@@ -128,6 +129,34 @@ impl EventLog for PostgresStore {
     }
 
     async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
+        self.scan_rows(after_seq, limit, decode_entry).await
+    }
+
+    async fn scan_leaves(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ScannedLeaf>, StoreError> {
+        self.scan_rows(after_seq, limit, decode_leaf).await
+    }
+
+    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+impl PostgresStore {
+    /// Up to `limit` rows after `after_seq` in seq order, each decoded by `decode`.
+    async fn scan_rows<T: Send>(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        decode: fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         // Without parallel workers: a parallel plan merges the wide rows through the workers'
         // queues, and took half as much CPU again per page as one process walking the leaves'
         // key and probing each content row (measured on a 1 M-event log, docs/benchmarks.md).
@@ -140,22 +169,14 @@ impl EventLog for PostgresStore {
             "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
             log_columns()
         );
-        let entries = sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
             .bind(after_seq)
             .bind(limit)
             .fetch(&mut *tx)
-            .map(|row| decode_entry(&row?))
+            .map(|row| decode(&row?))
             .try_collect()
             .await?;
         tx.commit().await?;
-        Ok(entries)
-    }
-
-    async fn received_in_order_from(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(rows)
     }
 }

@@ -162,7 +162,7 @@ impl ReadColumn for PgRow {
         Ok(self.try_get(column)?)
     }
 
-    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
+    fn str(&self, column: Column<'_>) -> Result<Option<&str>, StoreError> {
         Ok(self.try_get(column)?)
     }
 

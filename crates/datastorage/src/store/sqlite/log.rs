@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 use super::{bound, SqliteStore};
 use crate::store::columns::{
-    decode_entry, decode_event, decode_record, decode_timeline_row, event_columns, log_columns,
-    TIMELINE_COLUMNS,
+    decode_entry, decode_event, decode_leaf, decode_record, decode_timeline_row, event_columns,
+    log_columns, TIMELINE_COLUMNS,
 };
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
-    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, StoreError,
-    StoredRecord,
+    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, ScannedLeaf,
+    StoreError, StoredRecord,
 };
 
 /// Rows per INSERT statement: as many as SQLite's variable limit (32 766) allows with a
@@ -154,17 +154,15 @@ impl EventLog for SqliteStore {
     }
 
     async fn scan(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            log_columns()
-        ))
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(decode_entry)
-        .collect()
+        self.scan_rows(after_seq, limit, decode_entry).await
+    }
+
+    async fn scan_leaves(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ScannedLeaf>, StoreError> {
+        self.scan_rows(after_seq, limit, decode_leaf).await
     }
 
     async fn received_in_order_from(&self) -> Result<i64, StoreError> {
@@ -210,4 +208,26 @@ async fn insert(
     });
     q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
+}
+
+impl SqliteStore {
+    /// Up to `limit` rows after `after_seq` in seq order, each decoded by `decode`.
+    async fn scan_rows<T>(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            log_columns()
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode)
+        .collect()
+    }
 }

@@ -113,7 +113,7 @@ impl ReadColumn for SqliteRow {
         .transpose()
     }
 
-    fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
+    fn str(&self, column: Column<'_>) -> Result<Option<&str>, StoreError> {
         Ok(self.try_get(column)?)
     }
 
