@@ -169,9 +169,17 @@ proptest! {
         e in event(),
         seq in any::<i64>(),
         proof in prop::collection::vec(any::<[u8; 32]>(), 0..40),
+        unsigned_receipt in prop::option::of(timestamp()),
     ) {
+        // Also an event written before writers were recorded, whose receipt time is not signed.
+        let e = match unsigned_receipt {
+            Some(t) => e.with_attestation(None, Some(t)),
+            None => e,
+        };
+        let mut json = Vec::new();
+        audit_model::export::write_event_json(&mut json, |f| e.get(f));
         let mut direct = Vec::new();
-        audit_model::export::write_event_line(&mut direct, seq, &proof, e.clone());
+        audit_model::export::write_event_line(&mut direct, seq, &proof, &json);
         let mut reference = Vec::new();
         audit_model::export::ExportedEvent::new(seq, &proof, e).write_line(&mut reference);
         prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(reference).unwrap());

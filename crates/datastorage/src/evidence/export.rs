@@ -14,9 +14,9 @@
 
 use std::sync::Arc;
 
-use audit_model::export::{write_event_line, ExportHeader, FORMAT};
+use audit_model::export::{write_event_json, write_event_line, ExportHeader, FORMAT};
 use audit_model::merkle::Hash;
-use audit_model::{EventField, FieldRef, StoredEvent};
+use audit_model::{EventField, FieldRef};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 use crate::evidence::pages::Pages;
 use crate::evidence::tree;
 use crate::store::{
-    CheckpointQuery, EventFilter, LogEntry, LogStore, StoreError, StoredCheckpoint,
+    CheckpointQuery, EventFilter, LogStore, Render, RenderedRow, RowFields, StoreError,
+    StoredCheckpoint,
 };
 
 /// Rows read (and proven) per round trip.
@@ -43,38 +44,47 @@ pub struct ExportFilter {
 }
 
 impl ExportFilter {
-    fn matches(&self, e: &StoredEvent) -> bool {
-        self.since.is_none_or(|t| e.event.event_timestamp() >= t)
-            && self.until.is_none_or(|t| e.event.event_timestamp() < t)
+    fn matches(&self, fields: &RowFields<'_>) -> bool {
+        let text = |field| match fields.get(field) {
+            FieldRef::Text(t) => Some(t),
+            _ => None,
+        };
+        let at = match fields.get(EventField::EventTimestamp) {
+            FieldRef::Time(t) => Some(t),
+            _ => None,
+        };
+        self.since.is_none_or(|t| at.is_some_and(|at| at >= t))
+            && self.until.is_none_or(|t| at.is_some_and(|at| at < t))
             && self
                 .correlation_id
-                .as_ref()
-                .is_none_or(|c| e.event.correlation_id() == c)
+                .as_deref()
+                .is_none_or(|c| text(EventField::CorrelationId) == Some(c))
             && self
                 .fields
                 .iter()
-                .all(|(f, value)| column(&e.event, *f) == Some(value.as_str()))
+                .all(|(f, value)| text(f.field()) == Some(value.as_str()))
+    }
+
+    /// What the export writes of a row that matches: the event's JSON (NDJSON), or its columns
+    /// as CSV fields (the seq, the leaf hash and the proof go about them when the page is
+    /// encoded).
+    fn render(self, format: ExportFormat) -> Render {
+        Arc::new(move |fields| {
+            if !self.matches(fields) {
+                return None;
+            }
+            Some(match format {
+                ExportFormat::Ndjson => {
+                    let mut json = Vec::with_capacity(1024);
+                    write_event_json(&mut json, |f| fields.get(f));
+                    json
+                }
+                ExportFormat::Csv => csv_fields(fields),
+            })
+        })
     }
 }
 
-/// The value of a filtered column of `event`.
-fn column(event: &audit_model::AuditEvent, filter: EventFilter) -> Option<&str> {
-    match filter {
-        EventFilter::CorrelationId => Some(event.correlation_id()),
-        EventFilter::EventType => Some(event.event_type()),
-        EventFilter::EventCategory => Some(event.event_category()),
-        EventFilter::EventOutcome => Some(event.event_outcome().as_str()),
-        EventFilter::ResourceType => Some(event.resource_type()),
-        EventFilter::ResourceId => Some(event.resource_id()),
-        EventFilter::ActorId => Some(event.actor_id()),
-        EventFilter::Namespace => event.namespace(),
-        EventFilter::Severity => event.severity(),
-        EventFilter::ClusterId => event.cluster_id(),
-        EventFilter::SubmittedBy => event.submitted_by(),
-    }
-}
-
-/// The export's encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportFormat {
     #[default]
@@ -129,11 +139,10 @@ fn csv_columns() -> Vec<&'static str> {
 /// An export in progress: call [`Export::next_chunk`] until it answers `None`.
 pub struct Export {
     store: Arc<dyn LogStore>,
-    filter: ExportFilter,
     format: ExportFormat,
     checkpoint: StoredCheckpoint,
     /// The log up to the checkpoint's size, the next pages read while one is proven and encoded.
-    pages: Pages<LogEntry>,
+    pages: Pages<RenderedRow>,
     started: bool,
     written: u64,
     /// The page before, encoded while this one is proven.
@@ -173,16 +182,16 @@ impl Export {
         // The header carries the witnesses' cosignatures, for a verifier that asks a quorum.
         checkpoint.note = super::cosign::cosigned_note(store.as_ref(), &checkpoint).await?;
         // An export abandoned by its reader reads no further (its pages are dropped with it).
-        let pages = Pages::new(
+        let pages = Pages::rendered(
             store.clone(),
             filter.after_seq,
             Some(checkpoint.tree_size),
             PAGE,
             READS_AHEAD,
+            filter.clone().render(format),
         );
         Ok(Export {
             store,
-            filter,
             format,
             checkpoint,
             pages,
@@ -227,12 +236,9 @@ impl Export {
         let size = self.checkpoint.tree_size;
         while let Some(page) = self.pages.next().await? {
             let known = tree::page_leaves(&page);
-            let selected: Vec<StoredEvent> = page
+            let selected: Vec<RenderedRow> = page
                 .into_iter()
-                .filter_map(|entry| match entry {
-                    LogEntry::Event(e) if self.filter.matches(&e) => Some(*e),
-                    _ => None,
-                })
+                .filter(|row| row.rendered.is_some())
                 .collect();
             if selected.is_empty() {
                 continue;
@@ -276,51 +282,53 @@ impl Export {
     }
 }
 
-/// A page's events and their proofs, encoded.
+/// A page's rendered events and their proofs, encoded.
 fn encode(
     format: ExportFormat,
-    events: Vec<StoredEvent>,
+    rows: Vec<RenderedRow>,
     proofs: Vec<Vec<Hash>>,
 ) -> Result<Vec<u8>, ExportError> {
-    match format {
-        ExportFormat::Ndjson => {
-            let mut chunk = Vec::with_capacity(events.len() * 4096);
-            for (e, proof) in events.into_iter().zip(proofs) {
-                write_event_line(&mut chunk, e.seq, &proof, e.event);
+    let mut chunk = Vec::with_capacity(rows.len() * 2048);
+    for (row, proof) in rows.iter().zip(proofs) {
+        let rendered = row.rendered.as_deref().unwrap_or_default();
+        match format {
+            ExportFormat::Ndjson => write_event_line(&mut chunk, row.seq, &proof, rendered),
+            // The seq, the hex of hashes and the spaces between them need no quoting.
+            ExportFormat::Csv => {
+                chunk.extend_from_slice(row.seq.to_string().as_bytes());
+                chunk.push(b',');
+                chunk.extend_from_slice(rendered);
+                chunk.push(b',');
+                chunk.extend_from_slice(row.leaf_hash.to_hex().as_bytes());
+                chunk.push(b',');
+                let proof: Vec<String> = proof.iter().map(hex::encode).collect();
+                chunk.extend_from_slice(proof.join(" ").as_bytes());
+                chunk.extend_from_slice(b"\r\n");
             }
-            Ok(chunk)
-        }
-        ExportFormat::Csv => {
-            let mut out = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(Vec::new());
-            for (e, proof) in events.iter().zip(proofs) {
-                out.write_record(csv_row(e, &proof))
-                    .map_err(std::io::Error::other)?;
-            }
-            Ok(out.into_inner().map_err(|e| e.into_error())?)
         }
     }
+    Ok(chunk)
 }
 
-/// One event as CSV fields (absent optional fields are empty).
-fn csv_row(e: &StoredEvent, proof: &[Hash]) -> Vec<String> {
-    let fields = EventField::ALL.iter().map(|&f| match e.event.get(f) {
-        FieldRef::Absent => String::new(),
-        FieldRef::Uuid(u) => u.to_string(),
-        FieldRef::Text(t) => t.to_string(),
-        FieldRef::Time(t) => audit_model::timestamp::format(&t),
-        FieldRef::Int(i) => i.to_string(),
-        FieldRef::Bool(b) => b.to_string(),
-        FieldRef::Object(o) => serde_json::to_string(o).unwrap_or_default(),
-    });
-    std::iter::once(e.seq.to_string())
-        .chain(fields)
-        .chain([
-            e.leaf_hash.to_hex(),
-            proof.iter().map(hex::encode).collect::<Vec<_>>().join(" "),
-        ])
-        .collect()
+/// An event's columns as CSV fields, quoted where needed (absent optional fields are empty).
+fn csv_fields(fields: &RowFields<'_>) -> Vec<u8> {
+    let mut out = csv::WriterBuilder::new()
+        .buffer_capacity(1024)
+        .from_writer(Vec::new());
+    for &field in EventField::ALL {
+        let text = match fields.get(field) {
+            FieldRef::Absent => String::new(),
+            FieldRef::Uuid(u) => u.to_string(),
+            FieldRef::Text(t) => t.to_string(),
+            FieldRef::Time(t) => audit_model::timestamp::format(&t),
+            FieldRef::Int(i) => i.to_string(),
+            FieldRef::Bool(b) => b.to_string(),
+            FieldRef::Object(o) => serde_json::to_string(o).unwrap_or_default(),
+        };
+        // Writing into memory cannot fail.
+        out.write_field(text).expect("a field is written to memory");
+    }
+    out.into_inner().unwrap_or_default()
 }
 
 /// Writes a whole export to `out`; returns the number of events written and the tree size.

@@ -7,22 +7,22 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
-use crate::store::{LogEntry, LogStore, ScannedLeaf, StoreError};
+use crate::store::{LogStore, Render, RenderedRow, ScannedLeaf, StoreError};
 
 /// A row of a page: where it is in the log.
 pub(crate) trait Positioned: Send + 'static {
     fn seq(&self) -> i64;
 }
 
-impl Positioned for LogEntry {
-    fn seq(&self) -> i64 {
-        LogEntry::seq(self)
-    }
-}
-
 impl Positioned for ScannedLeaf {
     fn seq(&self) -> i64 {
         ScannedLeaf::seq(self)
+    }
+}
+
+impl Positioned for RenderedRow {
+    fn seq(&self) -> i64 {
+        self.seq
     }
 }
 
@@ -46,30 +46,9 @@ pub(crate) struct Pages<T> {
     ahead: VecDeque<(i64, Reading<T>)>,
 }
 
-impl Pages<LogEntry> {
-    /// The rows after `after` up to `end` (the log's end when `None`), `size` per page, with
-    /// up to `depth` pages read at once. The log's `seq` has no gaps, so the page after the
-    /// next starts where the next one ends and is read before it arrives; where a page ends
-    /// elsewhere (a gap, which the verifier reports), the reads ahead are dropped and the
-    /// next page is read from where it did end.
-    pub(crate) fn new(
-        store: Arc<dyn LogStore>,
-        after: i64,
-        end: Option<i64>,
-        size: i64,
-        depth: usize,
-    ) -> Self {
-        let scan: Scan<LogEntry> = Arc::new(move |after, limit| {
-            let store = store.clone();
-            Box::pin(async move { store.scan(after, limit).await })
-        });
-        Pages::over(scan, after, end, size, depth)
-    }
-}
-
 impl Pages<ScannedLeaf> {
-    /// As [`Pages::new`], each row with the leaf its content hashes to instead of its event
-    /// ([`LogStore::scan_leaves`]).
+    /// The whole log's rows, each with the leaf its content hashes to instead of its event
+    /// ([`LogStore::scan_leaves`]), as [`Pages::over`] reads them.
     pub(crate) fn leaves(store: Arc<dyn LogStore>, size: i64, depth: usize) -> Self {
         let scan: Scan<ScannedLeaf> = Arc::new(move |after, limit| {
             let store = store.clone();
@@ -79,8 +58,31 @@ impl Pages<ScannedLeaf> {
     }
 }
 
+impl Pages<RenderedRow> {
+    /// The rows after `after` up to `end`, each live row's fields given to `render` as they
+    /// are read ([`LogStore::scan_rendered`]), as [`Pages::over`] reads them.
+    pub(crate) fn rendered(
+        store: Arc<dyn LogStore>,
+        after: i64,
+        end: Option<i64>,
+        size: i64,
+        depth: usize,
+        render: Render,
+    ) -> Self {
+        let scan: Scan<RenderedRow> = Arc::new(move |after, limit| {
+            let (store, render) = (store.clone(), render.clone());
+            Box::pin(async move { store.scan_rendered(after, limit, render).await })
+        });
+        Pages::over(scan, after, end, size, depth)
+    }
+}
+
 impl<T: Positioned> Pages<T> {
-    /// As [`Pages::new`], reading with `scan`.
+    /// The rows after `after` up to `end` (the log's end when `None`), read with `scan`, `size`
+    /// per page, with up to `depth` pages read at once. The log's `seq` has no gaps, so the
+    /// page after the next starts where the next one ends and is read before it arrives; where
+    /// a page ends elsewhere (a gap, which the verifier reports), the reads ahead are dropped
+    /// and the next page is read from where it did end.
     fn over(scan: Scan<T>, after: i64, end: Option<i64>, size: i64, depth: usize) -> Self {
         Pages {
             scan,
@@ -161,37 +163,28 @@ mod tests {
     use std::sync::Mutex;
 
     use audit_model::LeafHash;
-    use chrono::Utc;
 
     use super::*;
-    use crate::store::PurgedEvent;
 
-    fn row(seq: i64) -> LogEntry {
-        let now = Utc::now();
-        LogEntry::Purged(PurgedEvent {
+    fn row(seq: i64) -> RenderedRow {
+        RenderedRow {
             seq,
-            event_id: uuid::Uuid::nil(),
             leaf_hash: LeafHash::new([0; 32]),
-            event_timestamp: now,
-            retention_days: 1,
-            submitted_by: None,
-            received_at: now,
-            committed_at: now,
-            purged_at: now,
-        })
+            rendered: None,
+        }
     }
 
     /// The reads made: each one's seq after and limit.
     type Reads = Arc<Mutex<Vec<(i64, i64)>>>;
 
     /// Pages over a log holding `seqs`, and the reads they made.
-    fn pages_over(seqs: Vec<i64>, end: Option<i64>, size: i64) -> (Pages<LogEntry>, Reads) {
+    fn pages_over(seqs: Vec<i64>, end: Option<i64>, size: i64) -> (Pages<RenderedRow>, Reads) {
         let reads = Arc::new(Mutex::new(Vec::new()));
         let made = reads.clone();
         let seqs = Arc::new(seqs);
-        let scan: Scan<LogEntry> = Arc::new(move |after, limit| {
+        let scan: Scan<RenderedRow> = Arc::new(move |after, limit| {
             made.lock().unwrap().push((after, limit));
-            let rows: Vec<LogEntry> = seqs
+            let rows: Vec<RenderedRow> = seqs
                 .iter()
                 .filter(|s| **s > after)
                 .take(limit as usize)
@@ -202,10 +195,10 @@ mod tests {
         (Pages::over(scan, 0, end, size, 2), reads)
     }
 
-    async fn all(pages: &mut Pages<LogEntry>) -> Vec<Vec<i64>> {
+    async fn all(pages: &mut Pages<RenderedRow>) -> Vec<Vec<i64>> {
         let mut got = Vec::new();
         while let Some(page) = pages.next().await.unwrap() {
-            got.push(page.iter().map(LogEntry::seq).collect());
+            got.push(page.iter().map(|r| r.seq).collect());
         }
         got
     }

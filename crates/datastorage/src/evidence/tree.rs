@@ -30,7 +30,7 @@ use chrono::Utc;
 
 use crate::evidence::witness::FileWitness;
 use crate::shutdown::Shutdown;
-use crate::store::{CheckpointQuery, LogEntry, StoreError, StoredCheckpoint, TreeStore};
+use crate::store::{CheckpointQuery, RenderedRow, StoreError, StoredCheckpoint, TreeStore};
 
 /// Leaves integrated per checkpoint at most, by default (a backlog becomes several checkpoints).
 pub const LEAVES_PER_CHECKPOINT: i64 = 50_000;
@@ -281,19 +281,13 @@ impl KnownLeaves {
 
 /// The leaves of a page of the log read in seq order (purged rows keep theirs), when its rows
 /// are consecutive.
-pub fn page_leaves(page: &[LogEntry]) -> Option<KnownLeaves> {
-    let first = page.first()?.seq();
+pub fn page_leaves(page: &[RenderedRow]) -> Option<KnownLeaves> {
+    let first = page.first()?.seq;
     let consecutive = page
         .iter()
         .enumerate()
-        .all(|(k, row)| row.seq() == first + k as i64);
-    let leaves = page
-        .iter()
-        .map(|row| match row {
-            LogEntry::Event(e) => Hash::from(e.leaf_hash),
-            LogEntry::Purged(p) => Hash::from(p.leaf_hash),
-        })
-        .collect();
+        .all(|(k, row)| row.seq == first + k as i64);
+    let leaves = page.iter().map(|row| Hash::from(row.leaf_hash)).collect();
     (consecutive && first >= 1).then(|| KnownLeaves::new(first as u64 - 1, leaves))
 }
 

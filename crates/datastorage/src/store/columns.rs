@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{LogEntry, PurgedEvent, ScannedLeaf, StoreError, StoredRecord};
+use super::{
+    LogEntry, PurgedEvent, Render, RenderedRow, RowFields, ScannedLeaf, StoreError, StoredRecord,
+};
 
 /// A column of a row: its name, and where rows of [`log_columns`] hold it. A row is read at
 /// that place when its column there has that name (no lookup by name, which was a tenth of
@@ -199,6 +201,42 @@ pub(crate) fn decode_leaf(row: &impl ReadColumn) -> Result<ScannedLeaf, StoreErr
         return decode_purged(row, purged_at).map(ScannedLeaf::Purged);
     }
     let data = row.object(field_column(EventField::EventData))?;
+    let fields = read_fields(row, data.as_ref())?;
+    let content_leaf =
+        leaf_hash_of(|field| fields.get(field)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(ScannedLeaf::Content {
+        seq: row.required(ReadColumn::int64, SEQ)?,
+        leaf_hash: leaf_hash(row)?,
+        content_leaf,
+        committed_at: row.required(ReadColumn::time, COMMITTED_AT)?,
+    })
+}
+
+/// A row of the log with what `render` made of its fields, read as in [`decode_leaf`].
+pub(crate) fn decode_rendered(
+    row: &impl ReadColumn,
+    render: &Render,
+) -> Result<RenderedRow, StoreError> {
+    let rendered = match row.time(PURGED_AT)? {
+        Some(_) => None,
+        None => {
+            let data = row.object(field_column(EventField::EventData))?;
+            render(&read_fields(row, data.as_ref())?)
+        }
+    };
+    Ok(RenderedRow {
+        seq: row.required(ReadColumn::int64, SEQ)?,
+        leaf_hash: leaf_hash(row)?,
+        rendered,
+    })
+}
+
+/// A live row's fields, text borrowed from it and `event_data` from `data` (its parse);
+/// corruption when a required field is NULL (as [`decode_event`] finds it).
+fn read_fields<'r>(
+    row: &'r impl ReadColumn,
+    data: Option<&'r Map<String, Value>>,
+) -> Result<RowFields<'r>, StoreError> {
     let mut fields = [FieldRef::Absent; EventField::ALL.len()];
     for &field in EventField::ALL {
         let column = field_column(field);
@@ -208,19 +246,18 @@ pub(crate) fn decode_leaf(row: &impl ReadColumn) -> Result<ScannedLeaf, StoreErr
             FieldKind::Time => row.time(column)?.map(FieldRef::Time),
             FieldKind::Int64 => row.int64(column)?.map(FieldRef::Int),
             FieldKind::Int32 => row.int32(column)?.map(|i| FieldRef::Int(i.into())),
-            FieldKind::Object => data.as_ref().map(FieldRef::Object),
+            FieldKind::Object => data.map(FieldRef::Object),
             FieldKind::Bool => row.bool(column)?.map(FieldRef::Bool),
         };
-        fields[field as usize] = value.unwrap_or(FieldRef::Absent);
+        match value {
+            Some(value) => fields[field as usize] = value,
+            None if field.required() => {
+                return Err(StoreError::Corrupt(format!("{column} is NULL")));
+            }
+            None => {}
+        }
     }
-    let content_leaf = leaf_hash_of(|field| fields[field as usize])
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(ScannedLeaf::Content {
-        seq: row.required(ReadColumn::int64, SEQ)?,
-        leaf_hash: leaf_hash(row)?,
-        content_leaf,
-        committed_at: row.required(ReadColumn::time, COMMITTED_AT)?,
-    })
+    Ok(RowFields(fields))
 }
 
 /// What the purge left of a row.

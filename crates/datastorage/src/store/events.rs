@@ -1,6 +1,6 @@
 //! What the event log holds and answers: prepared events, stored rows, append outcomes.
 
-use audit_model::{AuditEvent, EventField, FieldValue, LeafHash, StoredEvent};
+use audit_model::{AuditEvent, EventField, FieldRef, FieldValue, LeafHash, StoredEvent};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -126,6 +126,54 @@ impl From<LogEntry> for ScannedLeaf {
                 committed_at: e.committed_at,
             },
             LogEntry::Purged(p) => ScannedLeaf::Purged(p),
+        }
+    }
+}
+
+/// An event's fields as a row of the log holds them (text borrowed from the row), read without
+/// the event rebuilt; every required field is present.
+#[derive(Debug, Clone, Copy)]
+pub struct RowFields<'r>(pub(crate) [FieldRef<'r>; EventField::ALL.len()]);
+
+impl<'r> RowFields<'r> {
+    /// A field's value.
+    pub fn get(&self, field: EventField) -> FieldRef<'r> {
+        self.0[field as usize]
+    }
+
+    /// The fields of an event already built.
+    pub fn of(event: &'r AuditEvent) -> RowFields<'r> {
+        let mut fields = [FieldRef::Absent; EventField::ALL.len()];
+        for &field in EventField::ALL {
+            fields[field as usize] = event.get(field);
+        }
+        RowFields(fields)
+    }
+}
+
+/// What the export's scan ([`super::EventLog::scan_rendered`]) makes of a live row's fields:
+/// bytes, or `None` to leave the row out.
+pub type Render = std::sync::Arc<dyn Fn(&RowFields<'_>) -> Option<Vec<u8>> + Send + Sync>;
+
+/// A row of the log as the export reads it: its leaf hash (which the proofs of the rows about
+/// it are computed from) and what the render made of its fields (`None` for a purged row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedRow {
+    pub seq: i64,
+    pub leaf_hash: LeafHash,
+    pub rendered: Option<Vec<u8>>,
+}
+
+impl RenderedRow {
+    /// The row of `entry` rendered by `render`.
+    pub fn of(entry: &LogEntry, render: &Render) -> RenderedRow {
+        RenderedRow {
+            seq: entry.seq(),
+            leaf_hash: entry.leaf_hash(),
+            rendered: match entry {
+                LogEntry::Event(e) => render(&RowFields::of(&e.event)),
+                LogEntry::Purged(_) => None,
+            },
         }
     }
 }

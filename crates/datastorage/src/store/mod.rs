@@ -48,8 +48,8 @@ pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migr
 /// The SQLite schema's migrations, embedded.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub use events::{
-    holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, ScannedLeaf,
-    StoredRecord,
+    holds_same_content, AppendOutcome, LogEntry, PreparedEvent, PurgedEvent, Render, RenderedRow,
+    RowFields, ScannedLeaf, StoredRecord,
 };
 pub use holds::{HoldRequest, LegalHold, PlaceHold};
 pub use postgres::{PostgresStore, APPEND_APPLICATION_NAME};
@@ -94,6 +94,18 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<ScannedLeaf>, StoreError> {
         let rows = self.scan(after_seq, limit).await?;
         Ok(rows.into_iter().map(ScannedLeaf::from).collect())
+    }
+    /// The rows [`EventLog::scan`] reads, each live one's fields handed to `render` as they
+    /// are read, with what it made of them instead of the event (the export's scan: the stores
+    /// read text borrowed from the row and rebuild no event).
+    async fn scan_rendered(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        render: Render,
+    ) -> Result<Vec<RenderedRow>, StoreError> {
+        let rows = self.scan(after_seq, limit).await?;
+        Ok(rows.iter().map(|e| RenderedRow::of(e, &render)).collect())
     }
     /// The first seq whose receipt time was taken under the log head: from there on it never
     /// steps backwards along `seq` (rows before it may, when several replicas wrote them).

@@ -36,8 +36,9 @@ use uuid::Uuid;
 
 use super::{
     AppendOutcome, CheckpointQuery, DroppedPartition, EventLog, EventQuery, HoldRequest, HoldStore,
-    LegalHold, LogEntry, LogStore, PlaceHold, PostgresStore, PreparedEvent, RecordQuery,
-    ScannedLeaf, StoreError, StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
+    LegalHold, LogEntry, LogStore, PlaceHold, PostgresStore, PreparedEvent, RecordQuery, Render,
+    RenderedRow, ScannedLeaf, StoreError, StoredCheckpoint, StoredCosignature, StoredRecord,
+    TreeStore,
 };
 use crate::derived::timeline::TimelineRow;
 use crate::metrics;
@@ -246,6 +247,21 @@ impl EventLog for ReplicaReads {
             limit,
             |s, from, n| s.scan_leaves(from, n),
             ScannedLeaf::seq
+        )
+    }
+
+    async fn scan_rendered(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        render: Render,
+    ) -> Result<Vec<RenderedRow>, StoreError> {
+        scanned!(
+            self,
+            after_seq,
+            limit,
+            |s, from, n| s.scan_rendered(from, n, render.clone()),
+            |row: &RenderedRow| row.seq
         )
     }
 

@@ -75,6 +75,28 @@ async fn retention(backend: Backend) {
         matches!(&leaves[1], ScannedLeaf::Content { leaf_hash, content_leaf, .. }
         if *leaf_hash == held.leaf_hash && *content_leaf == held.leaf_hash)
     );
+    // The export's scan renders the live rows only; the purged one keeps its leaf hash.
+    let correlation = |fields: &RowFields<'_>| match fields.get(EventField::CorrelationId) {
+        audit_model::FieldRef::Text(c) => Some(c.as_bytes().to_vec()),
+        _ => None,
+    };
+    let rendered = store
+        .scan_rendered(0, 10, Arc::new(correlation))
+        .await
+        .unwrap();
+    let seen: Vec<(i64, Option<&[u8]>)> = rendered
+        .iter()
+        .map(|r| (r.seq, r.rendered.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, None),
+            (2, Some(&b"rr-held"[..])),
+            (3, Some(&b"rr-fresh"[..]))
+        ]
+    );
+    assert_eq!(rendered[0].leaf_hash, expired.leaf_hash);
     // Queries no longer see it.
     let all = store
         .query(&EventQuery {

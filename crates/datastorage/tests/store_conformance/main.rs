@@ -19,7 +19,7 @@ use audit_model::{AuditEvent, EventField, FieldValue, Receipt, StoredEvent, Writ
 use chrono::Utc;
 use datastorage::store::{
     self, AppendOutcome, CheckpointQuery, EventFilter, EventLog, EventQuery, HoldRequest, LogEntry,
-    LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, ScannedLeaf, StoreError,
+    LogStore, Order, PlaceHold, PreparedEvent, RecordQuery, RowFields, ScannedLeaf, StoreError,
     StoredCheckpoint, StoredCosignature, StoredRecord, TreeStore,
 };
 use helpers::{Backend, TestDb};

@@ -7,13 +7,13 @@ use uuid::Uuid;
 
 use super::{bound, PostgresStore};
 use crate::store::columns::{
-    decode_entry, decode_event, decode_leaf, decode_record, decode_timeline_row, log_columns,
-    TIMELINE_COLUMNS,
+    decode_entry, decode_event, decode_leaf, decode_record, decode_rendered, decode_timeline_row,
+    log_columns, TIMELINE_COLUMNS,
 };
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
-    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, ScannedLeaf,
-    StoreError, StoredRecord,
+    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, Render, RenderedRow,
+    ScannedLeaf, StoreError, StoredRecord,
 };
 
 #[async_trait]
@@ -140,6 +140,16 @@ impl EventLog for PostgresStore {
         self.scan_rows(after_seq, limit, decode_leaf).await
     }
 
+    async fn scan_rendered(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        render: Render,
+    ) -> Result<Vec<RenderedRow>, StoreError> {
+        self.scan_rows(after_seq, limit, |row| decode_rendered(row, &render))
+            .await
+    }
+
     async fn received_in_order_from(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
@@ -155,7 +165,7 @@ impl PostgresStore {
         &self,
         after_seq: i64,
         limit: i64,
-        decode: fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
+        decode: impl Fn(&sqlx::postgres::PgRow) -> Result<T, StoreError> + Send,
     ) -> Result<Vec<T>, StoreError> {
         // Without parallel workers: a parallel plan merges the wide rows through the workers'
         // queues, and took half as much CPU again per page as one process walking the leaves'

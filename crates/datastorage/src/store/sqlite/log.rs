@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 use super::{bound, SqliteStore};
 use crate::store::columns::{
-    decode_entry, decode_event, decode_leaf, decode_record, decode_timeline_row, event_columns,
-    log_columns, TIMELINE_COLUMNS,
+    decode_entry, decode_event, decode_leaf, decode_record, decode_rendered, decode_timeline_row,
+    event_columns, log_columns, TIMELINE_COLUMNS,
 };
 use crate::store::events::{classify, existing_events, existing_outcome};
 use crate::store::{
-    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, ScannedLeaf,
-    StoreError, StoredRecord,
+    AppendOutcome, EventLog, EventQuery, LogEntry, PreparedEvent, RecordQuery, Render, RenderedRow,
+    ScannedLeaf, StoreError, StoredRecord,
 };
 
 /// Rows per INSERT statement: as many as SQLite's variable limit (32 766) allows with a
@@ -165,6 +165,16 @@ impl EventLog for SqliteStore {
         self.scan_rows(after_seq, limit, decode_leaf).await
     }
 
+    async fn scan_rendered(
+        &self,
+        after_seq: i64,
+        limit: i64,
+        render: Render,
+    ) -> Result<Vec<RenderedRow>, StoreError> {
+        self.scan_rows(after_seq, limit, |row| decode_rendered(row, &render))
+            .await
+    }
+
     async fn received_in_order_from(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT received_in_order_from FROM log_head WHERE id = 1")
@@ -216,7 +226,7 @@ impl SqliteStore {
         &self,
         after_seq: i64,
         limit: i64,
-        decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+        decode: impl Fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError> + Send,
     ) -> Result<Vec<T>, StoreError> {
         sqlx::query(&format!(
             "SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
