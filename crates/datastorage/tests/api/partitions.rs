@@ -283,6 +283,12 @@ async fn a_log_of_the_schema_before_migrates_in_place() {
         assert!(partition_exists(&app, &partition_of(at)).await, "{at}");
     }
     assert_eq!(app.db.scalar("SELECT count(*) FROM audit_leaves").await, 31);
+    // Without the `(event_type, seq)` index no read used (migration 0012), on every partition.
+    let type_seq = app
+        .db
+        .scalar("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%(event_type text_pattern_ops, seq)%'")
+        .await;
+    assert_eq!(type_seq, 0);
     assert_eq!(
         app.db.scalar("SELECT count(*) FROM audit_content").await,
         30
