@@ -239,20 +239,10 @@ fn read_fields<'r>(
 ) -> Result<RowFields<'r>, StoreError> {
     let mut fields = [FieldRef::Absent; EventField::ALL.len()];
     for &field in EventField::ALL {
-        let column = field_column(field);
-        let value = match field.kind() {
-            FieldKind::Uuid => row.uuid(column)?.map(FieldRef::Uuid),
-            FieldKind::Text => row.str(column)?.map(FieldRef::Text),
-            FieldKind::Time => row.time(column)?.map(FieldRef::Time),
-            FieldKind::Int64 => row.int64(column)?.map(FieldRef::Int),
-            FieldKind::Int32 => row.int32(column)?.map(|i| FieldRef::Int(i.into())),
-            FieldKind::Object => data.map(FieldRef::Object),
-            FieldKind::Bool => row.bool(column)?.map(FieldRef::Bool),
-        };
-        match value {
+        match field_ref(row, field, data)? {
             Some(value) => fields[field as usize] = value,
             None if field.required() => {
-                return Err(StoreError::Corrupt(format!("{column} is NULL")));
+                return Err(StoreError::Corrupt(format!("{} is NULL", field.name())));
             }
             None => {}
         }
@@ -333,17 +323,29 @@ fn leaf_hash(row: &impl ReadColumn) -> Result<LeafHash, StoreError> {
     row.required(ReadColumn::hash, LEAF_HASH).map(LeafHash::new)
 }
 
-/// One field's column, read as its kind.
-fn field_value(row: &impl ReadColumn, field: EventField) -> Result<FieldValue, StoreError> {
+/// One field's column, read as its kind (`event_data` given as `data`; text borrowed).
+fn field_ref<'r>(
+    row: &'r impl ReadColumn,
+    field: EventField,
+    data: Option<&'r Map<String, Value>>,
+) -> Result<Option<FieldRef<'r>>, StoreError> {
     let column = field_column(field);
+    Ok(match field.kind() {
+        FieldKind::Uuid => row.uuid(column)?.map(FieldRef::Uuid),
+        FieldKind::Text => row.str(column)?.map(FieldRef::Text),
+        FieldKind::Time => row.time(column)?.map(FieldRef::Time),
+        FieldKind::Int64 => row.int64(column)?.map(FieldRef::Int),
+        FieldKind::Int32 => row.int32(column)?.map(|i| FieldRef::Int(i.into())),
+        FieldKind::Object => data.map(FieldRef::Object),
+        FieldKind::Bool => row.bool(column)?.map(FieldRef::Bool),
+    })
+}
+
+/// One field's column, owned (`event_data` parsed into the value, not copied).
+fn field_value(row: &impl ReadColumn, field: EventField) -> Result<FieldValue, StoreError> {
     let value = match field.kind() {
-        FieldKind::Uuid => row.uuid(column)?.map(FieldValue::Uuid),
-        FieldKind::Text => row.text(column)?.map(FieldValue::Text),
-        FieldKind::Time => row.time(column)?.map(FieldValue::Time),
-        FieldKind::Int64 => row.int64(column)?.map(FieldValue::Int),
-        FieldKind::Int32 => row.int32(column)?.map(|i| FieldValue::Int(i.into())),
-        FieldKind::Object => row.object(column)?.map(FieldValue::Object),
-        FieldKind::Bool => row.bool(column)?.map(FieldValue::Bool),
+        FieldKind::Object => row.object(field_column(field))?.map(FieldValue::Object),
+        _ => field_ref(row, field, None)?.map(FieldRef::to_owned),
     };
     Ok(value.unwrap_or(FieldValue::Absent))
 }
