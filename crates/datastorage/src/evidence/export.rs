@@ -85,6 +85,7 @@ impl ExportFilter {
     }
 }
 
+/// The export's encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportFormat {
     #[default]
@@ -188,7 +189,7 @@ impl Export {
             Some(checkpoint.tree_size),
             PAGE,
             READS_AHEAD,
-            filter.clone().render(format),
+            filter.render(format),
         );
         Ok(Export {
             store,

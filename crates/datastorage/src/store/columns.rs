@@ -93,6 +93,7 @@ pub(crate) trait ReadColumn {
     fn object(&self, column: Column<'_>) -> Result<Option<Map<String, Value>>, StoreError>;
     fn bytes(&self, column: Column<'_>) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Text, owned.
     fn text(&self, column: Column<'_>) -> Result<Option<String>, StoreError> {
         Ok(self.str(column)?.map(str::to_owned))
     }
